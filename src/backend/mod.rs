@@ -1,0 +1,14 @@
+//! Backends execute [`Op`]s. `live` changes the kernel and keeps the lab's ledger;
+//! a recording backend (for `plan`/`graph`) can implement the same trait.
+
+pub mod live;
+
+use crate::error::Result;
+use crate::op::{Op, Outcome};
+
+pub trait Backend {
+    fn apply(&mut self, op: Op) -> Result<Outcome>;
+    /// The lab's name; settable until the first object is created.
+    fn lab_name(&self) -> String;
+    fn set_lab_name(&mut self, name: &str) -> Result<()>;
+}

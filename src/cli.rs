@@ -1,0 +1,78 @@
+//! Command-line arguments.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "nsscript",
+    version,
+    about = "Linux network-namespace labs as scripts",
+    long_about = "Runs a lab script (Rhai) that builds network namespaces, veth pairs, bridges and routes over netlink, \
+                  and leaves the lab up until `nsscript down LAB`. Without a script, starts a REPL.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+
+    /// The lab script to run (a first line `#!/usr/bin/env nsscript` is allowed)
+    pub script: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub run: RunOpts,
+}
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct RunOpts {
+    /// Pass a constant to the script: integers and true/false arrive typed, the rest as strings
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+
+    /// The lab's name (default: the script file's stem, or what the script sets with lab("NAME"))
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Run inside a private network + mount namespace: the host is never touched and
+    /// everything vanishes when nsscript exits
+    #[arg(long)]
+    pub sandbox: bool,
+
+    /// With --sandbox: keep the lab alive after the script, until Ctrl-C
+    #[arg(long, requires = "sandbox")]
+    pub hold: bool,
+
+    /// When the script fails, keep what it built instead of rolling it back
+    #[arg(long)]
+    pub keep: bool,
+
+    /// If the lab is already up, take it down first, then build it again
+    #[arg(long)]
+    pub replace: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Remove everything a lab created, and nothing else
+    Down {
+        /// The lab's name (see `nsscript ls`)
+        lab: String,
+    },
+    /// List the labs that are up, with what they hold
+    Ls,
+    /// Start the REPL, optionally after running a lab script
+    Repl {
+        script: Option<PathBuf>,
+        #[command(flatten)]
+        run: RunOpts,
+    },
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))?;
+    let valid = !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !k.starts_with(|c: char| c.is_ascii_digit());
+    if !valid {
+        return Err(format!("{k:?} is not a valid variable name (letters, digits, '_', not starting with a digit)"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}

@@ -1,0 +1,161 @@
+//! Every error becomes one miette diagnostic: the span in the script (or module),
+//! what went wrong, what the kernel said in words, a help line, and the chain of
+//! calls that led there.
+
+use crate::error::Error;
+use crate::script::registry;
+use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceSpan};
+use rhai::{EvalAltResult, Position};
+use std::collections::HashMap;
+use std::io::IsTerminal;
+
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("{message}")]
+pub struct Report {
+    pub message: String,
+    #[source_code]
+    src: Option<NamedSource<String>>,
+    #[label(collection)]
+    labels: Vec<LabeledSpan>,
+    #[help]
+    pub help: Option<String>,
+    #[related]
+    related: Vec<Report>,
+}
+
+impl Report {
+    /// An error that is not about a place in a script (bad arguments, `down`...).
+    pub fn plain(e: &Error) -> Self {
+        let message = match &e.why {
+            Some(why) => format!("{}: {why}", e.what),
+            None => e.what.clone(),
+        };
+        Report { message, src: None, labels: vec![], help: e.help.clone(), related: vec![] }
+    }
+}
+
+/// The texts of the scripts an error may point into, by source name.
+#[derive(Default)]
+pub struct Sources {
+    texts: HashMap<String, String>,
+}
+
+impl Sources {
+    pub fn add(&mut self, name: &str, text: &str) {
+        self.texts.insert(name.to_string(), text.to_string());
+    }
+
+    fn text(&self, name: &str) -> Option<String> {
+        if let Some(t) = self.texts.get(name) {
+            return Some(t.clone());
+        }
+        if let Some(s) = crate::stdlib::source_of(name) {
+            return Some(s.to_string());
+        }
+        std::fs::read_to_string(name).ok().map(|t| crate::script::strip_shebang(&t))
+    }
+}
+
+/// Rhai positions are line + character column; miette wants a byte span.
+fn span_at(text: &str, pos: Position) -> Option<SourceSpan> {
+    let line = pos.line()?;
+    let col = pos.position().unwrap_or(1);
+    let line_start: usize = text.split_inclusive('\n').take(line - 1).map(str::len).sum();
+    let line_text = text[line_start..].lines().next().unwrap_or("");
+    let offset_in_line: usize = line_text.chars().take(col.saturating_sub(1)).map(char::len_utf8).sum();
+    let rest = &line_text[offset_in_line.min(line_text.len())..];
+    // Underline the word at the position (a function name, usually).
+    let len = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').map(char::len_utf8).sum::<usize>().max(1);
+    Some(SourceSpan::new((line_start + offset_in_line).into(), len))
+}
+
+fn located(sources: &Sources, source: &str, pos: Position, label: String, message: String, help: Option<String>) -> Report {
+    let text = sources.text(source);
+    let span = text.as_deref().and_then(|t| span_at(t, pos));
+    let labels = span.map(|s| vec![LabeledSpan::new_with_span(Some(label), s)]).unwrap_or_default();
+    Report { message, src: text.map(|t| NamedSource::new(source, t)), labels, help, related: vec![] }
+}
+
+/// The innermost error's message, label and help.
+fn describe(err: &EvalAltResult) -> (String, String, Option<String>) {
+    match err {
+        EvalAltResult::ErrorRuntime(value, _) => {
+            if let Some(e) = value.clone().try_cast::<Error>() {
+                return (e.what.clone(), e.why.clone().unwrap_or_else(|| "here".into()), e.help.clone());
+            }
+            (format!("script error: {value}"), "thrown here".into(), None)
+        }
+        EvalAltResult::ErrorParsing(pe, _) => (format!("syntax error: {pe}"), "here".into(), None),
+        EvalAltResult::ErrorFunctionNotFound(sig, _) => {
+            let name = sig.split('(').next().unwrap_or(sig).trim();
+            let name = name.rsplit("::").next().unwrap_or(name);
+            let help = match registry::find(name) {
+                Some(f) => Some(format!("{name} is called as {}", f.signature)),
+                None => {
+                    let near = registry::similar(name);
+                    if near.is_empty() {
+                        None
+                    } else {
+                        Some(format!("did you mean {}?", near.iter().map(|n| registry::find(n).map(|f| f.signature).unwrap_or(n)).collect::<Vec<_>>().join(" or ")))
+                    }
+                }
+            };
+            let message = if registry::find(name).is_some() { format!("wrong arguments for {name}: {sig}") } else { format!("unknown function {sig}") };
+            (message, "called here".into(), help)
+        }
+        EvalAltResult::ErrorVariableNotFound(name, _) => (
+            format!("unknown variable {name}"),
+            "used here".into(),
+            Some(format!("define it with `let {name} = ...;`, or pass it with --var {name}=VALUE")),
+        ),
+        EvalAltResult::ErrorModuleNotFound(name, _) => (
+            format!("cannot find module {name:?}"),
+            "imported here".into(),
+            Some(format!("stdlib modules: {}; other imports are files relative to the lab (\"./name\" for name.rhai)", crate::stdlib::MODULES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "))),
+        ),
+        other => {
+            let text = other.to_string();
+            let first = text.lines().next().unwrap_or("error").to_string();
+            (first, "here".into(), None)
+        }
+    }
+}
+
+/// Build the report for a script error raised while running `main`.
+pub fn from_rhai(err: &EvalAltResult, main: &str, sources: &Sources) -> Report {
+    let mut frames: Vec<(String, Position, String)> = Vec::new();
+    let mut source = main.to_string();
+    let mut cur = err;
+    loop {
+        match cur {
+            EvalAltResult::ErrorInFunctionCall(name, src, inner, pos) => {
+                frames.push((source.clone(), *pos, format!("in the call to {name}()")));
+                if !src.is_empty() {
+                    source = src.clone();
+                }
+                cur = inner;
+            }
+            EvalAltResult::ErrorInModule(path, inner, pos) => {
+                frames.push((source.clone(), *pos, format!("while importing {path:?}")));
+                source = crate::stdlib::source_of(path).map(|_| format!("stdlib/{path}.rhai")).unwrap_or_else(|| path.clone());
+                cur = inner;
+            }
+            _ => break,
+        }
+    }
+    let (message, label, help) = describe(cur);
+    let mut report = located(sources, &source, cur.position(), label, message, help);
+    report.related = frames.into_iter().rev().map(|(src, pos, what)| located(sources, &src, pos, "called here".into(), what, None)).collect();
+    report
+}
+
+/// Fancy on a terminal, plain (no colour, ASCII, fixed width) otherwise.
+pub fn render(report: &Report) -> String {
+    let fancy = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let handler = if fancy { GraphicalReportHandler::new() } else { GraphicalReportHandler::new_themed(GraphicalTheme::none()).with_width(100) };
+    let mut out = String::new();
+    if handler.render_report(&mut out, report).is_err() {
+        out = format!("error: {}\n", report.message);
+    }
+    out
+}

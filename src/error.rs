@@ -1,0 +1,73 @@
+//! The one error type of nsscript below the script layer.
+//!
+//! Every failure carries what went wrong in words, what the kernel (or a program) said,
+//! and a help line; `diag` turns it into a miette report pointing into the script.
+
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Error {
+    /// What failed, in the user's terms: "cannot create veth pair a/b".
+    pub what: String,
+    /// Why, as the kernel or a program said it, in words.
+    pub why: Option<String>,
+    /// What the user can do about it.
+    pub help: Option<String>,
+    /// The raw errno, when the kernel refused (lets callers react to EEXIST, ENODEV...).
+    pub errno: Option<i32>,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(what: impl Into<String>) -> Self {
+        Error { what: what.into(), why: None, help: None, errno: None }
+    }
+
+    pub fn why(mut self, why: impl Into<String>) -> Self {
+        self.why = Some(why.into());
+        self
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// The kernel refused with `errno`: say it in words.
+    pub fn errno(mut self, errno: i32) -> Self {
+        let errno = errno.abs();
+        self.errno = Some(errno);
+        self.why = Some(errno_words(errno));
+        self
+    }
+
+    pub fn io(what: impl Into<String>, err: &std::io::Error) -> Self {
+        match err.raw_os_error() {
+            Some(code) => Error::new(what).errno(code),
+            None => Error::new(what).why(err.to_string()),
+        }
+    }
+
+    pub fn is_errno(&self, errno: i32) -> bool {
+        self.errno == Some(errno)
+    }
+}
+
+/// `EEXIST` -> "File exists (EEXIST)".
+pub fn errno_words(errno: i32) -> String {
+    let e = nix::errno::Errno::from_raw(errno);
+    format!("{} ({:?})", e.desc(), e)
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.what)?;
+        if let Some(why) = &self.why {
+            write!(f, ": {why}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,310 @@
+//! Lab state on disk: the ledger of everything a lab created, written *before* each
+//! object is created, so that `down` can remove exactly that, also after SIGKILL.
+//!
+//! Layout: `/run/nsscript/labs/LAB/ledger.jsonl` (dir 0700, file 0600), one JSON
+//! entry per line, appended with a single write each.
+
+pub mod teardown;
+
+use crate::error::{Error, Result};
+use crate::op::NsRef;
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::PathBuf;
+
+pub const STATE_DIR: &str = "/run/nsscript/labs";
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// About to be created: if the run dies now, the object may or may not exist.
+    Intent,
+    /// Created; the identity fields are filled in.
+    Done,
+    /// The kernel refused: nothing was created.
+    Failed,
+}
+
+/// One line of the ledger.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "entry", rename_all = "snake_case")]
+pub enum Entry {
+    Begin { pid: u32, script: String },
+    Netns { id: u64, phase: Phase, name: String, inode: Option<u64> },
+    /// A link this lab created. `pair` links the two ends of a veth.
+    Link { id: u64, phase: Phase, ns: NsRef, name: String, kind: String, index: Option<u32>, pair: Option<u64> },
+    /// A link of ours now lives under another name or namespace.
+    LinkMoved { id: u64, ns: NsRef, name: String, index: u32 },
+    /// A link of ours was deleted by the script.
+    LinkGone { id: u64 },
+    /// An address put on a link that outlives the lab (not ours, in a namespace not ours).
+    Addr { id: u64, phase: Phase, ns: NsRef, link: String, addr: String },
+    /// A route in a namespace that outlives the lab. `via` is an IP or `dev NAME`.
+    Route { id: u64, phase: Phase, ns: NsRef, dest: Option<String>, via: String },
+    /// A sysctl changed in a namespace that outlives the lab, with the value to restore.
+    Sysctl { id: u64, phase: Phase, ns: NsRef, key: String, old: String },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetnsRec {
+    pub id: u64,
+    pub name: String,
+    pub inode: Option<u64>,
+    pub phase: Phase,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinkRec {
+    pub id: u64,
+    pub ns: NsRef,
+    pub name: String,
+    pub kind: String,
+    pub index: Option<u32>,
+    pub pair: Option<u64>,
+    pub phase: Phase,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AddrRec {
+    pub id: u64,
+    pub ns: NsRef,
+    pub link: String,
+    pub addr: String,
+    pub phase: Phase,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouteRec {
+    pub id: u64,
+    pub ns: NsRef,
+    pub dest: Option<String>,
+    pub via: String,
+    pub phase: Phase,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SysctlRec {
+    pub id: u64,
+    pub ns: NsRef,
+    pub key: String,
+    pub old: String,
+    pub phase: Phase,
+}
+
+/// What a lab holds, replayed from its ledger. Failed entries are dropped.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LabState {
+    pub netns: Vec<NetnsRec>,
+    pub links: Vec<LinkRec>,
+    pub addrs: Vec<AddrRec>,
+    pub routes: Vec<RouteRec>,
+    pub sysctls: Vec<SysctlRec>,
+    next_id: u64,
+}
+
+impl LabState {
+    pub fn apply(&mut self, e: &Entry) {
+        fn upsert<T>(v: &mut Vec<T>, id: u64, get_id: impl Fn(&T) -> u64, rec: T, failed: bool) {
+            v.retain(|r| get_id(r) != id);
+            if !failed {
+                v.push(rec);
+            }
+        }
+        match e.clone() {
+            Entry::Begin { .. } => {}
+            Entry::Netns { id, phase, name, inode } => {
+                upsert(&mut self.netns, id, |r| r.id, NetnsRec { id, name, inode, phase }, phase == Phase::Failed)
+            }
+            Entry::Link { id, phase, ns, name, kind, index, pair } => {
+                upsert(&mut self.links, id, |r| r.id, LinkRec { id, ns, name, kind, index, pair, phase }, phase == Phase::Failed)
+            }
+            Entry::LinkMoved { id, ns, name, index } => {
+                if let Some(l) = self.links.iter_mut().find(|l| l.id == id) {
+                    l.ns = ns;
+                    l.name = name;
+                    l.index = Some(index);
+                }
+            }
+            Entry::LinkGone { id } => self.links.retain(|l| l.id != id),
+            Entry::Addr { id, phase, ns, link, addr } => {
+                upsert(&mut self.addrs, id, |r| r.id, AddrRec { id, ns, link, addr, phase }, phase == Phase::Failed)
+            }
+            Entry::Route { id, phase, ns, dest, via } => {
+                upsert(&mut self.routes, id, |r| r.id, RouteRec { id, ns, dest, via, phase }, phase == Phase::Failed)
+            }
+            Entry::Sysctl { id, phase, ns, key, old } => {
+                // Only the first change of a key remembers the value to restore.
+                if self.sysctls.iter().any(|s| s.ns == ns && s.key == key && s.id != id) {
+                    return;
+                }
+                upsert(&mut self.sysctls, id, |r| r.id, SysctlRec { id, ns, key, old, phase }, phase == Phase::Failed)
+            }
+        }
+        let id = match e {
+            Entry::Netns { id, .. }
+            | Entry::Link { id, .. }
+            | Entry::Addr { id, .. }
+            | Entry::Route { id, .. }
+            | Entry::Sysctl { id, .. } => *id,
+            _ => 0,
+        };
+        self.next_id = self.next_id.max(id + 1);
+    }
+
+    pub fn new_id(&mut self) -> u64 {
+        self.next_id = self.next_id.max(1);
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    pub fn owns_netns(&self, name: &str) -> bool {
+        self.netns.iter().any(|n| n.name == name)
+    }
+
+    /// True when the lab deletes `ns` at `down` (so whatever is inside goes with it).
+    pub fn owns_ns(&self, ns: &NsRef) -> bool {
+        match ns {
+            NsRef::Host => false,
+            NsRef::Named(n) => self.owns_netns(n),
+        }
+    }
+
+    pub fn link(&self, ns: &NsRef, name: &str) -> Option<&LinkRec> {
+        self.links.iter().find(|l| &l.ns == ns && l.name == name)
+    }
+
+    /// A link the lab may change or delete: created by it, or inside one of its namespaces.
+    pub fn owns_link(&self, ns: &NsRef, name: &str) -> bool {
+        self.owns_ns(ns) || self.link(ns, name).is_some()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.netns.is_empty() && self.links.is_empty() && self.addrs.is_empty() && self.routes.is_empty() && self.sysctls.is_empty()
+    }
+
+    /// One line for `nsscript ls`.
+    pub fn summary(&self) -> String {
+        let names = |v: Vec<String>| if v.is_empty() { "-".to_string() } else { v.join(",") };
+        format!(
+            "netns: {}  links: {}  host changes: {}",
+            names(self.netns.iter().map(|n| n.name.clone()).collect()),
+            names(self.links.iter().filter(|l| !self.owns_ns(&l.ns)).map(|l| l.name.clone()).collect()),
+            self.addrs.len() + self.routes.len() + self.sysctls.len()
+        )
+    }
+}
+
+/// Lab names become directory names: same rules as namespace names.
+pub fn validate_lab_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::new(format!("invalid lab name {name:?}")).help("lab names use letters, digits, '-', '_' and '.', at most 64 bytes, and do not start with '.'"))
+    }
+}
+
+pub fn lab_dir(lab: &str) -> PathBuf {
+    PathBuf::from(STATE_DIR).join(lab)
+}
+
+fn ledger_path(lab: &str) -> PathBuf {
+    lab_dir(lab).join("ledger.jsonl")
+}
+
+/// An open ledger, appended to as the lab is built.
+pub struct Ledger {
+    file: File,
+    pub lab: String,
+}
+
+impl Ledger {
+    /// Start the ledger of a new build of `lab`. Refuses when the lab is up.
+    pub fn create(lab: &str, script: &str) -> Result<Ledger> {
+        validate_lab_name(lab)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(lab_dir(lab))
+            .map_err(|e| Error::io(format!("cannot create the state directory of lab {lab:?}"), &e))?;
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(ledger_path(lab))
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    Error::new(format!("lab {lab:?} is already up"))
+                        .help(format!("take it down first with `nsscript down {lab}`, rebuild it with `--replace`, or give this run another name with --name"))
+                } else {
+                    Error::io(format!("cannot create the ledger of lab {lab:?}"), &e)
+                }
+            })?;
+        let mut ledger = Ledger { file, lab: lab.to_string() };
+        ledger.append(&Entry::Begin { pid: std::process::id(), script: script.to_string() })?;
+        Ok(ledger)
+    }
+
+    pub fn append(&mut self, e: &Entry) -> Result<()> {
+        let mut line = serde_json::to_string(e).expect("ledger entries serialize");
+        line.push('\n');
+        // One write per entry: a killed run leaves whole lines (O_APPEND).
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(|err| Error::io(format!("cannot write the ledger of lab {:?}", self.lab), &err))
+    }
+}
+
+pub fn exists(lab: &str) -> bool {
+    ledger_path(lab).exists()
+}
+
+/// Read a lab's ledger. A line that does not parse makes the whole ledger untrusted.
+pub fn load(lab: &str) -> Result<LabState> {
+    validate_lab_name(lab)?;
+    let path = ledger_path(lab);
+    let text = fs::read_to_string(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::new(format!("no lab named {lab:?} is up")).help("`nsscript ls` lists the labs that are up")
+        } else {
+            Error::io(format!("cannot read {}", path.display()), &e)
+        }
+    })?;
+    let mut state = LabState::default();
+    let lines = text.lines().count();
+    for (i, line) in text.lines().enumerate() {
+        match serde_json::from_str::<Entry>(line) {
+            Ok(e) => state.apply(&e),
+            // A line cut short by a kill mid-write can only be the last one.
+            Err(_) if i + 1 == lines && !text.ends_with('\n') => {}
+            Err(err) => {
+                return Err(Error::new(format!("the ledger of lab {lab:?} is damaged at line {}", i + 1))
+                    .why(err.to_string())
+                    .help(format!("nothing was removed; inspect {} and remove what is left by hand", path.display())))
+            }
+        }
+    }
+    Ok(state)
+}
+
+pub fn remove(lab: &str) -> Result<()> {
+    let dir = lab_dir(lab);
+    fs::remove_file(ledger_path(lab)).map_err(|e| Error::io(format!("cannot remove the ledger of lab {lab:?}"), &e))?;
+    let _ = fs::remove_dir(dir);
+    Ok(())
+}
+
+/// The labs that are up, by name.
+pub fn list() -> Vec<String> {
+    let mut labs: Vec<String> = fs::read_dir(STATE_DIR)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| exists(n)).collect())
+        .unwrap_or_default();
+    labs.sort();
+    labs
+}

@@ -1,0 +1,91 @@
+//! Removing a lab: from its ledger alone, in an order that lets the kernel do the
+//! bulk work (deleting a namespace frees all its links in one batch), and never
+//! touching an object whose identity differs from the one recorded.
+
+use super::{LabState, Phase};
+use crate::backend::live::netlink::Netlink;
+use crate::backend::live::sysctl;
+use crate::nsexec;
+use crate::op::{NsRef, RouteVia};
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub removed: Vec<String>,
+    /// Objects left alone on purpose: already gone, or no longer the one recorded.
+    pub skipped: Vec<String>,
+    /// Objects that could not be removed (the ledger is kept for another try).
+    pub failed: Vec<String>,
+}
+
+pub fn teardown(state: &LabState, nl: &mut Netlink) -> Report {
+    let mut report = Report::default();
+
+    // 1. Namespaces: each goes with every link inside it.
+    for ns in state.netns.iter().rev() {
+        let now = nsexec::netns_inode(&ns.name);
+        match (now, ns.inode) {
+            (None, _) => {
+                if ns.phase == Phase::Done {
+                    report.skipped.push(format!("netns {}: already gone", ns.name));
+                }
+            }
+            (Some(now), Some(recorded)) if now != recorded => {
+                report.skipped.push(format!("netns {}: exists but is not the one this lab created (inode {now}, recorded {recorded})", ns.name))
+            }
+            _ => {
+                nl.forget(&NsRef::Named(ns.name.clone()));
+                match nsexec::delete_netns(&ns.name) {
+                    Ok(()) => report.removed.push(format!("netns {}", ns.name)),
+                    Err(e) => report.failed.push(format!("netns {}: {e}", ns.name)),
+                }
+            }
+        }
+    }
+
+    // 2. Links in namespaces that outlive the lab (bridges, veth ends on the host).
+    for link in state.links.iter().rev().filter(|l| !state.owns_ns(&l.ns)) {
+        let what = format!("link {} in {}", link.name, link.ns);
+        match nl.link_index(&link.ns, &link.name) {
+            Ok(None) => report.removed.push(what), // went with its peer's namespace
+            Ok(Some(index)) if link.index.is_some_and(|i| i != index) => {
+                report.skipped.push(format!("{what}: exists but is not the one this lab created (ifindex {index}, recorded {})", link.index.unwrap_or(0)))
+            }
+            Ok(Some(index)) => match nl.delete_index(&link.ns, index) {
+                Ok(()) => report.removed.push(what),
+                Err(e) => report.failed.push(format!("{what}: {e}")),
+            },
+            Err(e) => report.failed.push(format!("{what}: {e}")),
+        }
+    }
+
+    // 3. Changes to namespaces that outlive the lab.
+    for r in state.routes.iter().rev().filter(|r| !state.owns_ns(&r.ns)) {
+        let dest = r.dest.as_deref().and_then(|d| d.parse().ok());
+        let via = match r.via.strip_prefix("dev ") {
+            Some(dev) => RouteVia::Device(dev.to_string()),
+            None => match r.via.parse() {
+                Ok(ip) => RouteVia::Gateway(ip),
+                Err(_) => continue,
+            },
+        };
+        match nl.del_route(&r.ns, dest, &via) {
+            Ok(()) => report.removed.push(format!("route {} via {} in {}", r.dest.as_deref().unwrap_or("default"), r.via, r.ns)),
+            Err(e) => report.failed.push(e.to_string()),
+        }
+    }
+    for a in state.addrs.iter().rev().filter(|a| !state.owns_ns(&a.ns)) {
+        let Ok(addr) = a.addr.parse() else { continue };
+        match nl.del_addr(&a.ns, &a.link, addr) {
+            Ok(()) => report.removed.push(format!("address {} on {} in {}", a.addr, a.link, a.ns)),
+            Err(e) => report.failed.push(e.to_string()),
+        }
+    }
+    for s in state.sysctls.iter().rev().filter(|s| !state.owns_ns(&s.ns)) {
+        let res = nl.ns_fd(&s.ns).and_then(|fd| sysctl::write(fd, &s.key, &s.old));
+        match res {
+            Ok(()) => report.removed.push(format!("sysctl {} restored to {} in {}", s.key, s.old, s.ns)),
+            Err(e) => report.failed.push(e.to_string()),
+        }
+    }
+    report
+}

@@ -1,0 +1,151 @@
+//! nsscript: Linux network-namespace labs as Rhai scripts.
+
+mod backend;
+mod cli;
+mod diag;
+mod error;
+mod lab;
+mod nsexec;
+mod op;
+mod privilege;
+mod recipes;
+mod repl;
+mod script;
+mod stdlib;
+
+use backend::live::LiveBackend;
+use clap::Parser;
+use cli::{Cli, Cmd, RunOpts};
+use diag::Report;
+use error::Error;
+use script::{ScriptEngine, Shared};
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::rc::Rc;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Cmd::Down { lab }) => down(&lab),
+        Some(Cmd::Ls) => ls(),
+        Some(Cmd::Repl { script, run }) => start(script.as_deref(), &run, true),
+        None => start(cli.script.as_deref(), &cli.run, cli.script.is_none()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprint!("{}", diag::render(&Report::plain(&e)));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Run a lab script, then (or only) the REPL.
+fn start(script: Option<&Path>, opts: &RunOpts, repl: bool) -> Result<ExitCode, Error> {
+    // The sandbox must be entered while the process has a single thread.
+    if opts.sandbox {
+        privilege::require_root("--sandbox")?;
+        nsexec::enter_sandbox()?;
+    }
+    nsexec::init_host_ns()?;
+    if !opts.sandbox {
+        privilege::require_root("building a lab")?;
+    }
+    let source = match script {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), &e).help("check the path of the lab script"))?;
+            Some((path.to_path_buf(), script::strip_shebang(&text)))
+        }
+        None => None,
+    };
+    let lab_name = match (&opts.name, script) {
+        (Some(n), _) => n.clone(),
+        (None, Some(path)) => path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "lab".into()),
+        (None, None) => "repl".into(),
+    };
+    if opts.replace && lab::exists(&lab_name) {
+        report_down(&lab_name, &backend::live::down(&lab_name)?);
+    }
+    let script_display = script.map(|p| p.display().to_string()).unwrap_or_else(|| "<repl>".into());
+    let live = Rc::new(RefCell::new(LiveBackend::new(&lab_name, &script_display)?));
+    let shared: Shared = live.clone();
+    let base_dir = script.and_then(|p| p.parent()).map(|d| if d.as_os_str().is_empty() { PathBuf::from(".") } else { d.to_path_buf() });
+    let mut engine = ScriptEngine::new(shared, base_dir.as_deref());
+    for (k, v) in &opts.vars {
+        engine.set_var(k, script::var_value(v));
+    }
+    let mut sources = diag::Sources::default();
+
+    if let Some((path, text)) = source {
+        let name = path.display().to_string();
+        sources.add(&name, &text);
+        let outcome = engine.compile(&name, &text).and_then(|ast| engine.run(ast));
+        if let Err(err) = outcome {
+            eprint!("{}", diag::render(&diag::from_rhai(&err, &name, &sources)));
+            let mut live = live.borrow_mut();
+            let lab = live.state().clone();
+            if !live.has_lab() {
+                eprintln!("nothing was built.");
+            } else if opts.keep {
+                eprintln!("kept what was built (--keep): `nsscript down {}` removes it.", lab_name_of(&live));
+            } else {
+                let report = live.rollback();
+                eprintln!("rolled back: removed {} object(s){}.", report.removed.len(), if report.failed.is_empty() { String::new() } else { format!(", {} could not be removed: {}", report.failed.len(), report.failed.join("; ")) });
+                let _ = lab;
+            }
+            return Ok(ExitCode::from(1));
+        }
+    }
+
+    if repl {
+        repl::run(&mut engine, &mut sources)?;
+    }
+    let live = live.borrow();
+    if live.has_lab() {
+        let name = lab_name_of(&live);
+        if opts.sandbox {
+            if opts.hold {
+                eprintln!("lab {name} is up in the sandbox (pid {}); enter it with `nsenter -t {} -n -m`. Ctrl-C ends it.", std::process::id(), std::process::id());
+                privilege::wait_for_interrupt();
+            }
+            eprintln!("lab {name}: sandbox closed, nothing left behind.");
+        } else {
+            eprintln!("lab {name} is up ({}); `nsscript down {name}` removes it.", live.state().summary());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn lab_name_of(live: &LiveBackend) -> String {
+    use backend::Backend;
+    live.lab_name()
+}
+
+fn report_down(lab_name: &str, report: &lab::teardown::Report) {
+    for s in &report.skipped {
+        eprintln!("skipped {s}");
+    }
+    for f in &report.failed {
+        eprintln!("could not remove {f}");
+    }
+    eprintln!("lab {lab_name}: removed {} object(s).", report.removed.len());
+}
+
+fn down(lab_name: &str) -> Result<ExitCode, Error> {
+    privilege::require_root("nsscript down")?;
+    nsexec::init_host_ns()?;
+    let report = backend::live::down(lab_name)?;
+    report_down(lab_name, &report);
+    Ok(if report.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn ls() -> Result<ExitCode, Error> {
+    for name in lab::list() {
+        match lab::load(&name) {
+            Ok(state) => println!("{name}\t{}", state.summary()),
+            Err(e) => println!("{name}\t(unreadable ledger: {e})"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

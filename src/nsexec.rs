@@ -1,0 +1,265 @@
+//! The only code that switches namespaces or mounts anything: named netns
+//! create/open/delete (iproute2-compatible, `/run/netns/NAME`), running a closure or
+//! a child process inside a namespace, and the sandbox.
+//!
+//! Namespace switching is per thread. A closure that must run inside a namespace runs
+//! on a short-lived thread of its own, so no other thread (and never a tokio worker)
+//! ever carries a switched namespace.
+
+use crate::error::{Error, Result};
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+
+pub const NETNS_RUN_DIR: &str = "/run/netns";
+
+pub fn netns_path(name: &str) -> PathBuf {
+    Path::new(NETNS_RUN_DIR).join(name)
+}
+
+/// Namespace names are untrusted input: validated like iproute2 does, so no name can
+/// reach outside `/run/netns`.
+pub fn validate_netns_name(name: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::new(format!("invalid namespace name {name:?}"))
+            .why(why.to_string())
+            .help("use letters, digits, '-', '_' and '.', at most 64 bytes, e.g. \"vm1\""))
+    };
+    if name.is_empty() {
+        return bad("the name is empty");
+    }
+    if name == "." || name == ".." {
+        return bad("'.' and '..' are not names");
+    }
+    if name.contains('/') {
+        return bad("it contains '/'");
+    }
+    if name.len() > 64 {
+        return bad("it is longer than 64 bytes");
+    }
+    if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return bad("it contains white space or a control character");
+    }
+    Ok(())
+}
+
+/// The namespace nsscript started in, opened once on the main thread before any
+/// other thread exists (`/proc/self/ns/net` is the main thread's).
+static HOST_NS: OnceLock<File> = OnceLock::new();
+
+pub fn init_host_ns() -> Result<()> {
+    if HOST_NS.get().is_none() {
+        let f = File::open("/proc/thread-self/ns/net")
+            .map_err(|e| Error::io("cannot open this process's network namespace", &e))?;
+        let _ = HOST_NS.set(f);
+    }
+    Ok(())
+}
+
+pub fn host_ns() -> BorrowedFd<'static> {
+    HOST_NS.get().expect("init_host_ns() runs first in main").as_fd()
+}
+
+/// Open a named namespace's handle.
+pub fn open_netns(name: &str) -> Result<File> {
+    validate_netns_name(name)?;
+    let path = netns_path(name);
+    if !is_netns_mount(&path) {
+        return Err(Error::new(format!("unknown namespace {name:?}"))
+            .why(format!("{} does not exist", path.display()))
+            .help("create it first with netns(\"NAME\"), or check `ip netns list`"));
+    }
+    File::open(&path).map_err(|e| Error::io(format!("cannot open namespace {name:?}"), &e))
+}
+
+/// The namespace's identity: the inode of its nsfs file, the same number `ip netns
+/// identify` and `/proc/PID/ns/net` show. None when `/run/netns/NAME` is not a
+/// mounted namespace.
+pub fn netns_inode(name: &str) -> Option<u64> {
+    let path = netns_path(name);
+    if !is_netns_mount(&path) {
+        return None;
+    }
+    fs::metadata(&path).ok().map(|m| m.ino())
+}
+
+/// A bind-mounted namespace lives on nsfs, another device than the directory holding it.
+fn is_netns_mount(path: &Path) -> bool {
+    match (fs::metadata(path), fs::metadata(NETNS_RUN_DIR)) {
+        (Ok(f), Ok(d)) => f.dev() != d.dev(),
+        _ => false,
+    }
+}
+
+/// Make `/run/netns` exist and be a shared mount, exactly as iproute2 does, so that
+/// namespaces created here are visible to `ip netns` in other mount namespaces.
+fn ensure_run_dir() -> Result<()> {
+    static DONE: OnceLock<()> = OnceLock::new();
+    if DONE.get().is_some() {
+        return Ok(());
+    }
+    fs::create_dir_all(NETNS_RUN_DIR)
+        .map_err(|e| Error::io(format!("cannot create {NETNS_RUN_DIR}"), &e))?;
+    let shared = || mount(Some("none"), NETNS_RUN_DIR, None::<&str>, MsFlags::MS_SHARED | MsFlags::MS_REC, None::<&str>);
+    if let Err(e) = shared() {
+        if e != nix::errno::Errno::EINVAL {
+            return Err(Error::new(format!("cannot make {NETNS_RUN_DIR} a shared mount")).errno(e as i32));
+        }
+        // Not a mount point yet: bind it onto itself, then share it.
+        mount(Some(NETNS_RUN_DIR), NETNS_RUN_DIR, Some("none"), MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+            .map_err(|e| Error::new(format!("cannot bind-mount {NETNS_RUN_DIR}")).errno(e as i32))?;
+        shared().map_err(|e| Error::new(format!("cannot make {NETNS_RUN_DIR} a shared mount")).errno(e as i32))?;
+    }
+    let _ = DONE.set(());
+    Ok(())
+}
+
+/// A freshly created named namespace and a netlink socket opened inside it.
+pub struct NewNetns {
+    pub inode: u64,
+    pub route_socket: rtnetlink::sys::Socket,
+}
+
+/// `ip netns add NAME`, plus a netlink socket bound to the new namespace (opened
+/// by the thread that created it, which saves a switch later).
+pub fn create_netns(name: &str) -> Result<NewNetns> {
+    validate_netns_name(name)?;
+    ensure_run_dir()?;
+    let path = netns_path(name);
+    let what = || format!("cannot create namespace {name:?}");
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o444)
+        .open(&path)
+        .map_err(|e| {
+            let err = Error::io(what(), &e);
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                err.help(format!("a namespace {name:?} already exists and does not belong to this lab: choose another name, or remove it with `ip netns del {name}` if it is yours"))
+            } else {
+                err
+            }
+        })?;
+    let made = std::thread::scope(|s| {
+        s.spawn(|| -> Result<rtnetlink::sys::Socket> {
+            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| Error::new(what()).errno(e as i32))?;
+            mount(Some("/proc/thread-self/ns/net"), &path, Some("none"), MsFlags::MS_BIND, None::<&str>)
+                .map_err(|e| Error::new(what()).errno(e as i32))?;
+            route_socket()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(Error::new(what()).why("the namespace thread panicked")))
+    });
+    match made {
+        Ok(route_socket) => {
+            let inode = fs::metadata(&path).map(|m| m.ino()).unwrap_or(0);
+            Ok(NewNetns { inode, route_socket })
+        }
+        Err(e) => {
+            let _ = umount2(&path, MntFlags::MNT_DETACH);
+            let _ = fs::remove_file(&path);
+            Err(e)
+        }
+    }
+}
+
+/// `ip netns del NAME`: the namespace itself goes when its last user goes.
+pub fn delete_netns(name: &str) -> Result<()> {
+    validate_netns_name(name)?;
+    let path = netns_path(name);
+    let _ = umount2(&path, MntFlags::MNT_DETACH);
+    fs::remove_file(&path).map_err(|e| Error::io(format!("cannot remove {}", path.display()), &e))
+}
+
+/// Run `f` on a thread that has entered the namespace `ns`.
+pub fn in_netns<T: Send>(ns: BorrowedFd<'_>, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    let fd = ns.as_raw_fd();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            // SAFETY: the fd is borrowed for the whole scope.
+            let ns = unsafe { BorrowedFd::borrow_raw(fd) };
+            setns(ns, CloneFlags::CLONE_NEWNET)
+                .map_err(|e| Error::new("cannot enter the namespace").errno(e as i32))?;
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(Error::new("a namespace thread panicked")))
+    })
+}
+
+/// A NETLINK_ROUTE socket created in the calling thread's namespace: the socket stays
+/// bound to that namespace for its whole life, whoever drives it later.
+pub fn route_socket() -> Result<rtnetlink::sys::Socket> {
+    let sock = rtnetlink::sys::Socket::new(rtnetlink::sys::protocols::NETLINK_ROUTE)
+        .map_err(|e| Error::io("cannot open a netlink socket", &e))?;
+    // Pipelined requests leave many acks queued: give them room (the default ~208 KB
+    // holds ~250). FORCE needs CAP_NET_ADMIN, which we have; fall back silently.
+    let size: libc::c_int = 4 << 20;
+    // SAFETY: plain setsockopt on an fd we own, with a correctly sized int.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &size as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    Ok(sock)
+}
+
+/// A NETLINK_ROUTE socket inside the namespace `ns`.
+pub fn route_socket_in(ns: BorrowedFd<'_>) -> Result<rtnetlink::sys::Socket> {
+    in_netns(ns, route_socket)
+}
+
+/// Turn `cmd` into a command that runs inside `ns` the way `ip netns exec` does: it
+/// joins the namespace and gets a private mount namespace with a `/sys` that shows
+/// the namespace's own interfaces. `ns` None runs it where nsscript runs.
+pub fn command_in(ns: Option<RawFd>, cmd: &mut std::process::Command) {
+    let Some(fd) = ns else { return };
+    let root = CString::new("/").unwrap();
+    let sys = CString::new("/sys").unwrap();
+    let sysfs = CString::new("sysfs").unwrap();
+    // SAFETY: the closure runs between fork and exec and only makes raw syscalls on
+    // memory allocated before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::unshare(libc::CLONE_NEWNS) == 0 {
+                libc::mount(std::ptr::null(), root.as_ptr(), std::ptr::null(), libc::MS_SLAVE | libc::MS_REC, std::ptr::null());
+                if libc::umount2(sys.as_ptr(), libc::MNT_DETACH) == 0 {
+                    libc::mount(sysfs.as_ptr(), sys.as_ptr(), sysfs.as_ptr(), 0, std::ptr::null());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// The sandbox: a private network and mount namespace for this process and all it
+/// starts, with its own tmpfs on `/run` (so its `/run/netns` and `/run/nsscript` are
+/// private too). The host is never touched; everything vanishes when the process
+/// exits. Must run first in `main`, while the process has one thread.
+pub fn enter_sandbox() -> Result<()> {
+    let fail = |what: &str, e: nix::errno::Errno| {
+        Error::new(format!("cannot set up the sandbox: {what}"))
+            .errno(e as i32)
+            .help("the sandbox needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN): run it with sudo")
+    };
+    unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS).map_err(|e| fail("unshare", e))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| fail("making / private", e))?;
+    mount(Some("tmpfs"), "/run", Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=755"))
+        .map_err(|e| fail("mounting a private /run", e))?;
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! Up-front checks for what nsscript needs from the system, and waiting for Ctrl-C.
+
+use crate::error::{Error, Result};
+
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// The effective capability set of this process, from /proc/self/status.
+fn effective_caps() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("CapEff:").map(|v| u64::from_str_radix(v.trim(), 16).unwrap_or(0))))
+        .unwrap_or(0)
+}
+
+/// Building labs needs CAP_NET_ADMIN (netlink) and CAP_SYS_ADMIN (setns, mounts).
+pub fn require_root(what: &str) -> Result<()> {
+    let caps = effective_caps();
+    let missing: Vec<&str> = [(CAP_NET_ADMIN, "CAP_NET_ADMIN"), (CAP_SYS_ADMIN, "CAP_SYS_ADMIN")]
+        .iter()
+        .filter(|(bit, _)| caps & (1 << bit) == 0)
+        .map(|(_, name)| *name)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::new(format!("{what} needs root"))
+        .why(format!("this process lacks {}", missing.join(" and ")))
+        .help("run it with sudo (labs create namespaces and links, which only root may do)"))
+}
+
+/// Block until SIGINT or SIGTERM.
+pub fn wait_for_interrupt() {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    let _ = set.thread_block();
+    let _ = set.wait();
+}

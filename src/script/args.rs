@@ -1,0 +1,98 @@
+//! Checking and parsing script arguments into typed values, with errors that say what
+//! was expected. Rhai integers are i64: every number is range-checked here.
+
+use super::{fail, RhaiResult};
+use crate::error::Error;
+use ipnetwork::IpNetwork;
+use rhai::{Dynamic, Map};
+use std::net::IpAddr;
+
+pub fn cidr(text: &str) -> RhaiResult<IpNetwork> {
+    text.trim().parse::<IpNetwork>().map_err(|e| {
+        fail(Error::new(format!("malformed address {text:?}"))
+            .why(e.to_string())
+            .help("write an address with its prefix length, e.g. \"10.0.0.1/24\" or \"fd00::1/64\""))
+    })
+}
+
+pub fn ip(text: &str) -> RhaiResult<IpAddr> {
+    text.trim().parse::<IpAddr>().map_err(|e| {
+        fail(Error::new(format!("malformed IP address {text:?}"))
+            .why(e.to_string())
+            .help("write a plain address without prefix, e.g. \"10.0.0.254\""))
+    })
+}
+
+/// A route destination: `default` or a network in CIDR form (host bits must be zero,
+/// as `ip route` demands).
+pub fn route_dest(text: &str) -> RhaiResult<Option<IpNetwork>> {
+    if text.trim() == "default" {
+        return Ok(None);
+    }
+    let net = cidr(text)?;
+    if net.ip() != net.network() {
+        return Err(fail(Error::new(format!("invalid route destination {text:?}"))
+            .why("the address has host bits set for its prefix length")
+            .help(format!("use the network address, e.g. \"{}/{}\"", net.network(), net.prefix()))));
+    }
+    Ok(Some(net))
+}
+
+pub fn mac(text: &str) -> RhaiResult<[u8; 6]> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let bytes: Option<Vec<u8>> = parts.iter().map(|p| if p.len() == 2 { u8::from_str_radix(p, 16).ok() } else { None }).collect();
+    match bytes {
+        Some(b) if b.len() == 6 => {
+            if b[0] & 1 == 1 {
+                return Err(fail(Error::new(format!("invalid MAC address {text:?}")).why("it is a multicast address (lowest bit of the first byte set)").help("use a unicast address such as \"02:00:00:00:00:01\"")));
+            }
+            Ok([b[0], b[1], b[2], b[3], b[4], b[5]])
+        }
+        _ => Err(fail(Error::new(format!("malformed MAC address {text:?}")).help("write six hex bytes separated by ':', e.g. \"02:00:00:00:00:01\""))),
+    }
+}
+
+pub fn u32_in(what: &str, n: i64, min: i64, max: i64) -> RhaiResult<u32> {
+    if n < min || n > max {
+        return Err(fail(Error::new(format!("{what} {n} is out of range")).help(format!("use a value from {min} to {max}"))));
+    }
+    Ok(n as u32)
+}
+
+/// Options maps: only known keys, each of the right type.
+pub struct Opts<'a> {
+    map: &'a Map,
+    func: &'a str,
+}
+
+impl<'a> Opts<'a> {
+    pub fn new(func: &'a str, map: &'a Map, known: &[&str]) -> RhaiResult<Self> {
+        for key in map.keys() {
+            if !known.contains(&key.as_str()) {
+                return Err(fail(Error::new(format!("unknown option {key:?} for {func}()")).help(format!("the options are: {}", known.join(", ")))));
+            }
+        }
+        Ok(Opts { map, func })
+    }
+
+    fn get(&self, key: &str) -> Option<&Dynamic> {
+        self.map.get(key).filter(|v| !v.is_unit())
+    }
+
+    pub fn string(&self, key: &str) -> RhaiResult<Option<String>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => match v.clone().into_immutable_string() {
+                Ok(s) => Ok(Some(s.to_string())),
+                Err(ty) => Err(fail(Error::new(format!("option {key:?} of {}() must be a string, not {ty}", self.func)))),
+            },
+        }
+    }
+
+    pub fn int(&self, key: &str) -> RhaiResult<Option<i64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v.as_int().map(Some).map_err(|ty| fail(Error::new(format!("option {key:?} of {}() must be an integer, not {ty}", self.func)))),
+        }
+    }
+}

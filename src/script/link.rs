@@ -1,0 +1,136 @@
+//! Links: `bridge`, `veth`, `link`, `connect`, and the link methods.
+
+use super::args::{self, Opts};
+use super::types::{Link, Netns};
+use super::{apply, fail, RhaiResult, Shared};
+use crate::error::Error;
+use crate::op::{LinkChange, NsRef, Op, Outcome, VethSpec};
+use crate::recipes::{self, ConnectOpts, Target};
+use rhai::{Engine, Map};
+
+fn set(b: &Shared, l: &Link, change: LinkChange) -> RhaiResult<Link> {
+    match apply(b, Op::SetLink { ns: l.ns.clone(), name: l.name.clone(), change })? {
+        Outcome::Link { ns, name } => Ok(Link { ns, name }),
+        _ => Ok(l.clone()),
+    }
+}
+
+fn bridge(b: &Shared, ns: NsRef, name: &str) -> RhaiResult<Link> {
+    apply(b, Op::CreateBridge { ns: ns.clone(), name: name.to_string() })?;
+    Ok(Link { ns, name: name.to_string() })
+}
+
+fn master(b: &Shared, l: &Link, br: &Link) -> RhaiResult<Link> {
+    if br.ns != l.ns {
+        return Err(fail(Error::new(format!("cannot enslave {} to {}", l.name, br.name))
+            .why(format!("the link is in {} but the bridge is in {}", l.ns, br.ns))
+            .help("move the link into the bridge's namespace first (.move_to(ns)), or use connect(ns, bridge)")));
+    }
+    set(b, l, LinkChange::Master(br.name.clone()))
+}
+
+fn connect(b: &Shared, ns: &Netns, target: Target, opts: &Map) -> RhaiResult<Link> {
+    let o = Opts::new("connect", opts, &["ifname", "peer", "addr", "gw", "mtu", "peer_addr"])?;
+    let copts = ConnectOpts {
+        ifname: o.string("ifname")?,
+        peer: o.string("peer")?,
+        addr: o.string("addr")?.map(|s| args::cidr(&s)).transpose()?,
+        gw: o.string("gw")?.map(|s| args::ip(&s)).transpose()?,
+        mtu: o.int("mtu")?.map(|n| args::u32_in("mtu", n, 68, 65535)).transpose()?,
+        peer_addr: o.string("peer_addr")?.map(|s| args::cidr(&s)).transpose()?,
+    };
+    let (ns, name) = recipes::connect(&mut *b.borrow_mut(), &ns.0, &target, &copts).map_err(fail)?;
+    Ok(Link { ns, name })
+}
+
+pub fn register(engine: &mut Engine, backend: &Shared) {
+    engine.register_type_with_name::<Link>("Link");
+    engine.register_fn("to_string", |l: &mut Link| l.to_string());
+    engine.register_fn("to_debug", |l: &mut Link| l.to_string());
+    engine.register_get("name", |l: &mut Link| l.name.clone());
+    engine.register_get("ns", |l: &mut Link| Netns(l.ns.clone()));
+    engine.register_fn("==", |a: Link, b: Link| a == b);
+
+    let b = backend.clone();
+    engine.register_fn("bridge", move |name: &str| bridge(&b, NsRef::Host, name));
+    let b = backend.clone();
+    engine.register_fn("bridge", move |ns: Netns, name: &str| bridge(&b, ns.0, name));
+
+    let b = backend.clone();
+    engine.register_fn("veth", move |a: &str, p: &str| -> RhaiResult<Link> {
+        // Exactly like `ip link add A type veth peer name B`: both ends here, down.
+        let spec = VethSpec { ns: NsRef::Host, name: a.to_string(), peer_ns: NsRef::Host, peer: p.to_string(), mtu: None, up: false, master: None };
+        apply(&b, Op::CreateVeth(spec))?;
+        Ok(Link { ns: NsRef::Host, name: a.to_string() })
+    });
+
+    let b = backend.clone();
+    engine.register_fn("link", move |name: &str| -> RhaiResult<Link> { existing(&b, NsRef::Host, name) });
+    let b = backend.clone();
+    engine.register_fn("link", move |ns: Netns, name: &str| -> RhaiResult<Link> { existing(&b, ns.0, name) });
+
+    let b = backend.clone();
+    engine.register_fn("up", move |l: &mut Link| set(&b, l, LinkChange::Up));
+    let b = backend.clone();
+    engine.register_fn("down", move |l: &mut Link| set(&b, l, LinkChange::Down));
+    let b = backend.clone();
+    engine.register_fn("addr", move |l: &mut Link, cidr: &str| -> RhaiResult<Link> {
+        apply(&b, Op::AddAddr { ns: l.ns.clone(), link: l.name.clone(), addr: args::cidr(cidr)? })?;
+        Ok(l.clone())
+    });
+    let b = backend.clone();
+    engine.register_fn("master", move |l: &mut Link, br: Link| master(&b, l, &br));
+    let b = backend.clone();
+    engine.register_fn("master", move |l: &mut Link, br: &str| master(&b, l, &Link { ns: l.ns.clone(), name: br.to_string() }));
+    let b = backend.clone();
+    engine.register_fn("nomaster", move |l: &mut Link| set(&b, l, LinkChange::NoMaster));
+    let b = backend.clone();
+    engine.register_fn("move_to", move |l: &mut Link, ns: Netns| set(&b, l, LinkChange::MoveTo(ns.0)));
+    let b = backend.clone();
+    engine.register_fn("rename", move |l: &mut Link, name: &str| set(&b, l, LinkChange::Rename(name.to_string())));
+    let b = backend.clone();
+    engine.register_fn("mtu", move |l: &mut Link, mtu: i64| -> RhaiResult<Link> {
+        let mtu = args::u32_in("mtu", mtu, 68, 65535)?;
+        set(&b, l, LinkChange::Mtu(mtu))
+    });
+    let b = backend.clone();
+    engine.register_fn("mac", move |l: &mut Link, mac: &str| -> RhaiResult<Link> {
+        let mac = args::mac(mac)?;
+        set(&b, l, LinkChange::Mac(mac))
+    });
+    let b = backend.clone();
+    engine.register_fn("peer", move |l: &mut Link| -> RhaiResult<Link> {
+        match apply(&b, Op::VethPeer { ns: l.ns.clone(), name: l.name.clone() })? {
+            Outcome::Link { ns, name } => Ok(Link { ns, name }),
+            _ => Err(fail(Error::new(format!("cannot find the peer of {}", l.name)))),
+        }
+    });
+    let b = backend.clone();
+    engine.register_fn("delete", move |l: &mut Link| -> RhaiResult<()> {
+        apply(&b, Op::DeleteLink { ns: l.ns.clone(), name: l.name.clone() })?;
+        Ok(())
+    });
+
+    let b = backend.clone();
+    engine.register_fn("connect", move |ns: Netns, br: Link, opts: Map| connect(&b, &ns, Target::Bridge { ns: br.ns, name: br.name }, &opts));
+    let b = backend.clone();
+    engine.register_fn("connect", move |ns: Netns, br: Link| connect(&b, &ns, Target::Bridge { ns: br.ns, name: br.name }, &Map::new()));
+    let b = backend.clone();
+    engine.register_fn("connect", move |ns: Netns, other: Netns, opts: Map| connect(&b, &ns, Target::Netns(other.0), &opts));
+    let b = backend.clone();
+    engine.register_fn("connect", move |ns: Netns, other: Netns| connect(&b, &ns, Target::Netns(other.0), &Map::new()));
+}
+
+/// `link(ns, name)`: a handle on a link that must exist now.
+fn existing(b: &Shared, ns: NsRef, name: &str) -> RhaiResult<Link> {
+    let links = match apply(b, Op::Links { ns: ns.clone() })? {
+        Outcome::Links(links) => links,
+        _ => Vec::new(),
+    };
+    if links.iter().any(|l| l.name == name) {
+        return Ok(Link { ns, name: name.to_string() });
+    }
+    let mut known: Vec<String> = links.into_iter().map(|l| l.name).collect();
+    known.sort();
+    Err(fail(Error::new(format!("unknown link {name:?} in {ns}")).why("no such device (ENODEV)").help(format!("links there: {}", known.join(", ")))))
+}

@@ -1,0 +1,103 @@
+//! The Rhai side: engine setup, handle types and one file per API family. Thin by
+//! design: check arguments, build an [`Op`], hand it to the backend, turn the result
+//! into Rhai values. Nothing here knows netlink.
+
+mod args;
+mod link;
+mod ns;
+mod query;
+pub mod registry;
+pub mod types;
+
+use crate::backend::Backend;
+use crate::error::Error;
+use crate::op::{Op, Outcome};
+use rhai::module_resolvers::{FileModuleResolver, ModuleResolversCollection};
+use rhai::{Dynamic, EvalAltResult, Position, Scope, AST};
+use std::cell::RefCell;
+use std::path::Path;
+use std::rc::Rc;
+
+pub type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// The backend the script's functions drive, shared by every registered function.
+pub type Shared = Rc<RefCell<dyn Backend>>;
+
+/// Carry our error through Rhai; Rhai fills in the position of the failing call.
+pub fn fail(e: Error) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(Dynamic::from(e), Position::NONE))
+}
+
+pub(crate) fn apply(b: &Shared, op: Op) -> RhaiResult<Outcome> {
+    b.borrow_mut().apply(op).map_err(fail)
+}
+
+/// A leading `#!` line is not Rhai: blank it, keeping line numbers, so lab files can
+/// be executable.
+pub fn strip_shebang(source: &str) -> String {
+    if source.starts_with("#!") {
+        match source.find('\n') {
+            Some(i) => source[i..].to_string(),
+            None => String::new(),
+        }
+    } else {
+        source.to_string()
+    }
+}
+
+/// `--var KEY=VALUE`: integers and booleans arrive typed, everything else as a string.
+pub fn var_value(text: &str) -> Dynamic {
+    if let Ok(i) = text.parse::<i64>() {
+        return i.into();
+    }
+    match text {
+        "true" => true.into(),
+        "false" => false.into(),
+        _ => text.into(),
+    }
+}
+
+/// An engine bound to a backend, with a persistent scope (variables and functions
+/// survive across REPL entries).
+pub struct ScriptEngine {
+    pub engine: rhai::Engine,
+    pub scope: Scope<'static>,
+    functions: AST,
+}
+
+impl ScriptEngine {
+    pub fn new(backend: Shared, base_dir: Option<&Path>) -> Self {
+        let mut engine = rhai::Engine::new();
+        let mut resolvers = ModuleResolversCollection::new();
+        resolvers.push(crate::stdlib::Resolver);
+        resolvers.push(match base_dir {
+            Some(dir) => FileModuleResolver::new_with_path(dir),
+            None => FileModuleResolver::new(),
+        });
+        engine.set_module_resolver(resolvers);
+        // Deep lab scripts are fine; runaway recursion is not.
+        engine.set_max_call_levels(256);
+        engine.register_type_with_name::<Error>("Error");
+        ns::register(&mut engine, &backend);
+        link::register(&mut engine, &backend);
+        query::register(&mut engine, &backend);
+        ScriptEngine { engine, scope: Scope::new(), functions: AST::empty() }
+    }
+
+    pub fn set_var(&mut self, key: &str, value: Dynamic) {
+        self.scope.push_constant(key.to_string(), value);
+    }
+
+    pub fn compile(&self, name: &str, source: &str) -> RhaiResult<AST> {
+        let mut ast = self.engine.compile_with_scope(&self.scope, source).map_err(Box::<EvalAltResult>::from)?;
+        ast.set_source(name);
+        Ok(ast)
+    }
+
+    /// Run one piece of script (a file, or a REPL entry) in the persistent scope.
+    pub fn run(&mut self, ast: AST) -> RhaiResult<Dynamic> {
+        self.functions += ast.clone_functions_only();
+        let combined = self.functions.merge(&ast);
+        self.engine.eval_ast_with_scope::<Dynamic>(&mut self.scope, &combined)
+    }
+}

@@ -1,0 +1,102 @@
+//! Namespaces: `host()`, `netns()`, `lab()`, and what runs inside a namespace:
+//! `forward`, `exec`, `route`, `sysctl`.
+
+use super::args;
+use super::types::Netns;
+use super::{apply, fail, RhaiResult, Shared};
+use crate::error::Error;
+use crate::op::{Command, NsRef, Op, Outcome, RouteVia};
+use crate::recipes;
+use rhai::{Array, Engine, Map};
+
+fn exec(b: &Shared, ns: &Netns, cmd: Command) -> RhaiResult<Map> {
+    match apply(b, Op::Exec { ns: ns.0.clone(), cmd })? {
+        Outcome::Exec(out) => {
+            let mut m = Map::new();
+            m.insert("code".into(), out.code.into());
+            m.insert("stdout".into(), out.stdout.into());
+            m.insert("stderr".into(), out.stderr.into());
+            Ok(m)
+        }
+        _ => Ok(Map::new()),
+    }
+}
+
+fn route(b: &Shared, ns: &Netns, dest: &str, via: &str) -> RhaiResult<Netns> {
+    let dest = args::route_dest(dest)?;
+    let via = match via.parse() {
+        Ok(ip) => RouteVia::Gateway(ip),
+        // Looks like an address but is not one: say so rather than look for a device.
+        Err(_) if via.chars().all(|c| c.is_ascii_hexdigit() || c == '.' || c == ':') => return Err(args::ip(via).unwrap_err()),
+        Err(_) => RouteVia::Device(via.to_string()),
+    };
+    apply(b, Op::AddRoute { ns: ns.0.clone(), dest, via })?;
+    Ok(ns.clone())
+}
+
+fn sysctl(b: &Shared, ns: &Netns, key: &str, value: String) -> RhaiResult<Netns> {
+    apply(b, Op::Sysctl { ns: ns.0.clone(), key: key.to_string(), value })?;
+    Ok(ns.clone())
+}
+
+pub fn register(engine: &mut Engine, backend: &Shared) {
+    engine.register_type_with_name::<Netns>("Netns");
+    engine.register_fn("to_string", |n: &mut Netns| n.to_string());
+    engine.register_fn("to_debug", |n: &mut Netns| n.to_string());
+    engine.register_get("name", |n: &mut Netns| n.0.name().unwrap_or("").to_string());
+    engine.register_fn("==", |a: Netns, b: Netns| a == b);
+
+    engine.register_fn("host", || Netns(NsRef::Host));
+
+    let b = backend.clone();
+    engine.register_fn("netns", move |name: &str| -> RhaiResult<Netns> {
+        apply(&b, Op::CreateNetns { name: name.to_string() })?;
+        Ok(Netns(NsRef::named(name)))
+    });
+
+    let b = backend.clone();
+    engine.register_fn("lab", move |name: &str| -> RhaiResult<()> { b.borrow_mut().set_lab_name(name).map_err(fail) });
+    let b = backend.clone();
+    engine.register_fn("lab", move || -> String { b.borrow().lab_name() });
+
+    let b = backend.clone();
+    engine.register_fn("forward", move |ns: &mut Netns, on: bool| -> RhaiResult<Netns> {
+        recipes::forward(&mut *b.borrow_mut(), &ns.0, on).map_err(fail)?;
+        Ok(ns.clone())
+    });
+
+    let b = backend.clone();
+    engine.register_fn("exec", move |ns: &mut Netns, cmd: &str| exec(&b, ns, Command::Shell(cmd.to_string())));
+    let b = backend.clone();
+    engine.register_fn("exec", move |ns: &mut Netns, argv: Array| -> RhaiResult<Map> {
+        let argv = argv
+            .into_iter()
+            .map(|a| a.into_immutable_string().map(|s| s.to_string()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|ty| fail(Error::new(format!("exec() arguments must be strings, found {ty}")).help("write numbers as strings: [\"ping\", \"-c\", \"1\", \"10.0.0.1\"]")))?;
+        exec(&b, ns, Command::Argv(argv))
+    });
+
+    let b = backend.clone();
+    engine.register_fn("route", move |ns: &mut Netns, dest: &str, via: &str| route(&b, ns, dest, via));
+
+    let b = backend.clone();
+    engine.register_fn("sysctl", move |ns: &mut Netns, key: &str, value: &str| sysctl(&b, ns, key, value.to_string()));
+    let b = backend.clone();
+    engine.register_fn("sysctl", move |ns: &mut Netns, key: &str, value: i64| sysctl(&b, ns, key, value.to_string()));
+    let b = backend.clone();
+    engine.register_fn("sysctl", move |ns: &mut Netns, key: &str, value: bool| sysctl(&b, ns, key, if value { "1" } else { "0" }.to_string()));
+
+    engine.register_fn("sleep", |ms: i64| -> RhaiResult<()> {
+        let ms = args::u32_in("sleep of", ms, 0, 3_600_000)?;
+        std::thread::sleep(std::time::Duration::from_millis(ms.into()));
+        Ok(())
+    });
+    engine.register_fn("assert", |ok: bool, message: &str| -> RhaiResult<()> {
+        if ok {
+            Ok(())
+        } else {
+            Err(fail(Error::new(format!("assertion failed: {message}"))))
+        }
+    });
+}

@@ -1,0 +1,56 @@
+//! Queries: `links(ns)`, `addrs(ns)`, `routes(ns)` as arrays of maps, so scripts can
+//! reason about state.
+
+use super::types::Netns;
+use super::{apply, RhaiResult, Shared};
+use crate::op::{Op, Outcome};
+use rhai::{Array, Dynamic, Engine, Map};
+
+fn opt(v: Option<String>) -> Dynamic {
+    v.map(Dynamic::from).unwrap_or(Dynamic::UNIT)
+}
+
+fn to_array(out: Outcome) -> Array {
+    let mut rows = Array::new();
+    let mut push = |pairs: Vec<(&str, Dynamic)>| {
+        let m: Map = pairs.into_iter().map(|(k, v)| (k.into(), v)).collect();
+        rows.push(m.into());
+    };
+    match out {
+        Outcome::Links(links) => {
+            for l in links {
+                push(vec![
+                    ("name", l.name.into()),
+                    ("index", i64::from(l.index).into()),
+                    ("kind", l.kind.into()),
+                    ("up", l.up.into()),
+                    ("state", l.state.into()),
+                    ("mtu", i64::from(l.mtu).into()),
+                    ("mac", l.mac.into()),
+                    ("master", opt(l.master)),
+                ]);
+            }
+        }
+        Outcome::Addrs(addrs) => {
+            for a in addrs {
+                push(vec![("link", a.link.into()), ("addr", a.addr.into()), ("family", i64::from(a.family).into())]);
+            }
+        }
+        Outcome::Routes(routes) => {
+            for r in routes {
+                push(vec![("dest", r.dest.into()), ("via", opt(r.via)), ("dev", opt(r.dev)), ("family", i64::from(r.family).into())]);
+            }
+        }
+        _ => {}
+    }
+    rows
+}
+
+pub fn register(engine: &mut Engine, backend: &Shared) {
+    let b = backend.clone();
+    engine.register_fn("links", move |ns: Netns| -> RhaiResult<Array> { apply(&b, Op::Links { ns: ns.0 }).map(to_array) });
+    let b = backend.clone();
+    engine.register_fn("addrs", move |ns: Netns| -> RhaiResult<Array> { apply(&b, Op::Addrs { ns: ns.0 }).map(to_array) });
+    let b = backend.clone();
+    engine.register_fn("routes", move |ns: Netns| -> RhaiResult<Array> { apply(&b, Op::Routes { ns: ns.0 }).map(to_array) });
+}
