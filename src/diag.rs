@@ -96,11 +96,18 @@ fn describe(err: &EvalAltResult) -> (String, String, Option<String>) {
                     if near.is_empty() {
                         None
                     } else {
-                        Some(format!("did you mean {}?", near.iter().map(|n| registry::find(n).map(|f| f.signature).unwrap_or(n)).collect::<Vec<_>>().join(" or ")))
+                        Some(format!(
+                            "did you mean {}?",
+                            near.iter().map(|n| registry::find(n).map(|f| f.signature).unwrap_or(n)).collect::<Vec<_>>().join(" or ")
+                        ))
                     }
                 }
             };
-            let message = if registry::find(name).is_some() { format!("wrong arguments for {name}: {sig}") } else { format!("unknown function {sig}") };
+            let message = if registry::find(name).is_some() {
+                format!("wrong arguments for {name}: {sig}")
+            } else {
+                format!("unknown function {sig}")
+            };
             (message, "called here".into(), help)
         }
         EvalAltResult::ErrorVariableNotFound(name, _) => (
@@ -111,7 +118,10 @@ fn describe(err: &EvalAltResult) -> (String, String, Option<String>) {
         EvalAltResult::ErrorModuleNotFound(name, _) => (
             format!("cannot find module {name:?}"),
             "imported here".into(),
-            Some(format!("stdlib modules: {}; other imports are files relative to the lab (\"./name\" for name.rhai)", crate::stdlib::MODULES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "))),
+            Some(format!(
+                "stdlib modules: {}; other imports are files relative to the lab (\"./name\" for name.rhai)",
+                crate::stdlib::MODULES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            )),
         ),
         other => {
             let text = other.to_string();
@@ -145,14 +155,16 @@ pub fn from_rhai(err: &EvalAltResult, main: &str, sources: &Sources) -> Report {
     }
     let (message, label, help) = describe(cur);
     let mut report = located(sources, &source, cur.position(), label, message, help);
-    report.related = frames.into_iter().rev().map(|(src, pos, what)| located(sources, &src, pos, "called here".into(), what, None)).collect();
+    report.related =
+        frames.into_iter().rev().map(|(src, pos, what)| located(sources, &src, pos, "called here".into(), what, None)).collect();
     report
 }
 
 /// Fancy on a terminal, plain (no colour, ASCII, fixed width) otherwise.
 pub fn render(report: &Report) -> String {
     let fancy = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let handler = if fancy { GraphicalReportHandler::new() } else { GraphicalReportHandler::new_themed(GraphicalTheme::none()).with_width(100) };
+    let handler =
+        if fancy { GraphicalReportHandler::new() } else { GraphicalReportHandler::new_themed(GraphicalTheme::none()).with_width(100) };
     let mut out = String::new();
     if handler.render_report(&mut out, report).is_err() {
         out = format!("error: {}\n", report.message);

@@ -54,7 +54,8 @@ fn start(script: Option<&Path>, opts: &RunOpts, repl: bool) -> Result<ExitCode, 
     }
     let source = match script {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), &e).help("check the path of the lab script"))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::io(format!("cannot read {}", path.display()), &e).help("check the path of the lab script"))?;
             Some((path.to_path_buf(), script::strip_shebang(&text)))
         }
         None => None,
@@ -91,7 +92,15 @@ fn start(script: Option<&Path>, opts: &RunOpts, repl: bool) -> Result<ExitCode, 
                 eprintln!("kept what was built (--keep): `nsscript down {}` removes it.", lab_name_of(&live));
             } else {
                 let report = live.rollback();
-                eprintln!("rolled back: removed {} object(s){}.", report.removed.len(), if report.failed.is_empty() { String::new() } else { format!(", {} could not be removed: {}", report.failed.len(), report.failed.join("; ")) });
+                eprintln!(
+                    "rolled back: removed {} object(s){}.",
+                    report.removed.len(),
+                    if report.failed.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {} could not be removed: {}", report.failed.len(), report.failed.join("; "))
+                    }
+                );
                 let _ = lab;
             }
             return Ok(ExitCode::from(1));
@@ -106,7 +115,11 @@ fn start(script: Option<&Path>, opts: &RunOpts, repl: bool) -> Result<ExitCode, 
         let name = lab_name_of(&live);
         if opts.sandbox {
             if opts.hold {
-                eprintln!("lab {name} is up in the sandbox (pid {}); enter it with `nsenter -t {} -n -m`. Ctrl-C ends it.", std::process::id(), std::process::id());
+                eprintln!(
+                    "lab {name} is up in the sandbox (pid {}); enter it with `nsenter -t {} -n -m`. Ctrl-C ends it.",
+                    std::process::id(),
+                    std::process::id()
+                );
                 privilege::wait_for_interrupt();
             }
             eprintln!("lab {name}: sandbox closed, nothing left behind.");

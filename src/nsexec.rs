@@ -56,8 +56,7 @@ static HOST_NS: OnceLock<File> = OnceLock::new();
 
 pub fn init_host_ns() -> Result<()> {
     if HOST_NS.get().is_none() {
-        let f = File::open("/proc/thread-self/ns/net")
-            .map_err(|e| Error::io("cannot open this process's network namespace", &e))?;
+        let f = File::open("/proc/thread-self/ns/net").map_err(|e| Error::io("cannot open this process's network namespace", &e))?;
         let _ = HOST_NS.set(f);
     }
     Ok(())
@@ -105,8 +104,7 @@ fn ensure_run_dir() -> Result<()> {
     if DONE.get().is_some() {
         return Ok(());
     }
-    fs::create_dir_all(NETNS_RUN_DIR)
-        .map_err(|e| Error::io(format!("cannot create {NETNS_RUN_DIR}"), &e))?;
+    fs::create_dir_all(NETNS_RUN_DIR).map_err(|e| Error::io(format!("cannot create {NETNS_RUN_DIR}"), &e))?;
     let shared = || mount(Some("none"), NETNS_RUN_DIR, None::<&str>, MsFlags::MS_SHARED | MsFlags::MS_REC, None::<&str>);
     if let Err(e) = shared() {
         if e != nix::errno::Errno::EINVAL {
@@ -185,8 +183,7 @@ pub fn in_netns<T: Send>(ns: BorrowedFd<'_>, f: impl FnOnce() -> Result<T> + Sen
         s.spawn(move || {
             // SAFETY: the fd is borrowed for the whole scope.
             let ns = unsafe { BorrowedFd::borrow_raw(fd) };
-            setns(ns, CloneFlags::CLONE_NEWNET)
-                .map_err(|e| Error::new("cannot enter the namespace").errno(e as i32))?;
+            setns(ns, CloneFlags::CLONE_NEWNET).map_err(|e| Error::new("cannot enter the namespace").errno(e as i32))?;
             f()
         })
         .join()
@@ -197,8 +194,8 @@ pub fn in_netns<T: Send>(ns: BorrowedFd<'_>, f: impl FnOnce() -> Result<T> + Sen
 /// A NETLINK_ROUTE socket created in the calling thread's namespace: the socket stays
 /// bound to that namespace for its whole life, whoever drives it later.
 pub fn route_socket() -> Result<rtnetlink::sys::Socket> {
-    let sock = rtnetlink::sys::Socket::new(rtnetlink::sys::protocols::NETLINK_ROUTE)
-        .map_err(|e| Error::io("cannot open a netlink socket", &e))?;
+    let sock =
+        rtnetlink::sys::Socket::new(rtnetlink::sys::protocols::NETLINK_ROUTE).map_err(|e| Error::io("cannot open a netlink socket", &e))?;
     // Pipelined requests leave many acks queued: give them room (the default ~208 KB
     // holds ~250). FORCE needs CAP_NET_ADMIN, which we have; fall back silently.
     let size: libc::c_int = 4 << 20;
@@ -257,8 +254,7 @@ pub fn enter_sandbox() -> Result<()> {
             .help("the sandbox needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN): run it with sudo")
     };
     unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS).map_err(|e| fail("unshare", e))?;
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(|e| fail("making / private", e))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).map_err(|e| fail("making / private", e))?;
     mount(Some("tmpfs"), "/run", Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=755"))
         .map_err(|e| fail("mounting a private /run", e))?;
     Ok(())

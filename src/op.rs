@@ -86,22 +86,58 @@ pub struct VethSpec {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
-    CreateNetns { name: String },
-    CreateBridge { ns: NsRef, name: String },
+    CreateNetns {
+        name: String,
+    },
+    CreateBridge {
+        ns: NsRef,
+        name: String,
+    },
     CreateVeth(VethSpec),
-    SetLink { ns: NsRef, name: String, change: LinkChange },
-    DeleteLink { ns: NsRef, name: String },
-    AddAddr { ns: NsRef, link: String, addr: IpNetwork },
+    SetLink {
+        ns: NsRef,
+        name: String,
+        change: LinkChange,
+    },
+    DeleteLink {
+        ns: NsRef,
+        name: String,
+    },
+    AddAddr {
+        ns: NsRef,
+        link: String,
+        addr: IpNetwork,
+    },
     /// `dest` None is the default route (of the gateway's family).
-    AddRoute { ns: NsRef, dest: Option<IpNetwork>, via: RouteVia },
-    Sysctl { ns: NsRef, key: String, value: String },
-    Exec { ns: NsRef, cmd: Command },
+    AddRoute {
+        ns: NsRef,
+        dest: Option<IpNetwork>,
+        via: RouteVia,
+    },
+    Sysctl {
+        ns: NsRef,
+        key: String,
+        value: String,
+    },
+    Exec {
+        ns: NsRef,
+        cmd: Command,
+    },
     // Queries: they change nothing.
-    Links { ns: NsRef },
-    Addrs { ns: NsRef },
-    Routes { ns: NsRef },
+    Links {
+        ns: NsRef,
+    },
+    Addrs {
+        ns: NsRef,
+    },
+    Routes {
+        ns: NsRef,
+    },
     /// The other end of a veth: its namespace and name.
-    VethPeer { ns: NsRef, name: String },
+    VethPeer {
+        ns: NsRef,
+        name: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -74,7 +74,8 @@ pub fn connect(b: &mut dyn Backend, ns: &NsRef, target: &Target, o: &ConnectOpts
         Target::Bridge { ns: bns, name } => (bns.clone(), Some(name.clone())),
         Target::Netns(t) => {
             if t == ns {
-                return Err(Error::new(format!("cannot connect {ns} to itself")).help("connect two different namespaces, or a namespace to a bridge"));
+                return Err(Error::new(format!("cannot connect {ns} to itself"))
+                    .help("connect two different namespaces, or a namespace to a bridge"));
             }
             (t.clone(), None)
         }
@@ -87,7 +88,15 @@ pub fn connect(b: &mut dyn Backend, ns: &NsRef, target: &Target, o: &ConnectOpts
         None if master.is_some() => outer_name(b, &outer_ns, ns, &ifname)?,
         None => next_free_eth(b, &outer_ns)?,
     };
-    b.apply(Op::CreateVeth(VethSpec { ns: outer_ns.clone(), name: peer.clone(), peer_ns: ns.clone(), peer: ifname.clone(), mtu: o.mtu, up: true, master }))?;
+    b.apply(Op::CreateVeth(VethSpec {
+        ns: outer_ns.clone(),
+        name: peer.clone(),
+        peer_ns: ns.clone(),
+        peer: ifname.clone(),
+        mtu: o.mtu,
+        up: true,
+        master,
+    }))?;
     if let Some(addr) = o.addr {
         b.apply(Op::AddAddr { ns: ns.clone(), link: ifname.clone(), addr })?;
     }

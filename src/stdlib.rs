@@ -22,7 +22,8 @@ impl rhai::ModuleResolver for Resolver {
         };
         let mut ast = engine.compile(src).map_err(|e| Box::new(EvalAltResult::ErrorInModule(path.to_string(), Box::new(e.into()), pos)))?;
         ast.set_source(format!("stdlib/{path}.rhai"));
-        let module = Module::eval_ast_as_new(Scope::new(), &ast, engine).map_err(|e| Box::new(EvalAltResult::ErrorInModule(path.to_string(), e, pos)))?;
+        let module = Module::eval_ast_as_new(Scope::new(), &ast, engine)
+            .map_err(|e| Box::new(EvalAltResult::ErrorInModule(path.to_string(), e, pos)))?;
         Ok(module.into())
     }
 }

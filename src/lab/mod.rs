@@ -31,20 +31,61 @@ pub enum Phase {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "entry", rename_all = "snake_case")]
 pub enum Entry {
-    Begin { pid: u32, script: String },
-    Netns { id: u64, phase: Phase, name: String, inode: Option<u64> },
+    Begin {
+        pid: u32,
+        script: String,
+    },
+    Netns {
+        id: u64,
+        phase: Phase,
+        name: String,
+        inode: Option<u64>,
+    },
     /// A link this lab created. `pair` links the two ends of a veth.
-    Link { id: u64, phase: Phase, ns: NsRef, name: String, kind: String, index: Option<u32>, pair: Option<u64> },
+    Link {
+        id: u64,
+        phase: Phase,
+        ns: NsRef,
+        name: String,
+        kind: String,
+        index: Option<u32>,
+        pair: Option<u64>,
+    },
     /// A link of ours now lives under another name or namespace.
-    LinkMoved { id: u64, ns: NsRef, name: String, index: u32 },
+    LinkMoved {
+        id: u64,
+        ns: NsRef,
+        name: String,
+        index: u32,
+    },
     /// A link of ours was deleted by the script.
-    LinkGone { id: u64 },
+    LinkGone {
+        id: u64,
+    },
     /// An address put on a link that outlives the lab (not ours, in a namespace not ours).
-    Addr { id: u64, phase: Phase, ns: NsRef, link: String, addr: String },
+    Addr {
+        id: u64,
+        phase: Phase,
+        ns: NsRef,
+        link: String,
+        addr: String,
+    },
     /// A route in a namespace that outlives the lab. `via` is an IP or `dev NAME`.
-    Route { id: u64, phase: Phase, ns: NsRef, dest: Option<String>, via: String },
+    Route {
+        id: u64,
+        phase: Phase,
+        ns: NsRef,
+        dest: Option<String>,
+        via: String,
+    },
     /// A sysctl changed in a namespace that outlives the lab, with the value to restore.
-    Sysctl { id: u64, phase: Phase, ns: NsRef, key: String, old: String },
+    Sysctl {
+        id: u64,
+        phase: Phase,
+        ns: NsRef,
+        key: String,
+        old: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -206,7 +247,8 @@ pub fn validate_lab_name(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::new(format!("invalid lab name {name:?}")).help("lab names use letters, digits, '-', '_' and '.', at most 64 bytes, and do not start with '.'"))
+        Err(Error::new(format!("invalid lab name {name:?}"))
+            .help("lab names use letters, digits, '-', '_' and '.', at most 64 bytes, and do not start with '.'"))
     }
 }
 
@@ -233,19 +275,15 @@ impl Ledger {
             .mode(0o700)
             .create(lab_dir(lab))
             .map_err(|e| Error::io(format!("cannot create the state directory of lab {lab:?}"), &e))?;
-        let file = OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(ledger_path(lab))
-            .map_err(|e| {
-                if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    Error::new(format!("lab {lab:?} is already up"))
-                        .help(format!("take it down first with `nsscript down {lab}`, rebuild it with `--replace`, or give this run another name with --name"))
-                } else {
-                    Error::io(format!("cannot create the ledger of lab {lab:?}"), &e)
-                }
-            })?;
+        let file = OpenOptions::new().append(true).create_new(true).mode(0o600).open(ledger_path(lab)).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::new(format!("lab {lab:?} is already up")).help(format!(
+                    "take it down first with `nsscript down {lab}`, rebuild it with `--replace`, or give this run another name with --name"
+                ))
+            } else {
+                Error::io(format!("cannot create the ledger of lab {lab:?}"), &e)
+            }
+        })?;
         let mut ledger = Ledger { file, lab: lab.to_string() };
         ledger.append(&Entry::Begin { pid: std::process::id(), script: script.to_string() })?;
         Ok(ledger)
@@ -255,9 +293,7 @@ impl Ledger {
         let mut line = serde_json::to_string(e).expect("ledger entries serialize");
         line.push('\n');
         // One write per entry: a killed run leaves whole lines (O_APPEND).
-        self.file
-            .write_all(line.as_bytes())
-            .map_err(|err| Error::io(format!("cannot write the ledger of lab {:?}", self.lab), &err))
+        self.file.write_all(line.as_bytes()).map_err(|err| Error::io(format!("cannot write the ledger of lab {:?}", self.lab), &err))
     }
 }
 

@@ -29,9 +29,9 @@ pub fn teardown(state: &LabState, nl: &mut Netlink) -> Report {
                     report.skipped.push(format!("netns {}: already gone", ns.name));
                 }
             }
-            (Some(now), Some(recorded)) if now != recorded => {
-                report.skipped.push(format!("netns {}: exists but is not the one this lab created (inode {now}, recorded {recorded})", ns.name))
-            }
+            (Some(now), Some(recorded)) if now != recorded => report
+                .skipped
+                .push(format!("netns {}: exists but is not the one this lab created (inode {now}, recorded {recorded})", ns.name)),
             _ => {
                 nl.forget(&NsRef::Named(ns.name.clone()));
                 match nsexec::delete_netns(&ns.name) {
@@ -47,9 +47,10 @@ pub fn teardown(state: &LabState, nl: &mut Netlink) -> Report {
         let what = format!("link {} in {}", link.name, link.ns);
         match nl.link_index(&link.ns, &link.name) {
             Ok(None) => report.removed.push(what), // went with its peer's namespace
-            Ok(Some(index)) if link.index.is_some_and(|i| i != index) => {
-                report.skipped.push(format!("{what}: exists but is not the one this lab created (ifindex {index}, recorded {})", link.index.unwrap_or(0)))
-            }
+            Ok(Some(index)) if link.index.is_some_and(|i| i != index) => report.skipped.push(format!(
+                "{what}: exists but is not the one this lab created (ifindex {index}, recorded {})",
+                link.index.unwrap_or(0)
+            )),
             Ok(Some(index)) => match nl.delete_index(&link.ns, index) {
                 Ok(()) => report.removed.push(what),
                 Err(e) => report.failed.push(format!("{what}: {e}")),

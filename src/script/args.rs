@@ -9,17 +9,21 @@ use std::net::IpAddr;
 
 pub fn cidr(text: &str) -> RhaiResult<IpNetwork> {
     text.trim().parse::<IpNetwork>().map_err(|e| {
-        fail(Error::new(format!("malformed address {text:?}"))
-            .why(e.to_string())
-            .help("write an address with its prefix length, e.g. \"10.0.0.1/24\" or \"fd00::1/64\""))
+        fail(
+            Error::new(format!("malformed address {text:?}"))
+                .why(e.to_string())
+                .help("write an address with its prefix length, e.g. \"10.0.0.1/24\" or \"fd00::1/64\""),
+        )
     })
 }
 
 pub fn ip(text: &str) -> RhaiResult<IpAddr> {
     text.trim().parse::<IpAddr>().map_err(|e| {
-        fail(Error::new(format!("malformed IP address {text:?}"))
-            .why(e.to_string())
-            .help("write a plain address without prefix, e.g. \"10.0.0.254\""))
+        fail(
+            Error::new(format!("malformed IP address {text:?}"))
+                .why(e.to_string())
+                .help("write a plain address without prefix, e.g. \"10.0.0.254\""),
+        )
     })
 }
 
@@ -31,9 +35,11 @@ pub fn route_dest(text: &str) -> RhaiResult<Option<IpNetwork>> {
     }
     let net = cidr(text)?;
     if net.ip() != net.network() {
-        return Err(fail(Error::new(format!("invalid route destination {text:?}"))
-            .why("the address has host bits set for its prefix length")
-            .help(format!("use the network address, e.g. \"{}/{}\"", net.network(), net.prefix()))));
+        return Err(fail(
+            Error::new(format!("invalid route destination {text:?}"))
+                .why("the address has host bits set for its prefix length")
+                .help(format!("use the network address, e.g. \"{}/{}\"", net.network(), net.prefix())),
+        ));
     }
     Ok(Some(net))
 }
@@ -44,11 +50,17 @@ pub fn mac(text: &str) -> RhaiResult<[u8; 6]> {
     match bytes {
         Some(b) if b.len() == 6 => {
             if b[0] & 1 == 1 {
-                return Err(fail(Error::new(format!("invalid MAC address {text:?}")).why("it is a multicast address (lowest bit of the first byte set)").help("use a unicast address such as \"02:00:00:00:00:01\"")));
+                return Err(fail(
+                    Error::new(format!("invalid MAC address {text:?}"))
+                        .why("it is a multicast address (lowest bit of the first byte set)")
+                        .help("use a unicast address such as \"02:00:00:00:00:01\""),
+                ));
             }
             Ok([b[0], b[1], b[2], b[3], b[4], b[5]])
         }
-        _ => Err(fail(Error::new(format!("malformed MAC address {text:?}")).help("write six hex bytes separated by ':', e.g. \"02:00:00:00:00:01\""))),
+        _ => Err(fail(
+            Error::new(format!("malformed MAC address {text:?}")).help("write six hex bytes separated by ':', e.g. \"02:00:00:00:00:01\""),
+        )),
     }
 }
 
@@ -69,7 +81,9 @@ impl<'a> Opts<'a> {
     pub fn new(func: &'a str, map: &'a Map, known: &[&str]) -> RhaiResult<Self> {
         for key in map.keys() {
             if !known.contains(&key.as_str()) {
-                return Err(fail(Error::new(format!("unknown option {key:?} for {func}()")).help(format!("the options are: {}", known.join(", ")))));
+                return Err(fail(
+                    Error::new(format!("unknown option {key:?} for {func}()")).help(format!("the options are: {}", known.join(", "))),
+                ));
             }
         }
         Ok(Opts { map, func })
@@ -92,7 +106,10 @@ impl<'a> Opts<'a> {
     pub fn int(&self, key: &str) -> RhaiResult<Option<i64>> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v.as_int().map(Some).map_err(|ty| fail(Error::new(format!("option {key:?} of {}() must be an integer, not {ty}", self.func)))),
+            Some(v) => v
+                .as_int()
+                .map(Some)
+                .map_err(|ty| fail(Error::new(format!("option {key:?} of {}() must be an integer, not {ty}", self.func)))),
         }
     }
 }

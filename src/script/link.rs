@@ -22,9 +22,11 @@ fn bridge(b: &Shared, ns: NsRef, name: &str) -> RhaiResult<Link> {
 
 fn master(b: &Shared, l: &Link, br: &Link) -> RhaiResult<Link> {
     if br.ns != l.ns {
-        return Err(fail(Error::new(format!("cannot enslave {} to {}", l.name, br.name))
-            .why(format!("the link is in {} but the bridge is in {}", l.ns, br.ns))
-            .help("move the link into the bridge's namespace first (.move_to(ns)), or use connect(ns, bridge)")));
+        return Err(fail(
+            Error::new(format!("cannot enslave {} to {}", l.name, br.name))
+                .why(format!("the link is in {} but the bridge is in {}", l.ns, br.ns))
+                .help("move the link into the bridge's namespace first (.move_to(ns)), or use connect(ns, bridge)"),
+        ));
     }
     set(b, l, LinkChange::Master(br.name.clone()))
 }
@@ -59,7 +61,15 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
     let b = backend.clone();
     engine.register_fn("veth", move |a: &str, p: &str| -> RhaiResult<Link> {
         // Exactly like `ip link add A type veth peer name B`: both ends here, down.
-        let spec = VethSpec { ns: NsRef::Host, name: a.to_string(), peer_ns: NsRef::Host, peer: p.to_string(), mtu: None, up: false, master: None };
+        let spec = VethSpec {
+            ns: NsRef::Host,
+            name: a.to_string(),
+            peer_ns: NsRef::Host,
+            peer: p.to_string(),
+            mtu: None,
+            up: false,
+            master: None,
+        };
         apply(&b, Op::CreateVeth(spec))?;
         Ok(Link { ns: NsRef::Host, name: a.to_string() })
     });
@@ -112,7 +122,8 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
     });
 
     let b = backend.clone();
-    engine.register_fn("connect", move |ns: Netns, br: Link, opts: Map| connect(&b, &ns, Target::Bridge { ns: br.ns, name: br.name }, &opts));
+    engine
+        .register_fn("connect", move |ns: Netns, br: Link, opts: Map| connect(&b, &ns, Target::Bridge { ns: br.ns, name: br.name }, &opts));
     let b = backend.clone();
     engine.register_fn("connect", move |ns: Netns, br: Link| connect(&b, &ns, Target::Bridge { ns: br.ns, name: br.name }, &Map::new()));
     let b = backend.clone();
@@ -132,5 +143,9 @@ fn existing(b: &Shared, ns: NsRef, name: &str) -> RhaiResult<Link> {
     }
     let mut known: Vec<String> = links.into_iter().map(|l| l.name).collect();
     known.sort();
-    Err(fail(Error::new(format!("unknown link {name:?} in {ns}")).why("no such device (ENODEV)").help(format!("links there: {}", known.join(", ")))))
+    Err(fail(
+        Error::new(format!("unknown link {name:?} in {ns}"))
+            .why("no such device (ENODEV)")
+            .help(format!("links there: {}", known.join(", "))),
+    ))
 }

@@ -69,11 +69,13 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
     engine.register_fn("exec", move |ns: &mut Netns, cmd: &str| exec(&b, ns, Command::Shell(cmd.to_string())));
     let b = backend.clone();
     engine.register_fn("exec", move |ns: &mut Netns, argv: Array| -> RhaiResult<Map> {
-        let argv = argv
-            .into_iter()
-            .map(|a| a.into_immutable_string().map(|s| s.to_string()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|ty| fail(Error::new(format!("exec() arguments must be strings, found {ty}")).help("write numbers as strings: [\"ping\", \"-c\", \"1\", \"10.0.0.1\"]")))?;
+        let argv =
+            argv.into_iter().map(|a| a.into_immutable_string().map(|s| s.to_string())).collect::<Result<Vec<_>, _>>().map_err(|ty| {
+                fail(
+                    Error::new(format!("exec() arguments must be strings, found {ty}"))
+                        .help("write numbers as strings: [\"ping\", \"-c\", \"1\", \"10.0.0.1\"]"),
+                )
+            })?;
         exec(&b, ns, Command::Argv(argv))
     });
 
@@ -85,7 +87,9 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
     let b = backend.clone();
     engine.register_fn("sysctl", move |ns: &mut Netns, key: &str, value: i64| sysctl(&b, ns, key, value.to_string()));
     let b = backend.clone();
-    engine.register_fn("sysctl", move |ns: &mut Netns, key: &str, value: bool| sysctl(&b, ns, key, if value { "1" } else { "0" }.to_string()));
+    engine.register_fn("sysctl", move |ns: &mut Netns, key: &str, value: bool| {
+        sysctl(&b, ns, key, if value { "1" } else { "0" }.to_string())
+    });
 
     engine.register_fn("sleep", |ms: i64| -> RhaiResult<()> {
         let ms = args::u32_in("sleep of", ms, 0, 3_600_000)?;

@@ -47,7 +47,8 @@ pub fn find(name: &str) -> Option<&'static FnDoc> {
 
 /// Registry names close to `name` (edit distance at most 2), best first.
 pub fn similar(name: &str) -> Vec<&'static str> {
-    let mut scored: Vec<(usize, &'static str)> = FUNCTIONS.iter().map(|f| (distance(name, f.name), f.name)).filter(|(d, _)| *d <= 2).collect();
+    let mut scored: Vec<(usize, &'static str)> =
+        FUNCTIONS.iter().map(|f| (distance(name, f.name), f.name)).filter(|(d, _)| *d <= 2).collect();
     scored.sort();
     scored.into_iter().map(|(_, n)| n).collect()
 }

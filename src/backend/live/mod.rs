@@ -57,7 +57,12 @@ impl LiveBackend {
     }
 
     /// Write `intent`, run `create`, then write `done(result)` or `failed`.
-    fn created<T>(&mut self, intent: Entry, create: impl FnOnce(&mut Self) -> Result<T>, done: impl FnOnce(&T, Entry) -> Entry) -> Result<T> {
+    fn created<T>(
+        &mut self,
+        intent: Entry,
+        create: impl FnOnce(&mut Self) -> Result<T>,
+        done: impl FnOnce(&T, Entry) -> Entry,
+    ) -> Result<T> {
         self.record(intent.clone())?;
         match create(self) {
             Ok(v) => {
@@ -87,10 +92,14 @@ impl LiveBackend {
         }
         let id = self.state.new_id();
         let intent = Entry::Netns { id, phase: Phase::Intent, name: name.to_string(), inode: None };
-        let made = self.created(intent, |_| nsexec::create_netns(name), |made, e| match e {
-            Entry::Netns { id, phase, name, .. } => Entry::Netns { id, phase, name, inode: Some(made.inode) },
-            other => other,
-        })?;
+        let made = self.created(
+            intent,
+            |_| nsexec::create_netns(name),
+            |made, e| match e {
+                Entry::Netns { id, phase, name, .. } => Entry::Netns { id, phase, name, inode: Some(made.inode) },
+                other => other,
+            },
+        )?;
         let ns = NsRef::named(name);
         self.nl.adopt_socket(ns.clone(), made.route_socket);
         self.nl.set_lo_up(&ns)?;
@@ -103,7 +112,8 @@ impl LiveBackend {
             return Ok(Outcome::Done);
         }
         let id = self.state.new_id();
-        let intent = Entry::Link { id, phase: Phase::Intent, ns: ns.clone(), name: name.clone(), kind: "bridge".into(), index: None, pair: None };
+        let intent =
+            Entry::Link { id, phase: Phase::Intent, ns: ns.clone(), name: name.clone(), kind: "bridge".into(), index: None, pair: None };
         self.created(intent, |b| b.nl.create_bridge(&ns, &name), |index, e| set_index(e, *index))?;
         Ok(Outcome::Done)
     }
@@ -112,10 +122,20 @@ impl LiveBackend {
         netlink::validate_ifname(&spec.name)?;
         netlink::validate_ifname(&spec.peer)?;
         if spec.ns == spec.peer_ns && spec.name == spec.peer {
-            return Err(Error::new(format!("cannot create veth pair {:?} / {:?}", spec.name, spec.peer)).help("the two ends need different names"));
+            return Err(
+                Error::new(format!("cannot create veth pair {:?} / {:?}", spec.name, spec.peer)).help("the two ends need different names")
+            );
         }
         let (a, b) = (self.state.new_id(), self.state.new_id());
-        let end = |id, pair, ns: &NsRef, name: &str| Entry::Link { id, phase: Phase::Intent, ns: ns.clone(), name: name.to_string(), kind: "veth".into(), index: None, pair: Some(pair) };
+        let end = |id, pair, ns: &NsRef, name: &str| Entry::Link {
+            id,
+            phase: Phase::Intent,
+            ns: ns.clone(),
+            name: name.to_string(),
+            kind: "veth".into(),
+            index: None,
+            pair: Some(pair),
+        };
         let (near, far) = (end(a, b, &spec.ns, &spec.name), end(b, a, &spec.peer_ns, &spec.peer));
         self.record(far.clone())?;
         let res = self.created(near, |be| be.nl.create_veth(&spec), |(ia, _), e| set_index(e, *ia));

@@ -193,7 +193,11 @@ impl Netlink {
         let msg = near.build();
         self.block_on(async { h.link().add(msg).execute().await }).map_err(|e| {
             let what = format!("cannot create veth pair {:?} / {:?}", spec.name, spec.peer);
-            let taken = if spec.peer_ns == spec.ns { format!("{} or {}", spec.name, spec.peer) } else { format!("{} in {} or {} in {}", spec.name, spec.ns, spec.peer, spec.peer_ns) };
+            let taken = if spec.peer_ns == spec.ns {
+                format!("{} or {}", spec.name, spec.peer)
+            } else {
+                format!("{} in {} or {} in {}", spec.name, spec.ns, spec.peer, spec.peer_ns)
+            };
             link_create_error(what, &taken, e)
         })?;
         let a = self.require_link(&spec.ns, &spec.name)?;
@@ -230,8 +234,12 @@ impl Netlink {
             match (change, err.errno) {
                 (LinkChange::Rename(new), Some(libc::EEXIST)) => err.help(format!("a link named {new:?} already exists there")),
                 (LinkChange::Rename(_), Some(libc::EBUSY)) => err.help("a link must be down to be renamed: call .down() first"),
-                (LinkChange::MoveTo(t), Some(libc::EEXIST)) => err.help(format!("{t} already has a link named {name:?}: rename one of them first")),
-                (LinkChange::Mtu(_), Some(libc::EINVAL)) => err.help("the MTU is outside what this kind of link accepts (68..65535 for veth)"),
+                (LinkChange::MoveTo(t), Some(libc::EEXIST)) => {
+                    err.help(format!("{t} already has a link named {name:?}: rename one of them first"))
+                }
+                (LinkChange::Mtu(_), Some(libc::EINVAL)) => {
+                    err.help("the MTU is outside what this kind of link accepts (68..65535 for veth)")
+                }
                 (LinkChange::Master(_), _) => err.help("the master must be a bridge in the same namespace as the link"),
                 _ => err,
             }
@@ -279,7 +287,10 @@ impl Netlink {
             let mut stream = h.address().get().set_link_index_filter(index).execute();
             while let Some(msg) = stream.try_next().await? {
                 let same = msg.header.prefix_len == addr.prefix()
-                    && msg.attributes.iter().any(|a| matches!(a, AddressAttribute::Address(ip) | AddressAttribute::Local(ip) if *ip == addr.ip()));
+                    && msg
+                        .attributes
+                        .iter()
+                        .any(|a| matches!(a, AddressAttribute::Address(ip) | AddressAttribute::Local(ip) if *ip == addr.ip()));
                 if same {
                     return h.address().del(msg).execute().await;
                 }
@@ -289,7 +300,12 @@ impl Netlink {
         res.map_err(|e| nl_error(format!("cannot remove address {addr} from {link:?} in {ns}"), e))
     }
 
-    fn route_message(&mut self, ns: &NsRef, dest: Option<IpNetwork>, via: &RouteVia) -> Result<rtnetlink::packet_route::route::RouteMessage> {
+    fn route_message(
+        &mut self,
+        ns: &NsRef,
+        dest: Option<IpNetwork>,
+        via: &RouteVia,
+    ) -> Result<rtnetlink::packet_route::route::RouteMessage> {
         let (dest_ip, prefix) = match (dest, via) {
             (Some(d), _) => (d.network(), d.prefix()),
             (None, RouteVia::Gateway(IpAddr::V6(_))) => (IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
@@ -341,7 +357,8 @@ impl Netlink {
 
     fn dump_links(&mut self, ns: &NsRef) -> Result<Vec<LinkMessage>> {
         let h = self.handle(ns)?;
-        self.block_on(async { h.link().get().execute().try_collect::<Vec<_>>().await }).map_err(|e| nl_error(format!("cannot list links in {ns}"), e))
+        self.block_on(async { h.link().get().execute().try_collect::<Vec<_>>().await })
+            .map_err(|e| nl_error(format!("cannot list links in {ns}"), e))
     }
 
     pub fn links(&mut self, ns: &NsRef) -> Result<Vec<LinkInfo>> {
@@ -377,7 +394,9 @@ impl Netlink {
     pub fn addrs(&mut self, ns: &NsRef) -> Result<Vec<AddrInfo>> {
         let names: HashMap<u32, String> = self.dump_links(ns)?.iter().map(|m| (m.header.index, name_of(m))).collect();
         let h = self.handle(ns)?;
-        let msgs = self.block_on(async { h.address().get().execute().try_collect::<Vec<_>>().await }).map_err(|e| nl_error(format!("cannot list addresses in {ns}"), e))?;
+        let msgs = self
+            .block_on(async { h.address().get().execute().try_collect::<Vec<_>>().await })
+            .map_err(|e| nl_error(format!("cannot list addresses in {ns}"), e))?;
         Ok(msgs
             .iter()
             .filter_map(|m| {
@@ -385,10 +404,12 @@ impl Netlink {
                     AddressAttribute::Local(ip) => Some(*ip),
                     _ => None,
                 });
-                let ip = ip.or_else(|| m.attributes.iter().find_map(|a| match a {
-                    AddressAttribute::Address(ip) => Some(*ip),
-                    _ => None,
-                }))?;
+                let ip = ip.or_else(|| {
+                    m.attributes.iter().find_map(|a| match a {
+                        AddressAttribute::Address(ip) => Some(*ip),
+                        _ => None,
+                    })
+                })?;
                 Some(AddrInfo {
                     link: names.get(&m.header.index).cloned().unwrap_or_default(),
                     addr: format!("{ip}/{}", m.header.prefix_len),
@@ -404,7 +425,9 @@ impl Netlink {
         let mut out = Vec::new();
         for v6 in [false, true] {
             let query = if v6 { RouteMessageBuilder::<Ipv6Addr>::new().build() } else { RouteMessageBuilder::<Ipv4Addr>::new().build() };
-            let msgs = self.block_on(async { h.route().get(query).execute().try_collect::<Vec<_>>().await }).map_err(|e| nl_error(format!("cannot list routes in {ns}"), e))?;
+            let msgs = self
+                .block_on(async { h.route().get(query).execute().try_collect::<Vec<_>>().await })
+                .map_err(|e| nl_error(format!("cannot list routes in {ns}"), e))?;
             for m in msgs {
                 // The main table's unicast routes: what `ip route` shows.
                 if m.header.table != 254 || m.header.kind != RouteType::Unicast {

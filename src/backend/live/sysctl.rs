@@ -12,8 +12,9 @@ pub fn key_path(key: &str) -> Result<PathBuf> {
     let rel = if key.contains('/') { key.trim_start_matches('/').to_string() } else { key.replace('.', "/") };
     let bad = rel.is_empty() || rel.split('/').any(|part| part.is_empty() || part == "..") || !rel.starts_with("net/");
     if bad {
-        return Err(Error::new(format!("invalid sysctl key {key:?}"))
-            .help("namespace sysctls live under net., e.g. \"net.ipv4.ip_forward\""));
+        return Err(
+            Error::new(format!("invalid sysctl key {key:?}")).help("namespace sysctls live under net., e.g. \"net.ipv4.ip_forward\"")
+        );
     }
     Ok(PathBuf::from("/proc/sys").join(rel))
 }

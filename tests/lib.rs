@@ -1,0 +1,6 @@
+//! One integration-test binary: each module drives the real `nsscript` binary in an
+//! isolated namespace (see `support`).
+
+mod support;
+
+mod core;
