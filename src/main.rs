@@ -65,7 +65,11 @@ fn start(script: Option<&Path>, opts: &RunOpts, repl: bool) -> Result<ExitCode, 
         (None, Some(path)) => path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "lab".into()),
         (None, None) => "repl".into(),
     };
-    if opts.replace && lab::exists(&lab_name) {
+    if lab::exists(&lab_name) {
+        if !opts.replace {
+            return Err(Error::new(format!("lab {lab_name:?} is already up"))
+                .help(format!("take it down first with `nsscript down {lab_name}`, rebuild it with --replace, or give this run another name with --name")));
+        }
         report_down(&lab_name, &backend::live::down(&lab_name)?);
     }
     let script_display = script.map(|p| p.display().to_string()).unwrap_or_else(|| "<repl>".into());

@@ -7,8 +7,13 @@ use crate::script::ScriptEngine;
 use rhai::{EvalAltResult, ParseErrorType};
 use rustyline::error::ReadlineError;
 
-fn is_unfinished(err: &EvalAltResult) -> bool {
-    matches!(err, EvalAltResult::ErrorParsing(ParseErrorType::UnexpectedEOF, _))
+/// The parser ran out of input: the entry goes on on the next line.
+fn is_unfinished(err: &EvalAltResult, entry: &str) -> bool {
+    match err {
+        EvalAltResult::ErrorParsing(ParseErrorType::UnexpectedEOF, _) => true,
+        EvalAltResult::ErrorParsing(ParseErrorType::MissingToken(..), pos) => pos.line().is_some_and(|l| l > entry.trim_end().lines().count()),
+        _ => false,
+    }
 }
 
 pub fn run(engine: &mut ScriptEngine, sources: &mut diag::Sources) -> Result<()> {
@@ -25,7 +30,7 @@ pub fn run(engine: &mut ScriptEngine, sources: &mut diag::Sources) -> Result<()>
                 n += 1;
                 let name = format!("<repl:{n}>");
                 match engine.compile(&name, &entry) {
-                    Err(e) if is_unfinished(&e) => continue,
+                    Err(e) if is_unfinished(&e, &entry) => continue,
                     Err(e) => {
                         sources.add(&name, &entry);
                         eprint!("{}", diag::render(&diag::from_rhai(&e, &name, sources)));

@@ -55,6 +55,14 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
     });
 
     let b = backend.clone();
+    engine.register_fn("ns", move |name: &str| -> RhaiResult<Netns> {
+        // A handle on a namespace that exists already (the lab does not own it).
+        let ns = NsRef::named(name);
+        apply(&b, Op::Links { ns: ns.clone() })?;
+        Ok(Netns(ns))
+    });
+
+    let b = backend.clone();
     engine.register_fn("lab", move |name: &str| -> RhaiResult<()> { b.borrow_mut().set_lab_name(name).map_err(fail) });
     let b = backend.clone();
     engine.register_fn("lab", move || -> String { b.borrow().lab_name() });

@@ -14,6 +14,7 @@ macro_rules! docs {
 pub const FUNCTIONS: &[FnDoc] = docs![
     "host", "host() -> Netns", "the namespace nsscript runs in (the machine's, or the sandbox's)";
     "netns", "netns(name) -> Netns", "create a named namespace (/run/netns/NAME, visible to `ip netns`) with lo up";
+    "ns", "ns(name) -> Netns", "a handle on a namespace that already exists (not created, not owned by the lab)";
     "lab", "lab(name) / lab() -> String", "name the lab (before anything is created) / the lab's name";
     "forward", "ns.forward(on: bool) -> Netns", "IPv4 and IPv6 forwarding on or off in ns";
     "exec", "ns.exec(cmd: String | Array) -> #{ code, stdout, stderr }", "run a command inside ns (a string runs by sh -c; an array runs without a shell)";

@@ -174,9 +174,6 @@ impl Netlink {
         if let Some(mtu) = spec.mtu {
             peer = peer.mtu(mtu);
         }
-        if spec.up {
-            peer = peer.up();
-        }
         let mut near = LinkMessageBuilder::<rtnetlink::LinkVeth>::new_with_info_kind(InfoKind::Veth)
             .name(spec.name.clone())
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())));
@@ -202,6 +199,11 @@ impl Netlink {
         })?;
         let a = self.require_link(&spec.ns, &spec.name)?;
         let b = self.require_link(&spec.peer_ns, &spec.peer)?;
+        if spec.up {
+            // The kernel refuses IFF_UP in the peer's ifinfomsg when the peer is created in
+            // another namespace (ENOTCONN, `ip` too): bring the peer up in a second request.
+            self.set_link(&spec.peer_ns, &spec.peer, &LinkChange::Up)?;
+        }
         Ok((a, b))
     }
 
