@@ -60,6 +60,8 @@ pub enum Cmd {
     },
     /// List the labs that are up, with what they hold
     Ls,
+    /// Print the script functions, one line each (Markdown), as in the README
+    Functions,
     /// Start the REPL, optionally after running a lab script
     Repl {
         script: Option<PathBuf>,

@@ -29,6 +29,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Cmd::Down { lab }) => down(&lab),
         Some(Cmd::Ls) => ls(),
+        Some(Cmd::Functions) => {
+            print!("{}", script::registry::markdown());
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Cmd::Repl { script, run }) => start(script.as_deref(), &run, true),
         None => start(cli.script.as_deref(), &cli.run, cli.script.is_none()),
     };

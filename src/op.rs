@@ -84,6 +84,90 @@ pub struct VethSpec {
     pub master: Option<String>,
 }
 
+// ---- Issue 4: more link kinds, overlays, bridge VLANs, shaping (grouped here) ----
+
+/// A link of a kind beyond veth and bridge, created in `ns`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinkSpec {
+    pub ns: NsRef,
+    pub name: String,
+    pub kind: LinkKind,
+    pub mtu: Option<u32>,
+    pub up: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum LinkKind {
+    Vxlan(VxlanSpec),
+    /// An 802.1Q sub-interface of `parent` (in the same namespace).
+    Vlan { parent: String, id: u16 },
+    /// A macvlan child of `parent` (in the same namespace).
+    Macvlan { parent: String, mode: MacvlanMode },
+    /// A persistent tap device (TUNSETPERSIST) for a VM or a userspace peer.
+    Tap { owner: Option<u32>, group: Option<u32> },
+}
+
+impl LinkKind {
+    /// The kernel's name of the kind (`ip -d link` "kind"), as the ledger records it.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            LinkKind::Vxlan(_) => "vxlan",
+            LinkKind::Vlan { .. } => "vlan",
+            LinkKind::Macvlan { .. } => "macvlan",
+            LinkKind::Tap { .. } => "tap",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct VxlanSpec {
+    pub id: u32,
+    pub remote: Option<IpAddr>,
+    pub group: Option<IpAddr>,
+    pub local: Option<IpAddr>,
+    /// The underlay device, in the same namespace.
+    pub dev: Option<String>,
+    pub dstport: u16,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MacvlanMode {
+    Private,
+    Vepa,
+    Bridge,
+    Passthru,
+}
+
+/// Egress shaping of a link: tbf for the rate, netem for delay and loss.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shape {
+    /// Bits per second.
+    pub rate: Option<u64>,
+    /// Bytes.
+    pub burst: Option<u32>,
+    /// Microseconds a packet may wait in the queue.
+    pub latency_us: Option<u32>,
+    /// netem: added delay in microseconds.
+    pub delay_us: Option<u32>,
+    /// netem: loss in percent.
+    pub loss_pct: Option<f64>,
+}
+
+/// One entry of a bridge or VXLAN forwarding table (`bridge fdb`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FdbEntry {
+    pub mac: String,
+    pub dev: String,
+    pub master: Option<String>,
+    pub dst: Option<String>,
+    pub vlan: Option<u16>,
+    pub vni: Option<u32>,
+    /// `permanent`, `static`, `reachable`, `stale`...
+    pub state: String,
+    /// The entry is the device's own (`self`), not the bridge's (`master`).
+    pub is_self: bool,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     CreateNetns {
@@ -138,6 +222,38 @@ pub enum Op {
         ns: NsRef,
         name: String,
     },
+    // Issue 4 (overlays, link kinds, shaping): see LinkSpec and Shape above.
+    CreateLink(LinkSpec),
+    /// `bridge fdb append MAC dev LINK dst IP` (a VXLAN's static flood/unicast list).
+    FdbAppend {
+        ns: NsRef,
+        link: String,
+        mac: [u8; 6],
+        dst: IpAddr,
+    },
+    /// The bridge forwarding table of ns (`bridge fdb show`).
+    Fdb {
+        ns: NsRef,
+    },
+    /// `shape` Some sets the link's root qdisc; None removes it.
+    Shape {
+        ns: NsRef,
+        link: String,
+        shape: Option<Shape>,
+    },
+    BridgeVlanFiltering {
+        ns: NsRef,
+        bridge: String,
+        on: bool,
+    },
+    /// `bridge vlan add vid VID dev PORT [pvid] [untagged]`
+    BridgeVlan {
+        ns: NsRef,
+        port: String,
+        vid: u16,
+        pvid: bool,
+        untagged: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -184,4 +300,5 @@ pub enum Outcome {
     Routes(Vec<RouteInfo>),
     Exec(ExecOutput),
     Link { ns: NsRef, name: String },
+    Fdb(Vec<FdbEntry>),
 }

@@ -66,3 +66,12 @@ fn distance(a: &str, b: &str) -> usize {
     }
     prev[b.len()]
 }
+
+/// The reference table of the README.
+pub fn markdown() -> String {
+    let mut out = String::from("| function | what it does |\n| --- | --- |\n");
+    for f in FUNCTIONS {
+        out.push_str(&format!("| `{}` | {} |\n", f.signature.replace('|', "\\|"), f.doc.replace('|', "\\|")));
+    }
+    out
+}
