@@ -67,7 +67,75 @@ pub enum Cmd {
         script: Option<PathBuf>,
         #[command(flatten)]
         run: RunOpts,
+        /// What Ctrl-D does with the lab: ask (the default on a terminal), keep it up, or take it down
+        #[arg(long, value_enum, default_value_t = OnExit::Ask)]
+        on_exit: OnExit,
     },
+    /// Print the shell commands (ip, bridge, sysctl, iptables, tc, dnsmasq) that build the
+    /// same lab, as a bash script; runs the script against a model, no root needed
+    Plan {
+        /// The lab script
+        script: PathBuf,
+        /// Pass a constant to the script (as for a run)
+        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        /// The lab's name (default: the script file's stem)
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Draw the lab's topology: namespaces and bridges as boxes, veth and vxlan links
+    /// as edges; no root needed
+    Graph {
+        /// The lab script
+        script: PathBuf,
+        #[arg(long, short, value_enum, default_value_t = GraphFormat::Ascii)]
+        format: GraphFormat,
+        /// Pass a constant to the script (as for a run)
+        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+    },
+    /// Open an interactive shell inside a namespace of a running lab (prompt "NS> ")
+    Shell {
+        /// The lab's name (see `nsscript ls`)
+        lab: String,
+        /// One of the lab's namespaces
+        ns: String,
+    },
+    /// Run one command inside a namespace of a running lab; exits with its code
+    Exec {
+        /// The lab's name (see `nsscript ls`)
+        lab: String,
+        /// One of the lab's namespaces
+        ns: String,
+        /// The command and its arguments (after `--`)
+        #[arg(last = true, required = true, value_name = "CMD")]
+        cmd: Vec<String>,
+    },
+    /// Print a shell completion script: `nsscript completions bash > /etc/bash_completion.d/nsscript`
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// What leaving the REPL does with the lab it built.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnExit {
+    /// Ask on a terminal; keep the lab when input is not a terminal
+    #[default]
+    Ask,
+    /// Leave the lab up (`nsscript down LAB` removes it later)
+    Keep,
+    /// Take the lab down
+    Down,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GraphFormat {
+    Ascii,
+    Dot,
+    Mermaid,
+    Json,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {

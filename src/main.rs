@@ -4,6 +4,8 @@ mod backend;
 mod cli;
 mod diag;
 mod error;
+mod graph;
+mod inspect;
 mod lab;
 mod nsexec;
 mod op;
@@ -11,6 +13,7 @@ mod privilege;
 mod recipes;
 mod repl;
 mod script;
+mod signals;
 mod stdlib;
 
 use backend::live::LiveBackend;
@@ -33,7 +36,19 @@ fn main() -> ExitCode {
             print!("{}", script::registry::markdown());
             Ok(ExitCode::SUCCESS)
         }
-        Some(Cmd::Repl { script, run }) => start(script.as_deref(), &run, true),
+        Some(Cmd::Repl { script, run, on_exit }) => {
+            repl::set_on_exit(on_exit);
+            start(script.as_deref(), &run, true)
+        }
+        Some(Cmd::Plan { script, vars, name }) => inspect::plan(&script, &vars, name.as_deref()),
+        Some(Cmd::Graph { script, format, vars }) => inspect::graph(&script, &vars, format),
+        Some(Cmd::Shell { lab, ns }) => inspect::shell(&lab, &ns),
+        Some(Cmd::Exec { lab, ns, cmd }) => inspect::exec(&lab, &ns, &cmd),
+        Some(Cmd::Completions { shell }) => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "nsscript", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
         None => start(cli.script.as_deref(), &cli.run, cli.script.is_none()),
     };
     match result {
@@ -49,13 +64,21 @@ fn main() -> ExitCode {
 fn start(script: Option<&Path>, opts: &RunOpts, repl: bool) -> Result<ExitCode, Error> {
     // The sandbox must be entered while the process has a single thread.
     if opts.sandbox {
+        // Root gets a plain private netns + mount ns; anyone else gets them inside a
+        // user namespace of their own (no sudo needed).
+        if privilege::is_privileged() {
+            nsexec::enter_sandbox()?;
+        } else {
+            nsexec::enter_user_sandbox()?;
+        }
         privilege::require_root("--sandbox")?;
-        nsexec::enter_sandbox()?;
     }
     nsexec::init_host_ns()?;
     if !opts.sandbox {
         privilege::require_root("building a lab")?;
     }
+    // Before any other thread exists: SIGINT/SIGTERM only set a flag from now on.
+    signals::install()?;
     let source = match script {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -69,6 +92,8 @@ fn start(script: Option<&Path>, opts: &RunOpts, repl: bool) -> Result<ExitCode, 
         (None, Some(path)) => path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "lab".into()),
         (None, None) => "repl".into(),
     };
+    // One run per lab at a time (held until exit; a second run is refused with our pid).
+    lab::lock::hold(&lab_name, "building it")?;
     if lab::exists(&lab_name) {
         if !opts.replace {
             return Err(Error::new(format!("lab {lab_name:?} is already up"))
@@ -91,7 +116,11 @@ fn start(script: Option<&Path>, opts: &RunOpts, repl: bool) -> Result<ExitCode, 
         sources.add(&name, &text);
         let outcome = engine.compile(&name, &text).and_then(|ast| engine.run(ast));
         if let Err(err) = outcome {
-            eprint!("{}", diag::render(&diag::from_rhai(&err, &name, &sources)));
+            let signal = signals::interrupted();
+            match signal {
+                Some(sig) => eprintln!("nsscript: interrupted by {} while running {name}.", sig.as_str()),
+                None => eprint!("{}", diag::render(&diag::from_rhai(&err, &name, &sources))),
+            }
             let mut live = live.borrow_mut();
             let lab = live.state().clone();
             if !live.has_lab() {
@@ -111,12 +140,14 @@ fn start(script: Option<&Path>, opts: &RunOpts, repl: bool) -> Result<ExitCode, 
                 );
                 let _ = lab;
             }
-            return Ok(ExitCode::from(1));
+            return Ok(ExitCode::from(signal.map(signals::exit_code).unwrap_or(1)));
         }
     }
 
     if repl {
-        repl::run(&mut engine, &mut sources)?;
+        // In the REPL a signal stops the entry that runs, not the session.
+        signals::one_entry_at_a_time();
+        repl::run(&mut engine, &mut sources, live.clone())?;
     }
     let live = live.borrow();
     if live.has_lab() {
@@ -156,6 +187,7 @@ fn report_down(lab_name: &str, report: &lab::teardown::Report) {
 fn down(lab_name: &str) -> Result<ExitCode, Error> {
     privilege::require_root("nsscript down")?;
     nsexec::init_host_ns()?;
+    let _lock = lab::lock::lab(lab_name, "taking it down")?;
     let report = backend::live::down(lab_name)?;
     report_down(lab_name, &report);
     Ok(if report.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })

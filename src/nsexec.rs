@@ -221,7 +221,6 @@ pub fn route_socket_in(ns: BorrowedFd<'_>) -> Result<rtnetlink::sys::Socket> {
 /// joins the namespace and gets a private mount namespace with a `/sys` that shows
 /// the namespace's own interfaces. `ns` None runs it where nsscript runs.
 pub fn command_in(ns: Option<RawFd>, cmd: &mut std::process::Command) {
-    let Some(fd) = ns else { return };
     let root = CString::new("/").unwrap();
     let sys = CString::new("/sys").unwrap();
     let sysfs = CString::new("sysfs").unwrap();
@@ -229,6 +228,12 @@ pub fn command_in(ns: Option<RawFd>, cmd: &mut std::process::Command) {
     // memory allocated before the fork.
     unsafe {
         cmd.pre_exec(move || {
+            // nsscript blocks SIGINT/SIGTERM to handle them on one thread; a child must
+            // not inherit that mask (dnsmasq would ignore SIGTERM).
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            let Some(fd) = ns else { return Ok(()) };
             if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -258,4 +263,67 @@ pub fn enter_sandbox() -> Result<()> {
     mount(Some("tmpfs"), "/run", Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=755"))
         .map_err(|e| fail("mounting a private /run", e))?;
     Ok(())
+}
+
+/// Why unprivileged user namespaces are off here, from the knobs that control them
+/// (None when none of them says off).
+fn userns_blocker() -> Option<String> {
+    let read = |p: &str| fs::read_to_string(p).ok().map(|s| s.trim().to_string());
+    if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+        return Some("user.max_user_namespaces is 0: set it above 0 (e.g. `sysctl -w user.max_user_namespaces=10000`)".into());
+    }
+    if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        return Some("kernel.unprivileged_userns_clone is 0: enable it with `sysctl -w kernel.unprivileged_userns_clone=1`".into());
+    }
+    if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
+        return Some(
+            "AppArmor restricts unprivileged user namespaces: `sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`, or give nsscript an AppArmor profile that allows userns".into(),
+        );
+    }
+    None
+}
+
+/// The sandbox for a user who is not root: a new user namespace (this user mapped to
+/// root inside it) together with the network and mount namespaces, which that user
+/// namespace then owns, so the lab has every capability over them and none over the
+/// machine. Then the same private `/run` as [`enter_sandbox`]. Must run first in
+/// `main`, while the process has one thread (unshare(CLONE_NEWUSER) requires it).
+pub fn enter_user_sandbox() -> Result<()> {
+    let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
+    unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS).map_err(|e| {
+        let err = Error::new("cannot set up the sandbox: no user namespace for this user").errno(e as i32);
+        match userns_blocker() {
+            Some(why) => err.help(format!(
+                "--sandbox without root needs unprivileged user namespaces, which this kernel does not allow: {why}; or run nsscript with sudo"
+            )),
+            None => err.help("--sandbox without root needs unprivileged user namespaces (user.max_user_namespaces > 0); or run nsscript with sudo"),
+        }
+    })?;
+    let write = |file: &str, text: String| {
+        fs::write(format!("/proc/self/{file}"), text.as_bytes())
+            .map_err(|e| Error::io(format!("cannot set up the sandbox: writing /proc/self/{file}"), &e))
+    };
+    // setgroups must be denied before an unprivileged process may write gid_map.
+    write("setgroups", "deny".into())?;
+    write("uid_map", format!("0 {uid} 1"))?;
+    write("gid_map", format!("0 {gid} 1"))?;
+    let fail = |what: &str, e: nix::errno::Errno| Error::new(format!("cannot set up the sandbox: {what}")).errno(e as i32);
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).map_err(|e| fail("making / private", e))?;
+    mount(Some("tmpfs"), "/run", Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=755"))
+        .map_err(|e| fail("mounting a private /run", e))?;
+    Ok(())
+}
+
+/// A kill between `create_netns`'s placeholder file and its bind mount leaves an empty
+/// file `/run/netns/NAME` that is no namespace. Remove it (only that: an empty regular
+/// file on /run/netns's own filesystem, never a mount). True when one was removed.
+pub fn remove_netns_placeholder(name: &str) -> Result<bool> {
+    validate_netns_name(name)?;
+    let path = netns_path(name);
+    let (Ok(f), Ok(d)) = (fs::symlink_metadata(&path), fs::metadata(NETNS_RUN_DIR)) else { return Ok(false) };
+    if !f.file_type().is_file() || f.len() != 0 || f.dev() != d.dev() {
+        return Ok(false);
+    }
+    fs::remove_file(&path).map_err(|e| Error::io(format!("cannot remove {}", path.display()), &e))?;
+    Ok(true)
 }

@@ -168,6 +168,63 @@ pub struct FdbEntry {
     pub is_self: bool,
 }
 
+// ---- Issue 3: firewall/NAT, processes, DHCP, reachability (grouped here) ----
+
+/// An iptables (IPv4) change inside a namespace, made through the iptables crate.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FwOp {
+    /// Append `rule` to `table`/`chain` unless an identical rule is there (`iptables -C`).
+    Append { table: String, chain: String, rule: String },
+    /// Insert `rule` at `pos` (1-based) unless an identical rule is there.
+    Insert { table: String, chain: String, rule: String, pos: u32 },
+    /// Set the policy of a built-in chain.
+    Policy { table: String, chain: String, policy: String },
+    /// `iptables ARGS` as given (listing, -N, -D, -F...): answered with its output, not recorded.
+    Raw { args: Vec<String> },
+}
+
+/// `dhcp_server`: dnsmasq on `iface`, handing out `first..=last`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DhcpServerSpec {
+    pub iface: String,
+    pub first: std::net::Ipv4Addr,
+    pub last: std::net::Ipv4Addr,
+    pub router: Option<std::net::Ipv4Addr>,
+    pub dns: Vec<std::net::Ipv4Addr>,
+}
+
+/// How to ping: up to `count` echo requests `interval_ms` apart, then wait `wait_ms`
+/// for late replies; `stop_on_reply` ends at the first reply.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PingSpec {
+    pub count: u32,
+    pub interval_ms: u32,
+    pub wait_ms: u32,
+    pub stop_on_reply: bool,
+}
+
+/// A DHCP lease as the server offered it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Lease {
+    pub addr: std::net::Ipv4Addr,
+    pub prefix: u8,
+    pub router: Option<std::net::Ipv4Addr>,
+    pub server: Option<std::net::Ipv4Addr>,
+    pub dns: Vec<String>,
+    pub lease_secs: Option<u32>,
+    /// How long obtaining it took.
+    pub ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PingResult {
+    pub sent: u32,
+    pub received: u32,
+    /// Average round trip of the replies.
+    pub rtt_ms: Option<f64>,
+    pub waited_ms: u64,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     CreateNetns {
@@ -254,6 +311,67 @@ pub enum Op {
         pvid: bool,
         untagged: bool,
     },
+    // Issue 3 (firewall/NAT, processes, DHCP, reachability): see FwOp, DhcpServerSpec, PingSpec.
+    Fw {
+        ns: NsRef,
+        op: FwOp,
+    },
+    /// Start `cmd` in the background inside ns, tracked until `down`; `listen` waits
+    /// (up to `wait_ms`) until that TCP port listens in ns.
+    Spawn {
+        ns: NsRef,
+        cmd: Command,
+        listen: Option<u16>,
+        wait_ms: u32,
+    },
+    /// `exec` with a time limit: the command's process group is killed after `timeout_ms` (code 124).
+    ExecTimeout {
+        ns: NsRef,
+        cmd: Command,
+        timeout_ms: u32,
+    },
+    DhcpServer {
+        ns: NsRef,
+        spec: DhcpServerSpec,
+    },
+    /// Obtain a DHCP lease on `iface`; changes nothing (the caller applies it with AddAddr/AddRoute).
+    DhcpLease {
+        ns: NsRef,
+        iface: String,
+        timeout_ms: u32,
+    },
+    /// ICMP echo from a raw socket opened inside ns.
+    Ping {
+        ns: NsRef,
+        addr: IpAddr,
+        spec: PingSpec,
+    },
+    // Issue 6: every ordered pair of nodes probed at once.
+    PingAll(PingAllSpec),
+}
+
+/// One node of `pingall`: where it probes from and the address it answers on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PingNode {
+    pub ns: NsRef,
+    pub addr: IpAddr,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PingAllSpec {
+    pub nodes: Vec<PingNode>,
+    /// How long unanswered pairs are retried.
+    pub timeout_ms: u32,
+    /// Install permanent neighbour entries for the nodes' own addresses first (they do
+    /// not count against the kernel's shared neighbour table limit).
+    pub static_arp: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PingAllResult {
+    /// `rtt_ms[src][dst]`: None when dst never answered src (and on the diagonal).
+    pub rtt_ms: Vec<Vec<Option<f64>>>,
+    pub elapsed_ms: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -301,4 +419,12 @@ pub enum Outcome {
     Exec(ExecOutput),
     Link { ns: NsRef, name: String },
     Fdb(Vec<FdbEntry>),
+    // Issue 3
+    Text(String),
+    Spawned {
+        pid: u32,
+    },
+    Lease(Lease),
+    Ping(PingResult),
+    PingAll(PingAllResult),
 }

@@ -29,12 +29,14 @@ pub fn require_root(what: &str) -> Result<()> {
         .help("run it with sudo (labs create namespaces and links, which only root may do)"))
 }
 
-/// Block until SIGINT or SIGTERM.
+/// Block until SIGINT or SIGTERM (through the signal thread when it runs).
 pub fn wait_for_interrupt() {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGINT);
-    set.add(Signal::SIGTERM);
-    let _ = set.thread_block();
-    let _ = set.wait();
+    crate::signals::wait();
+}
+
+/// Whether this process has what building a lab needs (root, or root of its own user
+/// namespace).
+pub fn is_privileged() -> bool {
+    let caps = effective_caps();
+    caps & (1 << CAP_NET_ADMIN) != 0 && caps & (1 << CAP_SYS_ADMIN) != 0
 }

@@ -3,7 +3,7 @@
 
 use rhai::{Engine, EvalAltResult, Module, Position, Scope, Shared};
 
-pub const MODULES: &[(&str, &str)] = &[("topo", include_str!("../stdlib/topo.rhai"))];
+pub const MODULES: &[(&str, &str)] = &[("topo", include_str!("../stdlib/topo.rhai")), ("machine", include_str!("../stdlib/machine.rhai"))];
 
 pub fn source_of(name: &str) -> Option<&'static str> {
     let name = name.strip_prefix("stdlib/").unwrap_or(name);

@@ -4,3 +4,8 @@
 mod support;
 
 mod core;
+mod router;
+mod overlay;
+mod interactive;
+mod reliability;
+mod scale;

@@ -2,6 +2,7 @@
 //! a recording backend (for `plan`/`graph`) can implement the same trait.
 
 pub mod live;
+pub mod plan;
 
 use crate::error::Result;
 use crate::op::{Op, Outcome};
@@ -11,4 +12,8 @@ pub trait Backend {
     /// The lab's name; settable until the first object is created.
     fn lab_name(&self) -> String;
     fn set_lab_name(&mut self, name: &str) -> Result<()>;
+    /// The namespaces the lab created, in creation order.
+    fn lab_netns(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

@@ -4,6 +4,7 @@
 //! Layout: `/run/nsscript/labs/LAB/ledger.jsonl` (dir 0700, file 0600), one JSON
 //! entry per line, appended with a single write each.
 
+pub mod lock;
 pub mod teardown;
 
 use crate::error::{Error, Result};
@@ -86,6 +87,27 @@ pub enum Entry {
         key: String,
         old: String,
     },
+    // Issue 3: firewall rules and processes.
+    /// An iptables change in a namespace that outlives the lab, and how to undo it.
+    Fw {
+        id: u64,
+        phase: Phase,
+        ns: NsRef,
+        table: String,
+        chain: String,
+        undo: FwUndo,
+    },
+    /// A background process of the lab (spawn, dhcp_server). `pid` and `start` (field 22
+    /// of /proc/PID/stat) identify it; `files` are its log and lease files.
+    Proc {
+        id: u64,
+        phase: Phase,
+        ns: NsRef,
+        what: String,
+        pid: Option<u32>,
+        start: Option<u64>,
+        files: Vec<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -134,6 +156,37 @@ pub struct SysctlRec {
     pub phase: Phase,
 }
 
+/// How to undo an iptables change.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum FwUndo {
+    /// Delete this rule from the chain (`-D CHAIN RULE`).
+    Rule(String),
+    /// Put this policy back.
+    Policy(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FwRec {
+    pub id: u64,
+    pub ns: NsRef,
+    pub table: String,
+    pub chain: String,
+    pub undo: FwUndo,
+    pub phase: Phase,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProcRec {
+    pub id: u64,
+    pub ns: NsRef,
+    pub what: String,
+    pub pid: Option<u32>,
+    pub start: Option<u64>,
+    pub files: Vec<String>,
+    pub phase: Phase,
+}
+
 /// What a lab holds, replayed from its ledger. Failed entries are dropped.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LabState {
@@ -142,6 +195,8 @@ pub struct LabState {
     pub addrs: Vec<AddrRec>,
     pub routes: Vec<RouteRec>,
     pub sysctls: Vec<SysctlRec>,
+    pub fw: Vec<FwRec>,
+    pub procs: Vec<ProcRec>,
     next_id: u64,
 }
 
@@ -182,13 +237,21 @@ impl LabState {
                 }
                 upsert(&mut self.sysctls, id, |r| r.id, SysctlRec { id, ns, key, old, phase }, phase == Phase::Failed)
             }
+            Entry::Fw { id, phase, ns, table, chain, undo } => {
+                upsert(&mut self.fw, id, |r| r.id, FwRec { id, ns, table, chain, undo, phase }, phase == Phase::Failed)
+            }
+            Entry::Proc { id, phase, ns, what, pid, start, files } => {
+                upsert(&mut self.procs, id, |r| r.id, ProcRec { id, ns, what, pid, start, files, phase }, phase == Phase::Failed)
+            }
         }
         let id = match e {
             Entry::Netns { id, .. }
             | Entry::Link { id, .. }
             | Entry::Addr { id, .. }
             | Entry::Route { id, .. }
-            | Entry::Sysctl { id, .. } => *id,
+            | Entry::Sysctl { id, .. }
+            | Entry::Fw { id, .. }
+            | Entry::Proc { id, .. } => *id,
             _ => 0,
         };
         self.next_id = self.next_id.max(id + 1);
@@ -224,17 +287,24 @@ impl LabState {
 
     pub fn is_empty(&self) -> bool {
         self.netns.is_empty() && self.links.is_empty() && self.addrs.is_empty() && self.routes.is_empty() && self.sysctls.is_empty()
+            && self.fw.is_empty()
+            && self.procs.is_empty()
     }
 
     /// One line for `nsscript ls`.
     pub fn summary(&self) -> String {
-        let names = |v: Vec<String>| if v.is_empty() { "-".to_string() } else { v.join(",") };
+        // Long labs (star(1000)) print a count and the first few names.
+        let names = |v: Vec<String>| match v.len() {
+            0 => "-".to_string(),
+            1..=6 => v.join(","),
+            n => format!("{} ({n})", v[..3].join(",") + ",..." + v[n - 1].as_str()),
+        };
         format!(
             "netns: {}  links: {}  host changes: {}",
             names(self.netns.iter().map(|n| n.name.clone()).collect()),
             names(self.links.iter().filter(|l| !self.owns_ns(&l.ns)).map(|l| l.name.clone()).collect()),
-            self.addrs.len() + self.routes.len() + self.sysctls.len()
-        )
+            self.addrs.len() + self.routes.len() + self.sysctls.len() + self.fw.len()
+        ) + if self.procs.is_empty() { String::new() } else { format!("  processes: {}", self.procs.len()) }.as_str()
     }
 }
 
@@ -305,6 +375,7 @@ pub fn exists(lab: &str) -> bool {
 pub fn load(lab: &str) -> Result<LabState> {
     validate_lab_name(lab)?;
     let path = ledger_path(lab);
+    check_private(lab)?;
     let text = fs::read_to_string(&path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::new(format!("no lab named {lab:?} is up")).help("`nsscript ls` lists the labs that are up")
@@ -326,6 +397,7 @@ pub fn load(lab: &str) -> Result<LabState> {
             }
         }
     }
+    verify(lab, &state)?;
     Ok(state)
 }
 
@@ -343,4 +415,83 @@ pub fn list() -> Vec<String> {
         .unwrap_or_default();
     labs.sort();
     labs
+}
+
+/// Refuse a ledger another user could have written: the lab directory and the ledger
+/// must belong to us and be closed to everyone else (0700 / 0600).
+fn check_private(lab: &str) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    for path in [lab_dir(lab), ledger_path(lab)] {
+        let Ok(meta) = fs::symlink_metadata(&path) else { continue };
+        let open = meta.mode() & 0o077 != 0;
+        if meta.uid() != me || open || meta.file_type().is_symlink() {
+            return Err(Error::new(format!("refusing to trust the ledger of lab {lab:?}"))
+                .why(format!(
+                    "{} is {} (owner uid {}, mode {:o}); lab state must be private to its owner (0700 / 0600)",
+                    path.display(),
+                    if meta.file_type().is_symlink() { "a symbolic link" } else if open { "open to other users" } else { "owned by another user" },
+                    meta.uid(),
+                    meta.mode() & 0o7777
+                ))
+                .help(format!("nothing was removed: someone else may have written it; inspect {} and remove what is left by hand", path.display())));
+        }
+    }
+    Ok(())
+}
+
+/// A ledger names what `down` will delete: every name in it must be one nsscript could
+/// have created, or the ledger was tampered with and nothing is removed.
+fn verify(lab: &str, state: &LabState) -> Result<()> {
+    use crate::backend::live::netlink::validate_ifname;
+    use crate::nsexec::validate_netns_name;
+    let refuse = |what: String, e: Error| {
+        Err(Error::new(format!("the ledger of lab {lab:?} names an invalid {what}"))
+            .why(e.to_string())
+            .help(format!("nothing was removed: the ledger was damaged or tampered with; inspect {} and remove what is left by hand", ledger_path(lab).display())))
+    };
+    let ns_ok = |ns: &NsRef| match ns {
+        NsRef::Host => Ok(()),
+        NsRef::Named(n) => validate_netns_name(n).or_else(|e| refuse(format!("namespace {n:?}"), e)),
+    };
+    for n in &state.netns {
+        validate_netns_name(&n.name).or_else(|e| refuse(format!("namespace {:?}", n.name), e))?;
+    }
+    for l in &state.links {
+        ns_ok(&l.ns)?;
+        validate_ifname(&l.name).or_else(|e| refuse(format!("link {:?}", l.name), e))?;
+        if l.kind.is_empty() || l.kind.len() > 16 || !l.kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return refuse(format!("link kind {:?}", l.kind), Error::new("not a kind of link"));
+        }
+    }
+    for a in &state.addrs {
+        ns_ok(&a.ns)?;
+        validate_ifname(&a.link).or_else(|e| refuse(format!("link {:?}", a.link), e))?;
+        a.addr.parse::<ipnetwork::IpNetwork>().map_err(|e| Error::new(format!("the ledger of lab {lab:?} names an invalid address {:?}", a.addr)).why(e.to_string()))?;
+    }
+    for r in &state.routes {
+        ns_ok(&r.ns)?;
+        if let Some(d) = &r.dest {
+            d.parse::<ipnetwork::IpNetwork>().map_err(|e| Error::new(format!("the ledger of lab {lab:?} names an invalid route {d:?}")).why(e.to_string()))?;
+        }
+        match r.via.strip_prefix("dev ") {
+            Some(dev) => validate_ifname(dev).or_else(|e| refuse(format!("route device {dev:?}"), e))?,
+            None => {
+                r.via.parse::<std::net::IpAddr>().map_err(|e| Error::new(format!("the ledger of lab {lab:?} names an invalid gateway {:?}", r.via)).why(e.to_string()))?;
+            }
+        }
+    }
+    for s in &state.sysctls {
+        ns_ok(&s.ns)?;
+        if let Err(e) = crate::backend::live::sysctl::key_path(&s.key) {
+            return refuse(format!("sysctl key {:?}", s.key), e);
+        }
+    }
+    for f in &state.fw {
+        ns_ok(&f.ns)?;
+    }
+    for p in &state.procs {
+        ns_ok(&p.ns)?;
+    }
+    Ok(())
 }

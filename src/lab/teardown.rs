@@ -17,8 +17,35 @@ pub struct Report {
     pub failed: Vec<String>,
 }
 
+/// Another lab's ledger that records this very object (same name and identity).
+/// An Intent entry has no identity: a run killed between writing it and creating
+/// the object, or whose create failed because the name was taken, must not delete
+/// the object another lab created under that name.
+fn claimed_elsewhere(state: &LabState, matches: impl Fn(&LabState) -> bool) -> Option<String> {
+    super::list().into_iter().find(|lab| super::load(lab).is_ok_and(|other| other != *state && matches(&other)))
+}
+
+/// The kernel's name for a kind the ledger records (a tap is a "tun" device).
+fn kernel_kind(kind: &str) -> &str {
+    match kind {
+        "tap" => "tun",
+        k => k,
+    }
+}
+
 pub fn teardown(state: &LabState, nl: &mut Netlink) -> Report {
     let mut report = Report::default();
+
+    // 0. Processes (spawn, dhcp_server): before the namespaces they keep alive.
+    crate::backend::live::procs::teardown(state, &mut report);
+    // No other run creates or removes anything while we look at identities.
+    let _names = match super::lock::names() {
+        Ok(guard) => guard,
+        Err(e) => {
+            report.failed.push(e.to_string());
+            return report;
+        }
+    };
 
     // 1. Namespaces: each goes with every link inside it.
     for ns in state.netns.iter().rev() {
@@ -27,7 +54,12 @@ pub fn teardown(state: &LabState, nl: &mut Netlink) -> Report {
             (None, _) => {
                 if ns.phase == Phase::Done {
                     report.skipped.push(format!("netns {}: already gone", ns.name));
+                } else if let Ok(true) = nsexec::remove_netns_placeholder(&ns.name) {
+                    report.removed.push(format!("netns {} (an unfinished placeholder)", ns.name));
                 }
+            }
+            (Some(now), None) if claimed_elsewhere(state, |o| o.netns.iter().any(|n| n.name == ns.name && n.inode == Some(now))).is_some() => {
+                report.skipped.push(format!("netns {}: never created by this lab (another lab owns inode {now})", ns.name))
             }
             (Some(now), Some(recorded)) if now != recorded => report
                 .skipped
@@ -51,6 +83,21 @@ pub fn teardown(state: &LabState, nl: &mut Netlink) -> Report {
                 "{what}: exists but is not the one this lab created (ifindex {index}, recorded {})",
                 link.index.unwrap_or(0)
             )),
+            Ok(Some(index))
+                if link.index.is_none()
+                    && claimed_elsewhere(state, |o| o.links.iter().any(|l| l.ns == link.ns && l.name == link.name && l.index == Some(index)))
+                        .is_some() =>
+            {
+                report.skipped.push(format!("{what}: never created by this lab (another lab owns ifindex {index})"))
+            }
+            Ok(Some(index)) if !link.kind.is_empty() && nl.link_kind(&link.ns, &link.name).ok().flatten().is_some_and(|k| k != kernel_kind(&link.kind)) => {
+                let now = nl.link_kind(&link.ns, &link.name).ok().flatten().unwrap_or_default();
+                report.skipped.push(format!(
+                    "{what}: exists but is not the one this lab created (a {} link, recorded as {}; ifindex {index})",
+                    if now.is_empty() { "plain" } else { &now },
+                    link.kind
+                ))
+            }
             Ok(Some(index)) => match nl.delete_index(&link.ns, index) {
                 Ok(()) => report.removed.push(what),
                 Err(e) => report.failed.push(format!("{what}: {e}")),
@@ -88,5 +135,7 @@ pub fn teardown(state: &LabState, nl: &mut Netlink) -> Report {
             Err(e) => report.failed.push(e.to_string()),
         }
     }
+    // 4. iptables changes in namespaces that outlive the lab.
+    crate::backend::live::firewall::teardown(state, nl, &mut report);
     report
 }

@@ -3,9 +3,12 @@
 //! into Rhai values. Nothing here knows netlink.
 
 mod args;
+mod check;
 mod link;
 mod ns;
+mod overlay;
 mod query;
+mod router;
 pub mod registry;
 pub mod types;
 
@@ -77,10 +80,15 @@ impl ScriptEngine {
         engine.set_module_resolver(resolvers);
         // Deep lab scripts are fine; runaway recursion is not.
         engine.set_max_call_levels(256);
+        // SIGINT/SIGTERM stop a running script (a loop between two ops too).
+        engine.on_progress(|_| crate::signals::stop_requested().map(|sig| Dynamic::from(sig.as_str())));
         engine.register_type_with_name::<Error>("Error");
         ns::register(&mut engine, &backend);
         link::register(&mut engine, &backend);
         query::register(&mut engine, &backend);
+        router::register(&mut engine, &backend);
+        overlay::register(&mut engine, &backend);
+        check::register(&mut engine, &backend);
         ScriptEngine { engine, scope: Scope::new(), functions: AST::empty() }
     }
 

@@ -1,9 +1,17 @@
 //! The live backend: executes ops against the kernel and writes every object to the
 //! lab's ledger before creating it.
 
+pub mod dhcp;
+pub mod firewall;
+pub mod icmp;
 pub mod netlink;
+mod pingall;
+pub mod procs;
+pub mod overlay;
 pub mod process;
 pub mod sysctl;
+pub mod tap;
+pub mod tc;
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -63,6 +71,9 @@ impl LiveBackend {
         create: impl FnOnce(&mut Self) -> Result<T>,
         done: impl FnOnce(&T, Entry) -> Entry,
     ) -> Result<T> {
+        // Intent, kernel call and result under the name lock: two labs claiming one
+        // name never interleave (the second finds the first's object recorded).
+        let _names = lab::lock::names()?;
         self.record(intent.clone())?;
         match create(self) {
             Ok(v) => {
@@ -115,6 +126,9 @@ impl LiveBackend {
         let intent =
             Entry::Link { id, phase: Phase::Intent, ns: ns.clone(), name: name.clone(), kind: "bridge".into(), index: None, pair: None };
         self.created(intent, |b| b.nl.create_bridge(&ns, &name), |index, e| set_index(e, *index))?;
+        if !self.state.owns_ns(&ns) {
+            self.warn_bridge_filtering(&ns, &name); // issue 3: FORWARD DROP + br_netfilter
+        }
         Ok(Outcome::Done)
     }
 
@@ -248,11 +262,23 @@ impl LiveBackend {
 
 impl Backend for LiveBackend {
     fn apply(&mut self, op: Op) -> Result<Outcome> {
+        // SIGINT/SIGTERM stop the build between two ops (see signals.rs).
+        crate::signals::check()?;
         match op {
             Op::CreateNetns { name } => self.create_netns(&name),
             Op::CreateBridge { ns, name } => self.create_bridge(ns, name),
-            Op::CreateVeth(spec) => self.create_veth(spec),
-            Op::SetLink { ns, name, change } => self.set_link(ns, name, change),
+            Op::CreateVeth(spec) => {
+                let watch = overlay::enslaving(&Op::CreateVeth(spec.clone()));
+                let out = self.create_veth(spec)?;
+                self.warn_overlay_mtu(watch);
+                Ok(out)
+            }
+            Op::SetLink { ns, name, change } => {
+                let watch = overlay::enslaving(&Op::SetLink { ns: ns.clone(), name: name.clone(), change: change.clone() });
+                let out = self.set_link(ns, name, change)?;
+                self.warn_overlay_mtu(watch);
+                Ok(out)
+            }
             Op::DeleteLink { ns, name } => self.delete_link(ns, name),
             Op::AddAddr { ns, link, addr } => self.add_addr(ns, link, addr),
             Op::AddRoute { ns, dest, via } => self.add_route(ns, dest, via),
@@ -268,7 +294,26 @@ impl Backend for LiveBackend {
             Op::Addrs { ns } => self.nl.addrs(&ns).map(Outcome::Addrs),
             Op::Routes { ns } => self.nl.routes(&ns).map(Outcome::Routes),
             Op::VethPeer { ns, name } => self.veth_peer(ns, name),
+            // Issue 3: firewall/NAT, processes, DHCP, ping (firewall.rs, procs.rs, dhcp.rs, icmp.rs).
+            Op::Fw { ns, op } => self.apply_fw(ns, op),
+            Op::Spawn { ns, cmd, listen, wait_ms } => self.spawn(ns, cmd, listen, wait_ms),
+            Op::ExecTimeout { ns, cmd, timeout_ms } => self.exec_timeout(ns, cmd, timeout_ms),
+            Op::DhcpServer { ns, spec } => self.dhcp_server(ns, spec),
+            Op::DhcpLease { ns, iface, timeout_ms } => self.dhcp_lease(ns, iface, timeout_ms),
+            Op::Ping { ns, addr, spec } => icmp::ping(self.nl.ns_fd(&ns)?, addr, &spec).map(Outcome::Ping),
+            // Issue 4: link kinds, overlays, bridge VLANs, shaping (backend/live/overlay.rs).
+            Op::CreateLink(spec) => self.create_link(spec),
+            Op::FdbAppend { ns, link, mac, dst } => self.fdb_append(ns, link, mac, dst),
+            Op::Fdb { ns } => self.nl.fdb(&ns).map(Outcome::Fdb),
+            Op::Shape { ns, link, shape } => self.shape(ns, link, shape),
+            Op::BridgeVlanFiltering { ns, bridge, on } => self.bridge_vlan_filtering(ns, bridge, on),
+            Op::BridgeVlan { ns, port, vid, pvid, untagged } => self.bridge_vlan(ns, port, vid, pvid, untagged),
+            Op::PingAll(spec) => self.pingall(spec).map(Outcome::PingAll),
         }
+    }
+
+    fn lab_netns(&self) -> Vec<String> {
+        self.state().netns.iter().map(|n| n.name.clone()).collect()
     }
 
     fn lab_name(&self) -> String {
@@ -277,6 +322,9 @@ impl Backend for LiveBackend {
 
     fn set_lab_name(&mut self, name: &str) -> Result<()> {
         lab::validate_lab_name(name)?;
+        if self.ledger.is_none() {
+            lab::lock::hold(name, "building it")?;
+        }
         if self.ledger.is_some() {
             return Err(Error::new(format!("cannot rename lab {:?} to {name:?}", self.lab))
                 .why("it has already created objects")
@@ -287,6 +335,13 @@ impl Backend for LiveBackend {
     }
 }
 
+impl Drop for LiveBackend {
+    /// A sandboxed run's processes end with it (issue 3; see procs.rs).
+    fn drop(&mut self) {
+        self.stop_processes_if_sandboxed();
+    }
+}
+
 fn with_phase(e: Entry, p: Phase) -> Entry {
     match e {
         Entry::Netns { id, name, inode, .. } => Entry::Netns { id, phase: p, name, inode },
@@ -294,6 +349,8 @@ fn with_phase(e: Entry, p: Phase) -> Entry {
         Entry::Addr { id, ns, link, addr, .. } => Entry::Addr { id, phase: p, ns, link, addr },
         Entry::Route { id, ns, dest, via, .. } => Entry::Route { id, phase: p, ns, dest, via },
         Entry::Sysctl { id, ns, key, old, .. } => Entry::Sysctl { id, phase: p, ns, key, old },
+        Entry::Fw { id, ns, table, chain, undo, .. } => Entry::Fw { id, phase: p, ns, table, chain, undo },
+        Entry::Proc { id, ns, what, pid, start, files, .. } => Entry::Proc { id, phase: p, ns, what, pid, start, files },
         other => other,
     }
 }

@@ -546,3 +546,308 @@ fn family_of(ip: &IpAddr) -> AddressFamily {
         AddressFamily::Inet6
     }
 }
+
+// ---- Issue 4: link kinds, forwarding tables, bridge VLANs, qdiscs ----
+
+/// Send one request and wait for its ack.
+async fn request_ack(
+    mut h: Handle,
+    msg: rtnetlink::packet_route::RouteNetlinkMessage,
+    flags: u16,
+) -> std::result::Result<(), rtnetlink::Error> {
+    use futures::StreamExt;
+    use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST};
+    let mut req = NetlinkMessage::from(msg);
+    req.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+    let mut response = h.request(req)?;
+    while let Some(m) = response.next().await {
+        if let NetlinkPayload::Error(err) = m.payload {
+            return Err(rtnetlink::Error::NetlinkError(err));
+        }
+    }
+    Ok(())
+}
+
+/// The kernel refused a link kind it was not built with ("Unknown device type").
+fn lacks_kind(err: Error, kind: &str) -> Error {
+    if !err.is_errno(libc::EOPNOTSUPP) {
+        return err;
+    }
+    match kind {
+        "vlan" => Error { why: Some("this kernel lacks 802.1Q VLAN support (Unknown device type, EOPNOTSUPP)".into()), ..err }
+            .help("load the module with `modprobe 8021q`, or use a kernel built with CONFIG_VLAN_8021Q"),
+        "vxlan" => Error { why: Some("this kernel lacks VXLAN support (Unknown device type, EOPNOTSUPP)".into()), ..err }
+            .help("load the module with `modprobe vxlan`, or use a kernel built with CONFIG_VXLAN"),
+        "macvlan" => Error { why: Some("this kernel lacks macvlan support (Unknown device type, EOPNOTSUPP)".into()), ..err }
+            .help("load the module with `modprobe macvlan`, or use a kernel built with CONFIG_MACVLAN"),
+        _ => err,
+    }
+}
+
+/// Like `bridge fdb`: permanent wins over static (the kernel reports 0x82 for both).
+fn state_name(s: rtnetlink::packet_route::neighbour::NeighbourState) -> String {
+    let bits = u16::from(s);
+    let names = [(0x80, "permanent"), (0x40, "static"), (0x02, "reachable"), (0x04, "stale"), (0x08, "delay"), (0x10, "probe"), (0x20, "failed"), (0x01, "incomplete")];
+    names.iter().find(|(b, _)| bits & b != 0).map(|(_, n)| n.to_string()).unwrap_or_else(|| if bits == 0 { "none".into() } else { format!("0x{bits:x}") })
+}
+
+impl Netlink {
+    /// A vxlan, vlan or macvlan link (taps are made by `tap::create`). Returns its index.
+    pub fn create_link(&mut self, spec: &crate::op::LinkSpec) -> Result<u32> {
+        use crate::op::{LinkKind, MacvlanMode};
+        use rtnetlink::packet_route::link::MacVlanMode as NlMode;
+        validate_ifname(&spec.name)?;
+        let ns = &spec.ns;
+        let what = format!("cannot create {} link {:?} in {ns}", spec.kind.kind_name(), spec.name);
+        let mut msg = match &spec.kind {
+            LinkKind::Vxlan(v) => {
+                let mut b = rtnetlink::LinkVxlan::new(&spec.name, v.id).port(v.dstport);
+                if let Some(dev) = &v.dev {
+                    let idx = self.require_link(ns, dev).map_err(|e| Error { what: what.clone(), ..e })?;
+                    b = b.dev(idx);
+                }
+                match v.remote.or(v.group) {
+                    Some(IpAddr::V4(a)) => b = b.remote(a),
+                    Some(IpAddr::V6(a)) => b = b.remote6(a),
+                    None => {}
+                }
+                match v.local {
+                    Some(IpAddr::V4(a)) => b = b.local(a),
+                    Some(IpAddr::V6(a)) => b = b.local6(a),
+                    None => {}
+                }
+                if let Some(m) = spec.mtu {
+                    b = b.mtu(m);
+                }
+                if spec.up {
+                    b = b.up();
+                }
+                b.build()
+            }
+            LinkKind::Vlan { parent, id } => {
+                let idx = self.require_link(ns, parent).map_err(|e| Error { what: what.clone(), ..e })?;
+                let mut b = rtnetlink::LinkVlan::new(&spec.name, idx, *id);
+                if let Some(m) = spec.mtu {
+                    b = b.mtu(m);
+                }
+                if spec.up {
+                    b = b.up();
+                }
+                b.build()
+            }
+            LinkKind::Macvlan { parent, mode } => {
+                let idx = self.require_link(ns, parent).map_err(|e| Error { what: what.clone(), ..e })?;
+                let mode = match mode {
+                    MacvlanMode::Private => NlMode::Private,
+                    MacvlanMode::Vepa => NlMode::Vepa,
+                    MacvlanMode::Bridge => NlMode::Bridge,
+                    MacvlanMode::Passthru => NlMode::Passthrough,
+                };
+                let mut b = rtnetlink::LinkMacVlan::new(&spec.name, idx, mode);
+                if let Some(m) = spec.mtu {
+                    b = b.mtu(m);
+                }
+                if spec.up {
+                    b = b.up();
+                }
+                b.build()
+            }
+            LinkKind::Tap { .. } => return Err(Error::new(what).why("taps are created with the TUNSETIFF ioctl, not netlink")),
+        };
+        // Keep the message as built (the builders fill IFLA_LINKINFO).
+        msg.header.index = 0;
+        let h = self.handle(ns)?;
+        let kind = spec.kind.kind_name();
+        self.block_on(async { h.link().add(msg).execute().await }).map_err(|e| {
+            let err = lacks_kind(link_create_error(what.clone(), &spec.name, e), kind);
+            match (&spec.kind, err.errno) {
+                (LinkKind::Vxlan(v), Some(libc::EEXIST)) => err.help(format!(
+                    "a link named {:?}, or another VXLAN with VNI {} on UDP port {}, already exists in {ns}",
+                    spec.name, v.id, v.dstport
+                )),
+                (LinkKind::Vxlan(_), Some(libc::EINVAL)) => {
+                    err.help("check that local and remote/group are of the same address family and that dev is the underlay link")
+                }
+                (LinkKind::Macvlan { .. }, Some(libc::EINVAL)) => {
+                    err.help("the parent must be an Ethernet link (veth, bridge, NIC), not a macvlan in passthru mode or a loopback")
+                }
+                _ => err,
+            }
+        })?;
+        self.require_link(ns, &spec.name)
+    }
+
+    /// `bridge fdb append MAC dev LINK dst IP`: appended, so several destinations can
+    /// share one MAC (00:00:00:00:00:00 is the VXLAN flood list).
+    pub fn fdb_append(&mut self, ns: &NsRef, link: &str, mac: [u8; 6], dst: IpAddr) -> Result<()> {
+        use rtnetlink::packet_core::{NLM_F_APPEND, NLM_F_CREATE};
+        use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState};
+        use rtnetlink::packet_route::RouteNetlinkMessage;
+        let index = self.require_link(ns, link)?;
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Bridge;
+        msg.header.ifindex = index;
+        msg.header.state = NeighbourState::Permanent;
+        msg.header.flags = NeighbourFlags::Own;
+        msg.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        msg.attributes.push(NeighbourAttribute::Destination(match dst {
+            IpAddr::V4(a) => NeighbourAddress::Inet(a),
+            IpAddr::V6(a) => NeighbourAddress::Inet6(a),
+        }));
+        let h = self.handle(ns)?;
+        self.block_on(request_ack(h, RouteNetlinkMessage::NewNeighbour(msg), NLM_F_CREATE | NLM_F_APPEND)).map_err(|e| {
+            let err = nl_error(format!("cannot append {} dst {dst} to the forwarding table of {link:?} in {ns}", format_mac(&mac)), e);
+            match err.errno {
+                Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => {
+                    err.help("a destination IP belongs on a VXLAN link's table: call fdb_append on the vxlan link")
+                }
+                Some(libc::EEXIST) => err.help("this MAC/destination pair is already in the table"),
+                _ => err,
+            }
+        })
+    }
+
+    /// The forwarding table of every bridge and VXLAN link in `ns` (`bridge fdb show`).
+    pub fn fdb(&mut self, ns: &NsRef) -> Result<Vec<crate::op::FdbEntry>> {
+        use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags};
+        let names: HashMap<u32, String> = self.dump_links(ns)?.iter().map(|m| (m.header.index, name_of(m))).collect();
+        let h = self.handle(ns)?;
+        let msgs = self
+            .block_on(async { h.neighbours().get().set_address_family(AddressFamily::Bridge).execute().try_collect::<Vec<_>>().await })
+            .map_err(|e| nl_error(format!("cannot read the forwarding table of {ns}"), e))?;
+        Ok(msgs
+            .iter()
+            .map(|m| {
+                let mut e = crate::op::FdbEntry {
+                    mac: String::new(),
+                    dev: names.get(&m.header.ifindex).cloned().unwrap_or_else(|| format!("#{}", m.header.ifindex)),
+                    master: None,
+                    dst: None,
+                    vlan: None,
+                    vni: None,
+                    state: state_name(m.header.state),
+                    is_self: m.header.flags.contains(NeighbourFlags::Own),
+                };
+                for a in &m.attributes {
+                    match a {
+                        NeighbourAttribute::LinkLayerAddress(mac) => e.mac = format_mac(mac),
+                        NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => e.dst = Some(ip.to_string()),
+                        NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => e.dst = Some(ip.to_string()),
+                        // AF_BRIDGE entries carry the VTEP address as raw bytes.
+                        NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+                            e.dst = match b.len() {
+                                4 => Some(Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string()),
+                                16 => <[u8; 16]>::try_from(b.as_slice()).ok().map(|a| Ipv6Addr::from(a).to_string()),
+                                _ => None,
+                            }
+                        }
+                        NeighbourAttribute::Vlan(v) => e.vlan = Some(*v),
+                        NeighbourAttribute::Vni(v) => e.vni = Some(*v),
+                        NeighbourAttribute::Controller(i) => e.master = names.get(i).cloned(),
+                        _ => {}
+                    }
+                }
+                e
+            })
+            .collect())
+    }
+
+    /// `ip link set BRIDGE type bridge vlan_filtering 0|1`
+    pub fn bridge_vlan_filtering(&mut self, ns: &NsRef, bridge: &str, on: bool) -> Result<()> {
+        use rtnetlink::packet_route::link::InfoBridge;
+        let index = self.require_link(ns, bridge)?;
+        let msg = LinkMessageBuilder::<LinkBridge>::new_with_info_kind(InfoKind::Bridge)
+            .index(index)
+            .set_info_data(InfoData::Bridge(vec![InfoBridge::VlanFiltering(on)]))
+            .build();
+        let h = self.handle(ns)?;
+        // RTM_NEWLINK on the existing bridge (changelink), as `ip link set .. type bridge` does:
+        // RTM_SETLINK ignores IFLA_LINKINFO.
+        self.block_on(async { h.link().change(msg).execute().await }).map_err(|e| {
+            let err = nl_error(format!("cannot turn VLAN filtering {} on bridge {bridge:?} in {ns}", if on { "on" } else { "off" }), e);
+            if err.is_errno(libc::EOPNOTSUPP) {
+                Error { why: Some("this kernel lacks bridge VLAN filtering (Operation not supported, EOPNOTSUPP)".into()), ..err }
+                    .help("use a kernel built with CONFIG_BRIDGE_VLAN_FILTERING (and CONFIG_VLAN_8021Q for tagged sub-interfaces)")
+            } else {
+                err
+            }
+        })
+    }
+
+    /// `bridge vlan add vid VID dev PORT [pvid] [untagged]`
+    pub fn bridge_vlan(&mut self, ns: &NsRef, port: &str, vid: u16, pvid: bool, untagged: bool) -> Result<()> {
+        use rtnetlink::packet_route::link::BridgeVlanInfoFlags;
+        let index = self.require_link(ns, port)?;
+        let mut flags = BridgeVlanInfoFlags::empty();
+        if pvid {
+            flags |= BridgeVlanInfoFlags::Pvid;
+        }
+        if untagged {
+            flags |= BridgeVlanInfoFlags::Untagged;
+        }
+        let msg = rtnetlink::LinkBridgeVlan::new(index).vlan(vid, flags).build();
+        let h = self.handle(ns)?;
+        self.block_on(async { h.link().set(msg).execute().await }).map_err(|e| {
+            let err = nl_error(format!("cannot add VLAN {vid} to bridge port {port:?} in {ns}"), e);
+            if err.is_errno(libc::EOPNOTSUPP) {
+                Error { why: Some("this kernel lacks bridge VLAN filtering (Operation not supported, EOPNOTSUPP)".into()), ..err }
+                    .help("use a kernel built with CONFIG_BRIDGE_VLAN_FILTERING; the port must be enslaved to a bridge")
+            } else {
+                err
+            }
+        })
+    }
+
+    /// `tc qdisc replace dev LINK root KIND OPTIONS` (options: the TCA_OPTIONS payload).
+    pub fn replace_root_qdisc(&mut self, ns: &NsRef, link: &str, kind: &str, options: Vec<u8>) -> Result<()> {
+        use rtnetlink::packet_core::{DefaultNla, NLM_F_CREATE, NLM_F_REPLACE};
+        use rtnetlink::packet_route::tc::{TcAttribute, TcHandle, TcMessage};
+        use rtnetlink::packet_route::RouteNetlinkMessage;
+        let index = self.require_link(ns, link)?;
+        let mut msg = TcMessage::with_index(index as i32);
+        msg.header.parent = TcHandle::ROOT;
+        msg.header.handle = TcHandle { major: 1, minor: 0 };
+        msg.attributes.push(TcAttribute::Kind(kind.to_string()));
+        // TCA_OPTIONS, raw: netem's payload is a struct followed by attributes.
+        msg.attributes.push(TcAttribute::Other(DefaultNla::new(2, options)));
+        let h = self.handle(ns)?;
+        self.block_on(request_ack(h, RouteNetlinkMessage::NewQueueDiscipline(msg), NLM_F_CREATE | NLM_F_REPLACE))
+            .map_err(|e| nl_error(format!("cannot shape link {link:?} in {ns} ({kind})"), e))
+    }
+
+    /// `tc qdisc del dev LINK root`; no qdisc of ours there counts as done.
+    pub fn delete_root_qdisc(&mut self, ns: &NsRef, link: &str) -> Result<()> {
+        use rtnetlink::packet_route::tc::{TcHandle, TcMessage};
+        use rtnetlink::packet_route::RouteNetlinkMessage;
+        let index = self.require_link(ns, link)?;
+        let mut msg = TcMessage::with_index(index as i32);
+        msg.header.parent = TcHandle::ROOT;
+        let h = self.handle(ns)?;
+        match self.block_on(request_ack(h, RouteNetlinkMessage::DelQueueDiscipline(msg), 0)) {
+            Ok(()) => Ok(()),
+            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::ENOENT || m.raw_code() == -libc::EINVAL => Ok(()),
+            Err(e) => Err(nl_error(format!("cannot remove the shaping of link {link:?} in {ns}"), e)),
+        }
+    }
+}
+
+// Issue 6: permanent neighbour entries for pingall (they do not count against the
+// kernel's shared neighbour table limit).
+impl Netlink {
+    /// `ip neigh replace ADDR lladdr MAC dev IFINDEX nud permanent`, all sent at once.
+    pub fn add_permanent_neighbours(&mut self, ns: &NsRef, entries: &[(u32, IpAddr, [u8; 6])]) -> Result<()> {
+        use rtnetlink::packet_route::neighbour::NeighbourState;
+        let h = self.handle(ns)?;
+        let requests = entries.iter().map(|(index, ip, mac)| {
+            let req = h.neighbours().add(*index, *ip).link_layer_address(mac).state(NeighbourState::Permanent).replace();
+            async move { req.execute().await.map_err(|e| (*ip, e)) }
+        });
+        let results = self.block_on(futures::future::join_all(requests));
+        for r in results {
+            if let Err((ip, e)) = r {
+                return Err(nl_error(format!("cannot add a permanent neighbour entry for {ip} in {ns}"), e));
+            }
+        }
+        Ok(())
+    }
+}

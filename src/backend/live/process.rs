@@ -7,7 +7,88 @@ use std::os::fd::RawFd;
 use std::process::Stdio;
 
 pub fn run(ns: Option<RawFd>, cmd: &Command, where_: &str) -> Result<ExecOutput> {
-    let (program, mut command) = match cmd {
+    let (program, mut command) = build(cmd)?;
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    nsexec::command_in(ns, &mut command);
+    let out = command.output().map_err(|e| start_error(&program, where_, &e))?;
+    Ok(ExecOutput { code: exit_code(out.status), stdout: String::from_utf8_lossy(&out.stdout).into_owned(), stderr: String::from_utf8_lossy(&out.stderr).into_owned() })
+}
+
+fn exit_code(status: std::process::ExitStatus) -> i64 {
+    use std::os::unix::process::ExitStatusExt;
+    status.code().map(i64::from).unwrap_or_else(|| 128 + i64::from(status.signal().unwrap_or(0)))
+}
+
+fn start_error(program: &str, where_: &str, e: &std::io::Error) -> Error {
+    let err = Error::io(format!("cannot run {program:?} in {where_}"), e);
+    if e.kind() == std::io::ErrorKind::NotFound {
+        err.help(format!("{program} is not installed or not on PATH; install the package that provides it"))
+    } else {
+        err
+    }
+}
+
+/// `run` with a time limit: past `timeout` the command's process group is killed and
+/// the answer is code 124 (as timeout(1) answers), with what it printed until then and
+/// a last line of stderr saying so.
+pub fn run_timeout(ns: Option<RawFd>, cmd: &Command, where_: &str, timeout: std::time::Duration) -> Result<ExecOutput> {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    let (program, mut command) = build(cmd)?;
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    nsexec::command_in(ns, &mut command);
+    unblock_signals(&mut command);
+    let mut child = command.spawn().map_err(|e| start_error(&program, where_, &e))?;
+    let pid = child.id();
+    let reader = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = reader(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let err = reader(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let (status, timed_out) = match rx.recv_timeout(timeout) {
+        Ok(s) => (s, false),
+        Err(_) => {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            (rx.recv().unwrap_or_else(|_| Err(std::io::Error::other("lost the child"))), true)
+        }
+    };
+    let status = status.map_err(|e| Error::io(format!("cannot wait for {program:?} in {where_}"), &e))?;
+    let stdout = out.join().unwrap_or_default();
+    let mut stderr = err.join().unwrap_or_default();
+    if timed_out {
+        stderr.push_str(&format!("nsscript: killed after the timeout of {} ms\n", timeout.as_millis()));
+    }
+    Ok(ExecOutput { code: if timed_out { 124 } else { exit_code(status) }, stdout, stderr })
+}
+
+/// std does not reset the signal mask of a child, and the main thread blocks SIGINT and
+/// SIGTERM (signals.rs): without this a child could not be stopped with SIGTERM.
+pub fn unblock_signals(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: async-signal-safe calls between fork and exec, on a stack sigset.
+    unsafe {
+        command.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+}
+
+/// The std Command for `cmd` (a shell line runs by /bin/sh -c), and the program's name.
+pub fn build(cmd: &Command) -> Result<(String, std::process::Command)> {
+    Ok(match cmd {
         Command::Shell(line) => {
             let mut c = std::process::Command::new("/bin/sh");
             c.arg("-c").arg(line);
@@ -21,22 +102,19 @@ pub fn run(ns: Option<RawFd>, cmd: &Command, where_: &str) -> Result<ExecOutput>
             c.args(rest);
             (first.clone(), c)
         }
-    };
-    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    nsexec::command_in(ns, &mut command);
-    let out = command.output().map_err(|e| {
-        let err = Error::io(format!("cannot run {program:?} in {where_}"), &e);
-        if e.kind() == std::io::ErrorKind::NotFound {
-            err.help(format!("{program} is not installed or not on PATH; install the package that provides it"))
-        } else {
-            err
-        }
-    })?;
-    use std::os::unix::process::ExitStatusExt;
-    let code = out.status.code().map(i64::from).unwrap_or_else(|| 128 + i64::from(out.status.signal().unwrap_or(0)));
-    Ok(ExecOutput {
-        code,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     })
+}
+
+/// `nsscript exec` / `nsscript shell`: the same command building as `exec()` in a
+/// script, but attached to the terminal (stdin, stdout and stderr inherited), with
+/// extra environment. Returns the exit code.
+pub fn attached(ns: Option<RawFd>, cmd: &Command, where_: &str, env: &[(&str, String)]) -> Result<i64> {
+    let (program, mut command) = build(cmd)?;
+    command.stdin(Stdio::inherit()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    nsexec::command_in(ns, &mut command);
+    let status = command.status().map_err(|e| start_error(&program, where_, &e))?;
+    Ok(exit_code(status))
 }

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Soak: build and take down a mid-size lab many times and check that nothing grows.
+#
+#   bench/soak.sh [CYCLES]        (default 200; as root; CI runs 10 through `cargo test`)
+#
+# Runs in a private network + mount namespace with its own /run (unshare), so the
+# machine's network is never touched. The lab: 20 namespaces on a bridge, a router
+# namespace with forwarding on an uplink bridge, and, when the binary has them,
+# masquerade() and dhcp_server() in the router. Each cycle is a fresh `nsscript` run
+# followed by `nsscript down`. Reported, before and after:
+#   - leftovers after each down: namespaces, links, /run/netns entries, netns mounts,
+#     processes started by this soak (found by an environment tag), labs in `ls`
+#   - mounts in the soak's mount namespace, processes, fds of the soak shell
+#   - per nsscript run: its own open fds and VmRSS at the end of the build (the lab
+#     script reads /proc/$PPID) and its peak RSS (/usr/bin/time -f %M)
+#   - one long-running nsscript process that adds and deletes links CHURN times
+#     (fds and RSS of that one process, early vs late): in-process growth
+# Prints "soak: ... leftovers=N" and key=value lines that tests/reliability.rs reads.
+set -u
+CYCLES=${1:-${CYCLES:-200}}
+CHURN=${CHURN:-$CYCLES}
+NSS=${NSS:-$(cd "$(dirname "$0")/.." && pwd)/target/debug/nsscript}
+
+if [ "${SOAK_INSIDE:-}" != 1 ]; then
+    [ "$(id -u)" = 0 ] || { echo "soak.sh: run as root (it makes a private network namespace)" >&2; exit 2; }
+    exec env SOAK_INSIDE=1 NSS="$NSS" CYCLES="$CYCLES" CHURN="$CHURN" \
+        unshare --net --mount --propagation private bash -c 'mount -t tmpfs tmpfs /run && ip link set lo up && exec bash "$0" "$1"' "$0" "$CYCLES"
+fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+export SOAK_TAG="soak-$$-$RANDOM"
+
+cat > soak.rhai <<'RHAI'
+// 20 namespaces on a bridge, a router namespace with forwarding and an uplink.
+let br = bridge("sk-br");
+let up = bridge("sk-up").addr("192.168.250.1/24");
+let rt = netns("sk-rt").forward(true);
+connect(rt, br, #{ ifname: "eth0", addr: "10.77.0.254/24" });
+connect(rt, up, #{ ifname: "eth1", addr: "192.168.250.2/24" });
+if nat {
+    masquerade(rt, #{ src: "10.77.0.0/24", out: "eth1" });
+    dhcp_server(rt, #{ iface: "eth0", range: ["10.77.0.100", "10.77.0.150"], router: "10.77.0.254" });
+}
+for i in 1..=count {
+    let n = netns(`sk${i}`);
+    connect(n, br, #{ ifname: "eth0", addr: `10.77.0.${i}/24`, gw: "10.77.0.254" });
+}
+if check {
+    let r = ns("sk1").exec(`ping -c1 -W1 10.77.0.${count}`);
+    assert(r.code == 0, `sk1 cannot reach sk${count}: ${r.stdout}`);
+}
+let me = host().exec("printf '%s %s\n' $(ls /proc/$PPID/fd | wc -l) $(awk '/^VmRSS/ {print $2}' /proc/$PPID/status)");
+print(`self ${me.stdout}`);
+RHAI
+
+cat > churn.rhai <<'RHAI'
+// One process: add and delete links over and over; report its own fds and RSS.
+let br = bridge("ch-br");
+let n = netns("ch-ns");
+let self_stat = || host().exec("printf '%s %s' $(ls /proc/$PPID/fd | wc -l) $(awk '/^VmRSS/ {print $2}' /proc/$PPID/status)").stdout;
+for c in 0..rounds {
+    connect(n, br, #{ ifname: "c0", addr: "10.78.0.2/24" });
+    veth("ch-a", "ch-b").up();
+    link(n, "c0").delete();
+    link("ch-a").delete();
+    if c == 9 { print(`early ${self_stat.call()}`); }
+}
+print(`late ${self_stat.call()}`);
+RHAI
+
+nat=false
+if "$NSS" functions | grep -q '`masquerade(' && "$NSS" functions | grep -q '`dhcp_server('; then nat=true; fi
+
+procs() {   # processes started by this soak, other than the shell's own helpers
+    for f in /proc/[0-9]*/environ; do
+        grep -qz "^SOAK_TAG=$SOAK_TAG\$" "$f" 2>/dev/null || continue
+        p=${f#/proc/}; p=${p%/environ}
+        cat "/proc/$p/comm" 2>/dev/null
+    done | grep -vxE 'bash|grep|cat|sort|wc|ls|awk|sed|ip|mount|tr' | sort | tr '\n' ' '
+}
+leftovers() {   # what a lab could leave: one word per object
+    ip netns list | awk '{print "netns:"$1}'
+    ip -br link | awk '$1 != "lo" {print "link:"$1}'
+    ls -A /run/netns 2>/dev/null | sed 's/^/file:/'
+    grep ' /run/netns/' /proc/self/mountinfo | awk '{print "mount:"$5}'
+    "$NSS" ls | awk '{print "lab:"$1}'
+    for p in $(procs); do echo "proc:$p"; done
+}
+mounts() { wc -l < /proc/self/mountinfo; }
+fds() { ls /proc/$$/fd | wc -l; }
+
+# One warm-up cycle first: the first namespace ever made turns /run/netns into a
+# shared mount (as iproute2 does), which stays; growth is measured after it.
+"$NSS" soak.rhai --var count=20 --var nat=$nat --var check=false > /dev/null 2>&1 && "$NSS" down soak > /dev/null 2>&1
+mounts_before=$(mounts); fds_before=$(fds); procs_before=$(procs)
+bad=0; first_self=""; last_self=""; first_peak=""; last_peak=""; max_peak=0
+t0=$(date +%s%N)
+for c in $(seq "$CYCLES"); do
+    if ! /usr/bin/time -f %M -o peak "$NSS" soak.rhai --var count=20 --var nat=$nat --var check=$([ "$c" = 1 ] && echo true || echo false) > out 2> err; then
+        echo "cycle $c: build failed"; cat err; bad=$((bad + 1)); "$NSS" down soak >/dev/null 2>&1
+    fi
+    "$NSS" down soak > /dev/null 2> derr || { echo "cycle $c: down failed"; cat derr; bad=$((bad + 1)); }
+    left=$(leftovers)
+    if [ -n "$left" ]; then echo "cycle $c: leftovers:" $left; bad=$((bad + 1)); fi
+    self=$(sed -n 's/^self //p' out); peak=$(tail -1 peak)
+    [ -z "$first_self" ] && first_self=$self && first_peak=$peak
+    last_self=$self; last_peak=$peak
+    [ "$peak" -gt "$max_peak" ] 2>/dev/null && max_peak=$peak
+done
+t1=$(date +%s%N)
+mounts_after=$(mounts); fds_after=$(fds); procs_after=$(procs)
+
+churn_out=$(/usr/bin/time -f %M -o churn_peak "$NSS" churn.rhai --var rounds="$CHURN" 2>&1); churn_rc=$?
+"$NSS" down churn > /dev/null 2>&1 || churn_rc=1
+[ -n "$(leftovers)" ] && { echo "churn: leftovers:" $(leftovers); bad=$((bad + 1)); }
+[ "$churn_rc" = 0 ] || { echo "churn failed: $churn_out"; bad=$((bad + 1)); }
+early=$(sed -n 's/^early //p' <<< "$churn_out"); late=$(sed -n 's/^late //p' <<< "$churn_out")
+
+echo "soak: cycles=$CYCLES nat_dhcp=$nat lab=20 namespaces + router leftovers=$bad seconds=$(( (t1 - t0) / 1000000000 ))"
+echo "mounts_before=$mounts_before mounts_after=$mounts_after"
+echo "shell_fds_before=$fds_before shell_fds_after=$fds_after"
+echo "procs_before=[${procs_before}] procs_after=[${procs_after}]"
+echo "build_fds_rss_first=${first_self// /,} build_fds_rss_last=${last_self// /,} (open fds, VmRSS KB of nsscript at the end of a build)"
+echo "peak_rss_first=$first_peak peak_rss_last=$last_peak peak_rss_max=$max_peak (KB, /usr/bin/time -f %M, one nsscript run each)"
+echo "churn_rounds=$CHURN churn_early=${early// /,} churn_late=${late// /,} churn_peak=$(tail -1 churn_peak) (one process: fds,VmRSS KB after 10 rounds and at the end)"
+[ "$bad" = 0 ]

@@ -1,0 +1,106 @@
+//! Reachability checks over many nodes: `pingall()`.
+
+use super::args::Opts;
+use super::types::Netns;
+use super::{apply, fail, RhaiResult, Shared};
+use crate::error::Error;
+use crate::op::{NsRef, Op, Outcome, PingAllSpec, PingNode};
+use rhai::{Array, Dynamic, Engine, Map};
+use std::net::IpAddr;
+
+/// The first global IPv4 address of a namespace: what other nodes ping.
+fn first_ipv4(b: &Shared, ns: &NsRef) -> RhaiResult<IpAddr> {
+    let Outcome::Addrs(addrs) = apply(b, Op::Addrs { ns: ns.clone() })? else { unreachable!("Addrs answers Addrs") };
+    addrs
+        .iter()
+        .filter(|a| a.family == 4 && a.link != "lo")
+        .find_map(|a| a.addr.split('/').next()?.parse().ok())
+        .ok_or_else(|| fail(Error::new(format!("{ns} has no IPv4 address to be pinged on")).help("give it an address, or pass the node as #{ ns: n, addr: \"10.0.0.2\" }")))
+}
+
+fn node(b: &Shared, item: Dynamic) -> RhaiResult<PingNode> {
+    if let Some(ns) = item.clone().try_cast::<Netns>() {
+        let addr = first_ipv4(b, &ns.0)?;
+        return Ok(PingNode { ns: ns.0, addr });
+    }
+    if let Some(map) = item.clone().try_cast::<Map>() {
+        let ns = map.get("ns").and_then(|v| v.clone().try_cast::<Netns>());
+        if let Some(ns) = ns {
+            let addr = match map.get("addr").and_then(|v| v.clone().into_immutable_string().ok()) {
+                Some(a) => super::args::ip(a.split('/').next().unwrap_or(&a))?,
+                None => first_ipv4(b, &ns.0)?,
+            };
+            return Ok(PingNode { ns: ns.0, addr });
+        }
+    }
+    Err(fail(Error::new(format!("pingall() nodes are namespaces or #{{ ns, addr }} maps, not {}", item.type_name()))))
+}
+
+fn pingall(b: &Shared, nodes: Array, opts: &Map) -> RhaiResult<Map> {
+    let o = Opts::new("pingall", opts, &["timeout", "static_arp", "check"])?;
+    let timeout_ms = super::args::u32_in("timeout", o.int("timeout")?.unwrap_or(1000), 1, 600_000)?;
+    let flag = |key: &str, default: bool| -> RhaiResult<bool> {
+        match opts.get(key) {
+            None => Ok(default),
+            Some(v) => v.as_bool().map_err(|ty| fail(Error::new(format!("option {key:?} of pingall() must be true or false, not {ty}")))),
+        }
+    };
+    let static_arp = flag("static_arp", false)?;
+    let check = flag("check", true)?;
+    let nodes: Vec<PingNode> = nodes.into_iter().map(|item| node(b, item)).collect::<RhaiResult<_>>()?;
+    if nodes.len() < 2 {
+        return Err(fail(Error::new("pingall() needs at least two nodes").help("pass an array of namespaces, or call pingall() for every namespace of the lab")));
+    }
+    let labels: Vec<String> = nodes.iter().map(|n| n.ns.name().unwrap_or("host").to_string()).collect();
+    let Outcome::PingAll(result) = apply(b, Op::PingAll(PingAllSpec { nodes: nodes.clone(), timeout_ms, static_arp }))? else {
+        unreachable!("PingAll answers PingAll")
+    };
+    let mut failed = Array::new();
+    let mut matrix = Map::new();
+    let mut rtts = Vec::new();
+    for (i, row) in result.rtt_ms.iter().enumerate() {
+        let mut line = Map::new();
+        for (j, rtt) in row.iter().enumerate().filter(|(j, _)| *j != i) {
+            line.insert(labels[j].as_str().into(), (*rtt).map(Dynamic::from).unwrap_or(Dynamic::FALSE));
+            match rtt {
+                Some(r) => rtts.push(*r),
+                None => failed.push(format!("{} -> {} ({})", labels[i], labels[j], nodes[j].addr).into()),
+            }
+        }
+        matrix.insert(labels[i].as_str().into(), line.into());
+    }
+    let pairs = nodes.len() * (nodes.len() - 1);
+    if check && !failed.is_empty() {
+        let shown: Vec<String> = failed.iter().take(20).map(|f| f.to_string()).collect();
+        let more = if failed.len() > 20 { format!(" and {} more", failed.len() - 20) } else { String::new() };
+        return Err(fail(Error::new(format!("pingall: {} of {pairs} ordered pairs got no reply within {timeout_ms} ms", failed.len()))
+            .why(format!("{}{more}", shown.join(", ")))
+            .help("check the routes and addresses of the nodes named (routes(ns), addrs(ns)); pass #{ check: false } to get the matrix without failing")));
+    }
+    let mut out = Map::new();
+    out.insert("ok".into(), failed.is_empty().into());
+    out.insert("pairs".into(), (pairs as i64).into());
+    out.insert("reached".into(), ((pairs - failed.len()) as i64).into());
+    out.insert("failed".into(), failed.into());
+    out.insert("matrix".into(), matrix.into());
+    out.insert("elapsed_ms".into(), result.elapsed_ms.into());
+    out.insert("max_rtt_ms".into(), rtts.iter().cloned().fold(0.0, f64::max).into());
+    Ok(out)
+}
+
+pub fn register(engine: &mut Engine, backend: &Shared) {
+    let b = backend.clone();
+    engine.register_fn("pingall", move |nodes: Array, opts: Map| pingall(&b, nodes, &opts));
+    let b = backend.clone();
+    engine.register_fn("pingall", move |nodes: Array| pingall(&b, nodes, &Map::new()));
+    let b = backend.clone();
+    engine.register_fn("pingall", move || {
+        let all: Array = b.borrow().lab_netns().into_iter().map(|n| Dynamic::from(Netns(NsRef::Named(n)))).collect();
+        pingall(&b, all, &Map::new())
+    });
+    let b = backend.clone();
+    engine.register_fn("pingall", move |opts: Map| {
+        let all: Array = b.borrow().lab_netns().into_iter().map(|n| Dynamic::from(Netns(NsRef::Named(n)))).collect();
+        pingall(&b, all, &opts)
+    });
+}

@@ -1,0 +1,593 @@
+//! Router labs: firewall/NAT (`snat`, `masquerade`, `dnat`, `forward_accept`,
+//! `iptables`), processes (`spawn`, `exec` with a timeout), DHCP (`dhcp_server`,
+//! `dhcp_client`) and native reachability (`ping`, `assert_ping`, `assert_no_ping`).
+//! The iptables rules are written here (what NAT means); the backend adds each one
+//! only if missing and keeps the ledger.
+
+use super::args::{self, Opts};
+use super::types::Netns;
+use super::{apply, fail, RhaiResult, Shared};
+use crate::backend::Backend;
+use crate::error::Error;
+use crate::op::{Command, DhcpServerSpec, FwOp, NsRef, Op, Outcome, PingResult, PingSpec, RouteInfo, RouteVia};
+use ipnetwork::IpNetwork;
+use rhai::{Array, Dynamic, Engine, Map};
+use std::net::{IpAddr, Ipv4Addr};
+
+// ---- arguments ----
+
+fn ipv4_net(func: &str, key: &str, text: &str) -> RhaiResult<IpNetwork> {
+    let net = args::cidr(text).or_else(|_| args::ip(text).map(|ip| IpNetwork::new(ip, 32).expect("a /32 is valid")))?;
+    if !net.is_ipv4() {
+        return Err(fail(Error::new(format!("{func}(): {key} {text:?} is IPv6")).help("the NAT and firewall functions write IPv4 (iptables) rules")));
+    }
+    // iptables stores the network address; write it that way so `-C` and `-S` agree.
+    Ok(IpNetwork::new(net.network(), net.prefix()).expect("same prefix"))
+}
+
+fn ipv4(func: &str, key: &str, text: &str) -> RhaiResult<Ipv4Addr> {
+    match args::ip(text)? {
+        IpAddr::V4(a) => Ok(a),
+        IpAddr::V6(_) => Err(fail(Error::new(format!("{func}(): {key} {text:?} is IPv6")).help("write an IPv4 address, e.g. \"10.0.0.254\""))),
+    }
+}
+
+fn required(o: &Opts, func: &str, key: &str, example: &str) -> RhaiResult<String> {
+    o.string(key)?.ok_or_else(|| fail(Error::new(format!("{func}() needs the option {key:?}")).help(format!("e.g. {func}(ns, #{{ {example} }})"))))
+}
+
+/// An interface name as iptables takes it (`-i`/`-o`), checked like the kernel checks names.
+fn ifname(func: &str, text: &str) -> RhaiResult<String> {
+    let ok = !text.is_empty() && text.len() < 16 && !text.chars().any(|c| c.is_whitespace() || c == '/' || c == ':' || c.is_control());
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(fail(Error::new(format!("{func}(): invalid interface name {text:?}")).help("interface names are 1 to 15 bytes without '/', ':' or spaces")))
+    }
+}
+
+fn port(func: &str, what: &str, v: &Dynamic) -> RhaiResult<u16> {
+    let n = if let Ok(n) = v.as_int() {
+        n
+    } else if let Ok(s) = v.clone().into_immutable_string() {
+        s.trim().parse::<i64>().map_err(|_| fail(Error::new(format!("{func}(): invalid {what} {:?}", s.as_str())).help("a port is a number from 1 to 65535")))?
+    } else {
+        return Err(fail(Error::new(format!("{func}(): {what} must be a number, not {}", v.type_name()))));
+    };
+    if !(1..=65535).contains(&n) {
+        return Err(fail(Error::new(format!("{func}(): invalid {what} {n}")).why("out of range").help("a port is a number from 1 to 65535")));
+    }
+    Ok(n as u16)
+}
+
+fn protocol(func: &str, text: &str) -> RhaiResult<String> {
+    let p = text.trim().to_ascii_lowercase();
+    match p.as_str() {
+        "tcp" | "udp" | "sctp" => Ok(p),
+        _ => Err(fail(Error::new(format!("{func}(): invalid protocol {text:?}")).help("port forwarding needs a protocol with ports: \"tcp\", \"udp\" or \"sctp\""))),
+    }
+}
+
+fn command_of(func: &str, v: Dynamic) -> RhaiResult<Command> {
+    if v.is_string() {
+        return Ok(Command::Shell(v.into_immutable_string().map(|s| s.to_string()).unwrap_or_default()));
+    }
+    let ty = v.type_name();
+    match v.try_cast::<Array>() {
+        Some(a) => a
+            .into_iter()
+            .map(|x| x.into_immutable_string().map(|s| s.to_string()))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Command::Argv)
+            .map_err(|ty| fail(Error::new(format!("{func}() arguments must be strings, found {ty}")).help("write numbers as strings: [\"sleep\", \"60\"]"))),
+        None => Err(fail(Error::new(format!("{func}(): the command must be a string or an array of strings, not {ty}")))),
+    }
+}
+
+fn ms(func: &str, key: &str, n: i64) -> RhaiResult<u32> {
+    args::u32_in(&format!("{func}(): {key} of"), n, 1, 3_600_000)
+}
+
+/// Split a shell-like argument string: quotes group words, a backslash escapes.
+pub fn split_words(text: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some('"') | None, '\\') => match chars.next() {
+                Some(n) => cur.push(n),
+                None => return Err("it ends with a lone backslash".into()),
+            },
+            (Some(_), c) => cur.push(c),
+            (None, '"' | '\'') => quote = Some(c),
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+                continue;
+            }
+            (None, c) => cur.push(c),
+        }
+        in_word = true;
+    }
+    if let Some(q) = quote {
+        return Err(format!("a {q} quote is not closed"));
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
+fn join_rule(words: &[String]) -> String {
+    words.iter().map(|w| if w.contains(' ') || w.is_empty() { format!("\"{w}\"") } else { w.clone() }).collect::<Vec<_>>().join(" ")
+}
+
+/// `iptables(ns, "...")`: -A / -I / -P become recorded, idempotent changes; anything
+/// else runs as given.
+pub fn parse_iptables(text: &str) -> Result<FwOp, Error> {
+    let words = split_words(text).map_err(|why| Error::new(format!("cannot parse the iptables arguments {text:?}")).why(why))?;
+    let mut table = "filter".to_string();
+    let mut rest = Vec::new();
+    let mut command: Option<(String, String, Option<String>)> = None;
+    let mut it = words.iter().peekable();
+    let need = |what: &str| Error::new(format!("iptables {text}: {what} needs a chain")).help("e.g. iptables(ns, \"-t nat -A POSTROUTING -o eth1 -j MASQUERADE\")");
+    while let Some(w) = it.next() {
+        match w.as_str() {
+            "-t" | "--table" => table = it.next().cloned().ok_or_else(|| Error::new(format!("iptables {text}: -t needs a table")))?,
+            "-A" | "--append" | "-I" | "--insert" | "-P" | "--policy" if command.is_none() => {
+                let chain = it.next().cloned().ok_or_else(|| need(w))?;
+                let extra = match w.as_str() {
+                    "-I" | "--insert" => it.next_if(|n| n.parse::<u32>().is_ok()).cloned(),
+                    "-P" | "--policy" => Some(it.next().cloned().ok_or_else(|| Error::new(format!("iptables {text}: -P needs a policy (ACCEPT or DROP)")))?),
+                    _ => None,
+                };
+                command = Some((w.clone(), chain, extra));
+            }
+            _ => rest.push(w.clone()),
+        }
+    }
+    Ok(match command {
+        Some((c, chain, _)) if c == "-A" || c == "--append" => FwOp::Append { table, chain, rule: join_rule(&rest) },
+        Some((c, chain, pos)) if c == "-I" || c == "--insert" => {
+            FwOp::Insert { table, chain, rule: join_rule(&rest), pos: pos.and_then(|p| p.parse().ok()).unwrap_or(1) }
+        }
+        Some((_, chain, policy)) if rest.is_empty() => FwOp::Policy { table, chain, policy: policy.unwrap_or_default() },
+        _ => FwOp::Raw { args: words },
+    })
+}
+
+// ---- firewall / NAT ----
+
+/// `in` is a Rhai keyword, so a map writes it quoted (`#{ "in": "eth1" }`); `iif` is
+/// the same option unquoted.
+fn in_iface(o: &Opts) -> RhaiResult<Option<String>> {
+    Ok(o.string("in")?.or(o.string("iif")?))
+}
+
+fn fw(b: &Shared, ns: &NsRef, op: FwOp) -> RhaiResult<Outcome> {
+    apply(b, Op::Fw { ns: ns.clone(), op })
+}
+
+fn append(b: &Shared, ns: &NsRef, table: &str, chain: &str, rule: Vec<String>) -> RhaiResult<()> {
+    fw(b, ns, FwOp::Append { table: table.into(), chain: chain.into(), rule: rule.join(" ") })?;
+    Ok(())
+}
+
+fn snat(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<()> {
+    let o = Opts::new("snat", opts, &["src", "to", "out", "dst", "not_dst"])?;
+    let src = ipv4_net("snat", "src", &required(&o, "snat", "src", "src: \"10.0.0.0/24\", to: \"192.168.100.11\"")?)?;
+    let to = ipv4("snat", "to", &required(&o, "snat", "to", "src: \"10.0.0.0/24\", to: \"192.168.100.11\"")?)?;
+    let mut rule = vec![format!("-s {src}")];
+    match (o.string("dst")?, o.string("not_dst")?) {
+        (Some(_), Some(_)) => return Err(fail(Error::new("snat(): give dst or not_dst, not both"))),
+        (Some(d), None) => rule.push(format!("-d {}", ipv4_net("snat", "dst", &d)?)),
+        (None, Some(d)) => rule.push(format!("! -d {}", ipv4_net("snat", "not_dst", &d)?)),
+        (None, None) => {}
+    }
+    if let Some(out) = o.string("out")? {
+        rule.push(format!("-o {}", ifname("snat", &out)?));
+    }
+    rule.push(format!("-j SNAT --to-source {to}"));
+    append(b, &ns.0, "nat", "POSTROUTING", rule)
+}
+
+fn masquerade(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<()> {
+    let o = Opts::new("masquerade", opts, &["src", "out", "not_dst"])?;
+    let example = "src: \"10.0.1.0/24\", out: \"eth1\"";
+    let src = ipv4_net("masquerade", "src", &required(&o, "masquerade", "src", example)?)?;
+    let out = ifname("masquerade", &required(&o, "masquerade", "out", example)?)?;
+    let mut rule = vec![format!("-s {src}")];
+    if let Some(d) = o.string("not_dst")? {
+        rule.push(format!("! -d {}", ipv4_net("masquerade", "not_dst", &d)?));
+    }
+    rule.push(format!("-o {out} -j MASQUERADE"));
+    append(b, &ns.0, "nat", "POSTROUTING", rule)
+}
+
+/// Port forwarding. PREROUTING for traffic arriving at the router, OUTPUT for the router
+/// itself (both only for the router's own addresses), and, when FORWARD drops by
+/// default, the conntrack rule that lets the forwarded connection through.
+fn dnat(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<()> {
+    let o = Opts::new("dnat", opts, &["proto", "dport", "to", "in", "iif"])?;
+    let example = "proto: \"tcp\", dport: 8080, to: \"10.0.0.1:80\"";
+    let proto = protocol("dnat", &required(&o, "dnat", "proto", example)?)?;
+    let dport = match opts.get("dport").filter(|v| !v.is_unit()) {
+        Some(v) => port("dnat", "dport", v)?,
+        None => return Err(fail(Error::new("dnat() needs the option \"dport\"").help(format!("e.g. dnat(ns, #{{ {example} }})")))),
+    };
+    let to_text = required(&o, "dnat", "to", example)?;
+    let (ip, to_port) = match to_text.rsplit_once(':') {
+        Some((ip, p)) if !ip.contains(':') => (ipv4("dnat", "to", ip)?, port("dnat", "port in \"to\"", &Dynamic::from(p.to_string()))?),
+        _ => (ipv4("dnat", "to", &to_text)?, dport),
+    };
+    let m = format!("-p {proto} -m addrtype --dst-type LOCAL -m {proto} --dport {dport} -j DNAT --to-destination {ip}:{to_port}");
+    let mut pre = Vec::new();
+    if let Some(i) = in_iface(&o)? {
+        pre.push(format!("-i {}", ifname("dnat", &i)?));
+    }
+    pre.push(m.clone());
+    append(b, &ns.0, "nat", "PREROUTING", pre)?;
+    // The router reaching its own forwarded port (not over loopback: 127/8 cannot be forwarded).
+    append(b, &ns.0, "nat", "OUTPUT", vec!["! -d 127.0.0.0/8".into(), m])?;
+    if let Outcome::Text(text) = fw(b, &ns.0, FwOp::Raw { args: vec!["-S".into(), "FORWARD".into()] })? {
+        if text.lines().any(|l| l.trim() == "-P FORWARD DROP") {
+            append(b, &ns.0, "filter", "FORWARD", vec!["-m conntrack --ctstate DNAT,ESTABLISHED,RELATED -j ACCEPT".into()])?;
+        }
+    }
+    Ok(())
+}
+
+fn forward_accept(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<()> {
+    let o = Opts::new("forward_accept", opts, &["in", "iif", "out", "oif"])?;
+    let mut rule = Vec::new();
+    if let Some(i) = in_iface(&o)? {
+        rule.push(format!("-i {}", ifname("forward_accept", &i)?));
+    }
+    if let Some(out) = o.string("out")?.or(o.string("oif")?) {
+        rule.push(format!("-o {}", ifname("forward_accept", &out)?));
+    }
+    rule.push("-j ACCEPT".into());
+    append(b, &ns.0, "filter", "FORWARD", rule)
+}
+
+// ---- processes ----
+
+fn exec_map(out: Outcome) -> Map {
+    let mut m = Map::new();
+    if let Outcome::Exec(out) = out {
+        m.insert("code".into(), out.code.into());
+        m.insert("stdout".into(), out.stdout.into());
+        m.insert("stderr".into(), out.stderr.into());
+    }
+    m
+}
+
+fn exec_timeout(b: &Shared, ns: &Netns, cmd: Dynamic, opts: &Map) -> RhaiResult<Map> {
+    let o = Opts::new("exec", opts, &["timeout"])?;
+    let cmd = command_of("exec", cmd)?;
+    let op = match o.int("timeout")? {
+        Some(t) => Op::ExecTimeout { ns: ns.0.clone(), cmd, timeout_ms: ms("exec", "timeout", t)? },
+        None => Op::Exec { ns: ns.0.clone(), cmd },
+    };
+    Ok(exec_map(apply(b, op)?))
+}
+
+fn spawn(b: &Shared, ns: Netns, cmd: Dynamic, opts: &Map) -> RhaiResult<i64> {
+    let o = Opts::new("spawn", opts, &["listen", "wait"])?;
+    let cmd = command_of("spawn", cmd)?;
+    let listen = match opts.get("listen").filter(|v| !v.is_unit()) {
+        Some(v) => Some(port("spawn", "listen port", v)?),
+        None => None,
+    };
+    let wait_ms = match o.int("wait")? {
+        Some(w) => ms("spawn", "wait", w)?,
+        None => 3000,
+    };
+    match apply(b, Op::Spawn { ns: ns.0, cmd, listen, wait_ms })? {
+        Outcome::Spawned { pid } => Ok(i64::from(pid)),
+        _ => Ok(0),
+    }
+}
+
+// ---- DHCP ----
+
+fn dhcp_server(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<i64> {
+    let o = Opts::new("dhcp_server", opts, &["iface", "range", "router", "dns"])?;
+    let example = "iface: \"eth0\", range: [\"10.0.0.151\", \"10.0.0.160\"], router: \"10.0.0.254\"";
+    let iface = ifname("dhcp_server", &required(&o, "dhcp_server", "iface", example)?)?;
+    let range = opts
+        .get("range")
+        .and_then(|v| v.clone().try_cast::<Array>())
+        .filter(|a| a.len() == 2)
+        .ok_or_else(|| fail(Error::new("dhcp_server() needs range: [first, last]").help(format!("e.g. dhcp_server(ns, #{{ {example} }})"))))?;
+    let text = |v: &Dynamic| v.clone().into_immutable_string().map(|s| s.to_string()).map_err(|ty| fail(Error::new(format!("dhcp_server(): range addresses must be strings, not {ty}"))));
+    let first = ipv4("dhcp_server", "range", &text(&range[0])?)?;
+    let last = ipv4("dhcp_server", "range", &text(&range[1])?)?;
+    let router = o.string("router")?.map(|r| ipv4("dhcp_server", "router", &r)).transpose()?;
+    let dns = match opts.get("dns").filter(|v| !v.is_unit()) {
+        None => Vec::new(),
+        Some(v) if v.is_string() => vec![ipv4("dhcp_server", "dns", &text(v)?)?],
+        Some(v) => match v.clone().try_cast::<Array>() {
+            Some(a) => a.iter().map(|d| text(d).and_then(|d| ipv4("dhcp_server", "dns", &d))).collect::<RhaiResult<Vec<_>>>()?,
+            None => return Err(fail(Error::new("dhcp_server(): dns must be an address or an array of addresses"))),
+        },
+    };
+    match apply(b, Op::DhcpServer { ns: ns.0, spec: DhcpServerSpec { iface, first, last, router, dns } })? {
+        Outcome::Spawned { pid } => Ok(i64::from(pid)),
+        _ => Ok(0),
+    }
+}
+
+/// Obtain a lease, then apply it as ordinary ops: the address, and the router as the
+/// default route.
+pub fn dhcp_client(b: &mut dyn Backend, ns: &NsRef, iface: &str, timeout_ms: u32) -> crate::error::Result<crate::op::Lease> {
+    let lease = match b.apply(Op::DhcpLease { ns: ns.clone(), iface: iface.to_string(), timeout_ms })? {
+        Outcome::Lease(l) => l,
+        _ => return Err(Error::new(format!("no DHCP lease for {iface} in {ns}")).why("the backend gave no lease")),
+    };
+    let addr = IpNetwork::new(IpAddr::V4(lease.addr), lease.prefix)
+        .map_err(|e| Error::new(format!("the DHCP server offered a bad address {}/{}", lease.addr, lease.prefix)).why(e.to_string()))?;
+    b.apply(Op::AddAddr { ns: ns.clone(), link: iface.to_string(), addr })?;
+    if let Some(r) = lease.router {
+        b.apply(Op::AddRoute { ns: ns.clone(), dest: None, via: RouteVia::Gateway(IpAddr::V4(r)) })?;
+    }
+    Ok(lease)
+}
+
+fn dhcp_client_fn(b: &Shared, ns: Netns, iface: &str, opts: &Map) -> RhaiResult<Map> {
+    let o = Opts::new("dhcp_client", opts, &["timeout"])?;
+    let timeout = match o.int("timeout")? {
+        Some(t) => ms("dhcp_client", "timeout", t)?,
+        None => 3000,
+    };
+    let lease = dhcp_client(&mut *b.borrow_mut(), &ns.0, iface, timeout).map_err(fail)?;
+    let opt = |v: Option<Ipv4Addr>| v.map(|a| Dynamic::from(a.to_string())).unwrap_or(Dynamic::UNIT);
+    let mut m = Map::new();
+    m.insert("addr".into(), lease.addr.to_string().into());
+    m.insert("prefix".into(), i64::from(lease.prefix).into());
+    m.insert("router".into(), opt(lease.router));
+    m.insert("server".into(), opt(lease.server));
+    m.insert("dns".into(), lease.dns.into_iter().map(Dynamic::from).collect::<Array>().into());
+    m.insert("lease".into(), lease.lease_secs.map(|s| Dynamic::from(i64::from(s))).unwrap_or(Dynamic::UNIT));
+    m.insert("ms".into(), (lease.ms as i64).into());
+    Ok(m)
+}
+
+// ---- reachability ----
+
+fn ping_op(b: &Shared, ns: &NsRef, addr: IpAddr, spec: PingSpec) -> RhaiResult<PingResult> {
+    match apply(b, Op::Ping { ns: ns.clone(), addr, spec })? {
+        Outcome::Ping(r) => Ok(r),
+        _ => Ok(PingResult { sent: 0, received: 0, rtt_ms: None, waited_ms: 0 }),
+    }
+}
+
+fn ping(b: &Shared, ns: Netns, addr: &str, opts: &Map) -> RhaiResult<Map> {
+    let o = Opts::new("ping", opts, &["count", "interval", "timeout"])?;
+    let addr = args::ip(addr)?;
+    let count = o.int("count")?.map(|c| args::u32_in("ping(): count", c, 1, 10_000)).transpose()?.unwrap_or(3);
+    let interval_ms = o.int("interval")?.map(|i| ms("ping", "interval", i)).transpose()?.unwrap_or(100);
+    let wait_ms = o.int("timeout")?.map(|t| ms("ping", "timeout", t)).transpose()?.unwrap_or(1000);
+    let r = ping_op(b, &ns.0, addr, PingSpec { count, interval_ms, wait_ms, stop_on_reply: false })?;
+    let mut m = Map::new();
+    m.insert("ok".into(), (r.received > 0).into());
+    m.insert("sent".into(), i64::from(r.sent).into());
+    m.insert("received".into(), i64::from(r.received).into());
+    m.insert("rtt_ms".into(), r.rtt_ms.map(Dynamic::from).unwrap_or(Dynamic::UNIT));
+    m.insert("ms".into(), (r.waited_ms as i64).into());
+    Ok(m)
+}
+
+/// The route `ns` would use for `addr` (longest prefix of its main table), in words.
+pub fn route_used(routes: &[RouteInfo], addr: IpAddr) -> Option<String> {
+    let family = if addr.is_ipv4() { 4 } else { 6 };
+    routes
+        .iter()
+        .filter(|r| r.family == family)
+        .filter_map(|r| {
+            let prefix = if r.dest == "default" {
+                0
+            } else {
+                let net: IpNetwork = r.dest.parse().or_else(|_| r.dest.parse::<IpAddr>().map(IpNetwork::from)).ok()?;
+                if !net.contains(addr) {
+                    return None;
+                }
+                net.prefix()
+            };
+            Some((prefix, r))
+        })
+        .max_by_key(|(p, _)| *p)
+        .map(|(_, r)| {
+            let mut s = r.dest.clone();
+            if let Some(v) = &r.via {
+                s.push_str(&format!(" via {v}"));
+            }
+            if let Some(d) = &r.dev {
+                s.push_str(&format!(" dev {d}"));
+            }
+            s
+        })
+}
+
+fn ns_words(ns: &NsRef) -> String {
+    match ns {
+        NsRef::Host => "the host namespace".into(),
+        NsRef::Named(n) => format!("namespace {n}"),
+    }
+}
+
+fn assert_reach(b: &Shared, ns: Netns, addr: &str, opts: &Map, expect: bool) -> RhaiResult<()> {
+    let func = if expect { "assert_ping" } else { "assert_no_ping" };
+    let o = Opts::new(func, opts, &["timeout", "interval"])?;
+    let target = args::ip(addr)?;
+    let window = o.int("timeout")?.map(|t| ms(func, "timeout", t)).transpose()?.unwrap_or(if expect { 2000 } else { 1000 });
+    let interval_ms = o.int("interval")?.map(|i| ms(func, "interval", i)).transpose()?.unwrap_or(100).min(window);
+    let count = (window / interval_ms).max(1);
+    let r = ping_op(b, &ns.0, target, PingSpec { count, interval_ms, wait_ms: interval_ms, stop_on_reply: true })?;
+    if (r.received > 0) == expect {
+        return Ok(());
+    }
+    let routes = match apply(b, Op::Routes { ns: ns.0.clone() })? {
+        Outcome::Routes(r) => r,
+        _ => Vec::new(),
+    };
+    let src = ns_words(&ns.0);
+    let route = match route_used(&routes, target) {
+        Some(r) => format!("{src} sends it by the route `{r}`"),
+        None => format!("{src} has no route to {target}: add one, e.g. {}.route(\"default\", GATEWAY)", ns.0.name().map(|n| format!("netns(\"{n}\")")).unwrap_or("host()".into())),
+    };
+    let err = if expect {
+        let sent = if r.sent == 0 { "no echo request could be sent".to_string() } else { format!("{} echo request(s) sent, no reply", r.sent) };
+        Error::new(format!("{target} does not answer a ping from {src}"))
+            .why(format!("waited {} ms: {sent}", r.waited_ms))
+            .help(format!("{route}; check each hop's addresses and routes, forwarding on routers, NAT for addresses the far side cannot route back to, and FORWARD rules; a longer window: {func}(ns, addr, #{{ timeout: ms }})"))
+    } else {
+        Error::new(format!("{target} answers a ping from {src}, which was expected to fail"))
+            .why(format!("a reply came after {} ms (round trip {:.2} ms)", r.waited_ms, r.rtt_ms.unwrap_or(0.0)))
+            .help(route)
+    };
+    Err(fail(err))
+}
+
+/// `spawn` is a reserved keyword in Rhai, so no function may take the name: the call
+/// `spawn(ns, cmd)` / `spawn(ns, cmd, opts)` is a custom syntax that reads exactly
+/// like one.
+fn register_spawn(engine: &mut Engine, backend: &Shared) {
+    let b = backend.clone();
+    let parse = |symbols: &[rhai::ImmutableString], look_ahead: &str, _: &mut Dynamic| -> Result<Option<rhai::ImmutableString>, rhai::ParseError> {
+        let next = match symbols.len() {
+            1 => "(",
+            2 | 4 => "$expr$",
+            3 => ",",
+            5 if look_ahead == "," => ",",
+            5 => ")",
+            6 if symbols[5].as_str() == ")" => return Ok(None),
+            6 => "$expr$",
+            7 => ")",
+            _ => return Ok(None),
+        };
+        Ok(Some(next.into()))
+    };
+    engine.register_custom_syntax_with_state_raw(
+        "spawn",
+        parse,
+        false,
+        move |ctx: &mut rhai::EvalContext, exprs: &[rhai::Expression], _: &Dynamic| -> RhaiResult<Dynamic> {
+            // Errors point at `spawn` (just before its first argument).
+            let at = exprs[0].position();
+            let at = match (at.line(), at.position()) {
+                (Some(l), Some(c)) if c > 6 => rhai::Position::new(l as u16, (c - 6) as u16),
+                _ => at,
+            };
+            let located = |mut e: Box<rhai::EvalAltResult>| {
+                if e.position().is_none() {
+                    e.set_position(at);
+                }
+                e
+            };
+            let ns = ctx.eval_expression_tree(&exprs[0])?;
+            let ty = ns.type_name();
+            let ns = ns.try_cast::<Netns>().ok_or_else(|| {
+                located(fail(Error::new(format!("spawn(): the first argument must be a namespace, not {ty}")).help("spawn(netns(\"vm1\"), \"sleep 60\")")))
+            })?;
+            let cmd = ctx.eval_expression_tree(&exprs[1])?;
+            let opts = match exprs.get(2) {
+                Some(e) => {
+                    let v = ctx.eval_expression_tree(e)?;
+                    let ty = v.type_name();
+                    v.try_cast::<Map>().ok_or_else(|| located(fail(Error::new(format!("spawn(): options must be a map, not {ty}")).help("e.g. #{ listen: 80 }"))))?
+                }
+                None => Map::new(),
+            };
+            spawn(&b, ns, cmd, &opts).map(Dynamic::from).map_err(located)
+        },
+    );
+}
+
+pub fn register(engine: &mut Engine, backend: &Shared) {
+    let b = backend.clone();
+    engine.register_fn("snat", move |ns: Netns, opts: Map| snat(&b, ns, &opts));
+    let b = backend.clone();
+    engine.register_fn("masquerade", move |ns: Netns, opts: Map| masquerade(&b, ns, &opts));
+    let b = backend.clone();
+    engine.register_fn("dnat", move |ns: Netns, opts: Map| dnat(&b, ns, &opts));
+    let b = backend.clone();
+    engine.register_fn("forward_accept", move |ns: Netns, opts: Map| forward_accept(&b, ns, &opts));
+    let b = backend.clone();
+    engine.register_fn("forward_accept", move |ns: Netns| forward_accept(&b, ns, &Map::new()));
+    let b = backend.clone();
+    engine.register_fn("iptables", move |ns: Netns, text: &str| -> RhaiResult<String> {
+        let op = parse_iptables(text).map_err(fail)?;
+        match fw(&b, &ns.0, op)? {
+            Outcome::Text(t) => Ok(t),
+            _ => Ok(String::new()),
+        }
+    });
+
+    let b = backend.clone();
+    engine.register_fn("exec", move |ns: &mut Netns, cmd: &str, opts: Map| exec_timeout(&b, ns, cmd.into(), &opts));
+    let b = backend.clone();
+    engine.register_fn("exec", move |ns: &mut Netns, cmd: Array, opts: Map| exec_timeout(&b, ns, cmd.into(), &opts));
+    register_spawn(engine, backend);
+
+    let b = backend.clone();
+    engine.register_fn("dhcp_server", move |ns: Netns, opts: Map| dhcp_server(&b, ns, &opts));
+    let b = backend.clone();
+    engine.register_fn("dhcp_client", move |ns: Netns, iface: &str| dhcp_client_fn(&b, ns, iface, &Map::new()));
+    let b = backend.clone();
+    engine.register_fn("dhcp_client", move |ns: Netns, iface: &str, opts: Map| dhcp_client_fn(&b, ns, iface, &opts));
+
+    let b = backend.clone();
+    engine.register_fn("ping", move |ns: Netns, addr: &str| ping(&b, ns, addr, &Map::new()));
+    let b = backend.clone();
+    engine.register_fn("ping", move |ns: Netns, addr: &str, opts: Map| ping(&b, ns, addr, &opts));
+    let b = backend.clone();
+    engine.register_fn("assert_ping", move |ns: Netns, addr: &str| assert_reach(&b, ns, addr, &Map::new(), true));
+    let b = backend.clone();
+    engine.register_fn("assert_ping", move |ns: Netns, addr: &str, opts: Map| assert_reach(&b, ns, addr, &opts, true));
+    let b = backend.clone();
+    engine.register_fn("assert_no_ping", move |ns: Netns, addr: &str| assert_reach(&b, ns, addr, &Map::new(), false));
+    let b = backend.clone();
+    engine.register_fn("assert_no_ping", move |ns: Netns, addr: &str, opts: Map| assert_reach(&b, ns, addr, &opts, false));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words() {
+        assert_eq!(split_words(r#"-m comment --comment "a b" -j ACCEPT"#).unwrap(), ["-m", "comment", "--comment", "a b", "-j", "ACCEPT"]);
+        assert_eq!(split_words("  -t nat   -S ").unwrap(), ["-t", "nat", "-S"]);
+        assert!(split_words("\"open").is_err());
+    }
+
+    #[test]
+    fn iptables_commands() {
+        assert_eq!(
+            parse_iptables("-t nat -A POSTROUTING -s 10.0.0.0/24 -j MASQUERADE").unwrap(),
+            FwOp::Append { table: "nat".into(), chain: "POSTROUTING".into(), rule: "-s 10.0.0.0/24 -j MASQUERADE".into() }
+        );
+        assert_eq!(
+            parse_iptables("-I FORWARD 2 -i br0 -j ACCEPT").unwrap(),
+            FwOp::Insert { table: "filter".into(), chain: "FORWARD".into(), rule: "-i br0 -j ACCEPT".into(), pos: 2 }
+        );
+        assert_eq!(parse_iptables("-P FORWARD DROP").unwrap(), FwOp::Policy { table: "filter".into(), chain: "FORWARD".into(), policy: "DROP".into() });
+        assert_eq!(parse_iptables("-t nat -S").unwrap(), FwOp::Raw { args: vec!["-t".into(), "nat".into(), "-S".into()] });
+    }
+
+    #[test]
+    fn longest_prefix() {
+        let r = |dest: &str, via: Option<&str>, dev: &str| RouteInfo { dest: dest.into(), via: via.map(String::from), dev: Some(dev.into()), family: 4 };
+        let routes = vec![r("default", Some("10.0.0.254"), "eth0"), r("10.0.0.0/24", None, "eth0")];
+        assert_eq!(route_used(&routes, "10.0.0.9".parse().unwrap()).unwrap(), "10.0.0.0/24 dev eth0");
+        assert_eq!(route_used(&routes, "203.0.113.1".parse().unwrap()).unwrap(), "default via 10.0.0.254 dev eth0");
+        assert_eq!(route_used(&routes[1..], "203.0.113.1".parse().unwrap()), None);
+    }
+}

@@ -1,0 +1,432 @@
+//! Issue 5: plan (its bash walkthrough rebuilds the same kernel state), graph, shell and
+//! exec into a running lab, the diagnostics catalogue, completions and --help, and the
+//! REPL driven through a real pseudo-terminal.
+
+use crate::support::*;
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+// ---- plan: the walkthrough builds what nsscript builds ----
+
+/// Dump the kernel state of the host and every named namespace as sections
+/// `PHASE-NS-links|addrs|routes|rules`, plus the list of namespaces.
+const DUMP: &str = r#"
+dump() {
+  section "$1-netns"; ip netns list | awk '{print $1}' | sort
+  for ns in host $(ip netns list | awk '{print $1}' | sort); do
+    if [ "$ns" = host ]; then ipn=ip; ex=; else ipn="ip -n $ns"; ex="ip netns exec $ns"; fi
+    section "$1-$ns-links"; $ipn -j -d link show
+    section "$1-$ns-addrs"; $ipn -j addr show
+    section "$1-$ns-routes"; $ipn -j route show
+    section "$1-$ns-rules"; $ex iptables -t nat -S 2>/dev/null; $ex iptables -S 2>/dev/null
+  done
+}
+stop_daemons() { for f in /run/dnsmasq-*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done; true; }
+"#;
+
+/// Links as (name, kind, master, up, mtu); addresses as name=addr/len (no link-local);
+/// routes as dst via gw dev; rules as lines.
+/// `dynamic`: "NS LINK" whose addresses a DHCP server hands out (they may differ).
+fn normalised(run: &Run, phase: &str, dynamic: &[&str]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let netns: Vec<String> = run.section(&format!("{phase}-netns")).lines().map(str::to_string).collect();
+    for ns in std::iter::once("host".to_string()).chain(netns) {
+        out.insert(format!("netns {ns}"));
+        for l in run.json(&format!("{phase}-{ns}-links")).as_array().unwrap() {
+            let kind = l["linkinfo"]["info_kind"].as_str().unwrap_or("");
+            let up = l["flags"].as_array().unwrap().iter().any(|f| f == "UP");
+            out.insert(format!(
+                "{ns} link {} kind={kind} master={} up={up} mtu={}",
+                l["ifname"].as_str().unwrap(),
+                l["master"].as_str().unwrap_or("-"),
+                l["mtu"]
+            ));
+        }
+        for l in run.json(&format!("{phase}-{ns}-addrs")).as_array().unwrap() {
+            for a in l["addr_info"].as_array().unwrap() {
+                let name = l["ifname"].as_str().unwrap();
+                if dynamic.contains(&format!("{ns} {name}").as_str()) && a["family"] == "inet" {
+                    out.insert(format!("{ns} addr {name}=(by DHCP)/{}", a["prefixlen"]));
+                } else if a["scope"] != "link" {
+                    out.insert(format!("{ns} addr {name}={}/{}", a["local"].as_str().unwrap(), a["prefixlen"]));
+                }
+            }
+        }
+        for r in run.json(&format!("{phase}-{ns}-routes")).as_array().unwrap() {
+            out.insert(format!(
+                "{ns} route {} via {} dev {}",
+                r["dst"].as_str().unwrap_or("?"),
+                r["gateway"].as_str().unwrap_or("-"),
+                r["dev"].as_str().unwrap_or("-")
+            ));
+        }
+        for rule in run.section(&format!("{phase}-{ns}-rules")).lines() {
+            out.insert(format!("{ns} rule {rule}"));
+        }
+    }
+    out
+}
+
+fn plan_matches_run(lab: &str, dynamic: &[&str]) {
+    let run = isolated(
+        &[],
+        &format!(
+            r#"{DUMP}
+$NSS $SCRIPTS/{lab}.rhai > run.out 2>&1 || {{ cat run.out; exit 1; }}
+dump live
+$NSS down {lab} >/dev/null 2>&1 || exit 1
+$NSS plan $SCRIPTS/{lab}.rhai > plan.sh 2>plan.err || {{ cat plan.err; exit 1; }}
+section plan; cat plan.sh
+bash plan.sh > plan.out 2>&1 || {{ echo "plan.sh failed"; cat plan.out; exit 1; }}
+dump plan
+stop_daemons
+"#
+        ),
+    );
+    run.ok();
+    let (live, plan) = (normalised(&run, "live", dynamic), normalised(&run, "plan", dynamic));
+    let only_live: Vec<_> = live.difference(&plan).collect();
+    let only_plan: Vec<_> = plan.difference(&live).collect();
+    assert!(
+        only_live.is_empty() && only_plan.is_empty(),
+        "{lab}: the plan builds another lab\nonly in nsscript's run: {only_live:#?}\nonly in the plan's: {only_plan:#?}\n--- plan\n{}",
+        run.section("plan")
+    );
+    assert!(live.iter().any(|l| l.contains(" link ")), "the dump saw links");
+}
+
+#[test]
+fn plan_of_seed002_builds_the_same_state() {
+    plan_matches_run("seed002_veth", &[]);
+}
+
+#[test]
+fn plan_of_seed004_builds_the_same_state() {
+    plan_matches_run("seed004_bridge", &[]);
+}
+
+#[test]
+fn plan_of_seed000_builds_the_same_state_with_nat_and_dnsmasq() {
+    plan_matches_run("seed000_router", &["vm2 eth0"]);
+}
+
+#[test]
+fn plan_of_vxlan_unicast_builds_the_same_state() {
+    plan_matches_run("vxlan_unicast", &[]);
+}
+
+#[test]
+fn plan_of_vxlan_multicast_builds_the_same_state() {
+    plan_matches_run("vxlan_multicast", &[]);
+}
+
+#[test]
+fn plan_of_macvlan_builds_the_same_state() {
+    plan_matches_run("macvlan", &[]);
+}
+
+#[test]
+fn plan_needs_no_root_and_answers_queries_from_its_model() {
+    let lab = r#"
+let a = netns("a");
+connect(a, netns("b"), #{ ifname: "eth0", peer: "eth9", addr: "10.1.0.1/24", peer_addr: "10.1.0.2/24" });
+let names = links(a).map(|l| l.name);
+print(`links of a: ${names}`);
+print(`routes of a: ${routes(a).map(|r| r.dest)}`);
+print(`peer: ${link(a, "eth0").peer().name}`);
+"#;
+    // As nobody: the plan touches no kernel state and needs no privilege.
+    let run = isolated(&[("lab.rhai", lab)], "chmod 755 . && chmod 644 lab.rhai && setpriv --reuid=65534 --regid=65534 --clear-groups $NSS plan lab.rhai");
+    run.ok();
+    assert!(run.stderr.contains(r#"links of a: ["lo", "eth0"]"#), "{}", run.stderr);
+    assert!(run.stderr.contains(r#"routes of a: ["10.1.0.0/24"]"#), "{}", run.stderr);
+    assert!(run.stderr.contains("peer: eth9"), "{}", run.stderr);
+    assert!(run.stdout.starts_with("#!/bin/bash"), "{}", run.stdout);
+    assert!(run.stdout.contains("ip -n b link add eth9 type veth peer name eth0 netns a"), "{}", run.stdout);
+    assert!(run.stdout.contains("ip -n a addr add 10.1.0.1/24 dev eth0"), "{}", run.stdout);
+}
+
+// ---- graph ----
+
+fn graph_json(lab: &str) -> Value {
+    let run = isolated(&[], &format!("$NSS graph --format json $SCRIPTS/{lab}.rhai 2>/dev/null"));
+    run.ok();
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
+}
+
+fn ids(g: &Value) -> BTreeSet<String> {
+    g["nodes"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap().to_string()).collect()
+}
+
+fn edges(g: &Value) -> BTreeSet<(String, String, String)> {
+    g["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let (a, b) = (e["a"].as_str().unwrap().to_string(), e["b"].as_str().unwrap().to_string());
+            let (a, b) = if a < b { (a, b) } else { (b, a) };
+            (a, b, e["kind"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+fn set<const N: usize>(items: [&str; N]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn edge(a: &str, b: &str, kind: &str) -> (String, String, String) {
+    let (a, b) = if a < b { (a, b) } else { (b, a) };
+    (a.into(), b.into(), kind.into())
+}
+
+#[test]
+fn graph_of_seed000_has_its_boxes_and_links() {
+    let g = graph_json("seed000_router");
+    assert_eq!(ids(&g), set(["br:br-in", "br:br-ex", "ns:rt", "ns:vm1", "ns:vm2", "ns:wan", "ns:inet"]));
+    let want: BTreeSet<_> = [
+        edge("ns:rt", "br:br-in", "veth"),
+        edge("ns:rt", "br:br-ex", "veth"),
+        edge("ns:vm1", "br:br-in", "veth"),
+        edge("ns:vm2", "br:br-in", "veth"),
+        edge("ns:wan", "br:br-ex", "veth"),
+        edge("ns:wan", "ns:inet", "veth"),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(edges(&g), want);
+    let rt = g["nodes"].as_array().unwrap().iter().find(|n| n["id"] == "ns:rt").unwrap();
+    let lines: Vec<&str> = rt["lines"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    assert_eq!(lines, ["eth0", "10.0.0.254/24", "eth1", "192.168.100.11/24"]);
+}
+
+#[test]
+fn graph_of_vxlan_unicast_has_the_tunnel() {
+    let g = graph_json("vxlan_unicast");
+    assert_eq!(ids(&g), set(["br:switch", "ns:peer1", "ns:peer2"]));
+    assert_eq!(
+        edges(&g),
+        [edge("ns:peer1", "br:switch", "veth"), edge("ns:peer2", "br:switch", "veth"), edge("ns:peer1", "ns:peer2", "vxlan")].into_iter().collect()
+    );
+}
+
+#[test]
+fn graph_ascii_dot_and_mermaid_draw_seed004() {
+    let run = isolated(
+        &[],
+        r#"for f in ascii dot mermaid; do section $f; $NSS graph --format $f $SCRIPTS/seed004_bridge.rhai 2>/dev/null || exit 1; done"#,
+    );
+    run.ok();
+    let ascii = run.section("ascii");
+    // The seed-000 look: boxes with the name, the interface and its address.
+    for want in ["| bridge test-bridge |", "|   172.19.0.1/24    |", "|  namespace2   |", "| 172.19.0.3/24 |", "+------------------+------------------+"] {
+        assert!(ascii.contains(want), "missing {want:?} in\n{ascii}");
+    }
+    assert!(ascii.contains("test-bridge veth2 <--veth--> namespace2 veth3"), "{ascii}");
+    let dot = run.section("dot");
+    assert!(dot.starts_with("graph \"seed004_bridge\" {"), "{dot}");
+    assert_eq!(dot.matches(" -- ").count(), 3, "{dot}");
+    assert!(dot.contains(r#""ns:namespace1" [label="namespace1\nveth1\n172.19.0.2/24"];"#), "{dot}");
+    let mermaid = run.section("mermaid");
+    assert!(mermaid.starts_with("graph TD\n"), "{mermaid}");
+    assert_eq!(mermaid.matches(" ---|").count(), 3, "{mermaid}");
+}
+
+// ---- into a node ----
+
+#[test]
+fn exec_and_shell_run_inside_a_lab_namespace() {
+    let run = isolated(
+        &[],
+        r#"
+$NSS $SCRIPTS/seed002_veth.rhai >/dev/null 2>&1 || exit 1
+section exec; $NSS exec seed002_veth ns0 -- ip -br addr show veth0
+section code; $NSS exec seed002_veth ns1 -- sh -c 'exit 7'; echo "code $?"
+section netns_inode; $NSS exec seed002_veth ns0 -- sh -c 'stat -L -c %i /proc/self/ns/net'; stat -L -c %i /run/netns/ns0
+section shell; printf 'echo "inside $NSSCRIPT_NS"\nip -br link show veth1\nexit 3\n' | $NSS shell seed002_veth ns1 2>&1; echo "code $?"
+section prompt; printf 'echo "PS1=$PS1"\n' | $NSS shell seed002_veth ns1 2>/dev/null
+section bad_ns; $NSS exec seed002_veth nope -- true 2>&1; echo "code $?"
+section bad_lab; $NSS exec nolab ns0 -- true 2>&1; echo "code $?"
+$NSS down seed002_veth >/dev/null
+"#,
+    );
+    run.ok();
+    assert!(run.section("exec").contains("192.168.1.1/24"), "{}", run.stdout);
+    assert_eq!(run.section("code").trim(), "code 7");
+    let inodes = run.section("netns_inode");
+    let inodes: Vec<&str> = inodes.lines().collect();
+    assert_eq!(inodes.len(), 2, "{inodes:?}");
+    assert_eq!(inodes[0], inodes[1], "exec runs in the namespace itself");
+    let shell = run.section("shell");
+    assert!(shell.contains("inside ns1"), "{shell}");
+    assert!(shell.contains("veth1"), "{shell}");
+    assert!(shell.trim_end().ends_with("code 3"), "{shell}");
+    assert!(run.section("prompt").contains("PS1=ns1> "), "{}", run.section("prompt"));
+    let bad = run.section("bad_ns");
+    assert!(bad.contains(r#"lab "seed002_veth" has no namespace "nope""#) && bad.contains("its namespaces: ns0, ns1"), "{bad}");
+    assert!(bad.trim_end().ends_with("code 2"), "{bad}");
+    assert!(run.section("bad_lab").contains(r#"no lab named "nolab" is up"#), "{}", run.section("bad_lab"));
+}
+
+// ---- completions and --help ----
+
+#[test]
+fn completions_and_help_for_every_subcommand() {
+    let run = isolated(
+        &[],
+        r#"
+for s in bash zsh fish; do section comp-$s; $NSS completions $s || exit 1; done
+for c in down ls functions repl plan graph shell exec completions; do section help-$c; $NSS $c --help || exit 1; done
+section bash-load; bash -c 'source <($NSS completions bash) && complete -p nsscript'
+"#,
+    );
+    run.ok();
+    assert!(run.section("comp-bash").contains("_nsscript()"));
+    assert!(run.section("comp-zsh").starts_with("#compdef nsscript"));
+    assert!(run.section("comp-fish").contains("complete -c nsscript"));
+    assert!(run.section("bash-load").contains("nsscript"));
+    for sub in ["plan", "graph", "shell", "exec"] {
+        assert!(run.section("comp-bash").contains(sub), "bash completes {sub}");
+    }
+    assert!(run.section("help-graph").contains("ascii") && run.section("help-graph").contains("mermaid"));
+    assert!(run.section("help-repl").contains("--on-exit"));
+    assert!(run.section("help-exec").contains("Usage: nsscript exec <LAB> <NS> -- <CMD>..."), "{}", run.section("help-exec"));
+}
+
+// ---- the diagnostics catalogue ----
+
+/// Renders one error the way a user sees it when stderr is not a terminal.
+fn diagnostic(files: &[(&str, &str)], cmd: &str) -> String {
+    let run = isolated(files, &format!("{cmd} 2>&1 >/dev/null; echo \"exit $?\""));
+    run.stdout
+}
+
+macro_rules! catalogue {
+    ($($name:ident: $files:expr, $cmd:expr;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                insta::assert_snapshot!(stringify!($name), diagnostic(&$files, $cmd));
+            }
+        )*
+    };
+}
+
+catalogue! {
+    diag_parse_error_points_at_the_span: [("lab.rhai", "let a = netns(\"a\");\nlet b = ;\n")], "$NSS plan lab.rhai";
+    diag_unknown_function_suggests_from_the_registry: [("lab.rhai", "let a = netsn(\"a\");\n")], "$NSS plan lab.rhai";
+    diag_wrong_argument_types_show_the_signature: [("lab.rhai", "netns(\"a\");\nnetns(42);\n")], "$NSS plan lab.rhai";
+    diag_wrong_method_arguments_show_the_signature: [("lab.rhai", "let br = bridge(\"br0\");\nbr.mtu(\"big\");\n")], "$NSS plan lab.rhai";
+    diag_unknown_variable: [("lab.rhai", "connect(vm1, bridge(\"br0\"));\n")], "$NSS plan lab.rhai";
+    diag_unknown_module: [("lab.rhai", "import \"topology\" as t;\n")], "$NSS plan lab.rhai";
+    diag_malformed_address: [("lab.rhai", "bridge(\"br0\").addr(\"10.0.0.300/24\");\n")], "$NSS plan lab.rhai";
+    diag_unknown_link_lists_the_links: [("lab.rhai", "let a = netns(\"a\");\nconnect(a, bridge(\"br0\"), #{ ifname: \"eth0\" });\nlink(a, \"eth1\").up();\n")], "$NSS plan lab.rhai";
+    diag_unknown_option: [("lab.rhai", "connect(netns(\"a\"), bridge(\"br0\"), #{ ifnmae: \"eth0\" });\n")], "$NSS plan lab.rhai";
+    diag_interface_name_too_long: [("lab.rhai", "bridge(\"a-very-long-bridge-name\");\n")], "$NSS plan lab.rhai";
+    diag_error_in_user_function_shows_the_call_chain: [("lab.rhai", "fn plug(ns, name) {\n    link(ns, name).up()\n}\nfn node(name) {\n    plug(netns(name), \"eth0\")\n}\nnode(\"vm1\");\n")], "$NSS plan lab.rhai";
+    diag_error_in_stdlib_shows_the_call_chain: [("lab.rhai", "import \"topo\" as topo;\ntopo::star(2, #{ subnet: \"10.1.0.0/24\", bridge: \"br-much-too-long-name\" });\n")], "$NSS plan lab.rhai";
+    diag_gateway_unreachable_errno_in_words: [("lab.rhai", "let a = netns(\"a\");\na.route(\"default\", \"10.9.9.1\");\n")], "$NSS --sandbox lab.rhai";
+    diag_link_exists_errno_in_words: [("lab.rhai", "veth(\"v0\", \"v1\");\nveth(\"v1\", \"v2\");\n")], "$NSS --sandbox lab.rhai";
+    diag_assertion_failed: [("lab.rhai", "let r = netns(\"a\").exec(\"exit 3\");\nassert(r.code == 0, `exit code ${r.code}`);\n")], "$NSS --sandbox lab.rhai";
+    diag_missing_script_file: [], "$NSS plan nothere.rhai";
+    diag_exec_in_a_lab_that_is_not_up: [], "$NSS exec nolab ns0 -- true";
+    diag_bad_var_argument: [], "$NSS plan --var 1x=2 lab.rhai";
+}
+
+// ---- the REPL through a real terminal ----
+
+#[test]
+fn repl_in_a_terminal_completes_names_keeps_functions_and_survives_errors() {
+    use expectrl::{ControlCode, Expect, Regex};
+    use std::time::Duration;
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args([
+        "--net",
+        "--mount",
+        "--propagation",
+        "private",
+        "bash",
+        "-c",
+        "mount -t tmpfs tmpfs /run && ip link set lo up && exec \"$NSS\" repl --on-exit down",
+    ]);
+    cmd.env("NSS", bin()).env("TERM", "xterm").env("HOME", home.path()).env_remove("NO_COLOR");
+    let mut p = expectrl::Session::spawn(cmd).expect("spawn in a pty");
+    p.set_expect_timeout(Some(Duration::from_secs(30)));
+    p.expect("nsscript> ").unwrap();
+
+    p.send_line(r#"let a = netns("alpha1"); connect(a, netns("beta"), #{ ifname: "eth0", addr: "10.7.0.1/24" });"#).unwrap();
+    p.expect("nsscript> ").unwrap();
+
+    // Tab inside a string literal completes the live namespace's name.
+    p.send(r#"ns("alp"#).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    p.send("\t").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    p.send_line(r#"").name + "!""#).unwrap();
+    p.expect("alpha1!").unwrap();
+    p.expect("nsscript> ").unwrap();
+
+    // Tab completes a function name (no other registry function starts with "conn").
+    p.send("conn").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    p.send("\t").unwrap();
+    p.expect("connect").unwrap();
+    p.send("\x15").unwrap(); // Ctrl-U: drop the line, we only watched it complete
+    p.send_line("").unwrap();
+    p.expect("nsscript> ").unwrap();
+
+    // A function over several lines, called in a later entry.
+    p.send_line("fn twice(x) {").unwrap();
+    p.expect("...> ").unwrap();
+    p.send_line("    x * 2").unwrap();
+    p.expect("...> ").unwrap();
+    p.send_line("}").unwrap();
+    p.expect("nsscript> ").unwrap();
+    p.send_line("twice(21) + 1000").unwrap();
+    p.expect("1042").unwrap();
+    p.expect("nsscript> ").unwrap();
+
+    // An error is rendered; the session goes on with its state.
+    p.send_line(r#"netsn("x")"#).unwrap();
+    p.expect("did you mean").unwrap();
+    p.expect("nsscript> ").unwrap();
+    p.send_line("twice(600) + 137").unwrap();
+    p.expect("1337").unwrap();
+    p.expect("nsscript> ").unwrap();
+
+    // Ctrl-C abandons an unfinished entry.
+    p.send_line("let y = [1,").unwrap();
+    p.expect("...> ").unwrap();
+    p.send(ControlCode::EndOfText).unwrap();
+    p.expect("(entry dropped)").unwrap();
+    p.expect("nsscript> ").unwrap();
+
+    // :show is like ip -br; :help NAME comes from the registry.
+    p.send_line(":show alpha1").unwrap();
+    p.expect(Regex(r"eth0\s+\S+\s+10\.7\.0\.1/24")).unwrap();
+    p.expect("nsscript> ").unwrap();
+    p.send_line(":help connect").unwrap();
+    p.expect("example:").unwrap();
+    p.expect("nsscript> ").unwrap();
+
+    // Ctrl-D leaves; --on-exit down takes the lab down.
+    p.send(ControlCode::EndOfTransmission).unwrap();
+    p.expect(Regex(r"removed \d+ object")).unwrap();
+}
+
+#[test]
+fn repl_completion_and_hints_come_from_the_registry() {
+    // Without a terminal: the REPL reads entries line by line; check :help and errors.
+    let run = isolated(
+        &[],
+        r#"printf ':help\n:help nope_fn\n:help netns\nnetns("n1");\n:ls\n:down\n:ls\n' | $NSS repl 2>&1"#,
+    );
+    run.ok();
+    assert!(run.stdout.contains("connect"), "{}", run.stdout);
+    assert!(run.stdout.contains("no function \"nope_fn\""), "{}", run.stdout);
+    assert!(run.stdout.contains("netns(name) -> Netns"), "{}", run.stdout);
+    assert!(run.stdout.contains("  netns n1"), "{}", run.stdout);
+    assert!(run.stdout.contains("removed 1 object"), "{}", run.stdout);
+    assert!(run.stdout.contains("nothing built yet"), "{}", run.stdout);
+}
