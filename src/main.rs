@@ -103,6 +103,7 @@ fn start(script: Option<&Path>, opts: &RunOpts, repl: bool) -> Result<ExitCode, 
     }
     let script_display = script.map(|p| p.display().to_string()).unwrap_or_else(|| "<repl>".into());
     let live = Rc::new(RefCell::new(LiveBackend::new(&lab_name, &script_display)?));
+    live.borrow_mut().set_sandboxed(opts.sandbox);
     let shared: Shared = live.clone();
     let base_dir = script.and_then(|p| p.parent()).map(|d| if d.as_os_str().is_empty() { PathBuf::from(".") } else { d.to_path_buf() });
     let mut engine = ScriptEngine::new(shared, base_dir.as_deref());

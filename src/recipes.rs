@@ -97,15 +97,18 @@ pub fn connect(b: &mut dyn Backend, ns: &NsRef, target: &Target, o: &ConnectOpts
         up: true,
         master,
     }))?;
+    // Addresses and the route depend on nothing but the link: one pipelined burst.
+    let mut burst = Vec::new();
     if let Some(addr) = o.addr {
-        b.apply(Op::AddAddr { ns: ns.clone(), link: ifname.clone(), addr })?;
+        burst.push(Op::AddAddr { ns: ns.clone(), link: ifname.clone(), addr });
     }
     if let Some(addr) = o.peer_addr {
-        b.apply(Op::AddAddr { ns: outer_ns.clone(), link: peer.clone(), addr })?;
+        burst.push(Op::AddAddr { ns: outer_ns.clone(), link: peer.clone(), addr });
     }
     if let Some(gw) = o.gw {
-        b.apply(Op::AddRoute { ns: ns.clone(), dest: None, via: RouteVia::Gateway(gw) })?;
+        burst.push(Op::AddRoute { ns: ns.clone(), dest: None, via: RouteVia::Gateway(gw) });
     }
+    b.apply_all(burst)?;
     Ok((ns.clone(), ifname))
 }
 
@@ -117,4 +120,15 @@ pub fn forward(b: &mut dyn Backend, ns: &NsRef, on: bool) -> Result<()> {
         Err(e) if e.is_errno(libc::ENOENT) => Ok(()),
         other => other.map(|_| ()),
     }
+}
+
+/// IPv6 on or off in a namespace (`disable_ipv6` for all interfaces and new ones).
+/// Large labs that do not need IPv6 turn it off: every new interface otherwise sends
+/// DAD/MLD/router-solicitation multicast that a bridge floods to every port.
+pub fn ipv6(b: &mut dyn Backend, ns: &NsRef, on: bool) -> Result<()> {
+    let v = if on { "0" } else { "1" };
+    for key in ["net.ipv6.conf.default.disable_ipv6", "net.ipv6.conf.all.disable_ipv6"] {
+        b.apply(Op::Sysctl { ns: ns.clone(), key: key.into(), value: v.into() })?;
+    }
+    Ok(())
 }

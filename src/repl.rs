@@ -190,8 +190,6 @@ impl Hint for SigHint {
 fn open_call(line: &str, pos: usize) -> Option<&'static registry::FnDoc> {
     let head = &line[..pos];
     let mut depth = 0i32;
-    let mut in_str = string_start(line, pos).is_some();
-    let _ = &mut in_str;
     for (i, c) in head.char_indices().rev() {
         match c {
             ')' => depth += 1,
@@ -313,6 +311,18 @@ impl Helper for NsHelper {}
 
 // ---- the session ----
 
+/// A value as the REPL prints it: handles as the calls that make them.
+fn show(v: rhai::Dynamic) -> String {
+    use crate::script::types::{Link, Netns};
+    if v.is::<Link>() {
+        return v.cast::<Link>().to_string();
+    }
+    if v.is::<Netns>() {
+        return v.cast::<Netns>().to_string();
+    }
+    v.to_string()
+}
+
 fn history_path() -> Option<PathBuf> {
     let home = std::env::var_os("HOME")?;
     let dir = PathBuf::from(home).join(".local/state/nsscript");
@@ -332,7 +342,7 @@ impl Session<'_> {
         self.sources.add(name, text);
         let result = self.engine.compile(name, text).and_then(|ast| self.engine.run(ast));
         match result {
-            Ok(v) if !v.is_unit() => println!("{v}"),
+            Ok(v) if !v.is_unit() => println!("{}", show(v)),
             Ok(_) => {}
             Err(e) => eprint!("{}", diag::render(&diag::from_rhai(&e, name, self.sources))),
         }
@@ -353,6 +363,10 @@ impl Session<'_> {
                 let width = registry::FUNCTIONS.iter().map(|f| f.name.len()).max().unwrap_or(8);
                 for f in registry::FUNCTIONS {
                     println!("  {:width$}  {}", f.name, f.doc);
+                }
+                println!("\n  stdlib (import \"NAME\" as NAME;):");
+                for d in crate::stdlib::docs() {
+                    println!("  {}::{}  {}", d.module, d.name, d.signature);
                 }
                 println!("\n  `:help NAME` shows a function's signature, description and example.");
                 for (c, d) in COMMANDS {

@@ -225,7 +225,7 @@ fn graph_ascii_dot_and_mermaid_draw_seed004() {
     assert!(ascii.contains("test-bridge veth2 <--veth--> namespace2 veth3"), "{ascii}");
     let dot = run.section("dot");
     assert!(dot.starts_with("graph \"seed004_bridge\" {"), "{dot}");
-    assert_eq!(dot.matches(" -- ").count(), 3, "{dot}");
+    assert_eq!(dot.matches("\" -- \"").count(), 3, "{dot}");
     assert!(dot.contains(r#""ns:namespace1" [label="namespace1\nveth1\n172.19.0.2/24"];"#), "{dot}");
     let mermaid = run.section("mermaid");
     assert!(mermaid.starts_with("graph TD\n"), "{mermaid}");
@@ -335,6 +335,20 @@ catalogue! {
 
 // ---- the REPL through a real terminal ----
 
+/// Wait for a fresh prompt: one that starts a new line edit (rustyline turns bracketed
+/// paste on then), not a redraw of the current line; keys typed before it would be
+/// flushed when the terminal goes back to raw mode.
+fn prompt<E: expectrl::Expect>(p: &mut E, which: &str) {
+    let re = format!(r"\x1b\[\?2004h[\s\S]{{0,24}}?{}> ", regex_escape(which));
+    if let Err(e) = p.expect(expectrl::Regex(re.as_str())) {
+        panic!("no fresh {which:?} prompt: {e}");
+    }
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars().map(|c| if c.is_alphanumeric() { c.to_string() } else { format!("\\{c}") }).collect()
+}
+
 #[test]
 fn repl_in_a_terminal_completes_names_keeps_functions_and_survives_errors() {
     use expectrl::{ControlCode, Expect, Regex};
@@ -353,10 +367,10 @@ fn repl_in_a_terminal_completes_names_keeps_functions_and_survives_errors() {
     cmd.env("NSS", bin()).env("TERM", "xterm").env("HOME", home.path()).env_remove("NO_COLOR");
     let mut p = expectrl::Session::spawn(cmd).expect("spawn in a pty");
     p.set_expect_timeout(Some(Duration::from_secs(30)));
-    p.expect("nsscript> ").unwrap();
+    prompt(&mut p, "nsscript");
 
     p.send_line(r#"let a = netns("alpha1"); connect(a, netns("beta"), #{ ifname: "eth0", addr: "10.7.0.1/24" });"#).unwrap();
-    p.expect("nsscript> ").unwrap();
+    prompt(&mut p, "nsscript");
 
     // Tab inside a string literal completes the live namespace's name.
     p.send(r#"ns("alp"#).unwrap();
@@ -365,50 +379,51 @@ fn repl_in_a_terminal_completes_names_keeps_functions_and_survives_errors() {
     std::thread::sleep(Duration::from_millis(300));
     p.send_line(r#"").name + "!""#).unwrap();
     p.expect("alpha1!").unwrap();
-    p.expect("nsscript> ").unwrap();
+    prompt(&mut p, "nsscript");
 
     // Tab completes a function name (no other registry function starts with "conn").
     p.send("conn").unwrap();
     std::thread::sleep(Duration::from_millis(300));
     p.send("\t").unwrap();
-    p.expect("connect").unwrap();
+    // Before Tab the rest is only a hint ("conn" + dim "ect"); after it, the line holds it.
+    p.expect("> connect").unwrap();
     p.send("\x15").unwrap(); // Ctrl-U: drop the line, we only watched it complete
     p.send_line("").unwrap();
-    p.expect("nsscript> ").unwrap();
+    prompt(&mut p, "nsscript");
 
     // A function over several lines, called in a later entry.
     p.send_line("fn twice(x) {").unwrap();
-    p.expect("...> ").unwrap();
+    prompt(&mut p, "...");
     p.send_line("    x * 2").unwrap();
-    p.expect("...> ").unwrap();
+    prompt(&mut p, "...");
     p.send_line("}").unwrap();
-    p.expect("nsscript> ").unwrap();
+    prompt(&mut p, "nsscript");
     p.send_line("twice(21) + 1000").unwrap();
     p.expect("1042").unwrap();
-    p.expect("nsscript> ").unwrap();
+    prompt(&mut p, "nsscript");
 
     // An error is rendered; the session goes on with its state.
     p.send_line(r#"netsn("x")"#).unwrap();
     p.expect("did you mean").unwrap();
-    p.expect("nsscript> ").unwrap();
+    prompt(&mut p, "nsscript");
     p.send_line("twice(600) + 137").unwrap();
     p.expect("1337").unwrap();
-    p.expect("nsscript> ").unwrap();
+    prompt(&mut p, "nsscript");
 
     // Ctrl-C abandons an unfinished entry.
     p.send_line("let y = [1,").unwrap();
-    p.expect("...> ").unwrap();
+    prompt(&mut p, "...");
     p.send(ControlCode::EndOfText).unwrap();
     p.expect("(entry dropped)").unwrap();
-    p.expect("nsscript> ").unwrap();
+    prompt(&mut p, "nsscript");
 
     // :show is like ip -br; :help NAME comes from the registry.
     p.send_line(":show alpha1").unwrap();
     p.expect(Regex(r"eth0\s+\S+\s+10\.7\.0\.1/24")).unwrap();
-    p.expect("nsscript> ").unwrap();
+    prompt(&mut p, "nsscript");
     p.send_line(":help connect").unwrap();
     p.expect("example:").unwrap();
-    p.expect("nsscript> ").unwrap();
+    prompt(&mut p, "nsscript");
 
     // Ctrl-D leaves; --on-exit down takes the lab down.
     p.send(ControlCode::EndOfTransmission).unwrap();

@@ -9,3 +9,4 @@ mod overlay;
 mod interactive;
 mod reliability;
 mod scale;
+mod gallery;

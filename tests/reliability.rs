@@ -565,6 +565,12 @@ section seed002; $AS_NOBODY $NSS --sandbox $SCRIPTS/seed002_veth.rhai; echo "cod
 section whoami; printf 'print(host().exec("id -u; cat /proc/self/uid_map").stdout);\n' > who.rhai; chmod 644 who.rhai
 $AS_NOBODY $NSS --sandbox who.rhai
 section nosandbox; $AS_NOBODY $NSS $SCRIPTS/seed002_veth.rhai; echo "code=$?"
+# Where user namespaces are off (here: a limit of 0 set inside a user namespace of
+# our own, so the machine's setting is untouched), the error says which knob to set.
+section blocked
+unshare --user --map-root-user bash -c "echo 0 > /proc/sys/user/max_user_namespaces && \
+  setpriv --securebits +noroot,+noroot_locked --inh-caps=-all --bounding-set=-all $NSS --sandbox $SCRIPTS/seed002_veth.rhai" 2>&1
+echo "code=$?"
 snap > after
 section diff; diff before after && echo same
 "#,
@@ -579,6 +585,9 @@ section diff; diff before after && echo same
     let who: Vec<String> = run.section("whoami").lines().filter(|l| !l.trim().is_empty()).map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
     assert_eq!(who, ["0", "0 65534 1"], "root inside, nobody outside");
     assert!(run.section("nosandbox").contains("code=2") && run.stderr.contains("needs root"), "without --sandbox: {}", run.stderr);
+    let blocked = flat(&run.section("blocked"));
+    assert!(blocked.ends_with("code=2"), "{blocked}");
+    assert!(blocked.contains("no user namespace for this user") && blocked.contains("user.max_user_namespaces is 0"), "{blocked}");
     assert_eq!(run.section("diff").trim(), "same", "the sandbox left nothing outside");
 }
 
@@ -715,7 +724,8 @@ fn call() -> impl Strategy<Value = String> {
         "addrs($1)",
         "routes($1)",
         "sleep($3 % 3)",
-        "sleep($1)",
+        "sleep(-1)",
+        "sleep(3600001)",
         "exec($1, $2)",
         "masquerade(netns(\"fz5\"), #{ src: $2, out: $1 })",
         "masquerade($1, $2)",
@@ -749,7 +759,9 @@ fn fuzz_script() -> impl Strategy<Value = String> {
 fn random_api_calls_give_diagnostics_never_panics_or_leftovers() {
     // 6 batches of 10 random scripts (half wrapped in try/catch so the lab stays up
     // and `down` must remove it, half failing at the first bad call and rolling back).
-    let mut runner = TestRunner::new(Config { cases: 6, max_shrink_iters: 8, failure_persistence: None, ..Config::default() });
+    // NSS_FUZZ_BATCHES=40 runs more by hand.
+    let cases = std::env::var("NSS_FUZZ_BATCHES").ok().and_then(|v| v.parse().ok()).unwrap_or(6);
+    let mut runner = TestRunner::new(Config { cases, max_shrink_iters: 8, failure_persistence: None, ..Config::default() });
     let result = runner.run(&prop::collection::vec(fuzz_script(), 10), |scripts| {
         let files: Vec<(String, String)> = scripts.iter().enumerate().map(|(i, s)| (format!("f{i}.rhai"), s.clone())).collect();
         let refs: Vec<(&str, &str)> = files.iter().map(|(n, c)| (n.as_str(), c.as_str())).collect();
@@ -759,7 +771,7 @@ fn random_api_calls_give_diagnostics_never_panics_or_leftovers() {
                 r#"
 snap > before
 for f in f*.rhai; do
-    timeout 20 $NSS $f > out 2> err; code=$?
+    timeout 15 $NSS $f > out 2> err; code=$?
     for l in $($NSS ls | cut -f1); do $NSS down $l > derr 2>&1 || { echo "$f down $l failed"; cat derr; }; done
     snap > now
     diff -q before now >/dev/null && same=same || same="DIFF: $(diff before now | tr '\n' ' ')"

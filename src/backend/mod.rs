@@ -9,6 +9,14 @@ use crate::op::{Op, Outcome};
 
 pub trait Backend {
     fn apply(&mut self, op: Op) -> Result<Outcome>;
+    /// Apply ops that do not depend on each other's answers (they may be pipelined);
+    /// the first refusal is the error.
+    fn apply_all(&mut self, ops: Vec<Op>) -> Result<()> {
+        for op in ops {
+            self.apply(op)?;
+        }
+        Ok(())
+    }
     /// The lab's name; settable until the first object is created.
     fn lab_name(&self) -> String;
     fn set_lab_name(&mut self, name: &str) -> Result<()>;

@@ -4,6 +4,7 @@
 
 mod args;
 mod check;
+mod cidr;
 mod link;
 mod ns;
 mod overlay;
@@ -80,6 +81,8 @@ impl ScriptEngine {
         engine.set_module_resolver(resolvers);
         // Deep lab scripts are fine; runaway recursion is not.
         engine.set_max_call_levels(256);
+        // Debug builds of Rhai default to half these (32/16): too shallow for stdlib functions.
+        engine.set_max_expr_depths(64, 32);
         // SIGINT/SIGTERM stop a running script (a loop between two ops too).
         engine.on_progress(|_| crate::signals::stop_requested().map(|sig| Dynamic::from(sig.as_str())));
         engine.register_type_with_name::<Error>("Error");
@@ -89,6 +92,7 @@ impl ScriptEngine {
         router::register(&mut engine, &backend);
         overlay::register(&mut engine, &backend);
         check::register(&mut engine, &backend);
+        cidr::register(&mut engine);
         ScriptEngine { engine, scope: Scope::new(), functions: AST::empty() }
     }
 

@@ -74,6 +74,12 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
     });
 
     let b = backend.clone();
+    engine.register_fn("ipv6", move |ns: &mut Netns, on: bool| -> RhaiResult<Netns> {
+        recipes::ipv6(&mut *b.borrow_mut(), &ns.0, on).map_err(fail)?;
+        Ok(ns.clone())
+    });
+
+    let b = backend.clone();
     engine.register_fn("exec", move |ns: &mut Netns, cmd: &str| exec(&b, ns, Command::Shell(cmd.to_string())));
     let b = backend.clone();
     engine.register_fn("exec", move |ns: &mut Netns, argv: Array| -> RhaiResult<Map> {

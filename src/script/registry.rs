@@ -17,6 +17,7 @@ pub const FUNCTIONS: &[FnDoc] = docs![
     "ns", "ns(name) -> Netns", "a handle on a namespace that already exists (not created, not owned by the lab)";
     "lab", "lab(name) / lab() -> String", "name the lab (before anything is created) / the lab's name";
     "forward", "ns.forward(on: bool) -> Netns", "IPv4 and IPv6 forwarding on or off in ns";
+    "ipv6", "ns.ipv6(on: bool) -> Netns", "IPv6 on or off in ns (off keeps big labs quiet: no DAD/MLD multicast from every interface)";
     "exec", "ns.exec(cmd: String | Array, #{ timeout? }) -> #{ code, stdout, stderr }", "run a command inside ns (a string runs by sh -c; an array runs without a shell); past timeout ms it is killed, code 124";
     "route", "ns.route(dest, via) -> Netns", "add a route: dest is \"default\" or a CIDR, via a gateway IP or a device name";
     "sysctl", "ns.sysctl(key, value) -> Netns", "set a sysctl inside ns, e.g. \"net.ipv4.ip_forward\"";
@@ -63,6 +64,15 @@ pub const FUNCTIONS: &[FnDoc] = docs![
     "assert_ping", "assert_ping(ns, addr, #{ timeout?, interval? })", "fail unless addr answers a ping from ns within the window (default 2000 ms); the report names the route used";
     "assert_no_ping", "assert_no_ping(ns, addr, #{ timeout?, interval? })", "fail if addr answers a ping from ns within the window (default 1000 ms)";
     "pingall", "pingall() / pingall(nodes, #{ timeout, static_arp, check }) -> #{ ok, pairs, reached, failed, matrix, elapsed_ms }", "native ICMP between every ordered pair of nodes (namespaces or #{ ns, addr }) at once; fails naming each unreachable pair";
+    // Issue 8: address arithmetic for labs and the stdlib.
+    "cidr_host", "cidr_host(cidr, n) -> String", "the n-th address of cidr's network: cidr_host(\"10.1.0.0/24\", 5) is \"10.1.0.5\"; -1 is the last usable host";
+    "cidr_addr", "cidr_addr(cidr, n) -> String", "the n-th address with the prefix, for link.addr(): cidr_addr(\"10.1.0.0/24\", 5) is \"10.1.0.5/24\"";
+    "cidr_subnet", "cidr_subnet(cidr, prefix, i) -> String", "the i-th /prefix subnet of the block: cidr_subnet(\"10.0.0.0/16\", 30, 1) is \"10.0.0.4/30\"";
+    "cidr_prefix", "cidr_prefix(cidr) -> i64", "the prefix length: cidr_prefix(\"10.1.0.5/24\") is 24";
+    "cidr_ip", "cidr_ip(cidr) -> String", "the address without its prefix: cidr_ip(\"10.1.0.5/24\") is \"10.1.0.5\"";
+    "cidr_network", "cidr_network(cidr) -> String", "the network in CIDR form, for routes: cidr_network(\"10.1.0.5/24\") is \"10.1.0.0/24\"";
+    "cidr_size", "cidr_size(cidr) -> i64", "how many addresses the network holds (network and broadcast included)";
+    "cidr_contains", "cidr_contains(cidr, ip) -> bool", "whether ip lies inside the network cidr";
 ];
 
 pub fn find(name: &str) -> Option<&'static FnDoc> {
@@ -90,11 +100,17 @@ fn distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// The reference table of the README.
+/// The reference table of the README: built-in functions, then the stdlib modules'
+/// documented functions (from their `///` comments).
 pub fn markdown() -> String {
+    let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
     let mut out = String::from("| function | what it does |\n| --- | --- |\n");
     for f in FUNCTIONS {
-        out.push_str(&format!("| `{}` | {} |\n", f.signature.replace('|', "\\|"), f.doc.replace('|', "\\|")));
+        out.push_str(&format!("| `{}` | {} |\n", cell(f.signature), cell(f.doc)));
+    }
+    out.push_str("\nstdlib modules (`import \"NAME\" as NAME;`, embedded in the binary):\n\n| function | what it does |\n| --- | --- |\n");
+    for d in crate::stdlib::docs() {
+        out.push_str(&format!("| `{}::{}` | {} |\n", d.module, cell(&d.signature), cell(&d.description)));
     }
     out
 }
@@ -142,9 +158,21 @@ pub fn completions(prefix: &str, methods: bool) -> Vec<&'static str> {
 /// Functions that are documented as functions but are just as often called as methods.
 const METHOD_TOO: &[&str] = &["exec", "route", "sysctl", "forward", "peer", "links", "addrs", "routes"];
 
-/// The text of `:help NAME`.
+/// The text of `:help NAME` (a built-in function, or a stdlib one as `module::name`
+/// or plain `name`).
 pub fn help(name: &str) -> Option<String> {
-    let f = find(name)?;
+    let Some(f) = find(name) else {
+        let (module, fname) = name.split_once("::").map(|(m, n)| (Some(m), n)).unwrap_or((None, name));
+        let d = crate::stdlib::docs().into_iter().find(|d| d.name == fname && module.is_none_or(|m| m == d.module))?;
+        let mut out = format!("{}::{}  (import \"{}\" as {};)\n\n  {}\n", d.module, d.signature, d.module, d.module, d.description);
+        if !d.example.is_empty() {
+            out.push_str("\nexample:\n");
+            for line in d.example.lines() {
+                out.push_str(&format!("  {line}\n"));
+            }
+        }
+        return Some(out);
+    };
     let mut out = format!("{}\n  {}\n", f.signature, f.doc);
     if let Some((_, desc, example)) = DETAILS.iter().find(|(n, _, _)| *n == name) {
         out.push_str(&format!("\n  {desc}\n\nexample:\n"));

@@ -28,12 +28,18 @@ pub struct LiveBackend {
     /// Opened at the first object created, so a script that fails early leaves no lab.
     ledger: Option<Ledger>,
     state: LabState,
+    /// A `--sandbox` run: the lab's processes end with it (and with nsscript if killed).
+    sandboxed: bool,
 }
 
 impl LiveBackend {
     pub fn new(lab: &str, script: &str) -> Result<Self> {
         lab::validate_lab_name(lab)?;
-        Ok(LiveBackend { nl: Netlink::new()?, lab: lab.to_string(), script: script.to_string(), ledger: None, state: LabState::default() })
+        Ok(LiveBackend { nl: Netlink::new()?, lab: lab.to_string(), script: script.to_string(), ledger: None, state: LabState::default(), sandboxed: false })
+    }
+
+    pub fn set_sandboxed(&mut self, on: bool) {
+        self.sandboxed = on;
     }
 
     pub fn state(&self) -> &LabState {
@@ -113,7 +119,7 @@ impl LiveBackend {
         )?;
         let ns = NsRef::named(name);
         self.nl.adopt_socket(ns.clone(), made.route_socket);
-        self.nl.set_lo_up(&ns)?;
+        self.nl.queue_lo_up(&ns)?;
         Ok(Outcome::Done)
     }
 
@@ -225,12 +231,13 @@ impl LiveBackend {
     }
 
     fn set_sysctl(&mut self, ns: NsRef, key: String, value: String) -> Result<Outcome> {
-        let old = sysctl::read(self.nl.ns_fd(&ns)?, &key)?;
-        if old == value {
+        if self.state.owns_ns(&ns) {
+            // Nothing to restore in a namespace that goes away with the lab.
+            sysctl::write(self.nl.ns_fd(&ns)?, &key, &value)?;
             return Ok(Outcome::Done);
         }
-        if self.state.owns_ns(&ns) {
-            sysctl::write(self.nl.ns_fd(&ns)?, &key, &value)?;
+        let old = sysctl::read(self.nl.ns_fd(&ns)?, &key)?;
+        if old == value {
             return Ok(Outcome::Done);
         }
         let id = self.state.new_id();
@@ -260,10 +267,23 @@ impl LiveBackend {
     }
 }
 
-impl Backend for LiveBackend {
-    fn apply(&mut self, op: Op) -> Result<Outcome> {
-        // SIGINT/SIGTERM stop the build between two ops (see signals.rs).
-        crate::signals::check()?;
+impl LiveBackend {
+    /// Queue `op` on its namespace's socket when it only needs an ack and changes
+    /// nothing the ledger records; otherwise None (it must run on its own).
+    fn try_queue(&mut self, op: &Op) -> Option<Result<()>> {
+        match op {
+            Op::SetLink { ns, name, change }
+                if matches!(change, LinkChange::Up | LinkChange::Down | LinkChange::Mtu(_) | LinkChange::Mac(_)) && self.state.owns_link(ns, name) =>
+            {
+                Some(self.nl.queue_set_link(ns, name, change))
+            }
+            Op::AddAddr { ns, link, addr } if self.state.owns_link(ns, link) => Some(self.nl.queue_add_addr(ns, link, *addr)),
+            Op::AddRoute { ns, dest, via } if self.state.owns_ns(ns) => Some(self.nl.queue_add_route(ns, *dest, via)),
+            _ => None,
+        }
+    }
+
+    fn apply_one(&mut self, op: Op) -> Result<Outcome> {
         match op {
             Op::CreateNetns { name } => self.create_netns(&name),
             Op::CreateBridge { ns, name } => self.create_bridge(ns, name),
@@ -310,6 +330,37 @@ impl Backend for LiveBackend {
             Op::BridgeVlan { ns, port, vid, pvid, untagged } => self.bridge_vlan(ns, port, vid, pvid, untagged),
             Op::PingAll(spec) => self.pingall(spec).map(Outcome::PingAll),
         }
+    }
+}
+
+impl Backend for LiveBackend {
+    fn apply(&mut self, op: Op) -> Result<Outcome> {
+        // SIGINT/SIGTERM stop the build between two ops (see signals.rs).
+        crate::signals::check()?;
+        let is_exec = matches!(op, Op::Exec { .. } | Op::ExecTimeout { .. } | Op::Spawn { .. });
+        let out = self.apply_one(op);
+        // Requests queued by the op (a veth peer brought up...) are acked before it returns.
+        let flushed = self.nl.flush();
+        if is_exec {
+            // A user's command may have renamed, moved or deleted links.
+            self.nl.forget_indexes();
+        }
+        let out = out?;
+        flushed?;
+        Ok(out)
+    }
+
+    fn apply_all(&mut self, ops: Vec<Op>) -> Result<()> {
+        crate::signals::check()?;
+        for op in ops {
+            match self.try_queue(&op) {
+                Some(queued) => queued?,
+                None => {
+                    self.apply(op)?;
+                }
+            }
+        }
+        self.nl.flush()
     }
 
     fn lab_netns(&self) -> Vec<String> {

@@ -4,12 +4,14 @@
 use crate::error::{Error, Result};
 use crate::nsexec;
 use crate::op::{AddrInfo, LinkChange, LinkInfo, NsRef, RouteInfo, RouteVia, VethSpec};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use ipnetwork::IpNetwork;
+use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REQUEST};
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteType};
 use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 use std::collections::HashMap;
 use std::fs::File;
@@ -18,10 +20,27 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd};
 
 /// Netlink connections, one per namespace, driven by a single-threaded runtime that
 /// only runs while a request is in flight.
+///
+/// Requests that answer only with an ack are *queued*: sent at once on their
+/// namespace's socket, their acks collected by [`Netlink::flush`]. The kernel handles
+/// one socket's messages in order, so a burst of dependent requests (link up, address,
+/// route) costs one round trip instead of one each.
 pub struct Netlink {
     rt: tokio::runtime::Runtime,
     handles: HashMap<NsRef, Handle>,
     ns_files: HashMap<String, File>,
+    /// ifindex by (namespace, name): filled by creation echoes and lookups, dropped on
+    /// rename/move/delete, and cleared after anything else may have changed links.
+    index: HashMap<(NsRef, String), u32>,
+    pending: Vec<Pending>,
+}
+
+type AckStream = std::pin::Pin<Box<dyn futures::Stream<Item = NetlinkMessage<RouteNetlinkMessage>>>>;
+
+/// A queued request: its ack stream and how to explain a refusal.
+struct Pending {
+    acks: AckStream,
+    explain: Box<dyn FnOnce(Error) -> Error>,
 }
 
 /// An rtnetlink error in the user's words.
@@ -62,7 +81,7 @@ impl Netlink {
             .enable_all()
             .build()
             .map_err(|e| Error::io("cannot start the netlink runtime", &e))?;
-        Ok(Netlink { rt, handles: HashMap::new(), ns_files: HashMap::new() })
+        Ok(Netlink { rt, handles: HashMap::new(), ns_files: HashMap::new(), index: HashMap::new(), pending: Vec::new() })
     }
 
     /// Drive a connection over a socket that was created inside `ns`.
@@ -100,15 +119,71 @@ impl Netlink {
 
     /// Forget everything held for a namespace (its socket pins it in the kernel).
     pub fn forget(&mut self, ns: &NsRef) {
+        self.index.retain(|(n, _), _| n != ns);
         self.handles.remove(ns);
         if let NsRef::Named(name) = ns {
             self.ns_files.remove(name);
         }
     }
 
-    pub fn forget_all(&mut self) {
-        self.handles.clear();
-        self.ns_files.clear();
+    /// Links may have changed behind our back (a user's `exec`): look them up again.
+    pub fn forget_indexes(&mut self) {
+        self.index.clear();
+    }
+
+    /// Send a request now; its ack is collected by the next [`Netlink::flush`].
+    fn queue(&mut self, ns: &NsRef, msg: RouteNetlinkMessage, flags: u16, explain: Box<dyn FnOnce(Error) -> Error>) -> Result<()> {
+        let mut h = self.handle(ns)?;
+        let mut req = NetlinkMessage::from(msg);
+        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        let acks = match h.request(req) {
+            Ok(acks) => acks,
+            Err(e) => return Err(explain(Error::new("netlink request failed").why(e.to_string()))),
+        };
+        self.pending.push(Pending { acks: Box::pin(acks), explain });
+        Ok(())
+    }
+
+    /// Wait for the acks of every queued request; the first refusal is the error.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let results = self.rt.block_on(futures::future::join_all(pending.into_iter().map(|p| async move {
+            let mut acks = p.acks;
+            while let Some(msg) = acks.next().await {
+                if let NetlinkPayload::Error(e) = msg.payload {
+                    if e.code.is_some() {
+                        return Err((p.explain)(Error::new("").errno(-e.raw_code())));
+                    }
+                }
+            }
+            Ok(())
+        })));
+        results.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
+    }
+
+    /// Create a link and return the kernel's echo of it (its ifindex, and for a veth
+    /// IFLA_LINK, the peer's ifindex): one round trip, no lookups.
+    fn create_echo(&mut self, ns: &NsRef, msg: LinkMessage, explain: impl FnOnce(Error) -> Error) -> Result<Option<LinkMessage>> {
+        self.flush()?;
+        let mut h = self.handle(ns)?;
+        let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewLink(msg));
+        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO;
+        let mut acks = h.request(req).map_err(|e| Error::new("netlink request failed").why(e.to_string()))?;
+        let answer: std::result::Result<Option<LinkMessage>, i32> = self.rt.block_on(async {
+            let mut echoed = None;
+            while let Some(msg) = acks.next().await {
+                match msg.payload {
+                    NetlinkPayload::Error(e) if e.code.is_some() => return Err(-e.raw_code()),
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m)) => echoed = Some(m),
+                    _ => {}
+                }
+            }
+            Ok(echoed)
+        });
+        answer.map_err(|errno| explain(Error::new("").errno(errno)))
     }
 
     fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
@@ -127,11 +202,19 @@ impl Netlink {
     }
 
     pub fn link_index(&mut self, ns: &NsRef, name: &str) -> Result<Option<u32>> {
-        Ok(self.get_link(ns, name)?.map(|m| m.header.index))
+        let index = self.get_link(ns, name)?.map(|m| m.header.index);
+        match index {
+            Some(i) => self.index.insert((ns.clone(), name.to_string()), i),
+            None => self.index.remove(&(ns.clone(), name.to_string())),
+        };
+        Ok(index)
     }
 
     /// The index of a link that must exist.
     pub fn require_link(&mut self, ns: &NsRef, name: &str) -> Result<u32> {
+        if let Some(i) = self.index.get(&(ns.clone(), name.to_string())) {
+            return Ok(*i);
+        }
         self.link_index(ns, name)?.ok_or_else(|| {
             Error::new(format!("unknown link {name:?} in {ns}"))
                 .why("no such device (ENODEV)")
@@ -144,17 +227,29 @@ impl Netlink {
         Ok(self.get_link(ns, name)?.map(|m| kind_of(&m)))
     }
 
-    pub fn set_lo_up(&mut self, ns: &NsRef) -> Result<()> {
-        self.set_link(ns, "lo", &LinkChange::Up)
+    /// In a namespace we just created, lo is always ifindex 1.
+    pub fn queue_lo_up(&mut self, ns: &NsRef) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(1).up().build();
+        self.queue(ns, RouteNetlinkMessage::SetLink(msg), 0, Box::new(|e| Error { what: "cannot bring lo up".into(), ..e }))
     }
 
     pub fn create_bridge(&mut self, ns: &NsRef, name: &str) -> Result<u32> {
         validate_ifname(name)?;
-        let h = self.handle(ns)?;
         let msg = LinkBridge::new(name).up().build();
-        self.block_on(async { h.link().add(msg).execute().await })
-            .map_err(|e| link_create_error(format!("cannot create bridge {name:?} in {ns}"), name, e))?;
-        self.require_link(ns, name)
+        let what = format!("cannot create bridge {name:?} in {ns}");
+        let echo = self.create_echo(ns, msg, |e| link_create_help(Error { what, ..e }, name))?;
+        self.learn(ns, name, echo.map(|m| m.header.index))
+    }
+
+    /// Remember a created link's index (from its echo, or one lookup).
+    fn learn(&mut self, ns: &NsRef, name: &str, index: Option<u32>) -> Result<u32> {
+        match index {
+            Some(i) if i > 0 => {
+                self.index.insert((ns.clone(), name.to_string()), i);
+                Ok(i)
+            }
+            _ => self.require_link(ns, name),
+        }
     }
 
     /// One request: the near end in `spec.ns` (optionally enslaved and up), its peer
@@ -186,28 +281,51 @@ impl Netlink {
         if spec.up {
             near = near.up();
         }
-        let h = self.handle(&spec.ns)?;
-        let msg = near.build();
-        self.block_on(async { h.link().add(msg).execute().await }).map_err(|e| {
-            let what = format!("cannot create veth pair {:?} / {:?}", spec.name, spec.peer);
-            let taken = if spec.peer_ns == spec.ns {
-                format!("{} or {}", spec.name, spec.peer)
-            } else {
-                format!("{} in {} or {} in {}", spec.name, spec.ns, spec.peer, spec.peer_ns)
-            };
-            link_create_error(what, &taken, e)
-        })?;
-        let a = self.require_link(&spec.ns, &spec.name)?;
-        let b = self.require_link(&spec.peer_ns, &spec.peer)?;
+        let what = format!("cannot create veth pair {:?} / {:?}", spec.name, spec.peer);
+        let taken = if spec.peer_ns == spec.ns {
+            format!("{} or {}", spec.name, spec.peer)
+        } else {
+            format!("{} in {} or {} in {}", spec.name, spec.ns, spec.peer, spec.peer_ns)
+        };
+        let echo = self.create_echo(&spec.ns, near.build(), |e| link_create_help(Error { what, ..e }, &taken))?;
+        let peer_index = echo.as_ref().and_then(|m| {
+            m.attributes.iter().find_map(|a| match a {
+                LinkAttribute::Link(i) => Some(*i),
+                _ => None,
+            })
+        });
+        let a = self.learn(&spec.ns, &spec.name, echo.map(|m| m.header.index))?;
+        let b = self.learn(&spec.peer_ns, &spec.peer, peer_index)?;
         if spec.up {
             // The kernel refuses IFF_UP in the peer's ifinfomsg when the peer is created in
-            // another namespace (ENOTCONN, `ip` too): bring the peer up in a second request.
-            self.set_link(&spec.peer_ns, &spec.peer, &LinkChange::Up)?;
+            // another namespace (ENOTCONN, `ip` too): bring the peer up in a second request,
+            // queued with whatever follows on that namespace's socket.
+            let msg = LinkUnspec::new_with_index(b).up().build();
+            let peer = spec.peer.clone();
+            self.queue(
+                &spec.peer_ns,
+                RouteNetlinkMessage::SetLink(msg),
+                0,
+                Box::new(move |e| Error { what: format!("cannot bring {peer:?} up"), ..e }),
+            )?;
         }
         Ok((a, b))
     }
 
     pub fn set_link(&mut self, ns: &NsRef, name: &str, change: &LinkChange) -> Result<()> {
+        self.queue_set_link(ns, name, change)?;
+        self.flush()?;
+        match change {
+            LinkChange::Rename(_) | LinkChange::MoveTo(_) => {
+                self.index.remove(&(ns.clone(), name.to_string()));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// `ip link set`, queued: its ack comes with the next flush.
+    pub fn queue_set_link(&mut self, ns: &NsRef, name: &str, change: &LinkChange) -> Result<()> {
         let index = self.require_link(ns, name)?;
         let base = LinkUnspec::new_with_index(index);
         let msg = match change {
@@ -229,11 +347,11 @@ impl Netlink {
                 base.setns_by_fd(fd).build()
             }
         };
-        let h = self.handle(ns)?;
-        self.block_on(async { h.link().set(msg).execute().await }).map_err(|e| {
-            let what = format!("cannot change link {name:?} in {ns} ({})", describe_change(change));
-            let err = nl_error(what, e);
-            match (change, err.errno) {
+        let what = format!("cannot change link {name:?} in {ns} ({})", describe_change(change));
+        let (change, name) = (change.clone(), name.to_string());
+        let explain = move |err: Error| {
+            let err = Error { what, ..err };
+            match (&change, err.errno) {
                 (LinkChange::Rename(new), Some(libc::EEXIST)) => err.help(format!("a link named {new:?} already exists there")),
                 (LinkChange::Rename(_), Some(libc::EBUSY)) => err.help("a link must be down to be renamed: call .down() first"),
                 (LinkChange::MoveTo(t), Some(libc::EEXIST)) => {
@@ -245,11 +363,14 @@ impl Netlink {
                 (LinkChange::Master(_), _) => err.help("the master must be a bridge in the same namespace as the link"),
                 _ => err,
             }
-        })
+        };
+        self.queue(ns, RouteNetlinkMessage::SetLink(msg), 0, Box::new(explain))
     }
 
     pub fn delete_link(&mut self, ns: &NsRef, name: &str) -> Result<()> {
+        self.flush()?;
         let index = self.require_link(ns, name)?;
+        self.index.remove(&(ns.clone(), name.to_string()));
         self.delete_index(ns, index).map_err(|e| Error { what: format!("cannot delete link {name:?} in {ns}"), ..e })
     }
 
@@ -264,22 +385,33 @@ impl Netlink {
     }
 
     pub fn add_addr(&mut self, ns: &NsRef, link: &str, addr: IpNetwork) -> Result<()> {
+        self.queue_add_addr(ns, link, addr)?;
+        self.flush()
+    }
+
+    /// `ip addr add`, queued. IPv6 addresses skip DAD: labs want them usable now.
+    pub fn queue_add_addr(&mut self, ns: &NsRef, link: &str, addr: IpNetwork) -> Result<()> {
         let index = self.require_link(ns, link)?;
-        let h = self.handle(ns)?;
-        let mut req = h.address().add(index, addr.ip(), addr.prefix());
-        if addr.is_ipv6() {
-            // Labs want the address usable now, not after ~1-2 s of DAD.
-            req.message_mut().header.flags |= AddressHeaderFlags::Nodad;
-            req.message_mut().attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
-        }
-        self.block_on(async { req.execute().await }).map_err(|e| {
-            let err = nl_error(format!("cannot add address {addr} to {link:?} in {ns}"), e);
+        let msg = match addr {
+            IpNetwork::V4(a) => rtnetlink::AddressMessageBuilder::<Ipv4Addr>::new().index(index).address(a.ip(), a.prefix()).build(),
+            IpNetwork::V6(a) => {
+                let mut m = rtnetlink::AddressMessageBuilder::<Ipv6Addr>::new().index(index).address(a.ip(), a.prefix()).build();
+                m.header.flags |= AddressHeaderFlags::Nodad;
+                m.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+                m
+            }
+        };
+        let what = format!("cannot add address {addr} to {link:?} in {ns}");
+        let link = link.to_string();
+        let explain = move |err: Error| {
+            let err = Error { what, ..err };
             if err.is_errno(libc::EEXIST) {
                 err.help(format!("{link} already has {addr}"))
             } else {
                 err
             }
-        })
+        };
+        self.queue(ns, RouteNetlinkMessage::NewAddress(msg), NLM_F_CREATE | NLM_F_EXCL, Box::new(explain))
     }
 
     pub fn del_addr(&mut self, ns: &NsRef, link: &str, addr: IpNetwork) -> Result<()> {
@@ -334,17 +466,23 @@ impl Netlink {
     }
 
     pub fn add_route(&mut self, ns: &NsRef, dest: Option<IpNetwork>, via: &RouteVia) -> Result<()> {
+        self.queue_add_route(ns, dest, via)?;
+        self.flush()
+    }
+
+    /// `ip route add`, queued.
+    pub fn queue_add_route(&mut self, ns: &NsRef, dest: Option<IpNetwork>, via: &RouteVia) -> Result<()> {
         let msg = self.route_message(ns, dest, via)?;
-        let h = self.handle(ns)?;
-        let shown = describe_route(dest, via);
-        self.block_on(async { h.route().add(msg).execute().await }).map_err(|e| {
-            let err = nl_error(format!("cannot add route {shown} in {ns}"), e);
+        let what = format!("cannot add route {} in {ns}", describe_route(dest, via));
+        let explain = move |err: Error| {
+            let err = Error { what, ..err };
             match err.errno {
                 Some(libc::ENETUNREACH) => err.help("the gateway is not on any connected subnet of this namespace: add an address on its subnet (and bring the link up) first"),
                 Some(libc::EEXIST) => err.help("a route to this destination already exists"),
                 _ => err,
             }
-        })
+        };
+        self.queue(ns, RouteNetlinkMessage::NewRoute(msg), NLM_F_CREATE | NLM_F_EXCL, Box::new(explain))
     }
 
     pub fn del_route(&mut self, ns: &NsRef, dest: Option<IpNetwork>, via: &RouteVia) -> Result<()> {
@@ -473,8 +611,7 @@ impl Netlink {
     }
 }
 
-fn link_create_error(what: String, names: &str, e: rtnetlink::Error) -> Error {
-    let err = nl_error(what, e);
+fn link_create_help(err: Error, names: &str) -> Error {
     match err.errno {
         Some(libc::EEXIST) => err.help(format!("a link named {names} already exists and does not belong to this lab: choose another name")),
         Some(libc::EOPNOTSUPP) => err.help("this kernel lacks support for this link kind"),
@@ -659,7 +796,7 @@ impl Netlink {
         let h = self.handle(ns)?;
         let kind = spec.kind.kind_name();
         self.block_on(async { h.link().add(msg).execute().await }).map_err(|e| {
-            let err = lacks_kind(link_create_error(what.clone(), &spec.name, e), kind);
+            let err = lacks_kind(link_create_help(nl_error(what.clone(), e), &spec.name), kind);
             match (&spec.kind, err.errno) {
                 (LinkKind::Vxlan(v), Some(libc::EEXIST)) => err.help(format!(
                     "a link named {:?}, or another VXLAN with VNI {} on UDP port {}, already exists in {ns}",

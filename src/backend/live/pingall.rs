@@ -83,7 +83,7 @@ impl LiveBackend {
         let mut sockets = Vec::with_capacity(nodes.len());
         for n in nodes {
             let fd = self.nl.ns_fd(&n.ns)?;
-            sockets.push(nsexec::in_netns(fd, open_icmp_socket)?);
+            sockets.push(nsexec::run_in(fd, open_icmp_socket)?);
         }
         let targets: Vec<IpAddr> = nodes.iter().map(|n| n.addr).collect();
         Ok(probe(&sockets, &targets, Duration::from_millis(u64::from(spec.timeout_ms))))

@@ -84,17 +84,6 @@ fn listening(pid: u32, ready: Ready) -> bool {
     })
 }
 
-/// Whether this run is sandboxed (`--sandbox`): then the lab's processes must end with it.
-/// (Read back from the command line, the one place that says so.)
-fn sandboxed() -> bool {
-    use clap::Parser;
-    static SANDBOXED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SANDBOXED.get_or_init(|| match crate::cli::Cli::try_parse() {
-        Ok(cli) => cli.run.sandbox || matches!(&cli.command, Some(crate::cli::Cmd::Repl { run, .. }) if run.sandbox),
-        Err(_) => false,
-    })
-}
-
 impl LiveBackend {
     /// Start `cmd` inside `ns`, recorded before it starts; wait up to `wait` for `ready`.
     /// `extra_files` are removed with the process (a lease file...). Returns the pid.
@@ -113,7 +102,7 @@ impl LiveBackend {
         let mut files: Vec<String> = vec![log.display().to_string()];
         files.extend(extra_files.iter().map(|p| p.display().to_string()));
         let intent = Entry::Proc { id, phase: Phase::Intent, ns: ns.clone(), what: what.to_string(), pid: None, start: None, files: files.clone() };
-        let sandbox = sandboxed();
+        let sandbox = self.sandboxed;
         let fd = match ns {
             NsRef::Host => None,
             named => Some(self.nl.ns_fd(named)?.as_raw_fd()),
@@ -199,7 +188,7 @@ impl LiveBackend {
 
     /// At the end of a sandboxed run the lab's processes go with the sandbox.
     pub(super) fn stop_processes_if_sandboxed(&mut self) {
-        if self.state.procs.is_empty() || !sandboxed() {
+        if self.state.procs.is_empty() || !self.sandboxed {
             return;
         }
         let mut report = Report::default();

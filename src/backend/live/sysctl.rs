@@ -21,7 +21,8 @@ pub fn key_path(key: &str) -> Result<PathBuf> {
 
 pub fn read(ns: BorrowedFd<'_>, key: &str) -> Result<String> {
     let path = key_path(key)?;
-    nsexec::in_netns(ns, || {
+    let key = key.to_string();
+    nsexec::run_in(ns, move || {
         std::fs::read_to_string(&path)
             .map(|s| s.trim().to_string())
             .map_err(|e| unknown_key(Error::io(format!("cannot read sysctl {key}"), &e)))
@@ -30,8 +31,9 @@ pub fn read(ns: BorrowedFd<'_>, key: &str) -> Result<String> {
 
 pub fn write(ns: BorrowedFd<'_>, key: &str, value: &str) -> Result<()> {
     let path = key_path(key)?;
-    nsexec::in_netns(ns, || {
-        std::fs::write(&path, value).map_err(|e| {
+    let (key, value) = (key.to_string(), value.to_string());
+    nsexec::run_in(ns, move || {
+        std::fs::write(&path, &value).map_err(|e| {
             let err = unknown_key(Error::io(format!("cannot set sysctl {key} = {value}"), &e));
             if err.is_errno(libc::EINVAL) {
                 err.help("the kernel refused this value for this key")
