@@ -28,5 +28,5 @@ out=$work/results/nsscript_$(date +%Y%m%d_%H%M%S).jsonl; mkdir -p "$work/results
 unshare --net --mount --propagation private bash -c "
   mount -t tmpfs tmpfs /run; mount -t sysfs sysfs /sys; ip link set lo up
   cd '$work' && /usr/bin/python3 ./run_bench.py --reps $reps --ns $ns --impls $impls --out '$out' \
-    --extra nsscript='$nss $top/bench/star.rhai --var n={N}'::'$nss down star'" >/dev/null
+    --extra nsscript='$nss $top/bench/star.rhai --var n={N}'::'$nss down star --no-wait'" >/dev/null
 python3 "$here/summary.py" "$out"

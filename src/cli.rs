@@ -57,6 +57,10 @@ pub enum Cmd {
     Down {
         /// The lab's name (see `nsscript ls`)
         lab: String,
+        /// Return as soon as everything is deleted, without waiting for the kernel to
+        /// finish freeing the namespaces' veth ends (as `ip netns del` does)
+        #[arg(long)]
+        no_wait: bool,
     },
     /// List the labs that are up, with what they hold
     Ls,

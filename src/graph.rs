@@ -273,7 +273,10 @@ pub fn ascii(g: &Graph) -> String {
             }
             let xs: BTreeSet<usize> = ups.iter().chain(downs.iter()).copied().collect();
             let (lo, hi) = (*xs.iter().next().unwrap_or(&0), *xs.iter().next_back().unwrap_or(&0));
-            let mut line = row(&mut buses[..k].iter().flat_map(|(_, d)| d.iter().copied()).chain(buses[k + 1..].iter().flat_map(|(u, _)| u.iter().copied())));
+            let mut line = row(&mut buses[..k]
+                .iter()
+                .flat_map(|(_, d)| d.iter().copied())
+                .chain(buses[k + 1..].iter().flat_map(|(u, _)| u.iter().copied())));
             for x in lo..=hi {
                 if line[x] != '|' {
                     put(&mut line, x, '-');
@@ -324,12 +327,7 @@ pub fn dot(g: &Graph) -> String {
     }
     for e in &g.edges {
         let style = if e.kind == "vxlan" { ", style=dashed" } else { "" };
-        out.push_str(&format!(
-            "  \"{}\" -- \"{}\" [label=\"{}\"{style}];\n",
-            dot_escape(&e.a),
-            dot_escape(&e.b),
-            dot_escape(&e.label)
-        ));
+        out.push_str(&format!("  \"{}\" -- \"{}\" [label=\"{}\"{style}];\n", dot_escape(&e.a), dot_escape(&e.b), dot_escape(&e.label)));
     }
     out.push_str("}\n");
     out

@@ -21,7 +21,9 @@ pub fn record(path: &Path, vars: &[(String, String)], name: Option<&str>) -> Res
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::io(format!("cannot read {}", path.display()), &e).help("check the path of the lab script"))?;
     let text = script::strip_shebang(&text);
-    let lab = name.map(str::to_string).unwrap_or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "lab".into()));
+    let lab = name
+        .map(str::to_string)
+        .unwrap_or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "lab".into()));
     let shown = path.display().to_string();
     let plan = Rc::new(RefCell::new(PlanBackend::new(&lab, &shown)));
     let shared: Shared = plan.clone();

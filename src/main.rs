@@ -30,7 +30,7 @@ use std::rc::Rc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Cmd::Down { lab }) => down(&lab),
+        Some(Cmd::Down { lab, no_wait }) => down(&lab, !no_wait),
         Some(Cmd::Ls) => ls(),
         Some(Cmd::Functions) => {
             print!("{}", script::registry::markdown());
@@ -96,10 +96,11 @@ fn start(script: Option<&Path>, opts: &RunOpts, repl: bool) -> Result<ExitCode, 
     lab::lock::hold(&lab_name, "building it")?;
     if lab::exists(&lab_name) {
         if !opts.replace {
-            return Err(Error::new(format!("lab {lab_name:?} is already up"))
-                .help(format!("take it down first with `nsscript down {lab_name}`, rebuild it with --replace, or give this run another name with --name")));
+            return Err(Error::new(format!("lab {lab_name:?} is already up")).help(format!(
+                "take it down first with `nsscript down {lab_name}`, rebuild it with --replace, or give this run another name with --name"
+            )));
         }
-        report_down(&lab_name, &backend::live::down(&lab_name)?);
+        report_down(&lab_name, &backend::live::down(&lab_name, true)?);
     }
     let script_display = script.map(|p| p.display().to_string()).unwrap_or_else(|| "<repl>".into());
     let live = Rc::new(RefCell::new(LiveBackend::new(&lab_name, &script_display)?));
@@ -185,11 +186,11 @@ fn report_down(lab_name: &str, report: &lab::teardown::Report) {
     eprintln!("lab {lab_name}: removed {} object(s).", report.removed.len());
 }
 
-fn down(lab_name: &str) -> Result<ExitCode, Error> {
+fn down(lab_name: &str, wait: bool) -> Result<ExitCode, Error> {
     privilege::require_root("nsscript down")?;
     nsexec::init_host_ns()?;
     let _lock = lab::lock::lab(lab_name, "taking it down")?;
-    let report = backend::live::down(lab_name)?;
+    let report = backend::live::down(lab_name, wait)?;
     report_down(lab_name, &report);
     Ok(if report.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

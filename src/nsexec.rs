@@ -148,7 +148,8 @@ pub fn create_netns(name: &str) -> Result<NewNetns> {
     let made = take_spare().and_then(|spare| {
         // Bind-mount the spare namespace under its name, as `ip netns attach` does.
         let fd_path = format!("/proc/self/fd/{}", spare.ns.as_raw_fd());
-        mount(Some(fd_path.as_str()), &path, Some("none"), MsFlags::MS_BIND, None::<&str>).map_err(|e| Error::new(what()).errno(e as i32))?;
+        mount(Some(fd_path.as_str()), &path, Some("none"), MsFlags::MS_BIND, None::<&str>)
+            .map_err(|e| Error::new(what()).errno(e as i32))?;
         Ok(spare.socket)
     });
     match made {
@@ -293,7 +294,6 @@ fn on_worker_async<T: Send + 'static>(job: impl FnOnce() -> Result<T> + Send + '
     }
     rx
 }
-
 
 /// Turn `cmd` into a command that runs inside `ns` the way `ip netns exec` does: it
 /// joins the namespace and gets a private mount namespace with a `/sys` that shows

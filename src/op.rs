@@ -100,11 +100,20 @@ pub struct LinkSpec {
 pub enum LinkKind {
     Vxlan(VxlanSpec),
     /// An 802.1Q sub-interface of `parent` (in the same namespace).
-    Vlan { parent: String, id: u16 },
+    Vlan {
+        parent: String,
+        id: u16,
+    },
     /// A macvlan child of `parent` (in the same namespace).
-    Macvlan { parent: String, mode: MacvlanMode },
+    Macvlan {
+        parent: String,
+        mode: MacvlanMode,
+    },
     /// A persistent tap device (TUNSETPERSIST) for a VM or a userspace peer.
-    Tap { owner: Option<u32>, group: Option<u32> },
+    Tap {
+        owner: Option<u32>,
+        group: Option<u32>,
+    },
 }
 
 impl LinkKind {
@@ -421,9 +430,7 @@ pub enum Outcome {
     Fdb(Vec<FdbEntry>),
     // Issue 3
     Text(String),
-    Spawned {
-        pid: u32,
-    },
+    Spawned { pid: u32 },
     Lease(Lease),
     Ping(PingResult),
     PingAll(PingAllResult),

@@ -54,7 +54,9 @@ const KEYWORDS: &[&str] = &[
 fn is_unfinished(err: &EvalAltResult, entry: &str) -> bool {
     match err {
         EvalAltResult::ErrorParsing(ParseErrorType::UnexpectedEOF, _) => true,
-        EvalAltResult::ErrorParsing(ParseErrorType::MissingToken(..), pos) => pos.line().is_some_and(|l| l > entry.trim_end().lines().count()),
+        EvalAltResult::ErrorParsing(ParseErrorType::MissingToken(..), pos) => {
+            pos.line().is_some_and(|l| l > entry.trim_end().lines().count())
+        }
         // An unterminated string literal or block comment at the end of the entry.
         EvalAltResult::ErrorParsing(ParseErrorType::BadInput(rhai::LexError::UnterminatedString), pos) => {
             pos.line().is_some_and(|l| l >= entry.trim_end().lines().count()) && entry.matches('`').count() % 2 == 1
@@ -158,7 +160,12 @@ impl NsHelper {
             .collect();
         if !after_dot {
             // Variables of the session too.
-            out.extend(KEYWORDS.iter().filter(|k| k.starts_with(prefix) && prefix.len() > 1).map(|k| Pair { display: k.to_string(), replacement: k.to_string() }));
+            out.extend(
+                KEYWORDS
+                    .iter()
+                    .filter(|k| k.starts_with(prefix) && prefix.len() > 1)
+                    .map(|k| Pair { display: k.to_string(), replacement: k.to_string() }),
+            );
         }
         (start, out)
     }
@@ -218,7 +225,10 @@ pub fn hint_for(line: &str, pos: usize) -> Option<SigHint> {
             if let [only] = names.as_slice() {
                 let f = registry::find(only)?;
                 let rest = &only[prefix.len()..];
-                return Some(SigHint { display: format!("{rest}    {}", f.signature), completion: Some(rest.to_string()).filter(|r| !r.is_empty()) });
+                return Some(SigHint {
+                    display: format!("{rest}    {}", f.signature),
+                    completion: Some(rest.to_string()).filter(|r| !r.is_empty()),
+                });
             }
         }
     }
@@ -259,7 +269,11 @@ pub fn highlight_rhai(line: &str) -> String {
         }
         if c.is_ascii_digit() && (i == 0 || !(chars[i - 1].1.is_alphanumeric() || chars[i - 1].1 == '_')) {
             let mut j = i;
-            while j < chars.len() && (chars[j].1.is_ascii_alphanumeric() || chars[j].1 == '_' || (chars[j].1 == '.' && chars.get(j + 1).is_some_and(|(_, n)| n.is_ascii_digit()))) {
+            while j < chars.len()
+                && (chars[j].1.is_ascii_alphanumeric()
+                    || chars[j].1 == '_'
+                    || (chars[j].1 == '.' && chars.get(j + 1).is_some_and(|(_, n)| n.is_ascii_digit())))
+            {
                 j += 1;
             }
             out.push_str(&format!("\x1b[33m{}\x1b[0m", &line[b..end_of(j)]));
@@ -464,7 +478,11 @@ impl Session<'_> {
 pub fn run(engine: &mut ScriptEngine, sources: &mut diag::Sources, live: Rc<RefCell<LiveBackend>>) -> Result<()> {
     let backend: Shared = live.clone();
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let config = rustyline::Config::builder().completion_type(rustyline::CompletionType::List).max_history_size(5000).map_err(|e| Error::new("cannot start the REPL").why(e.to_string()))?.build();
+    let config = rustyline::Config::builder()
+        .completion_type(rustyline::CompletionType::List)
+        .max_history_size(5000)
+        .map_err(|e| Error::new("cannot start the REPL").why(e.to_string()))?
+        .build();
     let mut rl: Editor<NsHelper, DefaultHistory> =
         Editor::with_config(config).map_err(|e| Error::new("cannot start the REPL").why(e.to_string()))?;
     rl.set_helper(Some(NsHelper { backend, files: FilenameCompleter::new(), color }));

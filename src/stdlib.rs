@@ -127,14 +127,23 @@ mod tests {
                 let arity = line.split('(').nth(1).unwrap().split(')').next().unwrap().split(',').filter(|a| !a.trim().is_empty()).count();
                 let doc = docs
                     .iter()
-                    .find(|d| d.module == *module && d.name == name && d.signature.split(')').next().unwrap().split(',').filter(|a| !a.trim().ends_with('(')).count() == arity)
+                    .find(|d| {
+                        d.module == *module
+                            && d.name == name
+                            && d.signature.split(')').next().unwrap().split(',').filter(|a| !a.trim().ends_with('(')).count() == arity
+                    })
                     .unwrap_or_else(|| panic!("{module}::{name} with {arity} argument(s) has no /// comment"));
-                assert!(doc.signature.starts_with(&format!("{name}(")), "{module}::{name}: the first line is not the signature: {}", doc.signature);
+                assert!(
+                    doc.signature.starts_with(&format!("{name}(")),
+                    "{module}::{name}: the first line is not the signature: {}",
+                    doc.signature
+                );
                 assert!(doc.description.len() > 10, "{module}::{name} has no description");
                 assert!(!doc.example.is_empty(), "{module}::{name} has no Example: line");
             }
         }
-        let star = docs.iter().find(|d| d.module == "topo" && d.name == "star" && d.signature.starts_with("star(n, opts)")).expect("topo::star");
+        let star =
+            docs.iter().find(|d| d.module == "topo" && d.name == "star" && d.signature.starts_with("star(n, opts)")).expect("topo::star");
         assert_eq!(star.signature, "star(n, opts) -> #{ bridge, gateway, subnet, nodes, node }");
         assert!(star.description.starts_with("A bridge and n namespaces plugged into it"), "{}", star.description);
         assert!(star.example.starts_with("let lab = topo::star(3"), "{}", star.example);

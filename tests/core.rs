@@ -14,7 +14,13 @@ fn link<'a>(v: &'a Value, name: &str) -> &'a Value {
 
 /// `10.0.0.1/24`-style addresses of one link in an `ip -j addr` array.
 fn addrs(v: &Value, name: &str) -> Vec<String> {
-    link(v, name)["addr_info"].as_array().unwrap().iter().filter(|a| a["scope"] != "link").map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"])).collect()
+    link(v, name)["addr_info"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["scope"] != "link")
+        .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
+        .collect()
 }
 
 #[test]
@@ -51,7 +57,10 @@ section diff; diff before after && echo same
         assert_eq!(addrs(&a, &odd)[0], format!("172.19.0.{}/24", i + 1));
         assert_eq!(link(&a, "lo")["operstate"], "UNKNOWN", "lo is up");
         let routes = run.json(&format!("route{i}"));
-        assert!(routes.as_array().unwrap().iter().any(|r| r["dst"] == "default" && r["gateway"] == "172.19.0.1"), "default route in {routes}");
+        assert!(
+            routes.as_array().unwrap().iter().any(|r| r["dst"] == "default" && r["gateway"] == "172.19.0.1"),
+            "default route in {routes}"
+        );
     }
     let pings = run.section("pings");
     assert_eq!(pings.matches("ok ").count(), 12, "everyone pings everyone and the gateway:\n{pings}");
@@ -190,7 +199,9 @@ section after; ip netns list; ip -br link | awk '{print $1}'
     assert_eq!(eth0["mtu"], 1450);
     assert_eq!(eth0["operstate"], "UP");
     assert_eq!(eth0["linkinfo"]["info_kind"], "veth");
-    assert!(names(&c).contains(&"eth1".to_string()) && names(&c).contains(&"to-a".to_string()) && names(&c).contains(&"to-brn".to_string()));
+    assert!(
+        names(&c).contains(&"eth1".to_string()) && names(&c).contains(&"to-a".to_string()) && names(&c).contains(&"to-brn".to_string())
+    );
     assert_eq!(addrs(&run.json("c_addr"), "to-a"), ["10.7.0.2/30"]);
     let host = run.json("host_link");
     let host_names = names(&host);
@@ -285,7 +296,11 @@ $NSS down twice
 "#,
     );
     run.ok();
-    assert!(run.section("again").contains("code=2") && run.stderr.contains("lab \"twice\" is already up") && run.stderr.contains("--replace"), "{}", run.stderr);
+    assert!(
+        run.section("again").contains("code=2") && run.stderr.contains("lab \"twice\" is already up") && run.stderr.contains("--replace"),
+        "{}",
+        run.stderr
+    );
     assert!(run.section("replace").contains("replaced"));
 }
 
@@ -357,7 +372,10 @@ fn bad_input_malformed_cidr() {
 fn bad_input_interface_name_too_long() {
     let (run, left) = bad("netns(\"t1\");\nbridge(\"a-very-long-bridge-name\");\n", "");
     let err = run.section("err");
-    assert!(err.contains("invalid interface name \"a-very-long-bridge-name\"") && err.contains("at most 15") && err.contains("bad.rhai:2"), "{err}");
+    assert!(
+        err.contains("invalid interface name \"a-very-long-bridge-name\"") && err.contains("at most 15") && err.contains("bad.rhai:2"),
+        "{err}"
+    );
     assert_eq!(left.trim(), "lo");
 }
 
@@ -377,7 +395,10 @@ fn bad_input_unknown_namespace_and_link() {
 fn bad_input_names_that_exist_and_are_not_ours_are_never_touched() {
     let (run, left) = bad("let n = netns(\"mine\");\nbridge(\"theirs\");\n", "ip link add theirs type bridge");
     let err = run.section("err");
-    assert!(err.contains("cannot create bridge \"theirs\"") && err.contains("File exists") && err.contains("does not belong to this lab"), "{err}");
+    assert!(
+        err.contains("cannot create bridge \"theirs\"") && err.contains("File exists") && err.contains("does not belong to this lab"),
+        "{err}"
+    );
     assert_eq!(left.split_whitespace().collect::<Vec<_>>(), ["lo", "theirs"], "their bridge stays, our netns goes");
     let (run, left) = bad("netns(\"taken\");\n", "ip netns add taken");
     let err = run.section("err");
@@ -417,7 +438,10 @@ fn bad_input_unknown_function_suggests_the_right_one() {
 
 #[test]
 fn not_root_is_detected_up_front() {
-    let (run, left) = bad("netns(\"nr\");\n", "chmod 755 .; chmod 644 bad.rhai; NSS=\"setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all $NSS\"");
+    let (run, left) = bad(
+        "netns(\"nr\");\n",
+        "chmod 755 .; chmod 644 bad.rhai; NSS=\"setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all $NSS\"",
+    );
     let err = run.section("err");
     assert!(run.stdout.contains("code=2"), "{}", run.stdout);
     assert!(err.contains("needs root") && err.contains("CAP_NET_ADMIN") && err.contains("sudo"), "{err}");

@@ -115,7 +115,10 @@ fn the_readme_gallery_lists_every_script_once() {
     let mut listed = Vec::new();
     for line in section.lines().filter(|l| l.starts_with("- `scripts/")) {
         let name = line.trim_start_matches("- `scripts/").split(".rhai`").next().unwrap().to_string();
-        assert!(line.contains(".rhai` — ") && line.split(" — ").nth(1).is_some_and(|d| d.trim().len() > 10), "README gallery line without a description: {line}");
+        assert!(
+            line.contains(".rhai` — ") && line.split(" — ").nth(1).is_some_and(|d| d.trim().len() > 10),
+            "README gallery line without a description: {line}"
+        );
         listed.push(name);
     }
     let unique: BTreeSet<String> = listed.iter().cloned().collect();
@@ -195,7 +198,12 @@ $NSS down lab >/dev/null || exit 2
         assert_eq!(addr(ns).len(), n, "{ns}: {:?}", addr(ns));
     }
     let default_via = |ns: &str| {
-        run.json(&format!("route-{ns}")).as_array().unwrap().iter().find(|r| r["dst"] == "default").and_then(|r| r["gateway"].as_str().map(String::from))
+        run.json(&format!("route-{ns}"))
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["dst"] == "default")
+            .and_then(|r| r["gateway"].as_str().map(String::from))
     };
     assert_eq!(default_via("left").as_deref(), Some(links[0].1.split('/').next().unwrap()), "left's default route");
     assert_eq!(default_via("t4").as_deref(), Some("10.5.0.9"), "t4's default route is its parent t2 (t2-t4 is the 3rd link, 10.5.0.8/30)");
@@ -241,14 +249,19 @@ section wrong; $NSS --sandbox lab.rhai --var wrong=1 2>&1; echo "rc=$?"
     );
     run.ok();
     assert_eq!(v4(&run.json("rt")), ["10.0.0.254/24", "192.168.100.11/24"].iter().map(|s| s.to_string()).collect());
-    assert!(run.section("nat").contains("-A POSTROUTING -s 10.0.0.0/24 ! -d 10.0.0.0/24 -j SNAT --to-source 192.168.100.11"), "{}", run.section("nat"));
+    assert!(
+        run.section("nat").contains("-A POSTROUTING -s 10.0.0.0/24 ! -d 10.0.0.0/24 -j SNAT --to-source 192.168.100.11"),
+        "{}",
+        run.section("nat")
+    );
     assert_eq!(run.section("fwd").trim(), "1");
     let vm2: Vec<String> = v4(&run.json("vm2")).into_iter().collect();
     let last: u32 = vm2[0].split('/').next().unwrap().rsplit('.').next().unwrap().parse().unwrap();
     assert!(vm2[0].starts_with("10.0.0.") && (151..=160).contains(&last), "vm2's lease {vm2:?}");
     assert!(v4(&run.json("c1")).iter().all(|a| a.starts_with("10.8.0.")), "c1: {:?}", v4(&run.json("c1")));
     let inet_routes = run.json("inet_routes");
-    let dests: Vec<&str> = inet_routes.as_array().unwrap().iter().filter_map(|r| r["dst"].as_str()).filter(|d| !d.starts_with("fe80")).collect();
+    let dests: Vec<&str> =
+        inet_routes.as_array().unwrap().iter().filter_map(|r| r["dst"].as_str()).filter(|d| !d.starts_with("fe80")).collect();
     assert_eq!(dests, ["192.168.100.0/24", "203.0.113.0/24"], "the far host routes back to the outside network only");
     let pings = run.section("pings");
     for want in ["vm1 inet ok", "vm2 inet ok", "inet vm1 none", "c1 server ok"] {
@@ -306,7 +319,10 @@ fn an_error_inside_a_stdlib_function_shows_the_module_file_and_line_and_the_call
     assert!(err.contains(&format!("[stdlib/topo.rhai:{inner}:")), "no stdlib/topo.rhai:{inner} in\n{err}");
     assert!(err.contains(&format!("[stdlib/topo.rhai:{call}:")), "no stdlib/topo.rhai:{call} in\n{err}");
     assert!(err.contains("[lab.rhai:3:"), "no lab.rhai:3 in\n{err}");
-    assert!(err.find("stdlib/topo.rhai").unwrap() < err.find("[lab.rhai:3:").unwrap(), "the chain goes from the module out to the lab:\n{err}");
+    assert!(
+        err.find("stdlib/topo.rhai").unwrap() < err.find("[lab.rhai:3:").unwrap(),
+        "the chain goes from the module out to the lab:\n{err}"
+    );
 }
 
 #[test]

@@ -136,7 +136,10 @@ print(`routes of a: ${routes(a).map(|r| r.dest)}`);
 print(`peer: ${link(a, "eth0").peer().name}`);
 "#;
     // As nobody: the plan touches no kernel state and needs no privilege.
-    let run = isolated(&[("lab.rhai", lab)], "chmod 755 . && chmod 644 lab.rhai && setpriv --reuid=65534 --regid=65534 --clear-groups $NSS plan lab.rhai");
+    let run = isolated(
+        &[("lab.rhai", lab)],
+        "chmod 755 . && chmod 644 lab.rhai && setpriv --reuid=65534 --regid=65534 --clear-groups $NSS plan lab.rhai",
+    );
     run.ok();
     assert!(run.stderr.contains(r#"links of a: ["lo", "eth0"]"#), "{}", run.stderr);
     assert!(run.stderr.contains(r#"routes of a: ["10.1.0.0/24"]"#), "{}", run.stderr);
@@ -206,7 +209,9 @@ fn graph_of_vxlan_unicast_has_the_tunnel() {
     assert_eq!(ids(&g), set(["br:switch", "ns:peer1", "ns:peer2"]));
     assert_eq!(
         edges(&g),
-        [edge("ns:peer1", "br:switch", "veth"), edge("ns:peer2", "br:switch", "veth"), edge("ns:peer1", "ns:peer2", "vxlan")].into_iter().collect()
+        [edge("ns:peer1", "br:switch", "veth"), edge("ns:peer2", "br:switch", "veth"), edge("ns:peer1", "ns:peer2", "vxlan")]
+            .into_iter()
+            .collect()
     );
 }
 
@@ -219,7 +224,13 @@ fn graph_ascii_dot_and_mermaid_draw_seed004() {
     run.ok();
     let ascii = run.section("ascii");
     // The seed-000 look: boxes with the name, the interface and its address.
-    for want in ["| bridge test-bridge |", "|   172.19.0.1/24    |", "|  namespace2   |", "| 172.19.0.3/24 |", "+------------------+------------------+"] {
+    for want in [
+        "| bridge test-bridge |",
+        "|   172.19.0.1/24    |",
+        "|  namespace2   |",
+        "| 172.19.0.3/24 |",
+        "+------------------+------------------+",
+    ] {
         assert!(ascii.contains(want), "missing {want:?} in\n{ascii}");
     }
     assert!(ascii.contains("test-bridge veth2 <--veth--> namespace2 veth3"), "{ascii}");
@@ -433,10 +444,7 @@ fn repl_in_a_terminal_completes_names_keeps_functions_and_survives_errors() {
 #[test]
 fn repl_completion_and_hints_come_from_the_registry() {
     // Without a terminal: the REPL reads entries line by line; check :help and errors.
-    let run = isolated(
-        &[],
-        r#"printf ':help\n:help nope_fn\n:help netns\nnetns("n1");\n:ls\n:down\n:ls\n' | $NSS repl 2>&1"#,
-    );
+    let run = isolated(&[], r#"printf ':help\n:help nope_fn\n:help netns\nnetns("n1");\n:ls\n:down\n:ls\n' | $NSS repl 2>&1"#);
     run.ok();
     assert!(run.stdout.contains("connect"), "{}", run.stdout);
     assert!(run.stdout.contains("no function \"nope_fn\""), "{}", run.stdout);

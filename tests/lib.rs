@@ -4,9 +4,9 @@
 mod support;
 
 mod core;
-mod router;
-mod overlay;
-mod interactive;
-mod reliability;
-mod scale;
 mod gallery;
+mod interactive;
+mod overlay;
+mod reliability;
+mod router;
+mod scale;

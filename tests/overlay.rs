@@ -76,10 +76,7 @@ ip -n peer1 neigh flush dev vxlan0
     run.ok();
     assert!(run.stdout.contains("vxlan_multicast: peer2 (192.168.1.3) reaches 192.168.1.2"), "{}", run.stdout);
     let fdb = run.json("fdb");
-    assert!(
-        arr(&fdb).iter().any(|e| e["mac"] == "00:00:00:00:00:00" && e["dst"] == "224.1.1.1"),
-        "vxlan0 floods to the group: {fdb}"
-    );
+    assert!(arr(&fdb).iter().any(|e| e["mac"] == "00:00:00:00:00:00" && e["dst"] == "224.1.1.1"), "vxlan0 floods to the group: {fdb}");
     let link = run.json("link");
     let info = &arr(&link)[0]["linkinfo"]["info_data"];
     assert_eq!(info["group"], "224.1.1.1");
@@ -186,7 +183,12 @@ section after; ip -n m1 -br link; ip -n m2 -br link; ip netns list
     );
     run.ok();
     let rc = run.section("rc");
-    assert!(rc.contains("rc1 0") && rc.contains("rc2 0"), "both machines' runs succeed:\n{rc}\n{}\n{}", run.section("out1"), run.section("out2"));
+    assert!(
+        rc.contains("rc1 0") && rc.contains("rc2 0"),
+        "both machines' runs succeed:\n{rc}\n{}\n{}",
+        run.section("out1"),
+        run.section("out2")
+    );
     assert!(run.section("out1").contains("ns204 reaches 192.168.1.205"), "{}", run.section("out1"));
     assert!(run.section("out2").contains("ns205 reaches 192.168.1.204"), "{}", run.section("out2"));
     let mac205 = arr(&run.json("mac205"))[0]["address"].as_str().unwrap().to_string();
@@ -239,7 +241,10 @@ ip netns exec p1 ping -c1 -W1 10.9.1.1 >/dev/null && echo "p1-router ok" || echo
     );
     run.ok();
     let kinds = run.section("kind");
-    assert!(kinds.contains(r#""info_kind":"macvlan""#) && kinds.contains(r#""mode":"bridge""#) && kinds.contains(r#""mode":"private""#), "{kinds}");
+    assert!(
+        kinds.contains(r#""info_kind":"macvlan""#) && kinds.contains(r#""mode":"bridge""#) && kinds.contains(r#""mode":"private""#),
+        "{kinds}"
+    );
     let pings = run.section("pings");
     assert!(pings.contains("c1-c2 ok"), "{pings}");
     assert!(pings.contains("p1-p2 blocked"), "{pings}");
@@ -375,7 +380,8 @@ vlan(link(trk, "eth0"), 20).addr("10.20.0.2/24").up();
 assert(acc.exec("ping -c1 -W1 10.20.0.2").code == 0, "access port reaches the trunk's VLAN 20");
 print("vlan: ok");
 "#;
-    let run = isolated(&[("vlan.rhai", lab)], &format!("{VLAN_PROBE}\n$NSS vlan.rhai 2>&1 || exit 1\nsection br; bridge -n sw -j vlan show\n"));
+    let run =
+        isolated(&[("vlan.rhai", lab)], &format!("{VLAN_PROBE}\n$NSS vlan.rhai 2>&1 || exit 1\nsection br; bridge -n sw -j vlan show\n"));
     if !run.stdout.contains("HAS_8021Q") {
         println!("skipped: kernel lacks 8021q (802.1Q VLAN sub-interfaces: `ip link add ... type vlan` says Unknown device type)");
         return;
@@ -429,7 +435,10 @@ section after; ip -br link show tap0 2>&1; true
     assert_eq!(arr(&run.json("tap1"))[0]["linkinfo"]["info_data"]["type"], "tap", "tap(ns, name) makes it inside ns");
     // An ARP reply (0806, opcode 2) to 02:00:00:00:00:99 saying 10.0.0.1 is here.
     let reply = run.section("reply");
-    assert!(reply.contains("020000000099") && reply.contains("08060001080006040002") && reply.contains("0a000001"), "the namespace answered the userspace peer:\n{reply}");
+    assert!(
+        reply.contains("020000000099") && reply.contains("08060001080006040002") && reply.contains("0a000001"),
+        "the namespace answered the userspace peer:\n{reply}"
+    );
     let neigh = run.json("neigh");
     assert_eq!(arr(&neigh)[0]["lladdr"], "02:00:00:00:00:99", "n1 learned the peer's MAC: {neigh}");
     assert!(run.section("after").contains("does not exist"), "down deletes the tap: {}", run.section("after"));

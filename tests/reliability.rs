@@ -311,7 +311,11 @@ section diff; diff before after && echo same
         run.section("errs")
     );
     let errs = run.section("errs");
-    for m in ["interrupted by SIGINT while running sg.rhai", "interrupted by SIGTERM while running sg.rhai", "interrupted by SIGINT while running busy.rhai"] {
+    for m in [
+        "interrupted by SIGINT while running sg.rhai",
+        "interrupted by SIGTERM while running sg.rhai",
+        "interrupted by SIGINT while running busy.rhai",
+    ] {
         assert!(errs.contains(m), "{m}:\n{errs}");
     }
     assert_eq!(
@@ -375,8 +379,12 @@ section ls; $NSS ls
     assert_eq!(lines.len(), 30, "every iteration left the machine as before:\n{iters}");
     assert!(lines.iter().all(|l| l.ends_with(" same")), "{iters}");
     // The kills must have landed inside builds, at many different points.
-    let mut points: Vec<&str> =
-        lines.iter().filter(|l| l.contains("rc=137")).filter_map(|l| l.split("ledger_lines=").nth(1)).map(|s| s.trim_end_matches(" same")).collect();
+    let mut points: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.contains("rc=137"))
+        .filter_map(|l| l.split("ledger_lines=").nth(1))
+        .map(|s| s.trim_end_matches(" same"))
+        .collect();
     points.sort();
     points.dedup();
     assert!(points.len() >= 5, "kills landed at too few points of the build: {points:?}\n{iters}");
@@ -504,10 +512,18 @@ section diff; diff before after && echo same
     refused("world", "open to other users");
     refused("dir", "open to other users");
     let kind = run.section("kind");
-    assert!(kind.contains("skipped link tp-va in the host namespace: exists but is not the one this lab created (a veth link, recorded as bridge"), "{kind}");
+    assert!(
+        kind.contains(
+            "skipped link tp-va in the host namespace: exists but is not the one this lab created (a veth link, recorded as bridge"
+        ),
+        "{kind}"
+    );
     assert!(kind.ends_with("code=0\n1\n"), "the mismatched link stays, the rest goes: {kind}");
     let lo = run.section("lo");
-    assert!(lo.contains("skipped link lo in the host namespace: exists but is not the one this lab created (a plain link, recorded as veth"), "{lo}");
+    assert!(
+        lo.contains("skipped link lo in the host namespace: exists but is not the one this lab created (a plain link, recorded as veth"),
+        "{lo}"
+    );
     assert!(lo.ends_with("code=0\n1\n"), "{lo}");
     assert_eq!(run.section("diff").trim(), "same");
 }
@@ -582,7 +598,12 @@ section diff; diff before after && echo same
     assert!(s4.contains("seed004: 3 namespaces on test-bridge reach each other") && s4.contains("code=0"), "{s4}\n{}", run.stderr);
     let s2 = run.section("seed002");
     assert!(s2.contains("ping ok") && s2.contains("code=0"), "{s2}\n{}", run.stderr);
-    let who: Vec<String> = run.section("whoami").lines().filter(|l| !l.trim().is_empty()).map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    let who: Vec<String> = run
+        .section("whoami")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
     assert_eq!(who, ["0", "0 65534 1"], "root inside, nobody outside");
     assert!(run.section("nosandbox").contains("code=2") && run.stderr.contains("needs root"), "without --sandbox: {}", run.stderr);
     let blocked = flat(&run.section("blocked"));

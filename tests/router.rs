@@ -27,7 +27,11 @@ const PROC_STATE: &str = r#"proc_state() {
 }"#;
 
 fn source_addresses(capture: &str) -> Vec<String> {
-    capture.lines().filter(|l| l.contains("ICMP echo request")).filter_map(|l| l.split(" IP ").nth(1)?.split(' ').next().map(String::from)).collect()
+    capture
+        .lines()
+        .filter(|l| l.contains("ICMP echo request"))
+        .filter_map(|l| l.split(" IP ").nth(1)?.split(' ').next().map(String::from))
+        .collect()
 }
 
 fn lease_ms(stdout: &str) -> u64 {
@@ -40,7 +44,10 @@ fn default_via(routes: &Value) -> Option<String> {
 }
 
 fn inet_addr(addrs: &Value) -> String {
-    addrs.as_array().unwrap()[0]["addr_info"].as_array().unwrap().iter().find(|a| a["family"] == "inet").unwrap()["local"].as_str().unwrap().to_string()
+    addrs.as_array().unwrap()[0]["addr_info"].as_array().unwrap().iter().find(|a| a["family"] == "inet").unwrap()["local"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 #[test]
@@ -171,7 +178,11 @@ section diff; diff before after && echo same
     let nat = run.section("nat");
     let dnat = "--dport 8080 -j DNAT --to-destination 10.0.0.1:80";
     assert_eq!(nat.lines().filter(|l| l.starts_with("-A PREROUTING") && l.contains(dnat)).count(), 1, "{nat}");
-    assert_eq!(nat.lines().filter(|l| l.starts_with("-A OUTPUT") && l.contains(dnat)).count(), 1, "added once, though dnat() ran twice:\n{nat}");
+    assert_eq!(
+        nat.lines().filter(|l| l.starts_with("-A OUTPUT") && l.contains(dnat)).count(),
+        1,
+        "added once, though dnat() ran twice:\n{nat}"
+    );
     let up = run.section("procs_up");
     assert!(up.lines().count() == 1 && up.ends_with("alive\n"), "the socat server: {up}");
     assert!(run.section("procs_down").ends_with("dead\n"));
@@ -392,21 +403,33 @@ connect(vm, br, #{ ifname: "eth0" });
             r#"dhcp_client(vm, "eth0", #{ timeout: 1000 });"#,
             &["no DHCP lease for eth0 in namespace vm", "no DHCP server answered within 1000 ms"],
         ),
-        ("nodnsmasq", r#"dhcp_server(rt, #{ iface: "eth0", range: ["10.0.0.151", "10.0.0.160"] });"#, &["needs dnsmasq, which is not installed", "dnsmasq-base"]),
+        (
+            "nodnsmasq",
+            r#"dhcp_server(rt, #{ iface: "eth0", range: ["10.0.0.151", "10.0.0.160"] });"#,
+            &["needs dnsmasq, which is not installed", "dnsmasq-base"],
+        ),
         ("nobusybox", r#"dhcp_client(vm, "eth0");"#, &["needs busybox, which is not installed", "Debian package busybox"]),
         ("port", r#"dnat(rt, #{ proto: "tcp", dport: 70000, to: "10.0.0.1:80" });"#, &["dnat(): invalid dport 70000", "1 to 65535"]),
         ("toport", r#"dnat(rt, #{ proto: "tcp", dport: 80, to: "10.0.0.1:0" });"#, &["invalid port in \"to\" 0"]),
-        ("proto", r#"dnat(rt, #{ proto: "icmp", dport: 80, to: "10.0.0.1:80" });"#, &["dnat(): invalid protocol \"icmp\"", "\"tcp\", \"udp\" or \"sctp\""]),
+        (
+            "proto",
+            r#"dnat(rt, #{ proto: "icmp", dport: 80, to: "10.0.0.1:80" });"#,
+            &["dnat(): invalid protocol \"icmp\"", "\"tcp\", \"udp\" or \"sctp\""],
+        ),
         (
             "rejected",
             r#"iptables(rt, "-A FORWARD -m nosuchmatch -j ACCEPT");"#,
-            &["iptables refused the rule `-t filter -A FORWARD -m nosuchmatch -j ACCEPT` in namespace rt", "Couldn't load match `nosuchmatch'"],
+            &[
+                "iptables refused the rule `-t filter -A FORWARD -m nosuchmatch -j ACCEPT` in namespace rt",
+                "Couldn't load match `nosuchmatch'",
+            ],
         ),
         ("badip", r#"snat(rt, #{ src: "10.0.0.0/24", to: "10.0.0.256" });"#, &["malformed IP address \"10.0.0.256\""]),
         ("spawnfail", r#"spawn(rt, "echo oops >&2; exit 7");"#, &["exited at once (code 7)", "oops"]),
     ];
     let mut files: Vec<(String, String)> = Vec::new();
-    let mut bash = format!("{SNAPSHOT}\nsave() {{ snapshot; iptables -S; iptables -t nat -S; ls /run/nsscript/labs 2>/dev/null; }}\nsave > before\n");
+    let mut bash =
+        format!("{SNAPSHOT}\nsave() {{ snapshot; iptables -S; iptables -t nat -S; ls /run/nsscript/labs 2>/dev/null; }}\nsave > before\n");
     for (name, body, _) in cases {
         // Line 6 is the failing call.
         files.push((format!("{name}.rhai"), format!("{head}{body}\n")));

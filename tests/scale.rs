@@ -56,7 +56,13 @@ section neigh; ip -n s1 neigh show nud permanent | wc -l
     );
     assert!(run.stdout.contains("static: ok=true pairs=1560"), "{}\n{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("code=1"));
-    assert!(run.stderr.contains("needs 1560 neighbour (ARP) entries") && run.stderr.contains("gc_thresh3") && run.stderr.contains("static_arp: true"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("needs 1560 neighbour (ARP) entries")
+            && run.stderr.contains("gc_thresh3")
+            && run.stderr.contains("static_arp: true"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

@@ -425,7 +425,10 @@ impl PlanBackend {
         self.require_free(&ns, &name, format!("cannot create bridge {name:?} in {ns}"))?;
         self.model.add_link(ns.clone(), &name, "bridge", true, 1500);
         let q = sh_quote(&name);
-        self.step(format!("bridge {name} in {ns}"), vec![format!("{} link add {q} type bridge", ip(&ns)), format!("{} link set {q} up", ip(&ns))]);
+        self.step(
+            format!("bridge {name} in {ns}"),
+            vec![format!("{} link add {q} type bridge", ip(&ns)), format!("{} link set {q} up", ip(&ns))],
+        );
         if ns == NsRef::Host {
             self.undo.push(format!("ip link del {q}"));
         }
@@ -481,9 +484,7 @@ impl PlanBackend {
     fn set_link(&mut self, ns: NsRef, name: String, change: LinkChange) -> Result<Outcome> {
         let link = self.require_link(&ns, &name)?.clone();
         let dev = format!("{} link set {}", ip(&ns), sh_quote(&name));
-        let refused = |why: &str, errno: i32| {
-            Error::new(format!("cannot change link {name:?} in {ns}")).errno(errno).help(why.to_string())
-        };
+        let refused = |why: &str, errno: i32| Error::new(format!("cannot change link {name:?} in {ns}")).errno(errno).help(why.to_string());
         let cmd = match &change {
             LinkChange::Up => {
                 self.model.link_mut(&ns, &name).expect("checked").up = true;
@@ -734,9 +735,7 @@ impl PlanBackend {
     fn fw(&mut self, ns: NsRef, op: FwOp) -> Result<Outcome> {
         self.require_ns(&ns)?;
         let (args, rule) = match &op {
-            FwOp::Append { table, chain, rule } => {
-                (format!("-t {table} -A {chain} {rule}"), Some(format!("-t {table} -A {chain} {rule}")))
-            }
+            FwOp::Append { table, chain, rule } => (format!("-t {table} -A {chain} {rule}"), Some(format!("-t {table} -A {chain} {rule}"))),
             FwOp::Insert { table, chain, rule, pos } => {
                 (format!("-t {table} -I {chain} {pos} {rule}"), Some(format!("-t {table} -A {chain} {rule}")))
             }
@@ -749,7 +748,12 @@ impl PlanBackend {
                 let table = args.iter().position(|a| a == "-t").and_then(|t| args.get(t + 1)).cloned().unwrap_or_else(|| "filter".into());
                 let chain = args.get(i + 1).cloned().unwrap_or_default();
                 let rest: Vec<String> = args.iter().enumerate().filter(|(k, _)| *k != i && *k != i + 1).map(|(_, a)| a.clone()).collect();
-                let rest: Vec<String> = rest.iter().enumerate().filter(|(k, a)| !(a.as_str() == "-t" || (*k > 0 && rest[*k - 1] == "-t"))).map(|(_, a)| a.clone()).collect();
+                let rest: Vec<String> = rest
+                    .iter()
+                    .enumerate()
+                    .filter(|(k, a)| !(a.as_str() == "-t" || (*k > 0 && rest[*k - 1] == "-t")))
+                    .map(|(_, a)| a.clone())
+                    .collect();
                 let gone = format!("-t {table} -A {chain} {}", rest.join(" "));
                 self.model.rules.retain(|(n, x)| !(n == &ns && norm(x) == norm(&gone)));
             }
@@ -841,7 +845,10 @@ impl Backend for PlanBackend {
             Op::Sysctl { ns, key, value } => self.sysctl(ns, key, value),
             Op::Exec { ns, cmd } => {
                 self.require_ns(&ns)?;
-                self.step(format!("run in {ns} (the script checks the result)"), vec![format!("{} || true", inside(&ns, &command_text(&cmd)))]);
+                self.step(
+                    format!("run in {ns} (the script checks the result)"),
+                    vec![format!("{} || true", inside(&ns, &command_text(&cmd)))],
+                );
                 Ok(Outcome::Exec(ExecOutput::default()))
             }
             Op::ExecTimeout { ns, cmd, timeout_ms } => {
@@ -874,7 +881,14 @@ impl Backend for PlanBackend {
                         index: l.id as u32 + 1,
                         kind: if l.kind == "loopback" { String::new() } else { l.kind.clone() },
                         up: l.up,
-                        state: if l.kind == "loopback" { "UNKNOWN" } else if l.up { "UP" } else { "DOWN" }.to_string(),
+                        state: if l.kind == "loopback" {
+                            "UNKNOWN"
+                        } else if l.up {
+                            "UP"
+                        } else {
+                            "DOWN"
+                        }
+                        .to_string(),
                         mtu: l.mtu,
                         mac: l.mac.clone().unwrap_or_default(),
                         master: l.master.clone(),

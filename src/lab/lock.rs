@@ -85,12 +85,10 @@ pub fn lab(lab: &str, doing: &str) -> Result<LabLock> {
             None if holder.is_empty() => "another nsscript process".to_string(),
             None => format!("nsscript pid {holder}"),
         };
-        return Err(Error::new(format!("lab {lab:?} is busy"))
-            .why(format!("{who} holds its lock ({})", path.display()))
-            .help(
-                "two runs never work on one lab at once: wait for the other run to end (or stop it with Ctrl-C), then try again; \
+        return Err(Error::new(format!("lab {lab:?} is busy")).why(format!("{who} holds its lock ({})", path.display())).help(
+            "two runs never work on one lab at once: wait for the other run to end (or stop it with Ctrl-C), then try again; \
                  to run a second copy side by side, give it another name with --name (its namespace and link names must differ too)",
-            ));
+        ));
     }
     // Who holds it, for the message above (pid and what it does).
     let _ = f.set_len(0);

@@ -286,7 +286,11 @@ impl LabState {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.netns.is_empty() && self.links.is_empty() && self.addrs.is_empty() && self.routes.is_empty() && self.sysctls.is_empty()
+        self.netns.is_empty()
+            && self.links.is_empty()
+            && self.addrs.is_empty()
+            && self.routes.is_empty()
+            && self.sysctls.is_empty()
             && self.fw.is_empty()
             && self.procs.is_empty()
     }
@@ -430,11 +434,20 @@ fn check_private(lab: &str) -> Result<()> {
                 .why(format!(
                     "{} is {} (owner uid {}, mode {:o}); lab state must be private to its owner (0700 / 0600)",
                     path.display(),
-                    if meta.file_type().is_symlink() { "a symbolic link" } else if open { "open to other users" } else { "owned by another user" },
+                    if meta.file_type().is_symlink() {
+                        "a symbolic link"
+                    } else if open {
+                        "open to other users"
+                    } else {
+                        "owned by another user"
+                    },
                     meta.uid(),
                     meta.mode() & 0o7777
                 ))
-                .help(format!("nothing was removed: someone else may have written it; inspect {} and remove what is left by hand", path.display())));
+                .help(format!(
+                    "nothing was removed: someone else may have written it; inspect {} and remove what is left by hand",
+                    path.display()
+                )));
         }
     }
     Ok(())
@@ -446,9 +459,10 @@ fn verify(lab: &str, state: &LabState) -> Result<()> {
     use crate::backend::live::netlink::validate_ifname;
     use crate::nsexec::validate_netns_name;
     let refuse = |what: String, e: Error| {
-        Err(Error::new(format!("the ledger of lab {lab:?} names an invalid {what}"))
-            .why(e.to_string())
-            .help(format!("nothing was removed: the ledger was damaged or tampered with; inspect {} and remove what is left by hand", ledger_path(lab).display())))
+        Err(Error::new(format!("the ledger of lab {lab:?} names an invalid {what}")).why(e.to_string()).help(format!(
+            "nothing was removed: the ledger was damaged or tampered with; inspect {} and remove what is left by hand",
+            ledger_path(lab).display()
+        )))
     };
     let ns_ok = |ns: &NsRef| match ns {
         NsRef::Host => Ok(()),
@@ -467,17 +481,22 @@ fn verify(lab: &str, state: &LabState) -> Result<()> {
     for a in &state.addrs {
         ns_ok(&a.ns)?;
         validate_ifname(&a.link).or_else(|e| refuse(format!("link {:?}", a.link), e))?;
-        a.addr.parse::<ipnetwork::IpNetwork>().map_err(|e| Error::new(format!("the ledger of lab {lab:?} names an invalid address {:?}", a.addr)).why(e.to_string()))?;
+        a.addr
+            .parse::<ipnetwork::IpNetwork>()
+            .map_err(|e| Error::new(format!("the ledger of lab {lab:?} names an invalid address {:?}", a.addr)).why(e.to_string()))?;
     }
     for r in &state.routes {
         ns_ok(&r.ns)?;
         if let Some(d) = &r.dest {
-            d.parse::<ipnetwork::IpNetwork>().map_err(|e| Error::new(format!("the ledger of lab {lab:?} names an invalid route {d:?}")).why(e.to_string()))?;
+            d.parse::<ipnetwork::IpNetwork>()
+                .map_err(|e| Error::new(format!("the ledger of lab {lab:?} names an invalid route {d:?}")).why(e.to_string()))?;
         }
         match r.via.strip_prefix("dev ") {
             Some(dev) => validate_ifname(dev).or_else(|e| refuse(format!("route device {dev:?}"), e))?,
             None => {
-                r.via.parse::<std::net::IpAddr>().map_err(|e| Error::new(format!("the ledger of lab {lab:?} names an invalid gateway {:?}", r.via)).why(e.to_string()))?;
+                r.via.parse::<std::net::IpAddr>().map_err(|e| {
+                    Error::new(format!("the ledger of lab {lab:?} names an invalid gateway {:?}", r.via)).why(e.to_string())
+                })?;
             }
         }
     }

@@ -2,7 +2,7 @@
 //! bulk work (deleting a namespace frees all its links in one batch), and never
 //! touching an object whose identity differs from the one recorded.
 
-use super::{LabState, Phase};
+use super::{LabState, LinkRec, Phase};
 use crate::backend::live::netlink::Netlink;
 use crate::backend::live::sysctl;
 use crate::nsexec;
@@ -33,7 +33,10 @@ fn kernel_kind(kind: &str) -> &str {
     }
 }
 
-pub fn teardown(state: &LabState, nl: &mut Netlink) -> Report {
+/// Remove what the ledger names. With `wait`, return only once the kernel has also
+/// destroyed the veth ends of deleted namespaces (it frees namespaces asynchronously),
+/// so that a rebuild right after finds every name free.
+pub fn teardown(state: &LabState, nl: &mut Netlink, wait: bool) -> Report {
     let mut report = Report::default();
 
     // 0. Processes (spawn, dhcp_server): before the namespaces they keep alive.
@@ -47,7 +50,23 @@ pub fn teardown(state: &LabState, nl: &mut Netlink) -> Report {
         }
     };
 
-    // 1. Namespaces: each goes with every link inside it.
+    // A veth end outside the lab whose other end lives in a lab namespace goes with
+    // that namespace: deleting it by hand would cost ~16 ms of RCU wait each.
+    let goes_with_ns = |l: &LinkRec| -> Option<String> {
+        let pair = state.links.iter().find(|p| Some(p.id) == l.pair)?;
+        pair.ns.name().filter(|n| state.owns_netns(n)).map(str::to_string)
+    };
+    let outside: Vec<&LinkRec> = state.links.iter().rev().filter(|l| !state.owns_ns(&l.ns)).collect();
+
+    // 1. Links in namespaces that outlive the lab, bridges first (their ports detach
+    //    for free); veth ends paired into a lab namespace are left to step 3.
+    let (bridges, others): (Vec<&LinkRec>, Vec<&LinkRec>) = outside.iter().partition(|l| l.kind == "bridge");
+    for link in bridges.into_iter().chain(others.into_iter().filter(|l| goes_with_ns(l).is_none())) {
+        delete_link(state, nl, link, &mut report);
+    }
+
+    // 2. Namespaces: each goes with every link inside it.
+    let mut deleted = Vec::new();
     for ns in state.netns.iter().rev() {
         let now = nsexec::netns_inode(&ns.name);
         match (now, ns.inode) {
@@ -58,7 +77,9 @@ pub fn teardown(state: &LabState, nl: &mut Netlink) -> Report {
                     report.removed.push(format!("netns {} (an unfinished placeholder)", ns.name));
                 }
             }
-            (Some(now), None) if claimed_elsewhere(state, |o| o.netns.iter().any(|n| n.name == ns.name && n.inode == Some(now))).is_some() => {
+            (Some(now), None)
+                if claimed_elsewhere(state, |o| o.netns.iter().any(|n| n.name == ns.name && n.inode == Some(now))).is_some() =>
+            {
                 report.skipped.push(format!("netns {}: never created by this lab (another lab owns inode {now})", ns.name))
             }
             (Some(now), Some(recorded)) if now != recorded => report
@@ -67,46 +88,34 @@ pub fn teardown(state: &LabState, nl: &mut Netlink) -> Report {
             _ => {
                 nl.forget(&NsRef::Named(ns.name.clone()));
                 match nsexec::delete_netns(&ns.name) {
-                    Ok(()) => report.removed.push(format!("netns {}", ns.name)),
+                    Ok(()) => {
+                        report.removed.push(format!("netns {}", ns.name));
+                        deleted.push(ns.name.clone());
+                    }
                     Err(e) => report.failed.push(format!("netns {}: {e}", ns.name)),
                 }
             }
         }
     }
 
-    // 2. Links in namespaces that outlive the lab (bridges, veth ends on the host).
-    for link in state.links.iter().rev().filter(|l| !state.owns_ns(&l.ns)) {
-        let what = format!("link {} in {}", link.name, link.ns);
-        match nl.link_index(&link.ns, &link.name) {
-            Ok(None) => report.removed.push(what), // went with its peer's namespace
-            Ok(Some(index)) if link.index.is_some_and(|i| i != index) => report.skipped.push(format!(
-                "{what}: exists but is not the one this lab created (ifindex {index}, recorded {})",
-                link.index.unwrap_or(0)
-            )),
-            Ok(Some(index))
-                if link.index.is_none()
-                    && claimed_elsewhere(state, |o| o.links.iter().any(|l| l.ns == link.ns && l.name == link.name && l.index == Some(index)))
-                        .is_some() =>
-            {
-                report.skipped.push(format!("{what}: never created by this lab (another lab owns ifindex {index})"))
+    // 3. The veth ends of deleted namespaces: the kernel removes them as it frees the
+    //    namespace (asynchronously, like `ip netns del`); the others by hand.
+    let mut vanishing = Vec::new();
+    for link in outside.iter().filter(|l| l.kind != "bridge") {
+        match goes_with_ns(link) {
+            Some(ns) if deleted.contains(&ns) => {
+                report.removed.push(format!("link {} in {} (with netns {ns})", link.name, link.ns));
+                vanishing.push(*link);
             }
-            Ok(Some(index)) if !link.kind.is_empty() && nl.link_kind(&link.ns, &link.name).ok().flatten().is_some_and(|k| k != kernel_kind(&link.kind)) => {
-                let now = nl.link_kind(&link.ns, &link.name).ok().flatten().unwrap_or_default();
-                report.skipped.push(format!(
-                    "{what}: exists but is not the one this lab created (a {} link, recorded as {}; ifindex {index})",
-                    if now.is_empty() { "plain" } else { &now },
-                    link.kind
-                ))
-            }
-            Ok(Some(index)) => match nl.delete_index(&link.ns, index) {
-                Ok(()) => report.removed.push(what),
-                Err(e) => report.failed.push(format!("{what}: {e}")),
-            },
-            Err(e) => report.failed.push(format!("{what}: {e}")),
+            Some(_) => delete_link(state, nl, link, &mut report),
+            None => {}
         }
     }
+    if wait {
+        wait_until_gone(nl, &vanishing);
+    }
 
-    // 3. Changes to namespaces that outlive the lab.
+    // 4. Changes to namespaces that outlive the lab.
     for r in state.routes.iter().rev().filter(|r| !state.owns_ns(&r.ns)) {
         let dest = r.dest.as_deref().and_then(|d| d.parse().ok());
         let via = match r.via.strip_prefix("dev ") {
@@ -135,7 +144,64 @@ pub fn teardown(state: &LabState, nl: &mut Netlink) -> Report {
             Err(e) => report.failed.push(e.to_string()),
         }
     }
-    // 4. iptables changes in namespaces that outlive the lab.
+    // 5. iptables changes in namespaces that outlive the lab.
     crate::backend::live::firewall::teardown(state, nl, &mut report);
     report
+}
+
+/// Delete one recorded link if it is still the one the ledger names.
+fn delete_link(state: &LabState, nl: &mut Netlink, link: &LinkRec, report: &mut Report) {
+    let what = format!("link {} in {}", link.name, link.ns);
+    match nl.link_index(&link.ns, &link.name) {
+        Ok(None) => report.removed.push(what), // went with its peer's namespace
+        Ok(Some(index)) if link.index.is_some_and(|i| i != index) => report
+            .skipped
+            .push(format!("{what}: exists but is not the one this lab created (ifindex {index}, recorded {})", link.index.unwrap_or(0))),
+        Ok(Some(index))
+            if link.index.is_none()
+                && claimed_elsewhere(state, |o| {
+                    o.links.iter().any(|l| l.ns == link.ns && l.name == link.name && l.index == Some(index))
+                })
+                .is_some() =>
+        {
+            report.skipped.push(format!("{what}: never created by this lab (another lab owns ifindex {index})"))
+        }
+        Ok(Some(index))
+            if !link.kind.is_empty() && nl.link_kind(&link.ns, &link.name).ok().flatten().is_some_and(|k| k != kernel_kind(&link.kind)) =>
+        {
+            let now = nl.link_kind(&link.ns, &link.name).ok().flatten().unwrap_or_default();
+            report.skipped.push(format!(
+                "{what}: exists but is not the one this lab created (a {} link, recorded as {}; ifindex {index})",
+                if now.is_empty() { "plain" } else { &now },
+                link.kind
+            ))
+        }
+        Ok(Some(index)) => match nl.delete_index(&link.ns, index) {
+            Ok(()) => report.removed.push(what),
+            Err(e) => report.failed.push(format!("{what}: {e}")),
+        },
+        Err(e) => report.failed.push(format!("{what}: {e}")),
+    }
+}
+
+/// Poll (one dump per namespace every 5 ms, at most 10 s) until these links are gone.
+fn wait_until_gone(nl: &mut Netlink, links: &[&LinkRec]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut left: Vec<&LinkRec> = links.to_vec();
+    while !left.is_empty() && std::time::Instant::now() < deadline {
+        let mut namespaces: Vec<NsRef> = left.iter().map(|l| l.ns.clone()).collect();
+        namespaces.sort();
+        namespaces.dedup();
+        let mut present = Vec::new();
+        for ns in namespaces {
+            match nl.links(&ns) {
+                Ok(now) => present.extend(now.into_iter().map(|l| (ns.clone(), l.name, l.index))),
+                Err(_) => return,
+            }
+        }
+        left.retain(|l| present.iter().any(|(ns, name, index)| *ns == l.ns && *name == l.name && l.index.is_none_or(|i| i == *index)));
+        if !left.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
 }

@@ -11,11 +11,12 @@ use std::net::IpAddr;
 /// The first global IPv4 address of a namespace: what other nodes ping.
 fn first_ipv4(b: &Shared, ns: &NsRef) -> RhaiResult<IpAddr> {
     let Outcome::Addrs(addrs) = apply(b, Op::Addrs { ns: ns.clone() })? else { unreachable!("Addrs answers Addrs") };
-    addrs
-        .iter()
-        .filter(|a| a.family == 4 && a.link != "lo")
-        .find_map(|a| a.addr.split('/').next()?.parse().ok())
-        .ok_or_else(|| fail(Error::new(format!("{ns} has no IPv4 address to be pinged on")).help("give it an address, or pass the node as #{ ns: n, addr: \"10.0.0.2\" }")))
+    addrs.iter().filter(|a| a.family == 4 && a.link != "lo").find_map(|a| a.addr.split('/').next()?.parse().ok()).ok_or_else(|| {
+        fail(
+            Error::new(format!("{ns} has no IPv4 address to be pinged on"))
+                .help("give it an address, or pass the node as #{ ns: n, addr: \"10.0.0.2\" }"),
+        )
+    })
 }
 
 fn node(b: &Shared, item: Dynamic) -> RhaiResult<PingNode> {
@@ -49,7 +50,10 @@ fn pingall(b: &Shared, nodes: Array, opts: &Map) -> RhaiResult<Map> {
     let check = flag("check", true)?;
     let nodes: Vec<PingNode> = nodes.into_iter().map(|item| node(b, item)).collect::<RhaiResult<_>>()?;
     if nodes.len() < 2 {
-        return Err(fail(Error::new("pingall() needs at least two nodes").help("pass an array of namespaces, or call pingall() for every namespace of the lab")));
+        return Err(fail(
+            Error::new("pingall() needs at least two nodes")
+                .help("pass an array of namespaces, or call pingall() for every namespace of the lab"),
+        ));
     }
     let labels: Vec<String> = nodes.iter().map(|n| n.ns.name().unwrap_or("host").to_string()).collect();
     let Outcome::PingAll(result) = apply(b, Op::PingAll(PingAllSpec { nodes: nodes.clone(), timeout_ms, static_arp }))? else {

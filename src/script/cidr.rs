@@ -105,7 +105,8 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("cidr_subnet", subnet);
     engine.register_fn("cidr_prefix", |cidr: &str| -> RhaiResult<i64> { parse(cidr).map(|n| i64::from(n.prefix())) });
     engine.register_fn("cidr_ip", |cidr: &str| -> RhaiResult<String> { parse(cidr).map(|n| n.ip().to_string()) });
-    engine.register_fn("cidr_network", |cidr: &str| -> RhaiResult<String> { parse(cidr).map(|n| format!("{}/{}", n.network(), n.prefix())) });
+    engine
+        .register_fn("cidr_network", |cidr: &str| -> RhaiResult<String> { parse(cidr).map(|n| format!("{}/{}", n.network(), n.prefix())) });
     engine.register_fn("cidr_size", |cidr: &str| -> RhaiResult<i64> { parse(cidr).map(|n| i64::try_from(size(&n)).unwrap_or(i64::MAX)) });
     engine.register_fn("cidr_contains", |cidr: &str, ip: &str| -> RhaiResult<bool> {
         let net = parse(cidr)?;

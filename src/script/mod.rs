@@ -9,8 +9,8 @@ mod link;
 mod ns;
 mod overlay;
 mod query;
-mod router;
 pub mod registry;
+mod router;
 pub mod types;
 
 use crate::backend::Backend;

@@ -38,22 +38,36 @@ fn vxlan(b: &Shared, ns: NsRef, name: &str, opts: &Map) -> RhaiResult<Link> {
     let o = Opts::new("vxlan", opts, &["id", "remote", "group", "local", "dev", "dstport", "mtu", "up"])?;
     let id = match o.int("id")? {
         Some(n) => args::u32_in("VXLAN id (VNI)", n, 0, (1 << 24) - 1)?,
-        None => return Err(bad("vxlan() needs an id (the VNI)".into(), "e.g. vxlan(ns, \"vxlan0\", #{ id: 11, remote: \"10.230.4.205\", dev: \"eth0\" })")),
+        None => {
+            return Err(bad(
+                "vxlan() needs an id (the VNI)".into(),
+                "e.g. vxlan(ns, \"vxlan0\", #{ id: 11, remote: \"10.230.4.205\", dev: \"eth0\" })",
+            ))
+        }
     };
     let addr = |key: &str| -> RhaiResult<Option<IpAddr>> { o.string(key)?.map(|s| args::ip(&s)).transpose() };
     let (remote, group, local) = (addr("remote")?, addr("group")?, addr("local")?);
     let dev = o.string("dev")?;
     if remote.is_some() && group.is_some() {
-        return Err(bad("vxlan() takes remote or group, not both".into(), "remote is one unicast peer; group is a multicast group all peers join"));
+        return Err(bad(
+            "vxlan() takes remote or group, not both".into(),
+            "remote is one unicast peer; group is a multicast group all peers join",
+        ));
     }
     if let Some(r) = remote {
         if r.is_multicast() {
-            return Err(bad(format!("remote {r} is a multicast address"), "a multicast VXLAN uses group: #{ group: \"224.1.1.1\", dev: \"eth0\" }"));
+            return Err(bad(
+                format!("remote {r} is a multicast address"),
+                "a multicast VXLAN uses group: #{ group: \"224.1.1.1\", dev: \"eth0\" }",
+            ));
         }
     }
     if let Some(g) = group {
         if !g.is_multicast() {
-            return Err(bad(format!("group {g} is not a multicast address"), "groups are 224.0.0.0 to 239.255.255.255 (or ff00::/8); a single peer is remote: ..."));
+            return Err(bad(
+                format!("group {g} is not a multicast address"),
+                "groups are 224.0.0.0 to 239.255.255.255 (or ff00::/8); a single peer is remote: ...",
+            ));
         }
         if dev.is_none() {
             return Err(bad(
@@ -91,10 +105,15 @@ fn macvlan(b: &Shared, parent: &Link, name: &str, mode: &str, opts: &Map) -> Rha
         "private" => MacvlanMode::Private,
         "vepa" => MacvlanMode::Vepa,
         "passthru" => MacvlanMode::Passthru,
-        other => return Err(bad(format!("unknown macvlan mode {other:?}"), "the modes are \"bridge\", \"private\", \"vepa\" and \"passthru\"")),
+        other => {
+            return Err(bad(format!("unknown macvlan mode {other:?}"), "the modes are \"bridge\", \"private\", \"vepa\" and \"passthru\""))
+        }
     };
     let (mtu, up) = common(&o, opts)?;
-    create(b, LinkSpec { ns: parent.ns.clone(), name: name.to_string(), kind: LinkKind::Macvlan { parent: parent.name.clone(), mode }, mtu, up })
+    create(
+        b,
+        LinkSpec { ns: parent.ns.clone(), name: name.to_string(), kind: LinkKind::Macvlan { parent: parent.name.clone(), mode }, mtu, up },
+    )
 }
 
 /// A uid or gid given as a number or a name.
@@ -108,7 +127,12 @@ fn id_of(o: &Opts, m: &Map, key: &str) -> RhaiResult<Option<u32>> {
     } else {
         nix::unistd::Group::from_name(&name).ok().flatten().map(|g| g.gid.as_raw())
     };
-    found.map(Some).ok_or_else(|| bad(format!("unknown {} {name:?}", if key == "owner" { "user" } else { "group" }), "give a name from /etc/passwd (/etc/group) or a number"))
+    found.map(Some).ok_or_else(|| {
+        bad(
+            format!("unknown {} {name:?}", if key == "owner" { "user" } else { "group" }),
+            "give a name from /etc/passwd (/etc/group) or a number",
+        )
+    })
 }
 
 fn tap(b: &Shared, ns: NsRef, name: &str, opts: &Map) -> RhaiResult<Link> {
@@ -149,7 +173,8 @@ fn parse_size(v: &Dynamic, key: &str) -> Result<u32, Error> {
     if let Ok(n) = v.as_int() {
         return u32::try_from(n).map_err(|_| Error::new(format!("{key} {n} is out of range")));
     }
-    let text = v.clone().into_string().map_err(|ty| Error::new(format!("{key} must be a size like \"32kb\" or a number of bytes, not {ty}")))?;
+    let text =
+        v.clone().into_string().map_err(|ty| Error::new(format!("{key} must be a size like \"32kb\" or a number of bytes, not {ty}")))?;
     let t = text.trim().to_ascii_lowercase();
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
@@ -213,9 +238,15 @@ fn shape(b: &Shared, l: &Link, opts: &Map) -> RhaiResult<Link> {
         None => None,
         Some(v) => {
             let text = v.clone().into_string().map_err(|_| {
-                bad("the rate needs a unit".into(), "write it as tc does: rate: \"10mbit\" (bit, kbit, mbit, gbit; kbps, mbps are bytes per second)")
+                bad(
+                    "the rate needs a unit".into(),
+                    "write it as tc does: rate: \"10mbit\" (bit, kbit, mbit, gbit; kbps, mbps are bytes per second)",
+                )
             })?;
-            Some(parse_rate(&text).map_err(|e| help(e, "write it as tc does: \"10mbit\" (bit, kbit, mbit, gbit; kbps, mbps are bytes per second)"))?)
+            Some(
+                parse_rate(&text)
+                    .map_err(|e| help(e, "write it as tc does: \"10mbit\" (bit, kbit, mbit, gbit; kbps, mbps are bytes per second)"))?,
+            )
         }
     };
     let burst = get(opts, "burst").map(|v| parse_size(v, "burst")).transpose().map_err(|e| help(e, "e.g. burst: \"32kb\""))?;
@@ -281,7 +312,12 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
     let bridge_vlan = |b: &Shared, l: &Link, vid: i64, opts: &Map| -> RhaiResult<Link> {
         Opts::new("bridge_vlan", opts, &["pvid", "untagged"])?;
         let flag = |k: &str| -> RhaiResult<bool> {
-            get(opts, k).map(|v| v.as_bool().map_err(|ty| bad(format!("option {k:?} must be true or false, not {ty}"), "e.g. #{ pvid: true, untagged: true }"))).unwrap_or(Ok(false))
+            get(opts, k)
+                .map(|v| {
+                    v.as_bool()
+                        .map_err(|ty| bad(format!("option {k:?} must be true or false, not {ty}"), "e.g. #{ pvid: true, untagged: true }"))
+                })
+                .unwrap_or(Ok(false))
         };
         let vid = args::u32_in("VLAN id", vid, 1, 4094)? as u16;
         apply(b, Op::BridgeVlan { ns: l.ns.clone(), port: l.name.clone(), vid, pvid: flag("pvid")?, untagged: flag("untagged")? })?;

@@ -149,8 +149,11 @@ pub fn is_method(f: &FnDoc) -> bool {
 
 /// Registry names starting with `prefix`, methods only when `methods`.
 pub fn completions(prefix: &str, methods: bool) -> Vec<&'static str> {
-    let mut out: Vec<&'static str> =
-        FUNCTIONS.iter().filter(|f| f.name.starts_with(prefix) && (!methods || is_method(f) || METHOD_TOO.contains(&f.name))).map(|f| f.name).collect();
+    let mut out: Vec<&'static str> = FUNCTIONS
+        .iter()
+        .filter(|f| f.name.starts_with(prefix) && (!methods || is_method(f) || METHOD_TOO.contains(&f.name)))
+        .map(|f| f.name)
+        .collect();
     out.dedup();
     out
 }

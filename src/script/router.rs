@@ -19,7 +19,9 @@ use std::net::{IpAddr, Ipv4Addr};
 fn ipv4_net(func: &str, key: &str, text: &str) -> RhaiResult<IpNetwork> {
     let net = args::cidr(text).or_else(|_| args::ip(text).map(|ip| IpNetwork::new(ip, 32).expect("a /32 is valid")))?;
     if !net.is_ipv4() {
-        return Err(fail(Error::new(format!("{func}(): {key} {text:?} is IPv6")).help("the NAT and firewall functions write IPv4 (iptables) rules")));
+        return Err(fail(
+            Error::new(format!("{func}(): {key} {text:?} is IPv6")).help("the NAT and firewall functions write IPv4 (iptables) rules"),
+        ));
     }
     // iptables stores the network address; write it that way so `-C` and `-S` agree.
     Ok(IpNetwork::new(net.network(), net.prefix()).expect("same prefix"))
@@ -28,12 +30,15 @@ fn ipv4_net(func: &str, key: &str, text: &str) -> RhaiResult<IpNetwork> {
 fn ipv4(func: &str, key: &str, text: &str) -> RhaiResult<Ipv4Addr> {
     match args::ip(text)? {
         IpAddr::V4(a) => Ok(a),
-        IpAddr::V6(_) => Err(fail(Error::new(format!("{func}(): {key} {text:?} is IPv6")).help("write an IPv4 address, e.g. \"10.0.0.254\""))),
+        IpAddr::V6(_) => {
+            Err(fail(Error::new(format!("{func}(): {key} {text:?} is IPv6")).help("write an IPv4 address, e.g. \"10.0.0.254\"")))
+        }
     }
 }
 
 fn required(o: &Opts, func: &str, key: &str, example: &str) -> RhaiResult<String> {
-    o.string(key)?.ok_or_else(|| fail(Error::new(format!("{func}() needs the option {key:?}")).help(format!("e.g. {func}(ns, #{{ {example} }})"))))
+    o.string(key)?
+        .ok_or_else(|| fail(Error::new(format!("{func}() needs the option {key:?}")).help(format!("e.g. {func}(ns, #{{ {example} }})"))))
 }
 
 /// An interface name as iptables takes it (`-i`/`-o`), checked like the kernel checks names.
@@ -42,7 +47,10 @@ fn ifname(func: &str, text: &str) -> RhaiResult<String> {
     if ok {
         Ok(text.to_string())
     } else {
-        Err(fail(Error::new(format!("{func}(): invalid interface name {text:?}")).help("interface names are 1 to 15 bytes without '/', ':' or spaces")))
+        Err(fail(
+            Error::new(format!("{func}(): invalid interface name {text:?}"))
+                .help("interface names are 1 to 15 bytes without '/', ':' or spaces"),
+        ))
     }
 }
 
@@ -50,12 +58,16 @@ fn port(func: &str, what: &str, v: &Dynamic) -> RhaiResult<u16> {
     let n = if let Ok(n) = v.as_int() {
         n
     } else if let Ok(s) = v.clone().into_immutable_string() {
-        s.trim().parse::<i64>().map_err(|_| fail(Error::new(format!("{func}(): invalid {what} {:?}", s.as_str())).help("a port is a number from 1 to 65535")))?
+        s.trim().parse::<i64>().map_err(|_| {
+            fail(Error::new(format!("{func}(): invalid {what} {:?}", s.as_str())).help("a port is a number from 1 to 65535"))
+        })?
     } else {
         return Err(fail(Error::new(format!("{func}(): {what} must be a number, not {}", v.type_name()))));
     };
     if !(1..=65535).contains(&n) {
-        return Err(fail(Error::new(format!("{func}(): invalid {what} {n}")).why("out of range").help("a port is a number from 1 to 65535")));
+        return Err(fail(
+            Error::new(format!("{func}(): invalid {what} {n}")).why("out of range").help("a port is a number from 1 to 65535"),
+        ));
     }
     Ok(n as u16)
 }
@@ -64,7 +76,10 @@ fn protocol(func: &str, text: &str) -> RhaiResult<String> {
     let p = text.trim().to_ascii_lowercase();
     match p.as_str() {
         "tcp" | "udp" | "sctp" => Ok(p),
-        _ => Err(fail(Error::new(format!("{func}(): invalid protocol {text:?}")).help("port forwarding needs a protocol with ports: \"tcp\", \"udp\" or \"sctp\""))),
+        _ => Err(fail(
+            Error::new(format!("{func}(): invalid protocol {text:?}"))
+                .help("port forwarding needs a protocol with ports: \"tcp\", \"udp\" or \"sctp\""),
+        )),
     }
 }
 
@@ -79,7 +94,12 @@ fn command_of(func: &str, v: Dynamic) -> RhaiResult<Command> {
             .map(|x| x.into_immutable_string().map(|s| s.to_string()))
             .collect::<Result<Vec<_>, _>>()
             .map(Command::Argv)
-            .map_err(|ty| fail(Error::new(format!("{func}() arguments must be strings, found {ty}")).help("write numbers as strings: [\"sleep\", \"60\"]"))),
+            .map_err(|ty| {
+                fail(
+                    Error::new(format!("{func}() arguments must be strings, found {ty}"))
+                        .help("write numbers as strings: [\"sleep\", \"60\"]"),
+                )
+            }),
         None => Err(fail(Error::new(format!("{func}(): the command must be a string or an array of strings, not {ty}")))),
     }
 }
@@ -136,7 +156,10 @@ pub fn parse_iptables(text: &str) -> Result<FwOp, Error> {
     let mut rest = Vec::new();
     let mut command: Option<(String, String, Option<String>)> = None;
     let mut it = words.iter().peekable();
-    let need = |what: &str| Error::new(format!("iptables {text}: {what} needs a chain")).help("e.g. iptables(ns, \"-t nat -A POSTROUTING -o eth1 -j MASQUERADE\")");
+    let need = |what: &str| {
+        Error::new(format!("iptables {text}: {what} needs a chain"))
+            .help("e.g. iptables(ns, \"-t nat -A POSTROUTING -o eth1 -j MASQUERADE\")")
+    };
     while let Some(w) = it.next() {
         match w.as_str() {
             "-t" | "--table" => table = it.next().cloned().ok_or_else(|| Error::new(format!("iptables {text}: -t needs a table")))?,
@@ -144,7 +167,9 @@ pub fn parse_iptables(text: &str) -> Result<FwOp, Error> {
                 let chain = it.next().cloned().ok_or_else(|| need(w))?;
                 let extra = match w.as_str() {
                     "-I" | "--insert" => it.next_if(|n| n.parse::<u32>().is_ok()).cloned(),
-                    "-P" | "--policy" => Some(it.next().cloned().ok_or_else(|| Error::new(format!("iptables {text}: -P needs a policy (ACCEPT or DROP)")))?),
+                    "-P" | "--policy" => {
+                        Some(it.next().cloned().ok_or_else(|| Error::new(format!("iptables {text}: -P needs a policy (ACCEPT or DROP)")))?)
+                    }
                     _ => None,
                 };
                 command = Some((w.clone(), chain, extra));
@@ -301,12 +326,15 @@ fn dhcp_server(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<i64> {
     let o = Opts::new("dhcp_server", opts, &["iface", "range", "router", "dns"])?;
     let example = "iface: \"eth0\", range: [\"10.0.0.151\", \"10.0.0.160\"], router: \"10.0.0.254\"";
     let iface = ifname("dhcp_server", &required(&o, "dhcp_server", "iface", example)?)?;
-    let range = opts
-        .get("range")
-        .and_then(|v| v.clone().try_cast::<Array>())
-        .filter(|a| a.len() == 2)
-        .ok_or_else(|| fail(Error::new("dhcp_server() needs range: [first, last]").help(format!("e.g. dhcp_server(ns, #{{ {example} }})"))))?;
-    let text = |v: &Dynamic| v.clone().into_immutable_string().map(|s| s.to_string()).map_err(|ty| fail(Error::new(format!("dhcp_server(): range addresses must be strings, not {ty}"))));
+    let range = opts.get("range").and_then(|v| v.clone().try_cast::<Array>()).filter(|a| a.len() == 2).ok_or_else(|| {
+        fail(Error::new("dhcp_server() needs range: [first, last]").help(format!("e.g. dhcp_server(ns, #{{ {example} }})")))
+    })?;
+    let text = |v: &Dynamic| {
+        v.clone()
+            .into_immutable_string()
+            .map(|s| s.to_string())
+            .map_err(|ty| fail(Error::new(format!("dhcp_server(): range addresses must be strings, not {ty}"))))
+    };
     let first = ipv4("dhcp_server", "range", &text(&range[0])?)?;
     let last = ipv4("dhcp_server", "range", &text(&range[1])?)?;
     let router = o.string("router")?.map(|r| ipv4("dhcp_server", "router", &r)).transpose()?;
@@ -440,10 +468,14 @@ fn assert_reach(b: &Shared, ns: Netns, addr: &str, opts: &Map, expect: bool) -> 
     let src = ns_words(&ns.0);
     let route = match route_used(&routes, target) {
         Some(r) => format!("{src} sends it by the route `{r}`"),
-        None => format!("{src} has no route to {target}: add one, e.g. {}.route(\"default\", GATEWAY)", ns.0.name().map(|n| format!("netns(\"{n}\")")).unwrap_or("host()".into())),
+        None => format!(
+            "{src} has no route to {target}: add one, e.g. {}.route(\"default\", GATEWAY)",
+            ns.0.name().map(|n| format!("netns(\"{n}\")")).unwrap_or("host()".into())
+        ),
     };
     let err = if expect {
-        let sent = if r.sent == 0 { "no echo request could be sent".to_string() } else { format!("{} echo request(s) sent, no reply", r.sent) };
+        let sent =
+            if r.sent == 0 { "no echo request could be sent".to_string() } else { format!("{} echo request(s) sent, no reply", r.sent) };
         Error::new(format!("{target} does not answer a ping from {src}"))
             .why(format!("waited {} ms: {sent}", r.waited_ms))
             .help(format!("{route}; check each hop's addresses and routes, forwarding on routers, NAT for addresses the far side cannot route back to, and FORWARD rules; a longer window: {func}(ns, addr, #{{ timeout: ms }})"))
@@ -460,20 +492,21 @@ fn assert_reach(b: &Shared, ns: Netns, addr: &str, opts: &Map, expect: bool) -> 
 /// like one.
 fn register_spawn(engine: &mut Engine, backend: &Shared) {
     let b = backend.clone();
-    let parse = |symbols: &[rhai::ImmutableString], look_ahead: &str, _: &mut Dynamic| -> Result<Option<rhai::ImmutableString>, rhai::ParseError> {
-        let next = match symbols.len() {
-            1 => "(",
-            2 | 4 => "$expr$",
-            3 => ",",
-            5 if look_ahead == "," => ",",
-            5 => ")",
-            6 if symbols[5].as_str() == ")" => return Ok(None),
-            6 => "$expr$",
-            7 => ")",
-            _ => return Ok(None),
+    let parse =
+        |symbols: &[rhai::ImmutableString], look_ahead: &str, _: &mut Dynamic| -> Result<Option<rhai::ImmutableString>, rhai::ParseError> {
+            let next = match symbols.len() {
+                1 => "(",
+                2 | 4 => "$expr$",
+                3 => ",",
+                5 if look_ahead == "," => ",",
+                5 => ")",
+                6 if symbols[5].as_str() == ")" => return Ok(None),
+                6 => "$expr$",
+                7 => ")",
+                _ => return Ok(None),
+            };
+            Ok(Some(next.into()))
         };
-        Ok(Some(next.into()))
-    };
     engine.register_custom_syntax_with_state_raw(
         "spawn",
         parse,
@@ -494,14 +527,19 @@ fn register_spawn(engine: &mut Engine, backend: &Shared) {
             let ns = ctx.eval_expression_tree(&exprs[0])?;
             let ty = ns.type_name();
             let ns = ns.try_cast::<Netns>().ok_or_else(|| {
-                located(fail(Error::new(format!("spawn(): the first argument must be a namespace, not {ty}")).help("spawn(netns(\"vm1\"), \"sleep 60\")")))
+                located(fail(
+                    Error::new(format!("spawn(): the first argument must be a namespace, not {ty}"))
+                        .help("spawn(netns(\"vm1\"), \"sleep 60\")"),
+                ))
             })?;
             let cmd = ctx.eval_expression_tree(&exprs[1])?;
             let opts = match exprs.get(2) {
                 Some(e) => {
                     let v = ctx.eval_expression_tree(e)?;
                     let ty = v.type_name();
-                    v.try_cast::<Map>().ok_or_else(|| located(fail(Error::new(format!("spawn(): options must be a map, not {ty}")).help("e.g. #{ listen: 80 }"))))?
+                    v.try_cast::<Map>().ok_or_else(|| {
+                        located(fail(Error::new(format!("spawn(): options must be a map, not {ty}")).help("e.g. #{ listen: 80 }")))
+                    })?
                 }
                 None => Map::new(),
             };
@@ -578,13 +616,21 @@ mod tests {
             parse_iptables("-I FORWARD 2 -i br0 -j ACCEPT").unwrap(),
             FwOp::Insert { table: "filter".into(), chain: "FORWARD".into(), rule: "-i br0 -j ACCEPT".into(), pos: 2 }
         );
-        assert_eq!(parse_iptables("-P FORWARD DROP").unwrap(), FwOp::Policy { table: "filter".into(), chain: "FORWARD".into(), policy: "DROP".into() });
+        assert_eq!(
+            parse_iptables("-P FORWARD DROP").unwrap(),
+            FwOp::Policy { table: "filter".into(), chain: "FORWARD".into(), policy: "DROP".into() }
+        );
         assert_eq!(parse_iptables("-t nat -S").unwrap(), FwOp::Raw { args: vec!["-t".into(), "nat".into(), "-S".into()] });
     }
 
     #[test]
     fn longest_prefix() {
-        let r = |dest: &str, via: Option<&str>, dev: &str| RouteInfo { dest: dest.into(), via: via.map(String::from), dev: Some(dev.into()), family: 4 };
+        let r = |dest: &str, via: Option<&str>, dev: &str| RouteInfo {
+            dest: dest.into(),
+            via: via.map(String::from),
+            dev: Some(dev.into()),
+            family: 4,
+        };
         let routes = vec![r("default", Some("10.0.0.254"), "eth0"), r("10.0.0.0/24", None, "eth0")];
         assert_eq!(route_used(&routes, "10.0.0.9".parse().unwrap()).unwrap(), "10.0.0.0/24 dev eth0");
         assert_eq!(route_used(&routes, "203.0.113.1".parse().unwrap()).unwrap(), "default via 10.0.0.254 dev eth0");

@@ -76,7 +76,12 @@ impl LiveBackend {
         for ip in [spec.first, spec.last] {
             if net.prefix() < 31 && (ip == net.network() || ip == net.broadcast()) {
                 return Err(Error::new(what)
-                    .why(format!("{ip} is the {} address of {}/{}", if ip == net.network() { "network" } else { "broadcast" }, net.network(), net.prefix()))
+                    .why(format!(
+                        "{ip} is the {} address of {}/{}",
+                        if ip == net.network() { "network" } else { "broadcast" },
+                        net.network(),
+                        net.prefix()
+                    ))
                     .help("leave the first and the last address of the subnet out of the range"));
             }
         }

@@ -55,7 +55,11 @@ fn refused(what: String, e: Box<dyn std::error::Error>) -> Error {
 }
 
 /// Run `f` with the crate's handle on a thread inside `ns`.
-fn within<T: Send>(ns: BorrowedFd<'_>, what: impl Fn() -> String + Send + Sync, f: impl FnOnce(&IPTables) -> IptResult<T> + Send) -> Result<T> {
+fn within<T: Send>(
+    ns: BorrowedFd<'_>,
+    what: impl Fn() -> String + Send + Sync,
+    f: impl FnOnce(&IPTables) -> IptResult<T> + Send,
+) -> Result<T> {
     let ipt = ipt()?;
     nsexec::in_netns(ns, || f(ipt).map_err(|e| refused(what(), e)))
 }
@@ -116,15 +120,26 @@ impl LiveBackend {
                 },
             )
         };
-        if self.state.owns_ns(&ns) {
-            // Goes with the namespace.
-            add(self)?;
-            return Ok(Outcome::Done);
+        self.recorded_fw(&ns, &table, &chain, FwUndo::Rule(rule.clone()), add)?;
+        Ok(Outcome::Done)
+    }
+
+    /// Apply a firewall change: recorded in the ledger (with how to undo it) when it
+    /// lives in a namespace that outlives the lab; otherwise it goes with the namespace.
+    fn recorded_fw(
+        &mut self,
+        ns: &NsRef,
+        table: &str,
+        chain: &str,
+        undo: FwUndo,
+        apply: impl FnOnce(&mut LiveBackend) -> Result<()>,
+    ) -> Result<()> {
+        if self.state.owns_ns(ns) {
+            return apply(self);
         }
         let id = self.state.new_id();
-        let intent = Entry::Fw { id, phase: Phase::Intent, ns: ns.clone(), table: table.clone(), chain: chain.clone(), undo: FwUndo::Rule(rule.clone()) };
-        self.created(intent, add, |_, e| e)?;
-        Ok(Outcome::Done)
+        let intent = Entry::Fw { id, phase: Phase::Intent, ns: ns.clone(), table: table.to_string(), chain: chain.to_string(), undo };
+        self.created(intent, apply, |_, e| e)
     }
 
     fn set_policy(&mut self, ns: NsRef, table: String, chain: String, new: String) -> Result<Outcome> {
@@ -133,17 +148,13 @@ impl LiveBackend {
             return Ok(Outcome::Done);
         }
         let set = |b: &mut LiveBackend| {
-            within(b.nl.ns_fd(&ns)?, || format!("iptables refused the policy {new} for {chain} (table {table}) in {ns}"), |i| {
-                i.set_policy(&table, &chain, &new)
-            })
+            within(
+                b.nl.ns_fd(&ns)?,
+                || format!("iptables refused the policy {new} for {chain} (table {table}) in {ns}"),
+                |i| i.set_policy(&table, &chain, &new),
+            )
         };
-        if self.state.owns_ns(&ns) {
-            set(self)?;
-        } else {
-            let id = self.state.new_id();
-            let intent = Entry::Fw { id, phase: Phase::Intent, ns: ns.clone(), table: table.clone(), chain: chain.clone(), undo: FwUndo::Policy(old) };
-            self.created(intent, set, |_, e| e)?;
-        }
+        self.recorded_fw(&ns, &table, &chain, FwUndo::Policy(old), set)?;
         if table == "filter" && chain == "FORWARD" && new == "DROP" {
             let bridges: Vec<String> =
                 self.state.links.iter().filter(|l| l.ns == ns && l.kind == "bridge").map(|l| l.name.clone()).collect();
@@ -214,13 +225,17 @@ pub fn teardown(state: &LabState, nl: &mut super::netlink::Netlink, report: &mut
         match &f.undo {
             FwUndo::Rule(rule) => {
                 let what = format!("iptables rule -t {table} -A {chain} {rule} in {}", f.ns);
-                let res = within(fd, || format!("cannot delete {what}"), |i| {
-                    if i.exists(table, chain, rule)? {
-                        i.delete(table, chain, rule).map(|_| true)
-                    } else {
-                        Ok(false)
-                    }
-                });
+                let res = within(
+                    fd,
+                    || format!("cannot delete {what}"),
+                    |i| {
+                        if i.exists(table, chain, rule)? {
+                            i.delete(table, chain, rule).map(|_| true)
+                        } else {
+                            Ok(false)
+                        }
+                    },
+                );
                 match res {
                     Ok(true) => report.removed.push(what),
                     Ok(false) => {

@@ -111,17 +111,15 @@ pub fn ping(ns: BorrowedFd<'_>, addr: IpAddr, spec: &PingSpec) -> Result<PingRes
             pkt[2..4].copy_from_slice(&c.to_be_bytes());
         }
         // SAFETY: sending from a valid buffer to a valid address on our socket.
-        let n = unsafe { libc::sendto(fd, pkt.as_ptr() as *const libc::c_void, pkt.len(), 0, &sa as *const _ as *const libc::sockaddr, salen) };
+        let n =
+            unsafe { libc::sendto(fd, pkt.as_ptr() as *const libc::c_void, pkt.len(), 0, &sa as *const _ as *const libc::sockaddr, salen) };
         // A failed send (no route yet) counts as not sent; the caller reports the route.
         if n >= 0 {
             sent += 1;
             sent_at.insert(seq16, Instant::now());
         }
-        let until = if seq + 1 == count {
-            Instant::now() + Duration::from_millis(u64::from(spec.wait_ms))
-        } else {
-            start + interval * (seq + 1)
-        };
+        let until =
+            if seq + 1 == count { Instant::now() + Duration::from_millis(u64::from(spec.wait_ms)) } else { start + interval * (seq + 1) };
         // Replies until the next request is due.
         loop {
             let now = Instant::now();
@@ -139,7 +137,14 @@ pub fn ping(ns: BorrowedFd<'_>, addr: IpAddr, spec: &PingSpec) -> Result<PingRes
             let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
             let mut fromlen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             let n = unsafe {
-                libc::recvfrom(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), libc::MSG_DONTWAIT, &mut from as *mut _ as *mut libc::sockaddr, &mut fromlen)
+                libc::recvfrom(
+                    fd,
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                    &mut from as *mut _ as *mut libc::sockaddr,
+                    &mut fromlen,
+                )
             };
             if n <= 0 || source(&from) != Some(addr) {
                 continue;

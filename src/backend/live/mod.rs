@@ -5,10 +5,10 @@ pub mod dhcp;
 pub mod firewall;
 pub mod icmp;
 pub mod netlink;
-mod pingall;
-pub mod procs;
 pub mod overlay;
+mod pingall;
 pub mod process;
+pub mod procs;
 pub mod sysctl;
 pub mod tap;
 pub mod tc;
@@ -35,7 +35,14 @@ pub struct LiveBackend {
 impl LiveBackend {
     pub fn new(lab: &str, script: &str) -> Result<Self> {
         lab::validate_lab_name(lab)?;
-        Ok(LiveBackend { nl: Netlink::new()?, lab: lab.to_string(), script: script.to_string(), ledger: None, state: LabState::default(), sandboxed: false })
+        Ok(LiveBackend {
+            nl: Netlink::new()?,
+            lab: lab.to_string(),
+            script: script.to_string(),
+            ledger: None,
+            state: LabState::default(),
+            sandboxed: false,
+        })
     }
 
     pub fn set_sandboxed(&mut self, on: bool) {
@@ -53,7 +60,7 @@ impl LiveBackend {
 
     /// Remove everything this run created and the ledger with it.
     pub fn rollback(&mut self) -> teardown::Report {
-        let report = teardown::teardown(&self.state, &mut self.nl);
+        let report = teardown::teardown(&self.state, &mut self.nl, true);
         if self.ledger.take().is_some() && report.failed.is_empty() {
             let _ = lab::remove(&self.lab);
         }
@@ -273,7 +280,8 @@ impl LiveBackend {
     fn try_queue(&mut self, op: &Op) -> Option<Result<()>> {
         match op {
             Op::SetLink { ns, name, change }
-                if matches!(change, LinkChange::Up | LinkChange::Down | LinkChange::Mtu(_) | LinkChange::Mac(_)) && self.state.owns_link(ns, name) =>
+                if matches!(change, LinkChange::Up | LinkChange::Down | LinkChange::Mtu(_) | LinkChange::Mac(_))
+                    && self.state.owns_link(ns, name) =>
             {
                 Some(self.nl.queue_set_link(ns, name, change))
             }
@@ -414,10 +422,10 @@ fn set_index(e: Entry, index: u32) -> Entry {
 }
 
 /// `nsscript down LAB`: remove what the ledger names, then the ledger.
-pub fn down(lab_name: &str) -> Result<teardown::Report> {
+pub fn down(lab_name: &str, wait: bool) -> Result<teardown::Report> {
     let state = lab::load(lab_name)?;
     let mut nl = Netlink::new()?;
-    let report = teardown::teardown(&state, &mut nl);
+    let report = teardown::teardown(&state, &mut nl, wait);
     if report.failed.is_empty() {
         lab::remove(lab_name)?;
     }

@@ -724,8 +724,23 @@ fn lacks_kind(err: Error, kind: &str) -> Error {
 /// Like `bridge fdb`: permanent wins over static (the kernel reports 0x82 for both).
 fn state_name(s: rtnetlink::packet_route::neighbour::NeighbourState) -> String {
     let bits = u16::from(s);
-    let names = [(0x80, "permanent"), (0x40, "static"), (0x02, "reachable"), (0x04, "stale"), (0x08, "delay"), (0x10, "probe"), (0x20, "failed"), (0x01, "incomplete")];
-    names.iter().find(|(b, _)| bits & b != 0).map(|(_, n)| n.to_string()).unwrap_or_else(|| if bits == 0 { "none".into() } else { format!("0x{bits:x}") })
+    let names = [
+        (0x80, "permanent"),
+        (0x40, "static"),
+        (0x02, "reachable"),
+        (0x04, "stale"),
+        (0x08, "delay"),
+        (0x10, "probe"),
+        (0x20, "failed"),
+        (0x01, "incomplete"),
+    ];
+    names.iter().find(|(b, _)| bits & b != 0).map(|(_, n)| n.to_string()).unwrap_or_else(|| {
+        if bits == 0 {
+            "none".into()
+        } else {
+            format!("0x{bits:x}")
+        }
+    })
 }
 
 impl Netlink {

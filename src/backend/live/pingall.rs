@@ -46,7 +46,8 @@ impl LiveBackend {
     pub(super) fn pingall(&mut self, spec: PingAllSpec) -> Result<PingAllResult> {
         let nodes = &spec.nodes;
         if let Some(v6) = nodes.iter().find(|n| n.addr.is_ipv6()) {
-            return Err(Error::new(format!("pingall probes IPv4 addresses; {} is IPv6", v6.addr)).help("give each node its IPv4 address, e.g. #{ ns: n, addr: \"10.0.0.2\" }"));
+            return Err(Error::new(format!("pingall probes IPv4 addresses; {} is IPv6", v6.addr))
+                .help("give each node its IPv4 address, e.g. #{ ns: n, addr: \"10.0.0.2\" }"));
         }
         let ifaces: Vec<Ifaces> = nodes.iter().map(|n| self.ifaces(&n.ns)).collect::<Result<_>>()?;
         // Pairs that need a neighbour entry: the target is on one of the source's subnets.
@@ -96,7 +97,8 @@ fn open_icmp_socket() -> Result<OwnedFd> {
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, libc::IPPROTO_ICMP);
         if fd < 0 {
-            return Err(Error::io("cannot open a raw ICMP socket", &std::io::Error::last_os_error()).help("raw sockets need CAP_NET_RAW: run nsscript as root"));
+            return Err(Error::io("cannot open a raw ICMP socket", &std::io::Error::last_os_error())
+                .help("raw sockets need CAP_NET_RAW: run nsscript as root"));
         }
         let fd = OwnedFd::from_raw_fd(fd);
         const SOL_RAW: libc::c_int = 255;
@@ -123,11 +125,23 @@ fn echo_request(ident: u16, seq: u16) -> [u8; 16] {
 
 fn send_to(fd: &OwnedFd, pkt: &[u8], addr: IpAddr) {
     let IpAddr::V4(v4) = addr else { return };
-    let sin = libc::sockaddr_in { sin_family: libc::AF_INET as libc::sa_family_t, sin_port: 0, sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(v4.octets()) }, sin_zero: [0; 8] };
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(v4.octets()) },
+        sin_zero: [0; 8],
+    };
     // SAFETY: a valid buffer and sockaddr_in for our socket. A failed send (no route)
     // is simply an unanswered pair.
     unsafe {
-        libc::sendto(fd.as_raw_fd(), pkt.as_ptr() as *const libc::c_void, pkt.len(), 0, &sin as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t);
+        libc::sendto(
+            fd.as_raw_fd(),
+            pkt.as_ptr() as *const libc::c_void,
+            pkt.len(),
+            0,
+            &sin as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
     }
 }
 
@@ -143,7 +157,8 @@ fn probe(sockets: &[OwnedFd], targets: &[IpAddr], timeout: Duration) -> PingAllR
     let resend_every = Duration::from_millis(200);
     let mut next_round = start;
     let mut buf = [0u8; 1500];
-    let mut pfds: Vec<libc::pollfd> = sockets.iter().map(|s| libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+    let mut pfds: Vec<libc::pollfd> =
+        sockets.iter().map(|s| libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
     while missing > 0 {
         let now = Instant::now();
         if now >= next_round {
@@ -180,7 +195,13 @@ fn probe(sockets: &[OwnedFd], targets: &[IpAddr], timeout: Duration) -> PingAllR
                 let Some(icmp) = data.get(ihl..ihl + 8) else { continue };
                 let (ident, seq) = (u16::from_be_bytes([icmp[4], icmp[5]]), usize::from(u16::from_be_bytes([icmp[6], icmp[7]])));
                 let src = IpAddr::from([data[12], data[13], data[14], data[15]]);
-                if icmp[0] != 0 || ident != base.wrapping_add(i as u16) || seq >= n || seq == i || targets[seq] != src || rtt[i][seq].is_some() {
+                if icmp[0] != 0
+                    || ident != base.wrapping_add(i as u16)
+                    || seq >= n
+                    || seq == i
+                    || targets[seq] != src
+                    || rtt[i][seq].is_some()
+                {
                     continue;
                 }
                 rtt[i][seq] = sent_at[i][seq].map(|t| t.elapsed().as_secs_f64() * 1000.0);

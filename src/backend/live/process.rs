@@ -11,7 +11,11 @@ pub fn run(ns: Option<RawFd>, cmd: &Command, where_: &str) -> Result<ExecOutput>
     command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     nsexec::command_in(ns, &mut command);
     let out = command.output().map_err(|e| start_error(&program, where_, &e))?;
-    Ok(ExecOutput { code: exit_code(out.status), stdout: String::from_utf8_lossy(&out.stdout).into_owned(), stderr: String::from_utf8_lossy(&out.stderr).into_owned() })
+    Ok(ExecOutput {
+        code: exit_code(out.status),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
 }
 
 fn exit_code(status: std::process::ExitStatus) -> i64 {

@@ -101,7 +101,8 @@ impl LiveBackend {
         let log = lab::lab_dir(&self.lab).join(format!("proc-{id}.log"));
         let mut files: Vec<String> = vec![log.display().to_string()];
         files.extend(extra_files.iter().map(|p| p.display().to_string()));
-        let intent = Entry::Proc { id, phase: Phase::Intent, ns: ns.clone(), what: what.to_string(), pid: None, start: None, files: files.clone() };
+        let intent =
+            Entry::Proc { id, phase: Phase::Intent, ns: ns.clone(), what: what.to_string(), pid: None, start: None, files: files.clone() };
         let sandbox = self.sandboxed;
         let fd = match ns {
             NsRef::Host => None,
@@ -146,7 +147,9 @@ impl LiveBackend {
                 Ok((pid, stat(pid).map(|(_, s)| s)))
             },
             |(pid, start), e| match e {
-                Entry::Proc { id, phase, ns, what, files, .. } => Entry::Proc { id, phase, ns, what, pid: Some(*pid), start: *start, files },
+                Entry::Proc { id, phase, ns, what, files, .. } => {
+                    Entry::Proc { id, phase, ns, what, pid: Some(*pid), start: *start, files }
+                }
                 other => other,
             },
         )?;
@@ -262,7 +265,8 @@ impl LiveBackend {
             Command::Shell(line) => line.clone(),
             Command::Argv(argv) => argv.join(" "),
         };
-        let what = if text.chars().count() > 60 { format!("`{}...`", text.chars().take(57).collect::<String>()) } else { format!("`{text}`") };
+        let what =
+            if text.chars().count() > 60 { format!("`{}...`", text.chars().take(57).collect::<String>()) } else { format!("`{text}`") };
         let ready = listen.map(Ready::Tcp).unwrap_or(Ready::Started);
         let pid = self.start_process(&ns, &cmd, &what, Vec::new(), ready, Duration::from_millis(u64::from(wait_ms)))?;
         Ok(crate::op::Outcome::Spawned { pid })
