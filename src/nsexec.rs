@@ -123,6 +123,9 @@ fn ensure_run_dir() -> Result<()> {
 pub struct NewNetns {
     pub inode: u64,
     pub route_socket: rtnetlink::sys::Socket,
+    /// The namespace's handle (what `/run/netns/NAME` opens to), kept for
+    /// IFLA_NET_NS_FD and setns without opening the file again.
+    pub handle: File,
 }
 
 /// `ip netns add NAME`, plus a netlink socket bound to the new namespace (opened
@@ -150,12 +153,14 @@ pub fn create_netns(name: &str) -> Result<NewNetns> {
         let fd_path = format!("/proc/self/fd/{}", spare.ns.as_raw_fd());
         mount(Some(fd_path.as_str()), &path, Some("none"), MsFlags::MS_BIND, None::<&str>)
             .map_err(|e| Error::new(what()).errno(e as i32))?;
-        Ok(spare.socket)
+        Ok(spare)
     });
     match made {
-        Ok(route_socket) => {
-            let inode = fs::metadata(&path).map(|m| m.ino()).unwrap_or(0);
-            Ok(NewNetns { inode, route_socket })
+        Ok(spare) => {
+            let handle = File::from(spare.ns);
+            // The nsfs inode: the same number the bind mount shows.
+            let inode = handle.metadata().map(|m| m.ino()).unwrap_or(0);
+            Ok(NewNetns { inode, route_socket: spare.socket, handle })
         }
         Err(e) => {
             let _ = umount2(&path, MntFlags::MNT_DETACH);

@@ -20,6 +20,10 @@ pub trait Backend {
     /// The lab's name; settable until the first object is created.
     fn lab_name(&self) -> String;
     fn set_lab_name(&mut self, name: &str) -> Result<()>;
+    /// Complete whatever is still in flight (a pipelining backend's queued requests).
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// The namespaces the lab created, in creation order.
     fn lab_netns(&self) -> Vec<String> {
         Vec::new()

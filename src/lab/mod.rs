@@ -364,10 +364,17 @@ impl Ledger {
     }
 
     pub fn append(&mut self, e: &Entry) -> Result<()> {
-        let mut line = serde_json::to_string(e).expect("ledger entries serialize");
-        line.push('\n');
-        // One write per entry: a killed run leaves whole lines (O_APPEND).
-        self.file.write_all(line.as_bytes()).map_err(|err| Error::io(format!("cannot write the ledger of lab {:?}", self.lab), &err))
+        self.append_all(std::slice::from_ref(e))
+    }
+
+    /// Several entries in one write: a killed run leaves whole lines (O_APPEND).
+    pub fn append_all(&mut self, entries: &[Entry]) -> Result<()> {
+        let mut text = String::new();
+        for e in entries {
+            text.push_str(&serde_json::to_string(e).expect("ledger entries serialize"));
+            text.push('\n');
+        }
+        self.file.write_all(text.as_bytes()).map_err(|err| Error::io(format!("cannot write the ledger of lab {:?}", self.lab), &err))
     }
 }
 

@@ -67,6 +67,7 @@ pub struct ScriptEngine {
     pub engine: rhai::Engine,
     pub scope: Scope<'static>,
     functions: AST,
+    backend: Shared,
 }
 
 impl ScriptEngine {
@@ -93,7 +94,7 @@ impl ScriptEngine {
         overlay::register(&mut engine, &backend);
         check::register(&mut engine, &backend);
         cidr::register(&mut engine);
-        ScriptEngine { engine, scope: Scope::new(), functions: AST::empty() }
+        ScriptEngine { engine, scope: Scope::new(), functions: AST::empty(), backend }
     }
 
     pub fn set_var(&mut self, key: &str, value: Dynamic) {
@@ -110,6 +111,10 @@ impl ScriptEngine {
     pub fn run(&mut self, ast: AST) -> RhaiResult<Dynamic> {
         self.functions += ast.clone_functions_only();
         let combined = self.functions.merge(&ast);
-        self.engine.eval_ast_with_scope::<Dynamic>(&mut self.scope, &combined)
+        let value = self.engine.eval_ast_with_scope::<Dynamic>(&mut self.scope, &combined)?;
+        // Whatever the backend still has in flight is done when a script (or a REPL
+        // entry) is.
+        self.backend.borrow_mut().finish().map_err(fail)?;
+        Ok(value)
     }
 }

@@ -69,11 +69,17 @@ impl LiveBackend {
     }
 
     fn record(&mut self, e: Entry) -> Result<()> {
+        self.record_all(vec![e])
+    }
+
+    fn record_all(&mut self, entries: Vec<Entry>) -> Result<()> {
         if self.ledger.is_none() {
             self.ledger = Some(Ledger::create(&self.lab, &self.script)?);
         }
-        self.ledger.as_mut().expect("just opened").append(&e)?;
-        self.state.apply(&e);
+        self.ledger.as_mut().expect("just opened").append_all(&entries)?;
+        for e in &entries {
+            self.state.apply(e);
+        }
         Ok(())
     }
 
@@ -126,6 +132,7 @@ impl LiveBackend {
         )?;
         let ns = NsRef::named(name);
         self.nl.adopt_socket(ns.clone(), made.route_socket);
+        self.nl.adopt_ns_handle(name, made.handle);
         self.nl.queue_lo_up(&ns)?;
         Ok(Outcome::Done)
     }
@@ -164,12 +171,15 @@ impl LiveBackend {
             pair: Some(pair),
         };
         let (near, far) = (end(a, b, &spec.ns, &spec.name), end(b, a, &spec.peer_ns, &spec.peer));
-        self.record(far.clone())?;
-        let res = self.created(near, |be| be.nl.create_veth(&spec), |(ia, _), e| set_index(e, *ia));
-        match res {
-            Ok((_, ib)) => self.record(set_index(with_phase(far, Phase::Done), ib))?,
+        // Both ends' intents in one ledger write, both results in another.
+        let _names = lab::lock::names()?;
+        self.record_all(vec![far.clone(), near.clone()])?;
+        match self.nl.create_veth(&spec) {
+            Ok((ia, ib)) => {
+                self.record_all(vec![set_index(with_phase(near, Phase::Done), ia), set_index(with_phase(far, Phase::Done), ib)])?
+            }
             Err(e) => {
-                self.record(with_phase(far, Phase::Failed))?;
+                self.record_all(vec![with_phase(near, Phase::Failed), with_phase(far, Phase::Failed)])?;
                 return Err(e);
             }
         }
@@ -346,9 +356,26 @@ impl Backend for LiveBackend {
         // SIGINT/SIGTERM stop the build between two ops (see signals.rs).
         crate::signals::check()?;
         let is_exec = matches!(op, Op::Exec { .. } | Op::ExecTimeout { .. } | Op::Spawn { .. });
+        // Link setup may ride on requests still in flight (a new namespace's lo going up):
+        // the kernel handles each socket's requests in order. Anything else first waits
+        // for them, so it sees the lab as the script built it.
+        let rides = matches!(
+            op,
+            Op::CreateNetns { .. }
+                | Op::CreateBridge { .. }
+                | Op::CreateVeth(_)
+                | Op::SetLink { .. }
+                | Op::AddAddr { .. }
+                | Op::AddRoute { .. }
+        );
+        if !rides {
+            self.nl.flush()?;
+        }
+        let defer = matches!(op, Op::CreateNetns { .. });
         let out = self.apply_one(op);
-        // Requests queued by the op (a veth peer brought up...) are acked before it returns.
-        let flushed = self.nl.flush();
+        // Requests queued by the op (a veth peer brought up...) are acked before it
+        // returns; a new namespace's lo-up rides along with the next op.
+        let flushed = if defer && out.is_ok() { Ok(()) } else { self.nl.flush() };
         if is_exec {
             // A user's command may have renamed, moved or deleted links.
             self.nl.forget_indexes();
@@ -373,6 +400,10 @@ impl Backend for LiveBackend {
 
     fn lab_netns(&self) -> Vec<String> {
         self.state().netns.iter().map(|n| n.name.clone()).collect()
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.nl.flush()
     }
 
     fn lab_name(&self) -> String {

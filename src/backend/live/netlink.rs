@@ -94,6 +94,11 @@ impl Netlink {
         self.handles.insert(ns, handle);
     }
 
+    /// Keep the handle of a namespace we just created (no need to open its file again).
+    pub fn adopt_ns_handle(&mut self, name: &str, handle: File) {
+        self.ns_files.insert(name.to_string(), handle);
+    }
+
     /// The open handle of a named namespace (`/run/netns/NAME`), kept for the run.
     pub fn ns_fd(&mut self, ns: &NsRef) -> Result<BorrowedFd<'_>> {
         match ns {
@@ -167,7 +172,8 @@ impl Netlink {
     /// Create a link and return the kernel's echo of it (its ifindex, and for a veth
     /// IFLA_LINK, the peer's ifindex): one round trip, no lookups.
     fn create_echo(&mut self, ns: &NsRef, msg: LinkMessage, explain: impl FnOnce(Error) -> Error) -> Result<Option<LinkMessage>> {
-        self.flush()?;
+        // Requests still queued on other sockets stay queued: their acks come with the
+        // next flush, and the kernel keeps each socket's order.
         let mut h = self.handle(ns)?;
         let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewLink(msg));
         req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO;
