@@ -10,6 +10,7 @@ mod lab;
 mod nsexec;
 mod op;
 mod privilege;
+mod progress;
 mod recipes;
 mod repl;
 mod script;

@@ -98,3 +98,31 @@ $NSS down star >/dev/null 2>&1
     assert!(out.status.success(), "bench smoke failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.lines().any(|l| l.starts_with("nsscript")) && text.lines().any(|l| l.starts_with("cstar")), "{text}");
 }
+
+#[test]
+fn a_progress_line_shows_on_a_terminal_after_a_second_and_never_in_a_pipe() {
+    use expectrl::{Expect, Regex};
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let lab = "for i in 1..=4 { let n = netns(`pg${i}`); connect(n, bridge(\"pgbr\"), #{ addr: `10.9.0.${i + 1}/24` }); sleep(400); }\nprint(\"built\");\n";
+    std::fs::write(dir.path().join("slow.rhai"), lab).unwrap();
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args([
+        "--net",
+        "--mount",
+        "--propagation",
+        "private",
+        "bash",
+        "-c",
+        "mount -t tmpfs tmpfs /run && ip link set lo up && exec \"$NSS\" --sandbox slow.rhai",
+    ]);
+    cmd.current_dir(dir.path()).env("NSS", bin()).env("TERM", "xterm");
+    let mut p = expectrl::Session::spawn(cmd).expect("spawn in a pty");
+    p.set_expect_timeout(Some(Duration::from_secs(20)));
+    p.expect(Regex(r"operations: \d+ namespaces in lab slow")).expect("the progress line on a terminal");
+    p.expect("built").expect("the lab finishes");
+    // The same lab with stderr in a pipe: not a trace of it.
+    let run = isolated(&[("slow.rhai", lab)], "$NSS --sandbox slow.rhai");
+    run.ok();
+    assert!(!run.stderr.contains("operations:"), "no progress line in a pipe: {}", run.stderr);
+}

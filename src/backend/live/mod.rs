@@ -30,6 +30,7 @@ pub struct LiveBackend {
     state: LabState,
     /// A `--sandbox` run: the lab's processes end with it (and with nsscript if killed).
     sandboxed: bool,
+    progress: crate::progress::Progress,
 }
 
 impl LiveBackend {
@@ -42,6 +43,7 @@ impl LiveBackend {
             ledger: None,
             state: LabState::default(),
             sandboxed: false,
+            progress: Default::default(),
         })
     }
 
@@ -60,6 +62,7 @@ impl LiveBackend {
 
     /// Remove everything this run created and the ledger with it.
     pub fn rollback(&mut self) -> teardown::Report {
+        self.progress.done();
         let report = teardown::teardown(&self.state, &mut self.nl, true);
         if self.ledger.take().is_some() && report.failed.is_empty() {
             let _ = lab::remove(&self.lab);
@@ -372,6 +375,8 @@ impl Backend for LiveBackend {
             self.nl.flush()?;
         }
         let defer = matches!(op, Op::CreateNetns { .. });
+        let netns = self.state.netns.len();
+        self.progress.tick(|| format!("{netns} namespaces in lab {}", self.lab));
         let out = self.apply_one(op);
         // Requests queued by the op (a veth peer brought up...) are acked before it
         // returns; a new namespace's lo-up rides along with the next op.
@@ -403,6 +408,7 @@ impl Backend for LiveBackend {
     }
 
     fn finish(&mut self) -> Result<()> {
+        self.progress.done();
         self.nl.flush()
     }
 
