@@ -447,3 +447,12 @@ fn not_root_is_detected_up_front() {
     assert!(err.contains("needs root") && err.contains("CAP_NET_ADMIN") && err.contains("sudo"), "{err}");
     assert_eq!(left.trim(), "lo");
 }
+
+#[test]
+fn the_readme_reference_is_what_nsscript_functions_prints() {
+    let out = std::process::Command::new(bin()).arg("functions").output().expect("nsscript runs");
+    let table = String::from_utf8_lossy(&out.stdout);
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    assert!(table.lines().count() > 40, "the registry lists the API:\n{table}");
+    assert!(readme.contains(table.as_ref()), "README.md's function reference differs from `nsscript functions`: paste its output");
+}
