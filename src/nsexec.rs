@@ -130,7 +130,11 @@ pub struct NewNetns {
 
 /// `ip netns add NAME`, plus a netlink socket bound to the new namespace (opened
 /// by the thread that created it, which saves a switch later).
-pub fn create_netns(name: &str) -> Result<NewNetns> {
+/// What a new namespace gets before it is handed over (bringing lo up), run on the
+/// worker over the namespace's own netlink socket, in parallel with the main thread.
+pub type SpareSetup = fn(&rtnetlink::sys::Socket) -> Result<()>;
+
+pub fn create_netns(name: &str, setup: SpareSetup) -> Result<NewNetns> {
     validate_netns_name(name)?;
     ensure_run_dir()?;
     let path = netns_path(name);
@@ -148,7 +152,7 @@ pub fn create_netns(name: &str) -> Result<NewNetns> {
                 err
             }
         })?;
-    let made = take_spare().and_then(|spare| {
+    let made = take_spare(setup).and_then(|spare| {
         // Bind-mount the spare namespace under its name, as `ip netns attach` does.
         let fd_path = format!("/proc/self/fd/{}", spare.ns.as_raw_fd());
         mount(Some(fd_path.as_str()), &path, Some("none"), MsFlags::MS_BIND, None::<&str>)
@@ -180,24 +184,26 @@ struct Spare {
 /// copy_net_ns). The worker makes the next one while the main thread configures the
 /// current one, so labs of many namespaces use both CPUs. A spare is anonymous until
 /// it is named: if nsscript dies, it vanishes with the process.
-fn take_spare() -> Result<Spare> {
+fn take_spare(setup: SpareSetup) -> Result<Spare> {
     use std::sync::mpsc::Receiver;
     use std::sync::Mutex;
     static NEXT: Mutex<Option<Receiver<Result<Spare>>>> = Mutex::new(None);
-    let make = || {
-        on_worker_async(|| {
+    let make = |setup: SpareSetup| {
+        on_worker_async(move || {
             unshare(CloneFlags::CLONE_NEWNET).map_err(|e| Error::new("cannot create a network namespace").errno(e as i32))?;
-            let made = File::open("/proc/thread-self/ns/net")
-                .map_err(|e| Error::io("cannot open the new namespace", &e))
-                .and_then(|f| Ok(Spare { ns: f.into(), socket: route_socket()? }));
+            let made = File::open("/proc/thread-self/ns/net").map_err(|e| Error::io("cannot open the new namespace", &e)).and_then(|f| {
+                let socket = route_socket()?;
+                setup(&socket)?;
+                Ok(Spare { ns: f.into(), socket })
+            });
             setns(host_ns(), CloneFlags::CLONE_NEWNET).map_err(|e| Error::new("cannot return to the host namespace").errno(e as i32))?;
             made
         })
     };
     let mut next = NEXT.lock().unwrap_or_else(|p| p.into_inner());
-    let pending = next.take().unwrap_or_else(make);
+    let pending = next.take().unwrap_or_else(|| make(setup));
     let spare = pending.recv().unwrap_or_else(|_| Err(Error::new("the namespace worker failed")));
-    *next = Some(make());
+    *next = Some(make(setup));
     spare
 }
 

@@ -127,7 +127,7 @@ impl LiveBackend {
         let intent = Entry::Netns { id, phase: Phase::Intent, name: name.to_string(), inode: None };
         let made = self.created(
             intent,
-            |_| nsexec::create_netns(name),
+            |_| nsexec::create_netns(name, netlink::lo_up_on),
             |made, e| match e {
                 Entry::Netns { id, phase, name, .. } => Entry::Netns { id, phase, name, inode: Some(made.inode) },
                 other => other,
@@ -136,7 +136,6 @@ impl LiveBackend {
         let ns = NsRef::named(name);
         self.nl.adopt_socket(ns.clone(), made.route_socket);
         self.nl.adopt_ns_handle(name, made.handle);
-        self.nl.queue_lo_up(&ns)?;
         Ok(Outcome::Done)
     }
 
@@ -374,13 +373,11 @@ impl Backend for LiveBackend {
         if !rides {
             self.nl.flush()?;
         }
-        let defer = matches!(op, Op::CreateNetns { .. });
         let netns = self.state.netns.len();
         self.progress.tick(|| format!("{netns} namespaces in lab {}", self.lab));
         let out = self.apply_one(op);
-        // Requests queued by the op (a veth peer brought up...) are acked before it
-        // returns; a new namespace's lo-up rides along with the next op.
-        let flushed = if defer && out.is_ok() { Ok(()) } else { self.nl.flush() };
+        // Requests queued by the op (a veth peer brought up...) are acked before it returns.
+        let flushed = self.nl.flush();
         if is_exec {
             // A user's command may have renamed, moved or deleted links.
             self.nl.forget_indexes();

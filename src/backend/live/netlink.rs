@@ -233,12 +233,6 @@ impl Netlink {
         Ok(self.get_link(ns, name)?.map(|m| kind_of(&m)))
     }
 
-    /// In a namespace we just created, lo is always ifindex 1.
-    pub fn queue_lo_up(&mut self, ns: &NsRef) -> Result<()> {
-        let msg = LinkUnspec::new_with_index(1).up().build();
-        self.queue(ns, RouteNetlinkMessage::SetLink(msg), 0, Box::new(|e| Error { what: "cannot bring lo up".into(), ..e }))
-    }
-
     pub fn create_bridge(&mut self, ns: &NsRef, name: &str) -> Result<u32> {
         validate_ifname(name)?;
         let msg = LinkBridge::new(name).up().build();
@@ -1007,5 +1001,24 @@ impl Netlink {
             }
         }
         Ok(())
+    }
+}
+
+/// Bring lo up over a namespace's fresh netlink socket, blocking: run by the namespace
+/// worker on a namespace it has just made (lo is always ifindex 1 there).
+pub fn lo_up_on(socket: &rtnetlink::sys::Socket) -> Result<()> {
+    let mut req = NetlinkMessage::from(RouteNetlinkMessage::SetLink(LinkUnspec::new_with_index(1).up().build()));
+    req.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+    req.finalize();
+    let mut buf = vec![0u8; req.buffer_len()];
+    req.serialize(&mut buf);
+    let what = "cannot bring lo up in a new namespace";
+    socket.send(&buf, 0).map_err(|e| Error::io(what, &e))?;
+    let mut answer = vec![0u8; 8192];
+    let n = socket.recv(&mut &mut answer[..], 0).map_err(|e| Error::io(what, &e))?;
+    match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&answer[..n]).map(|m| m.payload) {
+        Ok(NetlinkPayload::Error(e)) if e.code.is_some() => Err(Error::new(what).errno(-e.raw_code())),
+        Ok(_) => Ok(()),
+        Err(e) => Err(Error::new(what).why(e.to_string())),
     }
 }
