@@ -121,6 +121,11 @@ fn plan_of_vxlan_multicast_builds_the_same_state() {
 }
 
 #[test]
+fn plan_of_dnat_builds_the_same_state_with_its_rules() {
+    plan_matches_run("dnat", &[]);
+}
+
+#[test]
 fn plan_of_macvlan_builds_the_same_state() {
     plan_matches_run("macvlan", &[]);
 }

@@ -8,5 +8,6 @@ nss=target/release/nsscript
 for lab in scripts/seed004_bridge.rhai scripts/seed000_router.rhai; do
   [ -f "$lab" ] || continue
   echo "== $lab"
+  "$nss" graph "$lab" 2>/dev/null || true    # the topology, drawn from the script alone
   "$nss" --sandbox "$lab"
 done
