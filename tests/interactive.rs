@@ -370,17 +370,8 @@ fn repl_in_a_terminal_completes_names_keeps_functions_and_survives_errors() {
     use expectrl::{ControlCode, Expect, Regex};
     use std::time::Duration;
     let home = tempfile::tempdir().unwrap();
-    let mut cmd = std::process::Command::new("unshare");
-    cmd.args([
-        "--net",
-        "--mount",
-        "--propagation",
-        "private",
-        "bash",
-        "-c",
-        "mount -t tmpfs tmpfs /run && ip link set lo up && exec \"$NSS\" repl --on-exit down",
-    ]);
-    cmd.env("NSS", bin()).env("TERM", "xterm").env("HOME", home.path()).env_remove("NO_COLOR");
+    let mut cmd = isolated_nsscript("repl --on-exit down");
+    cmd.env("TERM", "xterm").env("HOME", home.path()).env_remove("NO_COLOR");
     let mut p = expectrl::Session::spawn(cmd).expect("spawn in a pty");
     p.set_expect_timeout(Some(Duration::from_secs(30)));
     prompt(&mut p, "nsscript");

@@ -106,17 +106,8 @@ fn a_progress_line_shows_on_a_terminal_after_a_second_and_never_in_a_pipe() {
     let dir = tempfile::tempdir().unwrap();
     let lab = "for i in 1..=4 { let n = netns(`pg${i}`); connect(n, bridge(\"pgbr\"), #{ addr: `10.9.0.${i + 1}/24` }); sleep(400); }\nprint(\"built\");\n";
     std::fs::write(dir.path().join("slow.rhai"), lab).unwrap();
-    let mut cmd = std::process::Command::new("unshare");
-    cmd.args([
-        "--net",
-        "--mount",
-        "--propagation",
-        "private",
-        "bash",
-        "-c",
-        "mount -t tmpfs tmpfs /run && ip link set lo up && exec \"$NSS\" --sandbox slow.rhai",
-    ]);
-    cmd.current_dir(dir.path()).env("NSS", bin()).env("TERM", "xterm");
+    let mut cmd = isolated_nsscript("--sandbox slow.rhai");
+    cmd.current_dir(dir.path()).env("TERM", "xterm");
     let mut p = expectrl::Session::spawn(cmd).expect("spawn in a pty");
     p.set_expect_timeout(Some(Duration::from_secs(20)));
     p.expect(Regex(r"operations: \d+ namespaces in lab slow")).expect("the progress line on a terminal");

@@ -95,3 +95,13 @@ section() { printf '==%s==\n' "$1"; }
 
 /// What the leftover check compares: namespaces, links, /run/netns and mounts.
 pub const SNAPSHOT: &str = r#"snapshot() { ip netns list; ip -br link | awk '{print $1}'; ls -A /run/netns 2>/dev/null; grep -c ' /run/netns/' /proc/self/mountinfo || true; }"#;
+
+/// A command that runs `nsscript ARGS` (the binary as `$NSS`) in the same isolation as
+/// [`isolated`], for tests that drive it through a pseudo-terminal.
+pub fn isolated_nsscript(args: &str) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--net", "--mount", "--propagation", "private", "bash", "-c"])
+        .arg(format!("mount -t tmpfs tmpfs /run && ip link set lo up && exec \"$NSS\" {args}"))
+        .env("NSS", bin());
+    cmd
+}
