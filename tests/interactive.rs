@@ -121,6 +121,16 @@ fn plan_of_vxlan_multicast_builds_the_same_state() {
 }
 
 #[test]
+fn plan_of_seed002_bridge_builds_the_same_state() {
+    plan_matches_run("seed002_bridge", &[]);
+}
+
+#[test]
+fn plan_of_seed001_netns_builds_the_same_state_with_its_dhcp_lease() {
+    plan_matches_run("seed001_netns", &["r2 eth0"]);
+}
+
+#[test]
 fn plan_of_dnat_builds_the_same_state_with_its_rules() {
     plan_matches_run("dnat", &[]);
 }

@@ -20,6 +20,12 @@ pub trait Backend {
     /// The lab's name; settable until the first object is created.
     fn lab_name(&self) -> String;
     fn set_lab_name(&mut self, name: &str) -> Result<()>;
+    /// Whether reachability checks (`assert_ping`, `pingall`...) can be trusted: a
+    /// recording backend runs nothing, so its answers are guesses and failed checks are
+    /// reported, not fatal.
+    fn checks_are_advisory(&self) -> bool {
+        false
+    }
     /// Complete whatever is still in flight (a pipelining backend's queued requests).
     fn finish(&mut self) -> Result<()> {
         Ok(())

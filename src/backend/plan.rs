@@ -817,14 +817,16 @@ impl PlanBackend {
             format!("DHCP client on {iface} in {ns}: nsscript's own client; the plan assumes the first free lease"),
             vec![format!("# {}", inside(&ns, &format!("dhclient -1 {}", sh_quote(&iface))))],
         );
+        let server = match server {
+            Some(IpAddr::V4(s)) => Some(s),
+            _ => None,
+        };
         Ok(Outcome::Lease(Lease {
             addr,
             prefix,
-            router: spec.router,
-            server: match server {
-                Some(IpAddr::V4(s)) => Some(s),
-                _ => None,
-            },
+            // Without a router option dnsmasq offers its own address as the router.
+            router: spec.router.or(server),
+            server,
             dns: spec.dns.iter().map(|d| d.to_string()).collect(),
             lease_secs: Some(3600),
             ms: 0,
@@ -1000,6 +1002,10 @@ impl Backend for PlanBackend {
 
     fn lab_name(&self) -> String {
         self.lab.clone()
+    }
+
+    fn checks_are_advisory(&self) -> bool {
+        true
     }
 
     fn set_lab_name(&mut self, name: &str) -> Result<()> {

@@ -461,6 +461,10 @@ fn assert_reach(b: &Shared, ns: Netns, addr: &str, opts: &Map, expect: bool) -> 
     if (r.received > 0) == expect {
         return Ok(());
     }
+    if b.borrow().checks_are_advisory() {
+        eprintln!("plan: not checked (needs the real lab): {func}({}, {addr:?})", ns.0.name().unwrap_or("host()"));
+        return Ok(());
+    }
     let routes = match apply(b, Op::Routes { ns: ns.0.clone() })? {
         Outcome::Routes(r) => r,
         _ => Vec::new(),
