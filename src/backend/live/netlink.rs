@@ -675,15 +675,6 @@ pub fn format_mac(mac: &[u8]) -> String {
     mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
-#[allow(dead_code)]
-fn family_of(ip: &IpAddr) -> AddressFamily {
-    if ip.is_ipv4() {
-        AddressFamily::Inet
-    } else {
-        AddressFamily::Inet6
-    }
-}
-
 // ---- Issue 4: link kinds, forwarding tables, bridge VLANs, qdiscs ----
 
 /// Send one request and wait for its ack.
