@@ -131,6 +131,13 @@ fn describe(err: &EvalAltResult) -> (String, String, Option<String>) {
     }
 }
 
+fn origin_of(err: &EvalAltResult) -> Option<crate::error::Origin> {
+    match err {
+        EvalAltResult::ErrorRuntime(value, _) => value.clone().try_cast::<Error>().and_then(|e| e.origin),
+        _ => None,
+    }
+}
+
 /// Build the report for a script error raised while running `main`.
 pub fn from_rhai(err: &EvalAltResult, main: &str, sources: &Sources) -> Report {
     let mut frames: Vec<(String, Position, String)> = Vec::new();
@@ -154,6 +161,16 @@ pub fn from_rhai(err: &EvalAltResult, main: &str, sources: &Sources) -> Report {
         }
     }
     let (message, label, help) = describe(cur);
+    // A queued request refused at a later flush: point at the call that made it (the
+    // calls that led to the flush have nothing to do with it).
+    if let Some(origin) = origin_of(cur) {
+        let source = match origin.source.as_str() {
+            "" => main.to_string(),
+            s if !s.starts_with("stdlib/") && crate::stdlib::source_of(s).is_some() => format!("stdlib/{s}.rhai"),
+            s => s.to_string(),
+        };
+        return located(sources, &source, Position::new(origin.line as u16, origin.column as u16), label, message, help);
+    }
     let mut report = located(sources, &source, cur.position(), label, message, help);
     report.related =
         frames.into_iter().rev().map(|(src, pos, what)| located(sources, &src, pos, "called here".into(), what, None)).collect();

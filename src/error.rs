@@ -15,13 +15,24 @@ pub struct Error {
     pub help: Option<String>,
     /// The raw errno, when the kernel refused (lets callers react to EEXIST, ENODEV...).
     pub errno: Option<i32>,
+    /// The script call that asked for the failed request, when the refusal arrives
+    /// later than that call returned (queued requests are sent in batches).
+    pub origin: Option<Origin>,
+}
+
+/// A place in a script: the source name Rhai knows it by, and a 1-based line and column.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Origin {
+    pub source: String,
+    pub line: usize,
+    pub column: usize,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn new(what: impl Into<String>) -> Self {
-        Error { what: what.into(), why: None, help: None, errno: None }
+        Error { what: what.into(), why: None, help: None, errno: None, origin: None }
     }
 
     pub fn why(mut self, why: impl Into<String>) -> Self {
@@ -39,6 +50,14 @@ impl Error {
         let errno = errno.abs();
         self.errno = Some(errno);
         self.why = Some(errno_words(errno));
+        self
+    }
+
+    /// Where the request that failed was made (kept if already set).
+    pub fn made_at(mut self, origin: Option<Origin>) -> Self {
+        if self.origin.is_none() {
+            self.origin = origin;
+        }
         self
     }
 

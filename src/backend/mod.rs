@@ -4,7 +4,7 @@
 pub mod live;
 pub mod plan;
 
-use crate::error::Result;
+use crate::error::{Origin, Result};
 use crate::op::{Op, Outcome};
 
 pub trait Backend {
@@ -25,6 +25,13 @@ pub trait Backend {
     /// reported, not fatal.
     fn checks_are_advisory(&self) -> bool {
         false
+    }
+    /// The script call the next ops serve (None between calls): a pipelining backend
+    /// keeps it with requests whose refusal may come after the call returned.
+    fn set_origin(&mut self, _origin: Option<Origin>) {}
+    /// Send whatever is queued now (before a pause, say), and report its refusals.
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
     }
     /// Complete whatever is still in flight (a pipelining backend's queued requests).
     fn finish(&mut self) -> Result<()> {

@@ -2,14 +2,14 @@
 
 use super::args::{self, Opts};
 use super::types::{Link, Netns};
-use super::{apply, fail, RhaiResult, Shared};
+use super::{apply, apply_from, fail, from_call, RhaiResult, Shared};
 use crate::error::Error;
 use crate::op::{LinkChange, NsRef, Op, Outcome, VethSpec};
 use crate::recipes::{self, ConnectOpts, Target};
-use rhai::{Engine, Map};
+use rhai::{Engine, Map, NativeCallContext};
 
-fn set(b: &Shared, l: &Link, change: LinkChange) -> RhaiResult<Link> {
-    match apply(b, Op::SetLink { ns: l.ns.clone(), name: l.name.clone(), change })? {
+fn set(ctx: &NativeCallContext, b: &Shared, l: &Link, change: LinkChange) -> RhaiResult<Link> {
+    match apply_from(ctx, b, Op::SetLink { ns: l.ns.clone(), name: l.name.clone(), change })? {
         Outcome::Link { ns, name } => Ok(Link { ns, name }),
         _ => Ok(l.clone()),
     }
@@ -20,7 +20,7 @@ fn bridge(b: &Shared, ns: NsRef, name: &str) -> RhaiResult<Link> {
     Ok(Link { ns, name: name.to_string() })
 }
 
-fn master(b: &Shared, l: &Link, br: &Link) -> RhaiResult<Link> {
+fn master(ctx: &NativeCallContext, b: &Shared, l: &Link, br: &Link) -> RhaiResult<Link> {
     if br.ns != l.ns {
         return Err(fail(
             Error::new(format!("cannot enslave {} to {}", l.name, br.name))
@@ -28,10 +28,10 @@ fn master(b: &Shared, l: &Link, br: &Link) -> RhaiResult<Link> {
                 .help("move the link into the bridge's namespace first (.move_to(ns)), or use connect(ns, bridge)"),
         ));
     }
-    set(b, l, LinkChange::Master(br.name.clone()))
+    set(ctx, b, l, LinkChange::Master(br.name.clone()))
 }
 
-fn connect(b: &Shared, ns: &Netns, target: Target, opts: &Map) -> RhaiResult<Link> {
+fn connect(ctx: &NativeCallContext, b: &Shared, ns: &Netns, target: Target, opts: &Map) -> RhaiResult<Link> {
     let o = Opts::new("connect", opts, &["ifname", "peer", "addr", "gw", "mtu", "peer_addr"])?;
     let copts = ConnectOpts {
         ifname: o.string("ifname")?,
@@ -41,7 +41,7 @@ fn connect(b: &Shared, ns: &Netns, target: Target, opts: &Map) -> RhaiResult<Lin
         mtu: o.int("mtu")?.map(|n| args::u32_in("mtu", n, 68, 65535)).transpose()?,
         peer_addr: o.string("peer_addr")?.map(|s| args::cidr(&s)).transpose()?,
     };
-    let (ns, name) = recipes::connect(&mut *b.borrow_mut(), &ns.0, &target, &copts).map_err(fail)?;
+    let (ns, name) = from_call(ctx, b, |backend| recipes::connect(backend, &ns.0, &target, &copts))?;
     Ok(Link { ns, name })
 }
 
@@ -80,33 +80,37 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
     engine.register_fn("link", move |ns: Netns, name: &str| -> RhaiResult<Link> { existing(&b, ns.0, name) });
 
     let b = backend.clone();
-    engine.register_fn("up", move |l: &mut Link| set(&b, l, LinkChange::Up));
+    engine.register_fn("up", move |ctx: NativeCallContext, l: &mut Link| set(&ctx, &b, l, LinkChange::Up));
     let b = backend.clone();
-    engine.register_fn("down", move |l: &mut Link| set(&b, l, LinkChange::Down));
+    engine.register_fn("down", move |ctx: NativeCallContext, l: &mut Link| set(&ctx, &b, l, LinkChange::Down));
     let b = backend.clone();
-    engine.register_fn("addr", move |l: &mut Link, cidr: &str| -> RhaiResult<Link> {
-        apply(&b, Op::AddAddr { ns: l.ns.clone(), link: l.name.clone(), addr: args::cidr(cidr)? })?;
+    engine.register_fn("addr", move |ctx: NativeCallContext, l: &mut Link, cidr: &str| -> RhaiResult<Link> {
+        apply_from(&ctx, &b, Op::AddAddr { ns: l.ns.clone(), link: l.name.clone(), addr: args::cidr(cidr)? })?;
         Ok(l.clone())
     });
     let b = backend.clone();
-    engine.register_fn("master", move |l: &mut Link, br: Link| master(&b, l, &br));
+    engine.register_fn("master", move |ctx: NativeCallContext, l: &mut Link, br: Link| master(&ctx, &b, l, &br));
     let b = backend.clone();
-    engine.register_fn("master", move |l: &mut Link, br: &str| master(&b, l, &Link { ns: l.ns.clone(), name: br.to_string() }));
-    let b = backend.clone();
-    engine.register_fn("nomaster", move |l: &mut Link| set(&b, l, LinkChange::NoMaster));
-    let b = backend.clone();
-    engine.register_fn("move_to", move |l: &mut Link, ns: Netns| set(&b, l, LinkChange::MoveTo(ns.0)));
-    let b = backend.clone();
-    engine.register_fn("rename", move |l: &mut Link, name: &str| set(&b, l, LinkChange::Rename(name.to_string())));
-    let b = backend.clone();
-    engine.register_fn("mtu", move |l: &mut Link, mtu: i64| -> RhaiResult<Link> {
-        let mtu = args::u32_in("mtu", mtu, 68, 65535)?;
-        set(&b, l, LinkChange::Mtu(mtu))
+    engine.register_fn("master", move |ctx: NativeCallContext, l: &mut Link, br: &str| {
+        master(&ctx, &b, l, &Link { ns: l.ns.clone(), name: br.to_string() })
     });
     let b = backend.clone();
-    engine.register_fn("mac", move |l: &mut Link, mac: &str| -> RhaiResult<Link> {
+    engine.register_fn("nomaster", move |ctx: NativeCallContext, l: &mut Link| set(&ctx, &b, l, LinkChange::NoMaster));
+    let b = backend.clone();
+    engine.register_fn("move_to", move |ctx: NativeCallContext, l: &mut Link, ns: Netns| set(&ctx, &b, l, LinkChange::MoveTo(ns.0)));
+    let b = backend.clone();
+    engine.register_fn("rename", move |ctx: NativeCallContext, l: &mut Link, name: &str| {
+        set(&ctx, &b, l, LinkChange::Rename(name.to_string()))
+    });
+    let b = backend.clone();
+    engine.register_fn("mtu", move |ctx: NativeCallContext, l: &mut Link, mtu: i64| -> RhaiResult<Link> {
+        let mtu = args::u32_in("mtu", mtu, 68, 65535)?;
+        set(&ctx, &b, l, LinkChange::Mtu(mtu))
+    });
+    let b = backend.clone();
+    engine.register_fn("mac", move |ctx: NativeCallContext, l: &mut Link, mac: &str| -> RhaiResult<Link> {
         let mac = args::mac(mac)?;
-        set(&b, l, LinkChange::Mac(mac))
+        set(&ctx, &b, l, LinkChange::Mac(mac))
     });
     let b = backend.clone();
     engine.register_fn("peer", move |l: &mut Link| -> RhaiResult<Link> {
@@ -122,14 +126,21 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
     });
 
     let b = backend.clone();
-    engine
-        .register_fn("connect", move |ns: Netns, br: Link, opts: Map| connect(&b, &ns, Target::Bridge { ns: br.ns, name: br.name }, &opts));
+    engine.register_fn("connect", move |ctx: NativeCallContext, ns: Netns, br: Link, opts: Map| {
+        connect(&ctx, &b, &ns, Target::Bridge { ns: br.ns, name: br.name }, &opts)
+    });
     let b = backend.clone();
-    engine.register_fn("connect", move |ns: Netns, br: Link| connect(&b, &ns, Target::Bridge { ns: br.ns, name: br.name }, &Map::new()));
+    engine.register_fn("connect", move |ctx: NativeCallContext, ns: Netns, br: Link| {
+        connect(&ctx, &b, &ns, Target::Bridge { ns: br.ns, name: br.name }, &Map::new())
+    });
     let b = backend.clone();
-    engine.register_fn("connect", move |ns: Netns, other: Netns, opts: Map| connect(&b, &ns, Target::Netns(other.0), &opts));
+    engine.register_fn("connect", move |ctx: NativeCallContext, ns: Netns, other: Netns, opts: Map| {
+        connect(&ctx, &b, &ns, Target::Netns(other.0), &opts)
+    });
     let b = backend.clone();
-    engine.register_fn("connect", move |ns: Netns, other: Netns| connect(&b, &ns, Target::Netns(other.0), &Map::new()));
+    engine.register_fn("connect", move |ctx: NativeCallContext, ns: Netns, other: Netns| {
+        connect(&ctx, &b, &ns, Target::Netns(other.0), &Map::new())
+    });
 }
 
 /// `link(ns, name)`: a handle on a link that must exist now.

@@ -14,10 +14,10 @@ mod router;
 pub mod types;
 
 use crate::backend::Backend;
-use crate::error::Error;
+use crate::error::{Error, Origin};
 use crate::op::{Op, Outcome};
 use rhai::module_resolvers::{FileModuleResolver, ModuleResolversCollection};
-use rhai::{Dynamic, EvalAltResult, Position, Scope, AST};
+use rhai::{Dynamic, EvalAltResult, NativeCallContext, Position, Scope, AST};
 use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
@@ -34,6 +34,31 @@ pub fn fail(e: Error) -> Box<EvalAltResult> {
 
 pub(crate) fn apply(b: &Shared, op: Op) -> RhaiResult<Outcome> {
     b.borrow_mut().apply(op).map_err(fail)
+}
+
+/// Serve one script call with the backend told where the call is: a request it
+/// queues, and the kernel refuses at a later flush, still points at this line.
+pub(crate) fn from_call<T>(
+    ctx: &NativeCallContext,
+    b: &Shared,
+    f: impl FnOnce(&mut dyn Backend) -> crate::error::Result<T>,
+) -> RhaiResult<T> {
+    let pos = ctx.call_position();
+    let origin = pos.line().map(|line| Origin {
+        source: ctx.call_source().unwrap_or_default().to_string(),
+        line,
+        column: pos.position().unwrap_or(1),
+    });
+    let mut backend = b.borrow_mut();
+    backend.set_origin(origin);
+    let out = f(&mut *backend);
+    backend.set_origin(None);
+    out.map_err(fail)
+}
+
+/// [`apply`] for ops whose requests may be queued (see [`from_call`]).
+pub(crate) fn apply_from(ctx: &NativeCallContext, b: &Shared, op: Op) -> RhaiResult<Outcome> {
+    from_call(ctx, b, |backend| backend.apply(op))
 }
 
 /// A leading `#!` line is not Rhai: blank it, keeping line numbers, so lab files can
@@ -111,10 +136,12 @@ impl ScriptEngine {
     pub fn run(&mut self, ast: AST) -> RhaiResult<Dynamic> {
         self.functions += ast.clone_functions_only();
         let combined = self.functions.merge(&ast);
-        let value = self.engine.eval_ast_with_scope::<Dynamic>(&mut self.scope, &combined)?;
-        // Whatever the backend still has in flight is done when a script (or a REPL
-        // entry) is.
-        self.backend.borrow_mut().finish().map_err(fail)?;
+        let value = self.engine.eval_ast_with_scope::<Dynamic>(&mut self.scope, &combined);
+        // Whatever the backend still has queued is done when a script (or a REPL entry)
+        // is, also one that failed halfway: what came before the error happened.
+        let finished = self.backend.borrow_mut().finish().map_err(fail);
+        let value = value?;
+        finished?;
         Ok(value)
     }
 }

@@ -3,11 +3,11 @@
 
 use super::args;
 use super::types::Netns;
-use super::{apply, fail, RhaiResult, Shared};
+use super::{apply, apply_from, fail, RhaiResult, Shared};
 use crate::error::Error;
 use crate::op::{Command, NsRef, Op, Outcome, RouteVia};
 use crate::recipes;
-use rhai::{Array, Engine, Map};
+use rhai::{Array, Engine, Map, NativeCallContext};
 
 fn exec(b: &Shared, ns: &Netns, cmd: Command) -> RhaiResult<Map> {
     match apply(b, Op::Exec { ns: ns.0.clone(), cmd })? {
@@ -22,7 +22,7 @@ fn exec(b: &Shared, ns: &Netns, cmd: Command) -> RhaiResult<Map> {
     }
 }
 
-fn route(b: &Shared, ns: &Netns, dest: &str, via: &str) -> RhaiResult<Netns> {
+fn route(ctx: &NativeCallContext, b: &Shared, ns: &Netns, dest: &str, via: &str) -> RhaiResult<Netns> {
     let dest = args::route_dest(dest)?;
     let via = match via.parse() {
         Ok(ip) => RouteVia::Gateway(ip),
@@ -30,7 +30,7 @@ fn route(b: &Shared, ns: &Netns, dest: &str, via: &str) -> RhaiResult<Netns> {
         Err(_) if via.chars().all(|c| c.is_ascii_hexdigit() || c == '.' || c == ':') => return Err(args::ip(via).unwrap_err()),
         Err(_) => RouteVia::Device(via.to_string()),
     };
-    apply(b, Op::AddRoute { ns: ns.0.clone(), dest, via })?;
+    apply_from(ctx, b, Op::AddRoute { ns: ns.0.clone(), dest, via })?;
     Ok(ns.clone())
 }
 
@@ -94,7 +94,7 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
     });
 
     let b = backend.clone();
-    engine.register_fn("route", move |ns: &mut Netns, dest: &str, via: &str| route(&b, ns, dest, via));
+    engine.register_fn("route", move |ctx: NativeCallContext, ns: &mut Netns, dest: &str, via: &str| route(&ctx, &b, ns, dest, via));
 
     let b = backend.clone();
     engine.register_fn("sysctl", move |ns: &mut Netns, key: &str, value: &str| sysctl(&b, ns, key, value.to_string()));
@@ -105,8 +105,11 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
         sysctl(&b, ns, key, if value { "1" } else { "0" }.to_string())
     });
 
-    engine.register_fn("sleep", |ms: i64| -> RhaiResult<()> {
+    let b = backend.clone();
+    engine.register_fn("sleep", move |ms: i64| -> RhaiResult<()> {
         let ms = args::u32_in("sleep of", ms, 0, 3_600_000)?;
+        // A pause is for the lab to settle: it must be all there first.
+        b.borrow_mut().flush().map_err(fail)?;
         std::thread::sleep(std::time::Duration::from_millis(ms.into()));
         Ok(())
     });

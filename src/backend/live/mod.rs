@@ -12,9 +12,10 @@ pub mod procs;
 pub mod sysctl;
 pub mod tap;
 pub mod tc;
+mod wire;
 
 use crate::backend::Backend;
-use crate::error::{Error, Result};
+use crate::error::{Error, Origin, Result};
 use crate::lab::{self, teardown, Entry, LabState, Ledger, Phase};
 use crate::nsexec;
 use crate::op::{LinkChange, NsRef, Op, Outcome, RouteVia, VethSpec};
@@ -63,6 +64,7 @@ impl LiveBackend {
     /// Remove everything this run created and the ledger with it.
     pub fn rollback(&mut self) -> teardown::Report {
         self.progress.done();
+        self.nl.discard_queued();
         let report = teardown::teardown(&self.state, &mut self.nl, true);
         if self.ledger.take().is_some() && report.failed.is_empty() {
             let _ = lab::remove(&self.lab);
@@ -310,13 +312,13 @@ impl LiveBackend {
             Op::CreateVeth(spec) => {
                 let watch = overlay::enslaving(&Op::CreateVeth(spec.clone()));
                 let out = self.create_veth(spec)?;
-                self.warn_overlay_mtu(watch);
+                self.warn_overlay_mtu(watch)?;
                 Ok(out)
             }
             Op::SetLink { ns, name, change } => {
                 let watch = overlay::enslaving(&Op::SetLink { ns: ns.clone(), name: name.clone(), change: change.clone() });
                 let out = self.set_link(ns, name, change)?;
-                self.warn_overlay_mtu(watch);
+                self.warn_overlay_mtu(watch)?;
                 Ok(out)
             }
             Op::DeleteLink { ns, name } => self.delete_link(ns, name),
@@ -357,46 +359,36 @@ impl Backend for LiveBackend {
     fn apply(&mut self, op: Op) -> Result<Outcome> {
         // SIGINT/SIGTERM stop the build between two ops (see signals.rs).
         crate::signals::check()?;
-        let is_exec = matches!(op, Op::Exec { .. } | Op::ExecTimeout { .. } | Op::Spawn { .. });
-        // Link setup may ride on requests still in flight (a new namespace's lo going up):
-        // the kernel handles each socket's requests in order. Anything else first waits
-        // for them, so it sees the lab as the script built it.
-        let rides = matches!(
-            op,
-            Op::CreateNetns { .. }
-                | Op::CreateBridge { .. }
-                | Op::CreateVeth(_)
-                | Op::SetLink { .. }
-                | Op::AddAddr { .. }
-                | Op::AddRoute { .. }
-        );
-        if !rides {
+        if let Some(queued) = self.try_queue(&op) {
+            return queued.map(|_| Outcome::Done);
+        }
+        // Creations and settings of the lab's own namespaces go ahead of the queued
+        // requests: those only change links, addresses and routes that exist already.
+        // Anything else (a query, a command, a check, a rename...) first sees them done.
+        let ahead_of_queue = match &op {
+            Op::CreateNetns { .. } | Op::CreateBridge { .. } | Op::CreateVeth(_) => true,
+            Op::Sysctl { ns, .. } => self.state.owns_ns(ns),
+            _ => false,
+        };
+        if !ahead_of_queue {
             self.nl.flush()?;
         }
         let netns = self.state.netns.len();
         self.progress.tick(|| format!("{netns} namespaces in lab {}", self.lab));
+        let is_exec = matches!(op, Op::Exec { .. } | Op::ExecTimeout { .. } | Op::Spawn { .. });
         let out = self.apply_one(op);
-        // Requests queued by the op (a veth peer brought up...) are acked before it returns.
-        let flushed = self.nl.flush();
         if is_exec {
             // A user's command may have renamed, moved or deleted links.
             self.nl.forget_indexes();
         }
-        let out = out?;
-        flushed?;
-        Ok(out)
+        out
     }
 
-    fn apply_all(&mut self, ops: Vec<Op>) -> Result<()> {
-        crate::signals::check()?;
-        for op in ops {
-            match self.try_queue(&op) {
-                Some(queued) => queued?,
-                None => {
-                    self.apply(op)?;
-                }
-            }
-        }
+    fn set_origin(&mut self, origin: Option<Origin>) {
+        self.nl.origin = origin;
+    }
+
+    fn flush(&mut self) -> Result<()> {
         self.nl.flush()
     }
 

@@ -1,10 +1,11 @@
 //! Everything that speaks rtnetlink: one connection per namespace, opened inside it
 //! once and reused. This is the only module that imports rtnetlink's builders.
 
-use crate::error::{Error, Result};
+use super::wire::Wire;
+use crate::error::{Error, Origin, Result};
 use crate::nsexec;
 use crate::op::{AddrInfo, LinkChange, LinkInfo, NsRef, RouteInfo, RouteVia, VethSpec};
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use ipnetwork::IpNetwork;
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REQUEST};
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
@@ -18,29 +19,38 @@ use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd};
 
-/// Netlink connections, one per namespace, driven by a single-threaded runtime that
-/// only runs while a request is in flight.
+/// Netlink sockets, per namespace: a synchronous [`Wire`] for creations and queued
+/// requests, and (opened when first needed) an rtnetlink connection for dumps and the
+/// rarer requests, driven by a single-threaded runtime that only runs while one is in
+/// flight.
 ///
-/// Requests that answer only with an ack are *queued*: sent at once on their
-/// namespace's socket, their acks collected by [`Netlink::flush`]. The kernel handles
-/// one socket's messages in order, so a burst of dependent requests (link up, address,
-/// route) costs one round trip instead of one each.
+/// Requests that answer only with an ack (link up, address, route) are *queued*: kept
+/// until [`Netlink::flush`], which sends each namespace's requests as one burst, in the
+/// order they were made (the kernel applies one socket's messages in order, so a link
+/// can go up, get an address and a route in one sendmsg). Holding them back until the
+/// lab's links exist is also what keeps a big lab quick: links brought up early start
+/// IPv6 DAD/MLD chatter that a bridge floods to every port while the build goes on.
 pub struct Netlink {
     rt: tokio::runtime::Runtime,
     handles: HashMap<NsRef, Handle>,
+    wires: HashMap<NsRef, Wire>,
     ns_files: HashMap<String, File>,
     /// ifindex by (namespace, name): filled by creation echoes and lookups, dropped on
     /// rename/move/delete, and cleared after anything else may have changed links.
     index: HashMap<(NsRef, String), u32>,
-    pending: Vec<Pending>,
+    queued: Vec<Queued>,
+    answer_buf: Vec<u8>,
+    /// The script call being served: kept with each queued request, so a refusal that
+    /// arrives at a later flush still points at the line that asked for it.
+    pub origin: Option<Origin>,
 }
 
-type AckStream = std::pin::Pin<Box<dyn futures::Stream<Item = NetlinkMessage<RouteNetlinkMessage>>>>;
-
-/// A queued request: its ack stream and how to explain a refusal.
-struct Pending {
-    acks: AckStream,
+/// A request waiting for the next flush, and how to explain its refusal.
+struct Queued {
+    ns: NsRef,
+    request: NetlinkMessage<RouteNetlinkMessage>,
     explain: Box<dyn FnOnce(Error) -> Error>,
+    origin: Option<Origin>,
 }
 
 /// An rtnetlink error in the user's words.
@@ -81,17 +91,47 @@ impl Netlink {
             .enable_all()
             .build()
             .map_err(|e| Error::io("cannot start the netlink runtime", &e))?;
-        Ok(Netlink { rt, handles: HashMap::new(), ns_files: HashMap::new(), index: HashMap::new(), pending: Vec::new() })
+        Ok(Netlink {
+            rt,
+            handles: HashMap::new(),
+            wires: HashMap::new(),
+            ns_files: HashMap::new(),
+            index: HashMap::new(),
+            queued: Vec::new(),
+            answer_buf: vec![0; super::wire::ANSWER_BUF],
+            origin: None,
+        })
     }
 
-    /// Drive a connection over a socket that was created inside `ns`.
+    /// Send this namespace's requests over a socket that was created inside it.
     pub fn adopt_socket(&mut self, ns: NsRef, socket: rtnetlink::sys::Socket) {
-        let _guard = self.rt.enter();
-        // SAFETY: we own the fd; TokioSocket takes it over.
-        let tokio_socket = unsafe { rtnetlink::sys::TokioSocket::from_raw_fd(socket.into_raw_fd()) };
-        let (conn, handle, _) = rtnetlink::from_socket(tokio_socket);
-        self.rt.spawn(conn);
-        self.handles.insert(ns, handle);
+        self.wires.insert(ns, Wire::new(socket));
+    }
+
+    fn open_wire(&mut self, ns: &NsRef) -> Result<()> {
+        if !self.wires.contains_key(ns) {
+            let socket = match ns {
+                NsRef::Host => nsexec::route_socket()?,
+                NsRef::Named(_) => nsexec::route_socket_in(self.ns_fd(ns)?)?,
+            };
+            self.adopt_socket(ns.clone(), socket);
+        }
+        Ok(())
+    }
+
+    /// Send `requests` to `ns` now, in order, and return the kernel's answers.
+    fn exchange(&mut self, ns: &NsRef, requests: Vec<NetlinkMessage<RouteNetlinkMessage>>) -> Result<Vec<super::wire::Answer>> {
+        self.open_wire(ns)?;
+        self.wires.get_mut(ns).expect("just opened").exchange(requests, &mut self.answer_buf)
+    }
+
+    /// Dump `request`'s objects in `ns` (links, addresses, routes).
+    fn dump(&mut self, ns: &NsRef, request: RouteNetlinkMessage, what: impl FnOnce() -> String) -> Result<Vec<RouteNetlinkMessage>> {
+        self.open_wire(ns)?;
+        match self.wires.get_mut(ns).expect("just opened").dump(request, &mut self.answer_buf)? {
+            Ok(messages) => Ok(messages),
+            Err(errno) => Err(Error::new(what()).errno(errno)),
+        }
     }
 
     /// Keep the handle of a namespace we just created (no need to open its file again).
@@ -117,15 +157,25 @@ impl Netlink {
         if let Some(h) = self.handles.get(ns) {
             return Ok(h.clone());
         }
-        let socket = nsexec::route_socket_in(self.ns_fd(ns)?)?;
-        self.adopt_socket(ns.clone(), socket);
-        Ok(self.handles[ns].clone())
+        let socket = match ns {
+            NsRef::Host => nsexec::route_socket()?,
+            NsRef::Named(_) => nsexec::route_socket_in(self.ns_fd(ns)?)?,
+        };
+        let _guard = self.rt.enter();
+        // SAFETY: we own the fd; TokioSocket takes it over.
+        let tokio_socket = unsafe { rtnetlink::sys::TokioSocket::from_raw_fd(socket.into_raw_fd()) };
+        let (conn, handle, _) = rtnetlink::from_socket(tokio_socket);
+        self.rt.spawn(conn);
+        self.handles.insert(ns.clone(), handle.clone());
+        Ok(handle)
     }
 
     /// Forget everything held for a namespace (its socket pins it in the kernel).
     pub fn forget(&mut self, ns: &NsRef) {
         self.index.retain(|(n, _), _| n != ns);
         self.handles.remove(ns);
+        self.wires.remove(ns);
+        self.queued.retain(|q| &q.ns != ns);
         if let NsRef::Named(name) = ns {
             self.ns_files.remove(name);
         }
@@ -136,60 +186,59 @@ impl Netlink {
         self.index.clear();
     }
 
-    /// Send a request now; its ack is collected by the next [`Netlink::flush`].
+    /// Keep a request for the next [`Netlink::flush`].
     fn queue(&mut self, ns: &NsRef, msg: RouteNetlinkMessage, flags: u16, explain: Box<dyn FnOnce(Error) -> Error>) -> Result<()> {
-        let mut h = self.handle(ns)?;
-        let mut req = NetlinkMessage::from(msg);
-        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-        let acks = match h.request(req) {
-            Ok(acks) => acks,
-            Err(e) => return Err(explain(Error::new("netlink request failed").why(e.to_string()))),
-        };
-        self.pending.push(Pending { acks: Box::pin(acks), explain });
+        let mut request = NetlinkMessage::from(msg);
+        request.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        self.queued.push(Queued { ns: ns.clone(), request, explain, origin: self.origin.clone() });
         Ok(())
     }
 
-    /// Wait for the acks of every queued request; the first refusal is the error.
+    /// Send every queued request, one burst per namespace (in the order each namespace
+    /// was first asked for something; requests keep their order within it). The first
+    /// refusal is the error; the namespaces after it are not sent to.
     pub fn flush(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
+        let mut order: Vec<NsRef> = Vec::new();
+        let mut bursts: HashMap<NsRef, Vec<Queued>> = HashMap::new();
+        for q in std::mem::take(&mut self.queued) {
+            bursts
+                .entry(q.ns.clone())
+                .or_insert_with(|| {
+                    order.push(q.ns.clone());
+                    Vec::new()
+                })
+                .push(q);
         }
-        let pending = std::mem::take(&mut self.pending);
-        let results = self.rt.block_on(futures::future::join_all(pending.into_iter().map(|p| async move {
-            let mut acks = p.acks;
-            while let Some(msg) = acks.next().await {
-                if let NetlinkPayload::Error(e) = msg.payload {
-                    if e.code.is_some() {
-                        return Err((p.explain)(Error::new("").errno(-e.raw_code())));
-                    }
+        for ns in order {
+            let burst = bursts.remove(&ns).expect("one burst per namespace");
+            let origin = burst[0].origin.clone();
+            let (requests, explains): (Vec<_>, Vec<_>) = burst.into_iter().map(|q| (q.request, (q.explain, q.origin))).unzip();
+            let answers = self.exchange(&ns, requests).map_err(|e| e.made_at(origin))?;
+            for (answer, (explain, origin)) in answers.into_iter().zip(explains) {
+                if let Some(errno) = answer.errno {
+                    return Err(explain(Error::new("").errno(errno)).made_at(origin));
                 }
             }
-            Ok(())
-        })));
-        results.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
+        }
+        Ok(())
     }
 
-    /// Create a link and return the kernel's echo of it (its ifindex, and for a veth
-    /// IFLA_LINK, the peer's ifindex): one round trip, no lookups.
+    /// Forget queued requests unsent (the lab is being rolled back).
+    pub fn discard_queued(&mut self) {
+        self.queued.clear();
+    }
+
+    /// Create a link now and return the kernel's echo of it (its ifindex, and for a
+    /// veth IFLA_LINK, the peer's ifindex): one round trip, no lookups. Queued requests
+    /// stay queued: they only change links that exist, never what a creation needs.
     fn create_echo(&mut self, ns: &NsRef, msg: LinkMessage, explain: impl FnOnce(Error) -> Error) -> Result<Option<LinkMessage>> {
-        // Requests still queued on other sockets stay queued: their acks come with the
-        // next flush, and the kernel keeps each socket's order.
-        let mut h = self.handle(ns)?;
-        let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewLink(msg));
-        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO;
-        let mut acks = h.request(req).map_err(|e| Error::new("netlink request failed").why(e.to_string()))?;
-        let answer: std::result::Result<Option<LinkMessage>, i32> = self.rt.block_on(async {
-            let mut echoed = None;
-            while let Some(msg) = acks.next().await {
-                match msg.payload {
-                    NetlinkPayload::Error(e) if e.code.is_some() => return Err(-e.raw_code()),
-                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m)) => echoed = Some(m),
-                    _ => {}
-                }
-            }
-            Ok(echoed)
-        });
-        answer.map_err(|errno| explain(Error::new("").errno(errno)))
+        let mut request = NetlinkMessage::from(RouteNetlinkMessage::NewLink(msg));
+        request.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO;
+        let answer = self.exchange(ns, vec![request])?.pop().unwrap_or_default();
+        match answer.errno {
+            Some(errno) => Err(explain(Error::new("").errno(errno))),
+            None => Ok(answer.echo),
+        }
     }
 
     fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
@@ -198,12 +247,15 @@ impl Netlink {
 
     /// The message of the link `name` in `ns`, or None.
     fn get_link(&mut self, ns: &NsRef, name: &str) -> Result<Option<LinkMessage>> {
-        let h = self.handle(ns)?;
-        let res = self.block_on(async { h.link().get().match_name(name.to_string()).execute().try_next().await });
-        match res {
-            Ok(msg) => Ok(msg),
-            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::ENODEV => Ok(None),
-            Err(e) => Err(nl_error(format!("cannot look up link {name:?} in {ns}"), e)),
+        let mut query = LinkMessage::default();
+        query.attributes.push(LinkAttribute::IfName(name.to_string()));
+        let mut request = NetlinkMessage::from(RouteNetlinkMessage::GetLink(query));
+        request.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+        let answer = self.exchange(ns, vec![request])?.pop().unwrap_or_default();
+        match answer.errno {
+            None => Ok(answer.echo),
+            Some(libc::ENODEV) => Ok(None),
+            Some(errno) => Err(Error::new(format!("cannot look up link {name:?} in {ns}")).errno(errno)),
         }
     }
 
@@ -496,9 +548,14 @@ impl Netlink {
     }
 
     fn dump_links(&mut self, ns: &NsRef) -> Result<Vec<LinkMessage>> {
-        let h = self.handle(ns)?;
-        self.block_on(async { h.link().get().execute().try_collect::<Vec<_>>().await })
-            .map_err(|e| nl_error(format!("cannot list links in {ns}"), e))
+        let messages = self.dump(ns, RouteNetlinkMessage::GetLink(LinkMessage::default()), || format!("cannot list links in {ns}"))?;
+        Ok(messages
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(link) => Some(link),
+                _ => None,
+            })
+            .collect())
     }
 
     pub fn links(&mut self, ns: &NsRef) -> Result<Vec<LinkInfo>> {
@@ -533,10 +590,15 @@ impl Netlink {
 
     pub fn addrs(&mut self, ns: &NsRef) -> Result<Vec<AddrInfo>> {
         let names: HashMap<u32, String> = self.dump_links(ns)?.iter().map(|m| (m.header.index, name_of(m))).collect();
-        let h = self.handle(ns)?;
-        let msgs = self
-            .block_on(async { h.address().get().execute().try_collect::<Vec<_>>().await })
-            .map_err(|e| nl_error(format!("cannot list addresses in {ns}"), e))?;
+        let query = RouteNetlinkMessage::GetAddress(Default::default());
+        let msgs: Vec<_> = self
+            .dump(ns, query, || format!("cannot list addresses in {ns}"))?
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewAddress(a) => Some(a),
+                _ => None,
+            })
+            .collect();
         Ok(msgs
             .iter()
             .filter_map(|m| {
@@ -561,14 +623,12 @@ impl Netlink {
 
     pub fn routes(&mut self, ns: &NsRef) -> Result<Vec<RouteInfo>> {
         let names: HashMap<u32, String> = self.dump_links(ns)?.iter().map(|m| (m.header.index, name_of(m))).collect();
-        let h = self.handle(ns)?;
         let mut out = Vec::new();
         for v6 in [false, true] {
             let query = if v6 { RouteMessageBuilder::<Ipv6Addr>::new().build() } else { RouteMessageBuilder::<Ipv4Addr>::new().build() };
-            let msgs = self
-                .block_on(async { h.route().get(query).execute().try_collect::<Vec<_>>().await })
-                .map_err(|e| nl_error(format!("cannot list routes in {ns}"), e))?;
+            let msgs = self.dump(ns, RouteNetlinkMessage::GetRoute(query), || format!("cannot list routes in {ns}"))?;
             for m in msgs {
+                let RouteNetlinkMessage::NewRoute(m) = m else { continue };
                 // The main table's unicast routes: what `ip route` shows.
                 if m.header.table != 254 || m.header.kind != RouteType::Unicast {
                     continue;

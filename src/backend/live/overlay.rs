@@ -94,15 +94,17 @@ impl LiveBackend {
     /// After `port` joined `bridge`: when the bridge also holds a VXLAN port whose MTU
     /// is below another port's, full-size frames from that port would be dropped
     /// silently at the VXLAN port. Say so on stderr, with what to do.
-    pub(super) fn warn_overlay_mtu(&mut self, watch: Option<(NsRef, String, String)>) {
-        let Some((ns, bridge, port)) = watch else { return };
+    pub(super) fn warn_overlay_mtu(&mut self, watch: Option<(NsRef, String, String)>) -> Result<()> {
+        let Some((ns, bridge, port)) = watch else { return Ok(()) };
         // Only labs with a VXLAN of their own pay for the link dump (big star labs do not).
         if !self.state.links.iter().any(|l| l.kind == "vxlan" && l.ns == ns) {
-            return;
+            return Ok(());
         }
-        let Ok(links) = self.nl.links(&ns) else { return };
+        // MTU changes still queued would make the dump stale.
+        self.nl.flush()?;
+        let Ok(links) = self.nl.links(&ns) else { return Ok(()) };
         let ports: Vec<_> = links.iter().filter(|l| l.master.as_deref() == Some(bridge.as_str())).collect();
-        let Some(vx) = ports.iter().filter(|l| l.kind == "vxlan").min_by_key(|l| l.mtu) else { return };
+        let Some(vx) = ports.iter().filter(|l| l.kind == "vxlan").min_by_key(|l| l.mtu) else { return Ok(()) };
         let newcomer_is_vxlan = ports.iter().any(|l| l.name == port && l.kind == "vxlan");
         for p in ports.iter().filter(|l| l.kind != "vxlan" && l.mtu > vx.mtu && (newcomer_is_vxlan || l.name == port)) {
             eprintln!(
@@ -121,5 +123,6 @@ impl LiveBackend {
                 p.mtu
             );
         }
+        Ok(())
     }
 }

@@ -1,0 +1,182 @@
+//! The request path to the kernel: plain synchronous netlink sockets, one per
+//! namespace, that send requests in bursts and read their answers right after.
+//!
+//! The kernel handles a route request inside the sendmsg() that carries it, so its
+//! ack is waiting by the time the call returns: a synchronous socket never blocks on
+//! it. rtnetlink's tokio connection, by contrast, costs a task wake-up, an epoll round
+//! and an extra recvfrom per request, and sends each request on its own. Dumps and
+//! the rarer requests still go through rtnetlink's handles (netlink.rs).
+
+use crate::error::{Error, Result};
+use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP, NLM_F_REQUEST};
+use rtnetlink::packet_route::link::LinkMessage;
+use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::sys::Socket;
+use std::os::fd::AsRawFd;
+
+const RTM_NEWLINK: u16 = 16;
+const HEADER_LEN: usize = 16;
+/// Bytes per sendmsg(): the answers of one burst always fit the receive buffer.
+const BURST_BYTES: usize = 32 * 1024;
+/// A kernel that has not answered in this long is not going to.
+const ANSWER_TIMEOUT_S: libc::time_t = 30;
+
+/// The kernel's answer to one request.
+#[derive(Debug, Default)]
+pub struct Answer {
+    /// The errno it refused with, or None for a plain ack.
+    pub errno: Option<i32>,
+    /// The created link, for requests sent with NLM_F_ECHO.
+    pub echo: Option<LinkMessage>,
+}
+
+/// A netlink socket bound to one namespace (it was opened inside it).
+pub struct Wire {
+    socket: Socket,
+    seq: u32,
+}
+
+/// Room for one answer datagram (an ack, or the echo of a created link). One buffer
+/// serves every wire: a lab of 1000 namespaces has 1000 of them.
+pub const ANSWER_BUF: usize = 64 * 1024;
+
+impl Wire {
+    pub fn new(socket: Socket) -> Self {
+        let timeout = libc::timeval { tv_sec: ANSWER_TIMEOUT_S, tv_usec: 0 };
+        // SAFETY: setsockopt on an fd we own, with a correctly sized timeval.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &timeout as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            );
+        }
+        Wire { socket, seq: 0 }
+    }
+
+    /// Send `requests` in order (their flags set by the caller, NLM_F_ACK included)
+    /// and return one answer per request. A refusal does not stop the burst: the
+    /// kernel goes on with the requests after it, as it does for `ip -batch`.
+    pub fn exchange(&mut self, requests: Vec<NetlinkMessage<RouteNetlinkMessage>>, buf: &mut [u8]) -> Result<Vec<Answer>> {
+        let mut answers: Vec<Answer> = Vec::with_capacity(requests.len());
+        let mut out = Vec::new();
+        let mut first = 0;
+        for (i, mut req) in requests.into_iter().enumerate() {
+            self.seq = self.seq.wrapping_add(1);
+            req.header.sequence_number = self.seq;
+            req.finalize();
+            let at = out.len();
+            out.resize(at + req.buffer_len(), 0);
+            req.serialize(&mut out[at..]);
+            answers.push(Answer::default());
+            if out.len() >= BURST_BYTES {
+                self.send_and_read(&out, &mut answers[first..=i], buf)?;
+                out.clear();
+                first = i + 1;
+            }
+        }
+        if !out.is_empty() {
+            self.send_and_read(&out, &mut answers[first..], buf)?;
+        }
+        Ok(answers)
+    }
+
+    /// A dump (`ip link show`...): every message of the answer, or the errno the
+    /// kernel refused with.
+    pub fn dump(&mut self, request: RouteNetlinkMessage, buf: &mut [u8]) -> Result<std::result::Result<Vec<RouteNetlinkMessage>, i32>> {
+        let lost = |e: &std::io::Error| Error::io("cannot talk to the kernel over netlink", e);
+        let mut req = NetlinkMessage::from(request);
+        req.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        self.seq = self.seq.wrapping_add(1);
+        req.header.sequence_number = self.seq;
+        req.finalize();
+        let mut out = vec![0; req.buffer_len()];
+        req.serialize(&mut out);
+        self.socket.send(&out, 0).map_err(|e| lost(&e))?;
+        let mut messages = Vec::new();
+        loop {
+            let n = self.recv(buf)?;
+            let mut off = 0;
+            while off + HEADER_LEN <= n {
+                let len = u32::from_ne_bytes(buf[off..off + 4].try_into().expect("4 bytes")) as usize;
+                if len < HEADER_LEN || off + len > n {
+                    break;
+                }
+                let kind = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().expect("2 bytes"));
+                let seq = u32::from_ne_bytes(buf[off + 8..off + 12].try_into().expect("4 bytes"));
+                if seq == self.seq {
+                    match kind {
+                        NLMSG_DONE => return Ok(Ok(messages)),
+                        NLMSG_ERROR if len >= HEADER_LEN + 4 => {
+                            let code = i32::from_ne_bytes(buf[off + HEADER_LEN..off + HEADER_LEN + 4].try_into().expect("4 bytes"));
+                            return Ok(Err(-code));
+                        }
+                        _ => {
+                            // A message this version of netlink-packet-route cannot parse is
+                            // left out, as rtnetlink's own dumps do.
+                            if let Ok(NetlinkMessage { payload: NetlinkPayload::InnerMessage(m), .. }) =
+                                NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..off + len])
+                            {
+                                messages.push(m);
+                            }
+                        }
+                    }
+                }
+                off += (len + 3) & !3;
+            }
+        }
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> Result<usize> {
+        match self.socket.recv(&mut &mut buf[..], 0) {
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(Error::new("the kernel did not answer a netlink request")
+                .why(format!("no answer within {ANSWER_TIMEOUT_S} s"))
+                .help("the machine may be overloaded; run the lab again")),
+            Err(e) => Err(Error::io("cannot talk to the kernel over netlink", &e)),
+        }
+    }
+
+    /// One sendmsg() for the burst, then its answers (already queued on the socket).
+    fn send_and_read(&mut self, burst: &[u8], answers: &mut [Answer], buf: &mut [u8]) -> Result<()> {
+        let lost = |e: &std::io::Error| Error::io("cannot talk to the kernel over netlink", e);
+        self.socket.send(burst, 0).map_err(|e| lost(&e))?;
+        let last_seq = self.seq;
+        let first_seq = last_seq.wrapping_sub(answers.len() as u32 - 1);
+        let mut acked = 0;
+        while acked < answers.len() {
+            let n = self.recv(buf)?;
+            let mut off = 0;
+            while off + HEADER_LEN <= n {
+                let word = |at: usize| u32::from_ne_bytes(buf[off + at..off + at + 4].try_into().expect("4 bytes"));
+                let len = word(0) as usize;
+                if len < HEADER_LEN || off + len > n {
+                    break;
+                }
+                let kind = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().expect("2 bytes"));
+                let slot = word(8).wrapping_sub(first_seq) as usize;
+                if slot < answers.len() {
+                    match kind {
+                        NLMSG_ERROR if len >= HEADER_LEN + 4 => {
+                            let code = word(HEADER_LEN) as i32;
+                            answers[slot].errno = (code != 0).then_some(-code);
+                            acked += 1;
+                        }
+                        RTM_NEWLINK => {
+                            if let Ok(NetlinkMessage { payload: NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m)), .. }) =
+                                NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..off + len])
+                            {
+                                answers[slot].echo = Some(m);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                off += (len + 3) & !3;
+            }
+        }
+        Ok(())
+    }
+}
