@@ -1,25 +1,23 @@
-//! Every error becomes one miette diagnostic: the span in the script (or module),
-//! what went wrong, what the kernel said in words, a help line, and the chain of
-//! calls that led there.
+//! Every error becomes one miette diagnostic: its code from the catalogue, the span
+//! in the script (or module), what went wrong, what the kernel said in words, a help
+//! line, and the chain of calls that led there.
 
-use crate::error::Error;
+use crate::error::{Code, Error};
 use crate::script::registry;
-use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceSpan};
+use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceCode, SourceSpan};
 use rhai::{EvalAltResult, Position};
 use std::collections::HashMap;
+use std::fmt;
 use std::io::IsTerminal;
 
-#[derive(Debug, thiserror::Error, Diagnostic)]
-#[error("{message}")]
+#[derive(Debug)]
 pub struct Report {
+    /// None only for the frames of a call chain, which are places, not errors.
+    pub code: Option<Code>,
     pub message: String,
-    #[source_code]
     src: Option<NamedSource<String>>,
-    #[label(collection)]
     labels: Vec<LabeledSpan>,
-    #[help]
     pub help: Option<String>,
-    #[related]
     related: Vec<Report>,
 }
 
@@ -30,7 +28,50 @@ impl Report {
             Some(why) => format!("{}: {why}", e.what),
             None => e.what.clone(),
         };
-        Report { message, src: None, labels: vec![], help: e.help.clone(), related: vec![] }
+        Report { code: Some(e.code), message, src: None, labels: vec![], help: Some(help_for(e.code, e.help.clone())), related: vec![] }
+    }
+}
+
+/// The error's own help, or else its code's generic one: every report has a help line.
+fn help_for(code: Code, own: Option<String>) -> String {
+    own.unwrap_or_else(|| code.help().to_string())
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Report {}
+
+impl Diagnostic for Report {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.code.map(|c| Box::new(c.qualified()) as Box<dyn fmt::Display>)
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        self.src.as_ref().map(|s| s as &dyn SourceCode)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        if self.labels.is_empty() {
+            None
+        } else {
+            Some(Box::new(self.labels.iter().cloned()))
+        }
+    }
+
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
+        if self.related.is_empty() {
+            None
+        } else {
+            Some(Box::new(self.related.iter().map(|r| r as &dyn Diagnostic)))
+        }
     }
 }
 
@@ -69,23 +110,33 @@ fn span_at(text: &str, pos: Position) -> Option<SourceSpan> {
     Some(SourceSpan::new((line_start + offset_in_line).into(), len))
 }
 
-fn located(sources: &Sources, source: &str, pos: Position, label: String, message: String, help: Option<String>) -> Report {
+/// A report pointing at `pos` in `source`; `code` None for a frame of a call chain.
+fn located(
+    sources: &Sources,
+    source: &str,
+    pos: Position,
+    code: Option<Code>,
+    label: String,
+    message: String,
+    help: Option<String>,
+) -> Report {
     let text = sources.text(source);
     let span = text.as_deref().and_then(|t| span_at(t, pos));
     let labels = span.map(|s| vec![LabeledSpan::new_with_span(Some(label), s)]).unwrap_or_default();
-    Report { message, src: text.map(|t| NamedSource::new(source, t)), labels, help, related: vec![] }
+    Report { code, message, src: text.map(|t| NamedSource::new(source, t)), labels, help, related: vec![] }
 }
 
-/// The innermost error's message, label and help.
-fn describe(err: &EvalAltResult) -> (String, String, Option<String>) {
+/// The innermost error's code, message, label and help.
+fn describe(err: &EvalAltResult) -> (Code, String, String, Option<String>) {
     match err {
         EvalAltResult::ErrorRuntime(value, _) => {
             if let Some(e) = value.clone().try_cast::<Error>() {
-                return (e.what.clone(), e.why.clone().unwrap_or_else(|| "here".into()), e.help.clone());
+                return (e.code, e.what.clone(), e.why.clone().unwrap_or_else(|| "here".into()), e.help.clone());
             }
-            (format!("script error: {value}"), "thrown here".into(), None)
+            (Code::ScriptError, format!("script error: {value}"), "thrown here".into(), None)
         }
-        EvalAltResult::ErrorParsing(pe, _) => (format!("syntax error: {pe}"), "here".into(), None),
+        EvalAltResult::ErrorParsing(pe, _) => (Code::Syntax, format!("syntax error: {pe}"), "here".into(), None),
+        EvalAltResult::ErrorTerminated(value, _) => (Code::Interrupted, format!("interrupted by {value}"), "stopped here".into(), None),
         EvalAltResult::ErrorFunctionNotFound(sig, _) => {
             let name = sig.split('(').next().unwrap_or(sig).trim();
             let name = name.rsplit("::").next().unwrap_or(name);
@@ -103,19 +154,21 @@ fn describe(err: &EvalAltResult) -> (String, String, Option<String>) {
                     }
                 }
             };
-            let message = if registry::find(name).is_some() {
-                format!("wrong arguments for {name}: {sig}")
+            let (code, message) = if registry::find(name).is_some() {
+                (Code::WrongArguments, format!("wrong arguments for {name}: {sig}"))
             } else {
-                format!("unknown function {sig}")
+                (Code::UnknownFunction, format!("unknown function {sig}"))
             };
-            (message, "called here".into(), help)
+            (code, message, "called here".into(), help)
         }
         EvalAltResult::ErrorVariableNotFound(name, _) => (
+            Code::UnknownVariable,
             format!("unknown variable {name}"),
             "used here".into(),
             Some(format!("define it with `let {name} = ...;`, or pass it with --var {name}=VALUE")),
         ),
         EvalAltResult::ErrorModuleNotFound(name, _) => (
+            Code::UnknownModule,
             format!("cannot find module {name:?}"),
             "imported here".into(),
             Some(format!(
@@ -126,7 +179,7 @@ fn describe(err: &EvalAltResult) -> (String, String, Option<String>) {
         other => {
             let text = other.to_string();
             let first = text.lines().next().unwrap_or("error").to_string();
-            (first, "here".into(), None)
+            (Code::ScriptError, first, "here".into(), None)
         }
     }
 }
@@ -153,10 +206,10 @@ pub fn from_rhai(err: &EvalAltResult, main: &str, sources: &Sources) -> Report {
             _ => break,
         }
     }
-    let (message, label, help) = describe(cur);
-    let mut report = located(sources, &source, cur.position(), label, message, help);
+    let (code, message, label, help) = describe(cur);
+    let mut report = located(sources, &source, cur.position(), Some(code), label, message, Some(help_for(code, help)));
     report.related =
-        frames.into_iter().rev().map(|(src, pos, what)| located(sources, &src, pos, "called here".into(), what, None)).collect();
+        frames.into_iter().rev().map(|(src, pos, what)| located(sources, &src, pos, None, "called here".into(), what, None)).collect();
     report
 }
 
