@@ -32,6 +32,20 @@ impl Report {
     }
 }
 
+impl Report {
+    /// This report as the interruption it really is: a signal stopped the script at
+    /// the place shown (the error it surfaced as says nothing more).
+    pub fn interrupted(mut self, message: String) -> Self {
+        self.code = Some(Code::Interrupted);
+        self.message = message;
+        self.help = Some(Code::Interrupted.help().to_string());
+        for label in &mut self.labels {
+            *label = LabeledSpan::new_with_span(Some("stopped here".into()), label.inner().to_owned());
+        }
+        self
+    }
+}
+
 /// The error's own help, or else its code's generic one: every report has a help line.
 fn help_for(code: Code, own: Option<String>) -> String {
     own.unwrap_or_else(|| code.help().to_string())
@@ -184,6 +198,21 @@ fn describe(err: &EvalAltResult) -> (Code, String, String, Option<String>) {
     }
 }
 
+/// The innermost error's message, in one line (for notes that are not reports).
+pub fn message(err: &EvalAltResult) -> String {
+    let mut cur = err;
+    while let EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) = cur {
+        cur = inner;
+    }
+    match cur {
+        EvalAltResult::ErrorRuntime(value, _) => match value.clone().try_cast::<Error>() {
+            Some(e) => e.to_string(),
+            None => describe(cur).1,
+        },
+        _ => describe(cur).1,
+    }
+}
+
 /// Build the report for a script error raised while running `main`.
 pub fn from_rhai(err: &EvalAltResult, main: &str, sources: &Sources) -> Report {
     let mut frames: Vec<(String, Position, String)> = Vec::new();
@@ -216,6 +245,10 @@ pub fn from_rhai(err: &EvalAltResult, main: &str, sources: &Sources) -> Report {
 /// Fancy on a terminal, plain (no colour, ASCII, fixed width) otherwise.
 pub fn render(report: &Report) -> String {
     let fancy = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    render_as(report, fancy)
+}
+
+fn render_as(report: &Report, fancy: bool) -> String {
     let handler =
         if fancy { GraphicalReportHandler::new() } else { GraphicalReportHandler::new_themed(GraphicalTheme::none()).with_width(100) };
     let mut out = String::new();
@@ -223,4 +256,29 @@ pub fn render(report: &Report) -> String {
         out = format!("error: {}\n", report.message);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `internal` cannot be caused from outside (a thread or runtime of nsscript's own
+    /// failing), so its rendering is checked here instead of in tests/interactive.rs.
+    #[test]
+    fn an_internal_error_renders_with_its_code_and_help() {
+        let e = Error::new(Code::Internal, "the namespace worker failed");
+        assert_eq!(
+            render_as(&Report::plain(&e), false),
+            "nsscript::internal\n\n  x the namespace worker failed\n  help: this is a bug or a broken environment: please report it with the command and the script\n"
+        );
+    }
+
+    #[test]
+    fn every_code_renders_with_its_name_and_a_help_line() {
+        for code in Code::ALL {
+            let out = render_as(&Report::plain(&Error::new(*code, "what failed").why("why")), false);
+            assert!(out.starts_with(&format!("{}\n", code.qualified())), "{out}");
+            assert!(out.contains("x what failed: why") && out.contains("help: "), "{out}");
+        }
+    }
 }

@@ -125,16 +125,13 @@ fn start(script: Option<&Path>, opts: &RunOpts, repl: bool) -> Result<ExitCode, 
         let outcome = engine.compile(&name, &text).and_then(|ast| engine.run(ast));
         if let Err(err) = outcome {
             let signal = signals::interrupted();
-            match signal {
-                Some(sig) => eprint!(
-                    "{}",
-                    diag::render(&Report::plain(&Error::new(
-                        Code::Interrupted,
-                        format!("interrupted by {} while running {name}", sig.as_str())
-                    )))
-                ),
-                None => eprint!("{}", diag::render(&diag::from_rhai(&err, &name, &sources))),
-            }
+            let report = diag::from_rhai(&err, &name, &sources);
+            let report = match signal {
+                // Whatever error the signal surfaced as, the run stopped because of it.
+                Some(sig) => report.interrupted(format!("interrupted by {} while running {name}", sig.as_str())),
+                None => report,
+            };
+            eprint!("{}", diag::render(&report));
             let mut live = live.borrow_mut();
             let lab = live.state().clone();
             if !live.has_lab() {

@@ -113,10 +113,10 @@ catalogue! {
     // ---- the kernel refused ----
     LinkCreateRefused "link_create_refused":
         "the kernel refused to create a link (for another reason than its name being taken)",
-        help: "the kernel's answer is in words above: check the link's options (mtu, parent, id...)";
+        help: "the errno says why the kernel refused: check the link's options (mtu, parent, id...)";
     LinkChangeRefused "link_change_refused":
         "the kernel refused to change a link: up, down, mtu, address, master, name or namespace",
-        help: "the kernel's answer is in words above; `ip -d link show` shows the link as it is";
+        help: "the errno says why the kernel refused; `ip -d link show` shows the link as it is";
     AddressRefused "address_refused":
         "the kernel refused to add or remove an address (it may be there already)",
         help: "`ip addr` in the namespace shows the addresses it has";
@@ -131,7 +131,7 @@ catalogue! {
         help: "load the module (modprobe) or use a kernel built with it";
     KernelRefused "kernel_refused":
         "the kernel refused another request: a look-up, a delete, a forwarding entry, a qdisc, bringing lo up...",
-        help: "the kernel's answer is in words above";
+        help: "the errno says why the kernel refused; `ip` would be refused the same way";
     NamespaceFailed "namespace_failed":
         "a network namespace could not be created, opened, entered or mounted under /run/netns",
         help: "nsscript needs a writable /run/netns and CAP_SYS_ADMIN; `ip netns add` would fail the same way";
@@ -157,7 +157,7 @@ catalogue! {
         help: "inspect the ledger under /run/nsscript/labs/LAB and remove what is left by hand";
     IoFailed "io_failed":
         "a file, directory or terminal nsscript needs could not be read or written (lab state under /run/nsscript, a log...)",
-        help: "the system's answer is in words above; nsscript keeps its state under /run/nsscript";
+        help: "the errno says why the system refused; nsscript keeps its state under /run/nsscript";
 
     // ---- programs ----
     ProgramMissing "program_missing":

@@ -56,7 +56,7 @@ fn pingall(b: &Shared, nodes: Array, opts: &Map) -> RhaiResult<Map> {
         match node(b, item) {
             Ok(n) => resolved.push(n),
             // A plan does not run the commands that may have given a node its address.
-            Err(e) if advisory => eprintln!("plan: not checked (needs the real lab): a pingall node: {e}"),
+            Err(e) if advisory => eprintln!("plan: not checked (needs the real lab): a pingall node: {}", crate::diag::message(&e)),
             Err(e) => return Err(e),
         }
     }
