@@ -115,6 +115,12 @@ pub enum Cmd {
         #[arg(last = true, required = true, value_name = "CMD")]
         cmd: Vec<String>,
     },
+    /// Print the catalogue of errors: every code nsscript reports (as `nsscript::CODE`),
+    /// with what it means
+    Errors {
+        /// Show one code in full, with its help, e.g. `nsscript errors name_taken`
+        code: Option<String>,
+    },
     /// Print a shell completion script: `nsscript completions bash > /etc/bash_completion.d/nsscript`
     Completions {
         #[arg(value_enum)]

@@ -1,25 +1,23 @@
-//! Every error becomes one miette diagnostic: the span in the script (or module),
-//! what went wrong, what the kernel said in words, a help line, and the chain of
-//! calls that led there.
+//! Every error becomes one miette diagnostic: its code from the catalogue, the span
+//! in the script (or module), what went wrong, what the kernel said in words, a help
+//! line, and the chain of calls that led there.
 
-use crate::error::Error;
+use crate::error::{Code, Error};
 use crate::script::registry;
-use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceSpan};
+use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceCode, SourceSpan};
 use rhai::{EvalAltResult, Position};
 use std::collections::HashMap;
+use std::fmt;
 use std::io::IsTerminal;
 
-#[derive(Debug, thiserror::Error, Diagnostic)]
-#[error("{message}")]
+#[derive(Debug)]
 pub struct Report {
+    /// None only for the frames of a call chain, which are places, not errors.
+    pub code: Option<Code>,
     pub message: String,
-    #[source_code]
     src: Option<NamedSource<String>>,
-    #[label(collection)]
     labels: Vec<LabeledSpan>,
-    #[help]
     pub help: Option<String>,
-    #[related]
     related: Vec<Report>,
 }
 
@@ -30,7 +28,64 @@ impl Report {
             Some(why) => format!("{}: {why}", e.what),
             None => e.what.clone(),
         };
-        Report { message, src: None, labels: vec![], help: e.help.clone(), related: vec![] }
+        Report { code: Some(e.code), message, src: None, labels: vec![], help: Some(help_for(e.code, e.help.clone())), related: vec![] }
+    }
+}
+
+impl Report {
+    /// This report as the interruption it really is: a signal stopped the script at
+    /// the place shown (the error it surfaced as says nothing more).
+    pub fn interrupted(mut self, message: String) -> Self {
+        self.code = Some(Code::Interrupted);
+        self.message = message;
+        self.help = Some(Code::Interrupted.help().to_string());
+        for label in &mut self.labels {
+            *label = LabeledSpan::new_with_span(Some("stopped here".into()), label.inner().to_owned());
+        }
+        self
+    }
+}
+
+/// The error's own help, or else its code's generic one: every report has a help line.
+fn help_for(code: Code, own: Option<String>) -> String {
+    own.unwrap_or_else(|| code.help().to_string())
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Report {}
+
+impl Diagnostic for Report {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.code.map(|c| Box::new(c.qualified()) as Box<dyn fmt::Display>)
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        self.src.as_ref().map(|s| s as &dyn SourceCode)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        if self.labels.is_empty() {
+            None
+        } else {
+            Some(Box::new(self.labels.iter().cloned()))
+        }
+    }
+
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
+        if self.related.is_empty() {
+            None
+        } else {
+            Some(Box::new(self.related.iter().map(|r| r as &dyn Diagnostic)))
+        }
     }
 }
 
@@ -69,23 +124,33 @@ fn span_at(text: &str, pos: Position) -> Option<SourceSpan> {
     Some(SourceSpan::new((line_start + offset_in_line).into(), len))
 }
 
-fn located(sources: &Sources, source: &str, pos: Position, label: String, message: String, help: Option<String>) -> Report {
+/// A report pointing at `pos` in `source`; `code` None for a frame of a call chain.
+fn located(
+    sources: &Sources,
+    source: &str,
+    pos: Position,
+    code: Option<Code>,
+    label: String,
+    message: String,
+    help: Option<String>,
+) -> Report {
     let text = sources.text(source);
     let span = text.as_deref().and_then(|t| span_at(t, pos));
     let labels = span.map(|s| vec![LabeledSpan::new_with_span(Some(label), s)]).unwrap_or_default();
-    Report { message, src: text.map(|t| NamedSource::new(source, t)), labels, help, related: vec![] }
+    Report { code, message, src: text.map(|t| NamedSource::new(source, t)), labels, help, related: vec![] }
 }
 
-/// The innermost error's message, label and help.
-fn describe(err: &EvalAltResult) -> (String, String, Option<String>) {
+/// The innermost error's code, message, label and help.
+fn describe(err: &EvalAltResult) -> (Code, String, String, Option<String>) {
     match err {
         EvalAltResult::ErrorRuntime(value, _) => {
             if let Some(e) = value.clone().try_cast::<Error>() {
-                return (e.what.clone(), e.why.clone().unwrap_or_else(|| "here".into()), e.help.clone());
+                return (e.code, e.what.clone(), e.why.clone().unwrap_or_else(|| "here".into()), e.help.clone());
             }
-            (format!("script error: {value}"), "thrown here".into(), None)
+            (Code::ScriptError, format!("script error: {value}"), "thrown here".into(), None)
         }
-        EvalAltResult::ErrorParsing(pe, _) => (format!("syntax error: {pe}"), "here".into(), None),
+        EvalAltResult::ErrorParsing(pe, _) => (Code::Syntax, format!("syntax error: {pe}"), "here".into(), None),
+        EvalAltResult::ErrorTerminated(value, _) => (Code::Interrupted, format!("interrupted by {value}"), "stopped here".into(), None),
         EvalAltResult::ErrorFunctionNotFound(sig, _) => {
             let name = sig.split('(').next().unwrap_or(sig).trim();
             let name = name.rsplit("::").next().unwrap_or(name);
@@ -103,19 +168,21 @@ fn describe(err: &EvalAltResult) -> (String, String, Option<String>) {
                     }
                 }
             };
-            let message = if registry::find(name).is_some() {
-                format!("wrong arguments for {name}: {sig}")
+            let (code, message) = if registry::find(name).is_some() {
+                (Code::WrongArguments, format!("wrong arguments for {name}: {sig}"))
             } else {
-                format!("unknown function {sig}")
+                (Code::UnknownFunction, format!("unknown function {sig}"))
             };
-            (message, "called here".into(), help)
+            (code, message, "called here".into(), help)
         }
         EvalAltResult::ErrorVariableNotFound(name, _) => (
+            Code::UnknownVariable,
             format!("unknown variable {name}"),
             "used here".into(),
             Some(format!("define it with `let {name} = ...;`, or pass it with --var {name}=VALUE")),
         ),
         EvalAltResult::ErrorModuleNotFound(name, _) => (
+            Code::UnknownModule,
             format!("cannot find module {name:?}"),
             "imported here".into(),
             Some(format!(
@@ -126,15 +193,30 @@ fn describe(err: &EvalAltResult) -> (String, String, Option<String>) {
         other => {
             let text = other.to_string();
             let first = text.lines().next().unwrap_or("error").to_string();
-            (first, "here".into(), None)
+            (Code::ScriptError, first, "here".into(), None)
         }
     }
 }
 
 fn origin_of(err: &EvalAltResult) -> Option<crate::error::Origin> {
     match err {
-        EvalAltResult::ErrorRuntime(value, _) => value.clone().try_cast::<Error>().and_then(|e| e.origin),
+        EvalAltResult::ErrorRuntime(value, _) => value.clone().try_cast::<Error>().and_then(|e| e.origin.map(|o| *o)),
         _ => None,
+    }
+}
+
+/// The innermost error's message, in one line (for notes that are not reports).
+pub fn message(err: &EvalAltResult) -> String {
+    let mut cur = err;
+    while let EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) = cur {
+        cur = inner;
+    }
+    match cur {
+        EvalAltResult::ErrorRuntime(value, _) => match value.clone().try_cast::<Error>() {
+            Some(e) => e.to_string(),
+            None => describe(cur).1,
+        },
+        _ => describe(cur).1,
     }
 }
 
@@ -160,7 +242,7 @@ pub fn from_rhai(err: &EvalAltResult, main: &str, sources: &Sources) -> Report {
             _ => break,
         }
     }
-    let (message, label, help) = describe(cur);
+    let (code, message, label, help) = describe(cur);
     // A queued request refused at a later flush: point at the call that made it (the
     // calls that led to the flush have nothing to do with it).
     if let Some(origin) = origin_of(cur) {
@@ -169,17 +251,22 @@ pub fn from_rhai(err: &EvalAltResult, main: &str, sources: &Sources) -> Report {
             s if !s.starts_with("stdlib/") && crate::stdlib::source_of(s).is_some() => format!("stdlib/{s}.rhai"),
             s => s.to_string(),
         };
-        return located(sources, &source, Position::new(origin.line as u16, origin.column as u16), label, message, help);
+        let at = Position::new(origin.line as u16, origin.column as u16);
+        return located(sources, &source, at, Some(code), label, message, Some(help_for(code, help)));
     }
-    let mut report = located(sources, &source, cur.position(), label, message, help);
+    let mut report = located(sources, &source, cur.position(), Some(code), label, message, Some(help_for(code, help)));
     report.related =
-        frames.into_iter().rev().map(|(src, pos, what)| located(sources, &src, pos, "called here".into(), what, None)).collect();
+        frames.into_iter().rev().map(|(src, pos, what)| located(sources, &src, pos, None, "called here".into(), what, None)).collect();
     report
 }
 
 /// Fancy on a terminal, plain (no colour, ASCII, fixed width) otherwise.
 pub fn render(report: &Report) -> String {
     let fancy = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    render_as(report, fancy)
+}
+
+fn render_as(report: &Report, fancy: bool) -> String {
     let handler =
         if fancy { GraphicalReportHandler::new() } else { GraphicalReportHandler::new_themed(GraphicalTheme::none()).with_width(100) };
     let mut out = String::new();
@@ -187,4 +274,29 @@ pub fn render(report: &Report) -> String {
         out = format!("error: {}\n", report.message);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `internal` cannot be caused from outside (a thread or runtime of nsscript's own
+    /// failing), so its rendering is checked here instead of in tests/interactive.rs.
+    #[test]
+    fn an_internal_error_renders_with_its_code_and_help() {
+        let e = Error::new(Code::Internal, "the namespace worker failed");
+        assert_eq!(
+            render_as(&Report::plain(&e), false),
+            "nsscript::internal\n\n  x the namespace worker failed\n  help: this is a bug or a broken environment: please report it with the command and the script\n"
+        );
+    }
+
+    #[test]
+    fn every_code_renders_with_its_name_and_a_help_line() {
+        for code in Code::ALL {
+            let out = render_as(&Report::plain(&Error::new(*code, "what failed").why("why")), false);
+            assert!(out.starts_with(&format!("{}\n", code.qualified())), "{out}");
+            assert!(out.contains("x what failed: why") && out.contains("help: "), "{out}");
+        }
+    }
 }

@@ -1,12 +1,18 @@
 //! The one error type of nsscript below the script layer.
 //!
-//! Every failure carries what went wrong in words, what the kernel (or a program) said,
-//! and a help line; `diag` turns it into a miette report pointing into the script.
+//! Every failure carries its code from the catalogue (codes.rs), what went wrong in
+//! words, what the kernel (or a program) said, and a help line; `diag` turns it into a
+//! miette report pointing into the script.
 
+mod codes;
+
+pub use codes::Code;
 use std::fmt;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Error {
+    /// Which situation of the catalogue this is (there is no error without one).
+    pub code: Code,
     /// What failed, in the user's terms: "cannot create veth pair a/b".
     pub what: String,
     /// Why, as the kernel or a program said it, in words.
@@ -17,7 +23,8 @@ pub struct Error {
     pub errno: Option<i32>,
     /// The script call that asked for the failed request, when the refusal arrives
     /// later than that call returned (queued requests are sent in batches).
-    pub origin: Option<Origin>,
+    /// (Boxed: errors travel in every Result, and most have no origin.)
+    pub origin: Option<Box<Origin>>,
 }
 
 /// A place in a script: the source name Rhai knows it by, and a 1-based line and column.
@@ -31,8 +38,15 @@ pub struct Origin {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub fn new(what: impl Into<String>) -> Self {
-        Error { what: what.into(), why: None, help: None, errno: None, origin: None }
+    pub fn new(code: Code, what: impl Into<String>) -> Self {
+        Error { code, what: what.into(), why: None, help: None, errno: None, origin: None }
+    }
+
+    /// The same error as another situation of the catalogue: a generic refusal that
+    /// turns out to be a name taken (EEXIST), a missing feature (EOPNOTSUPP)...
+    pub fn with_code(mut self, code: Code) -> Self {
+        self.code = code;
+        self
     }
 
     pub fn why(mut self, why: impl Into<String>) -> Self {
@@ -56,15 +70,15 @@ impl Error {
     /// Where the request that failed was made (kept if already set).
     pub fn made_at(mut self, origin: Option<Origin>) -> Self {
         if self.origin.is_none() {
-            self.origin = origin;
+            self.origin = origin.map(Box::new);
         }
         self
     }
 
-    pub fn io(what: impl Into<String>, err: &std::io::Error) -> Self {
+    pub fn io(code: Code, what: impl Into<String>, err: &std::io::Error) -> Self {
         match err.raw_os_error() {
-            Some(code) => Error::new(what).errno(code),
-            None => Error::new(what).why(err.to_string()),
+            Some(errno) => Error::new(code, what).errno(errno),
+            None => Error::new(code, what).why(err.to_string()),
         }
     }
 

@@ -6,7 +6,7 @@ use crate::backend::live::process;
 use crate::backend::plan::PlanBackend;
 use crate::cli::GraphFormat;
 use crate::diag;
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::op::Command;
 use crate::script::{self, ScriptEngine, Shared};
 use std::cell::RefCell;
@@ -18,8 +18,9 @@ use std::rc::Rc;
 /// Run `path` against the recording backend. `Ok(None)`: the script failed and its
 /// report was printed.
 pub fn record(path: &Path, vars: &[(String, String)], name: Option<&str>) -> Result<Option<Rc<RefCell<PlanBackend>>>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::io(format!("cannot read {}", path.display()), &e).help("check the path of the lab script"))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::io(Code::MissingScript, format!("cannot read {}", path.display()), &e).help("check the path of the lab script")
+    })?;
     let text = script::strip_shebang(&text);
     let lab = name
         .map(str::to_string)
@@ -84,7 +85,7 @@ fn lab_netns(lab: &str, ns: &str) -> Result<std::fs::File> {
     let state = crate::lab::load(lab)?;
     if !state.owns_netns(ns) {
         let names: Vec<String> = state.netns.iter().map(|n| n.name.clone()).collect();
-        return Err(Error::new(format!("lab {lab:?} has no namespace {ns:?}")).help(if names.is_empty() {
+        return Err(Error::new(Code::UnknownNamespace, format!("lab {lab:?} has no namespace {ns:?}")).help(if names.is_empty() {
             "this lab has no namespaces of its own".to_string()
         } else {
             format!("its namespaces: {}", names.join(", "))
@@ -115,7 +116,7 @@ pub fn shell(lab: &str, ns: &str) -> Result<ExitCode> {
             rc.display()
         ),
     )
-    .map_err(|e| Error::io(format!("cannot write {}", rc.display()), &e))?;
+    .map_err(|e| Error::io(Code::IoFailed, format!("cannot write {}", rc.display()), &e))?;
     eprintln!("nsscript: a shell in namespace {ns} of lab {lab}; `exit` leaves.");
     let env = [("NSSCRIPT_LAB", lab.to_string()), ("NSSCRIPT_NS", ns.to_string()), ("PS1", format!("{prompt}> "))];
     let argv = vec!["bash".to_string(), "--rcfile".into(), rc.display().to_string(), "-i".into()];

@@ -21,7 +21,7 @@ use backend::live::LiveBackend;
 use clap::Parser;
 use cli::{Cli, Cmd, RunOpts};
 use diag::Report;
-use error::Error;
+use error::{Code, Error};
 use script::{ScriptEngine, Shared};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -29,7 +29,10 @@ use std::process::ExitCode;
 use std::rc::Rc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return command_line_error(e),
+    };
     let result = match cli.command {
         Some(Cmd::Down { lab, no_wait }) => down(&lab, !no_wait),
         Some(Cmd::Ls) => ls(),
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Some(Cmd::Graph { script, format, vars }) => inspect::graph(&script, &vars, format),
         Some(Cmd::Shell { lab, ns }) => inspect::shell(&lab, &ns),
         Some(Cmd::Exec { lab, ns, cmd }) => inspect::exec(&lab, &ns, &cmd),
+        Some(Cmd::Errors { code }) => errors(code.as_deref()),
         Some(Cmd::Completions { shell }) => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "nsscript", &mut std::io::stdout());
@@ -82,8 +86,9 @@ fn start(script: Option<&Path>, opts: &RunOpts, repl: bool) -> Result<ExitCode, 
     signals::install()?;
     let source = match script {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| Error::io(format!("cannot read {}", path.display()), &e).help("check the path of the lab script"))?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::io(Code::MissingScript, format!("cannot read {}", path.display()), &e).help("check the path of the lab script")
+            })?;
             Some((path.to_path_buf(), script::strip_shebang(&text)))
         }
         None => None,
@@ -97,7 +102,7 @@ fn start(script: Option<&Path>, opts: &RunOpts, repl: bool) -> Result<ExitCode, 
     lab::lock::hold(&lab_name, "building it")?;
     if lab::exists(&lab_name) {
         if !opts.replace {
-            return Err(Error::new(format!("lab {lab_name:?} is already up")).help(format!(
+            return Err(Error::new(Code::LabUp, format!("lab {lab_name:?} is already up")).help(format!(
                 "take it down first with `nsscript down {lab_name}`, rebuild it with --replace, or give this run another name with --name"
             )));
         }
@@ -120,10 +125,13 @@ fn start(script: Option<&Path>, opts: &RunOpts, repl: bool) -> Result<ExitCode, 
         let outcome = engine.compile(&name, &text).and_then(|ast| engine.run(ast));
         if let Err(err) = outcome {
             let signal = signals::interrupted();
-            match signal {
-                Some(sig) => eprintln!("nsscript: interrupted by {} while running {name}.", sig.as_str()),
-                None => eprint!("{}", diag::render(&diag::from_rhai(&err, &name, &sources))),
-            }
+            let report = diag::from_rhai(&err, &name, &sources);
+            let report = match signal {
+                // Whatever error the signal surfaced as, the run stopped because of it.
+                Some(sig) => report.interrupted(format!("interrupted by {} while running {name}", sig.as_str())),
+                None => report,
+            };
+            eprint!("{}", diag::render(&report));
             let mut live = live.borrow_mut();
             let lab = live.state().clone();
             if !live.has_lab() {
@@ -201,6 +209,58 @@ fn ls() -> Result<ExitCode, Error> {
         match lab::load(&name) {
             Ok(state) => println!("{name}\t{}", state.summary()),
             Err(e) => println!("{name}\t(unreadable ledger: {e})"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// clap's own errors, as reports with a code like every other error (help and
+/// --version are not errors: clap prints them).
+fn command_line_error(e: clap::Error) -> ExitCode {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+        e.exit();
+    }
+    let context = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let arg = context(ContextKind::InvalidArg).unwrap_or_default();
+    let err = if e.kind() == ErrorKind::ValueValidation && arg.starts_with("--var") {
+        let value = context(ContextKind::InvalidValue).unwrap_or_default();
+        let why = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default();
+        Error::new(Code::BadVar, format!("invalid --var {value:?}")).why(why)
+    } else {
+        // clap's text: a first paragraph "error: WHAT" (with the missing arguments
+        // indented below it), then tips, the usage line and where to read more.
+        let text = e.render().to_string();
+        let (first, rest) = text.split_once("\n\n").unwrap_or((&text, ""));
+        let what = first.lines().map(str::trim).collect::<Vec<_>>().join(" ");
+        let rest: Vec<&str> = rest.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let err = Error::new(Code::Usage, what.strip_prefix("error: ").unwrap_or(&what));
+        if rest.is_empty() {
+            err
+        } else {
+            err.help(rest.join("\n"))
+        }
+    };
+    eprint!("{}", diag::render(&Report::plain(&err)));
+    ExitCode::from(2)
+}
+
+/// `nsscript errors [CODE]`: the catalogue, or one code in full.
+fn errors(code: Option<&str>) -> Result<ExitCode, Error> {
+    match code {
+        None => {
+            let width = Code::ALL.iter().map(|c| c.qualified().len()).max().unwrap_or(0);
+            for c in Code::ALL {
+                println!("{:width$}  {}", c.qualified(), c.description());
+            }
+        }
+        Some(name) => {
+            let c = Code::by_name(name)
+                .ok_or_else(|| Error::new(Code::Usage, format!("no error code {name:?}")).help("`nsscript errors` lists every code"))?;
+            println!("{}\n  {}\n  help: {}", c.qualified(), c.description(), c.help());
         }
     }
     Ok(ExitCode::SUCCESS)

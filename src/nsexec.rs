@@ -6,7 +6,7 @@
 //! on a short-lived thread of its own, so no other thread (and never a tokio worker)
 //! ever carries a switched namespace.
 
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
@@ -28,7 +28,7 @@ pub fn netns_path(name: &str) -> PathBuf {
 /// reach outside `/run/netns`.
 pub fn validate_netns_name(name: &str) -> Result<()> {
     let bad = |why: &str| {
-        Err(Error::new(format!("invalid namespace name {name:?}"))
+        Err(Error::new(Code::InvalidName, format!("invalid namespace name {name:?}"))
             .why(why.to_string())
             .help("use letters, digits, '-', '_' and '.', at most 64 bytes, e.g. \"vm1\""))
     };
@@ -56,7 +56,8 @@ static HOST_NS: OnceLock<File> = OnceLock::new();
 
 pub fn init_host_ns() -> Result<()> {
     if HOST_NS.get().is_none() {
-        let f = File::open("/proc/thread-self/ns/net").map_err(|e| Error::io("cannot open this process's network namespace", &e))?;
+        let f = File::open("/proc/thread-self/ns/net")
+            .map_err(|e| Error::io(Code::NamespaceFailed, "cannot open this process's network namespace", &e))?;
         let _ = HOST_NS.set(f);
     }
     Ok(())
@@ -71,11 +72,11 @@ pub fn open_netns(name: &str) -> Result<File> {
     validate_netns_name(name)?;
     let path = netns_path(name);
     if !is_netns_mount(&path) {
-        return Err(Error::new(format!("unknown namespace {name:?}"))
+        return Err(Error::new(Code::UnknownNamespace, format!("unknown namespace {name:?}"))
             .why(format!("{} does not exist", path.display()))
             .help("create it first with netns(\"NAME\"), or check `ip netns list`"));
     }
-    File::open(&path).map_err(|e| Error::io(format!("cannot open namespace {name:?}"), &e))
+    File::open(&path).map_err(|e| Error::io(Code::NamespaceFailed, format!("cannot open namespace {name:?}"), &e))
 }
 
 /// The namespace's identity: the inode of its nsfs file, the same number `ip netns
@@ -104,16 +105,16 @@ fn ensure_run_dir() -> Result<()> {
     if DONE.get().is_some() {
         return Ok(());
     }
-    fs::create_dir_all(NETNS_RUN_DIR).map_err(|e| Error::io(format!("cannot create {NETNS_RUN_DIR}"), &e))?;
+    fs::create_dir_all(NETNS_RUN_DIR).map_err(|e| Error::io(Code::NamespaceFailed, format!("cannot create {NETNS_RUN_DIR}"), &e))?;
     let shared = || mount(Some("none"), NETNS_RUN_DIR, None::<&str>, MsFlags::MS_SHARED | MsFlags::MS_REC, None::<&str>);
     if let Err(e) = shared() {
         if e != nix::errno::Errno::EINVAL {
-            return Err(Error::new(format!("cannot make {NETNS_RUN_DIR} a shared mount")).errno(e as i32));
+            return Err(Error::new(Code::NamespaceFailed, format!("cannot make {NETNS_RUN_DIR} a shared mount")).errno(e as i32));
         }
         // Not a mount point yet: bind it onto itself, then share it.
         mount(Some(NETNS_RUN_DIR), NETNS_RUN_DIR, Some("none"), MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-            .map_err(|e| Error::new(format!("cannot bind-mount {NETNS_RUN_DIR}")).errno(e as i32))?;
-        shared().map_err(|e| Error::new(format!("cannot make {NETNS_RUN_DIR} a shared mount")).errno(e as i32))?;
+            .map_err(|e| Error::new(Code::NamespaceFailed, format!("cannot bind-mount {NETNS_RUN_DIR}")).errno(e as i32))?;
+        shared().map_err(|e| Error::new(Code::NamespaceFailed, format!("cannot make {NETNS_RUN_DIR} a shared mount")).errno(e as i32))?;
     }
     let _ = DONE.set(());
     Ok(())
@@ -145,7 +146,8 @@ pub fn create_netns(name: &str, setup: SpareSetup) -> Result<NewNetns> {
         .mode(0o444)
         .open(&path)
         .map_err(|e| {
-            let err = Error::io(what(), &e);
+            let code = if e.kind() == std::io::ErrorKind::AlreadyExists { Code::NameTaken } else { Code::NamespaceFailed };
+            let err = Error::io(code, what(), &e);
             if e.kind() == std::io::ErrorKind::AlreadyExists {
                 err.help(format!("a namespace {name:?} already exists and does not belong to this lab: choose another name, or remove it with `ip netns del {name}` if it is yours"))
             } else {
@@ -156,7 +158,7 @@ pub fn create_netns(name: &str, setup: SpareSetup) -> Result<NewNetns> {
         // Bind-mount the spare namespace under its name, as `ip netns attach` does.
         let fd_path = format!("/proc/self/fd/{}", spare.ns.as_raw_fd());
         mount(Some(fd_path.as_str()), &path, Some("none"), MsFlags::MS_BIND, None::<&str>)
-            .map_err(|e| Error::new(what()).errno(e as i32))?;
+            .map_err(|e| Error::new(Code::NamespaceFailed, what()).errno(e as i32))?;
         Ok(spare)
     });
     match made {
@@ -190,19 +192,23 @@ fn take_spare(setup: SpareSetup) -> Result<Spare> {
     static NEXT: Mutex<Option<Receiver<Result<Spare>>>> = Mutex::new(None);
     let make = |setup: SpareSetup| {
         on_worker_async(move || {
-            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| Error::new("cannot create a network namespace").errno(e as i32))?;
-            let made = File::open("/proc/thread-self/ns/net").map_err(|e| Error::io("cannot open the new namespace", &e)).and_then(|f| {
-                let socket = route_socket()?;
-                setup(&socket)?;
-                Ok(Spare { ns: f.into(), socket })
-            });
-            setns(host_ns(), CloneFlags::CLONE_NEWNET).map_err(|e| Error::new("cannot return to the host namespace").errno(e as i32))?;
+            unshare(CloneFlags::CLONE_NEWNET)
+                .map_err(|e| Error::new(Code::NamespaceFailed, "cannot create a network namespace").errno(e as i32))?;
+            let made = File::open("/proc/thread-self/ns/net")
+                .map_err(|e| Error::io(Code::NamespaceFailed, "cannot open the new namespace", &e))
+                .and_then(|f| {
+                    let socket = route_socket()?;
+                    setup(&socket)?;
+                    Ok(Spare { ns: f.into(), socket })
+                });
+            setns(host_ns(), CloneFlags::CLONE_NEWNET)
+                .map_err(|e| Error::new(Code::NamespaceFailed, "cannot return to the host namespace").errno(e as i32))?;
             made
         })
     };
     let mut next = NEXT.lock().unwrap_or_else(|p| p.into_inner());
     let pending = next.take().unwrap_or_else(|| make(setup));
-    let spare = pending.recv().unwrap_or_else(|_| Err(Error::new("the namespace worker failed")));
+    let spare = pending.recv().unwrap_or_else(|_| Err(Error::new(Code::Internal, "the namespace worker failed")));
     *next = Some(make(setup));
     spare
 }
@@ -212,7 +218,7 @@ pub fn delete_netns(name: &str) -> Result<()> {
     validate_netns_name(name)?;
     let path = netns_path(name);
     let _ = umount2(&path, MntFlags::MNT_DETACH);
-    fs::remove_file(&path).map_err(|e| Error::io(format!("cannot remove {}", path.display()), &e))
+    fs::remove_file(&path).map_err(|e| Error::io(Code::NamespaceFailed, format!("cannot remove {}", path.display()), &e))
 }
 
 /// Run `f` on a thread that has entered the namespace `ns`.
@@ -222,19 +228,20 @@ pub fn in_netns<T: Send>(ns: BorrowedFd<'_>, f: impl FnOnce() -> Result<T> + Sen
         s.spawn(move || {
             // SAFETY: the fd is borrowed for the whole scope.
             let ns = unsafe { BorrowedFd::borrow_raw(fd) };
-            setns(ns, CloneFlags::CLONE_NEWNET).map_err(|e| Error::new("cannot enter the namespace").errno(e as i32))?;
+            setns(ns, CloneFlags::CLONE_NEWNET)
+                .map_err(|e| Error::new(Code::NamespaceFailed, "cannot enter the namespace").errno(e as i32))?;
             f()
         })
         .join()
-        .unwrap_or_else(|_| Err(Error::new("a namespace thread panicked")))
+        .unwrap_or_else(|_| Err(Error::new(Code::Internal, "a namespace thread panicked")))
     })
 }
 
 /// A NETLINK_ROUTE socket created in the calling thread's namespace: the socket stays
 /// bound to that namespace for its whole life, whoever drives it later.
 pub fn route_socket() -> Result<rtnetlink::sys::Socket> {
-    let sock =
-        rtnetlink::sys::Socket::new(rtnetlink::sys::protocols::NETLINK_ROUTE).map_err(|e| Error::io("cannot open a netlink socket", &e))?;
+    let sock = rtnetlink::sys::Socket::new(rtnetlink::sys::protocols::NETLINK_ROUTE)
+        .map_err(|e| Error::io(Code::KernelRefused, "cannot open a netlink socket", &e))?;
     // Pipelined requests leave many acks queued: give them room (the default ~208 KB
     // holds ~250). FORCE needs CAP_NET_ADMIN, which we have; fall back silently.
     let size: libc::c_int = 4 << 20;
@@ -258,11 +265,13 @@ pub fn route_socket_in(ns: BorrowedFd<'_>) -> Result<rtnetlink::sys::Socket> {
 
 /// Run `job` inside the namespace `ns` on the namespace worker (no thread per call).
 pub fn run_in<T: Send + 'static>(ns: BorrowedFd<'_>, job: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    let ns = ns.try_clone_to_owned().map_err(|e| Error::io("cannot duplicate a namespace handle", &e))?;
+    let ns = ns.try_clone_to_owned().map_err(|e| Error::io(Code::Internal, "cannot duplicate a namespace handle", &e))?;
     on_worker(move || {
-        setns(&ns, CloneFlags::CLONE_NEWNET).map_err(|e| Error::new("cannot enter the namespace").errno(e as i32))?;
+        setns(&ns, CloneFlags::CLONE_NEWNET)
+            .map_err(|e| Error::new(Code::NamespaceFailed, "cannot enter the namespace").errno(e as i32))?;
         let out = job();
-        setns(host_ns(), CloneFlags::CLONE_NEWNET).map_err(|e| Error::new("cannot return to the host namespace").errno(e as i32))?;
+        setns(host_ns(), CloneFlags::CLONE_NEWNET)
+            .map_err(|e| Error::new(Code::NamespaceFailed, "cannot return to the host namespace").errno(e as i32))?;
         out
     })
 }
@@ -273,7 +282,7 @@ type Job = Box<dyn FnOnce() + Send>;
 /// does the work and returns home. Spawning a thread per namespace cost ~0.3 ms, more
 /// than creating the namespace itself.
 fn on_worker<T: Send + 'static>(job: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    on_worker_async(job).recv().unwrap_or_else(|_| Err(Error::new("the namespace worker failed")))
+    on_worker_async(job).recv().unwrap_or_else(|_| Err(Error::new(Code::Internal, "the namespace worker failed")))
 }
 
 /// Queue `job` on the namespace worker; its result arrives on the returned channel.
@@ -343,7 +352,7 @@ pub fn command_in(ns: Option<RawFd>, cmd: &mut std::process::Command) {
 /// exits. Must run first in `main`, while the process has one thread.
 pub fn enter_sandbox() -> Result<()> {
     let fail = |what: &str, e: nix::errno::Errno| {
-        Error::new(format!("cannot set up the sandbox: {what}"))
+        Error::new(Code::SandboxFailed, format!("cannot set up the sandbox: {what}"))
             .errno(e as i32)
             .help("the sandbox needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN): run it with sudo")
     };
@@ -380,7 +389,7 @@ fn userns_blocker() -> Option<String> {
 pub fn enter_user_sandbox() -> Result<()> {
     let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
     unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS).map_err(|e| {
-        let err = Error::new("cannot set up the sandbox: no user namespace for this user").errno(e as i32);
+        let err = Error::new(Code::SandboxFailed, "cannot set up the sandbox: no user namespace for this user").errno(e as i32);
         match userns_blocker() {
             Some(why) => err.help(format!(
                 "--sandbox without root needs unprivileged user namespaces, which this kernel does not allow: {why}; or run nsscript with sudo"
@@ -390,13 +399,14 @@ pub fn enter_user_sandbox() -> Result<()> {
     })?;
     let write = |file: &str, text: String| {
         fs::write(format!("/proc/self/{file}"), text.as_bytes())
-            .map_err(|e| Error::io(format!("cannot set up the sandbox: writing /proc/self/{file}"), &e))
+            .map_err(|e| Error::io(Code::SandboxFailed, format!("cannot set up the sandbox: writing /proc/self/{file}"), &e))
     };
     // setgroups must be denied before an unprivileged process may write gid_map.
     write("setgroups", "deny".into())?;
     write("uid_map", format!("0 {uid} 1"))?;
     write("gid_map", format!("0 {gid} 1"))?;
-    let fail = |what: &str, e: nix::errno::Errno| Error::new(format!("cannot set up the sandbox: {what}")).errno(e as i32);
+    let fail =
+        |what: &str, e: nix::errno::Errno| Error::new(Code::SandboxFailed, format!("cannot set up the sandbox: {what}")).errno(e as i32);
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).map_err(|e| fail("making / private", e))?;
     mount(Some("tmpfs"), "/run", Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=755"))
         .map_err(|e| fail("mounting a private /run", e))?;
@@ -413,6 +423,6 @@ pub fn remove_netns_placeholder(name: &str) -> Result<bool> {
     if !f.file_type().is_file() || f.len() != 0 || f.dev() != d.dev() {
         return Ok(false);
     }
-    fs::remove_file(&path).map_err(|e| Error::io(format!("cannot remove {}", path.display()), &e))?;
+    fs::remove_file(&path).map_err(|e| Error::io(Code::NamespaceFailed, format!("cannot remove {}", path.display()), &e))?;
     Ok(true)
 }

@@ -1,6 +1,6 @@
 //! Up-front checks for what nsscript needs from the system, and waiting for Ctrl-C.
 
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;
@@ -24,7 +24,7 @@ pub fn require_root(what: &str) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    Err(Error::new(format!("{what} needs root"))
+    Err(Error::new(Code::NotRoot, format!("{what} needs root"))
         .why(format!("this process lacks {}", missing.join(" and ")))
         .help("run it with sudo (labs create namespaces and links, which only root may do)"))
 }

@@ -2,7 +2,7 @@
 //! what `connect` and `forward` mean in terms of the kernel.
 
 use crate::backend::Backend;
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::op::{NsRef, Op, Outcome, RouteVia, VethSpec};
 use ipnetwork::IpNetwork;
 use std::net::IpAddr;
@@ -74,14 +74,15 @@ pub fn connect(b: &mut dyn Backend, ns: &NsRef, target: &Target, o: &ConnectOpts
         Target::Bridge { ns: bns, name } => (bns.clone(), Some(name.clone())),
         Target::Netns(t) => {
             if t == ns {
-                return Err(Error::new(format!("cannot connect {ns} to itself"))
+                return Err(Error::new(Code::BadWiring, format!("cannot connect {ns} to itself"))
                     .help("connect two different namespaces, or a namespace to a bridge"));
             }
             (t.clone(), None)
         }
     };
     if o.peer_addr.is_some() && master.is_some() {
-        return Err(Error::new("peer_addr is for a namespace target").help("to give the bridge an address use bridge(...).addr(CIDR)"));
+        return Err(Error::new(Code::BadWiring, "peer_addr is for a namespace target")
+            .help("to give the bridge an address use bridge(...).addr(CIDR)"));
     }
     let peer = match &o.peer {
         Some(p) => p.clone(),

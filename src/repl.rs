@@ -11,7 +11,7 @@ use crate::backend::live::LiveBackend;
 use crate::backend::Backend;
 use crate::cli::OnExit;
 use crate::diag;
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::op::{NsRef, Op, Outcome};
 use crate::script::{registry, ScriptEngine, Shared};
 use rhai::{EvalAltResult, ParseErrorType};
@@ -452,7 +452,9 @@ impl Session<'_> {
                     let text = crate::script::strip_shebang(&text);
                     self.eval(arg, &text);
                 }
-                Err(e) => eprint!("{}", diag::render(&diag::Report::plain(&Error::io(format!("cannot read {arg}"), &e)))),
+                Err(e) => {
+                    eprint!("{}", diag::render(&diag::Report::plain(&Error::io(Code::MissingScript, format!("cannot read {arg}"), &e))))
+                }
             },
             ":down" => self.down(),
             ":quit" | ":q" | ":exit" => return false,
@@ -481,10 +483,10 @@ pub fn run(engine: &mut ScriptEngine, sources: &mut diag::Sources, live: Rc<RefC
     let config = rustyline::Config::builder()
         .completion_type(rustyline::CompletionType::List)
         .max_history_size(5000)
-        .map_err(|e| Error::new("cannot start the REPL").why(e.to_string()))?
+        .map_err(|e| Error::new(Code::IoFailed, "cannot start the REPL").why(e.to_string()))?
         .build();
     let mut rl: Editor<NsHelper, DefaultHistory> =
-        Editor::with_config(config).map_err(|e| Error::new("cannot start the REPL").why(e.to_string()))?;
+        Editor::with_config(config).map_err(|e| Error::new(Code::IoFailed, "cannot start the REPL").why(e.to_string()))?;
     rl.set_helper(Some(NsHelper { backend, files: FilenameCompleter::new(), color }));
     let history = history_path();
     if let Some(h) = &history {
@@ -532,7 +534,7 @@ pub fn run(engine: &mut ScriptEngine, sources: &mut diag::Sources, live: Rc<RefC
                 entry.clear();
             }
             Err(ReadlineError::Eof) => break,
-            Err(e) => return Err(Error::new("cannot read input").why(e.to_string())),
+            Err(e) => return Err(Error::new(Code::IoFailed, "cannot read input").why(e.to_string())),
         }
     }
     if let Some(h) = &history {

@@ -9,7 +9,7 @@
 //! ledger never lies. SIGKILL cannot be caught: the ledger written before each create
 //! is what lets `nsscript down` clean up after it.
 
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use nix::sys::signal::{SigSet, Signal};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
@@ -47,7 +47,7 @@ pub fn install() -> Result<()> {
         return Ok(());
     }
     let set = set();
-    set.thread_block().map_err(|e| Error::new("cannot block SIGINT and SIGTERM").errno(e as i32))?;
+    set.thread_block().map_err(|e| Error::new(Code::Internal, "cannot block SIGINT and SIGTERM").errno(e as i32))?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || loop {
@@ -59,7 +59,7 @@ pub fn install() -> Result<()> {
                 WAKE.1.notify_all();
             }
         })
-        .map_err(|e| Error::io("cannot start the signal thread", &e))?;
+        .map_err(|e| Error::io(Code::Internal, "cannot start the signal thread", &e))?;
     let _ = INSTALLED.set(());
     Ok(())
 }
@@ -90,7 +90,7 @@ pub fn stop_requested() -> Option<Signal> {
 pub fn check() -> Result<()> {
     match stop_requested() {
         None => Ok(()),
-        Some(sig) => Err(Error::new(format!("interrupted by {}", sig.as_str()))
+        Some(sig) => Err(Error::new(Code::Interrupted, format!("interrupted by {}", sig.as_str()))
             .help("the build stops between two steps; what it created is rolled back, or kept with --keep")),
     }
 }

@@ -302,7 +302,7 @@ fn completions_and_help_for_every_subcommand() {
         &[],
         r#"
 for s in bash zsh fish; do section comp-$s; $NSS completions $s || exit 1; done
-for c in down ls functions repl plan graph shell exec completions; do section help-$c; $NSS $c --help || exit 1; done
+for c in down ls functions repl plan graph shell exec errors completions; do section help-$c; $NSS $c --help || exit 1; done
 section bash-load; bash -c 'source <($NSS completions bash) && complete -p nsscript'
 "#,
     );
@@ -311,12 +311,13 @@ section bash-load; bash -c 'source <($NSS completions bash) && complete -p nsscr
     assert!(run.section("comp-zsh").starts_with("#compdef nsscript"));
     assert!(run.section("comp-fish").contains("complete -c nsscript"));
     assert!(run.section("bash-load").contains("nsscript"));
-    for sub in ["plan", "graph", "shell", "exec"] {
+    for sub in ["plan", "graph", "shell", "exec", "errors"] {
         assert!(run.section("comp-bash").contains(sub), "bash completes {sub}");
     }
     assert!(run.section("help-graph").contains("ascii") && run.section("help-graph").contains("mermaid"));
     assert!(run.section("help-repl").contains("--on-exit"));
     assert!(run.section("help-exec").contains("Usage: nsscript exec <LAB> <NS> -- <CMD>..."), "{}", run.section("help-exec"));
+    assert!(run.section("help-errors").contains("Usage: nsscript errors [CODE]"), "{}", run.section("help-errors"));
 }
 
 // ---- the diagnostics catalogue ----
@@ -324,7 +325,22 @@ section bash-load; bash -c 'source <($NSS completions bash) && complete -p nsscr
 /// Renders one error the way a user sees it when stderr is not a terminal.
 fn diagnostic(files: &[(&str, &str)], cmd: &str) -> String {
     let run = isolated(files, &format!("{cmd} 2>&1 >/dev/null; echo \"exit $?\""));
-    run.stdout
+    without_iptables_version(&run.stdout)
+}
+
+/// iptables starts its messages with its version and backend ("iptables v1.8.9
+/// (nf_tables): ..."), which differ between machines.
+fn without_iptables_version(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("iptables v") {
+        let Some(colon) = rest[at..].find(':') else { break };
+        out.push_str(&rest[..at]);
+        out.push_str("iptables VERSION");
+        rest = &rest[at + colon..];
+    }
+    out.push_str(rest);
+    out
 }
 
 macro_rules! catalogue {
@@ -335,28 +351,146 @@ macro_rules! catalogue {
                 insta::assert_snapshot!(stringify!($name), diagnostic(&$files, $cmd));
             }
         )*
+
+        /// The names of the catalogue's tests (and so of their snapshots).
+        const CATALOGUE: &[&str] = &[$(stringify!($name),)*];
     };
 }
 
+// One entry per situation: a small lab (or command) that meets it, rendered plainly.
+// `plan` where no kernel is needed, `--sandbox` where the kernel must refuse, and a
+// plain run (as root, inside the test's own namespaces) where the lab's state under
+// /run matters. Every code of `nsscript errors` is rendered by at least one entry
+// (checked by every_error_code_has_a_rendered_catalogue_entry).
 catalogue! {
+    // the script language
     diag_parse_error_points_at_the_span: [("lab.rhai", "let a = netns(\"a\");\nlet b = ;\n")], "$NSS plan lab.rhai";
     diag_unknown_function_suggests_from_the_registry: [("lab.rhai", "let a = netsn(\"a\");\n")], "$NSS plan lab.rhai";
     diag_wrong_argument_types_show_the_signature: [("lab.rhai", "netns(\"a\");\nnetns(42);\n")], "$NSS plan lab.rhai";
     diag_wrong_method_arguments_show_the_signature: [("lab.rhai", "let br = bridge(\"br0\");\nbr.mtu(\"big\");\n")], "$NSS plan lab.rhai";
     diag_unknown_variable: [("lab.rhai", "connect(vm1, bridge(\"br0\"));\n")], "$NSS plan lab.rhai";
     diag_unknown_module: [("lab.rhai", "import \"topology\" as t;\n")], "$NSS plan lab.rhai";
-    diag_malformed_address: [("lab.rhai", "bridge(\"br0\").addr(\"10.0.0.300/24\");\n")], "$NSS plan lab.rhai";
-    diag_unknown_link_lists_the_links: [("lab.rhai", "let a = netns(\"a\");\nconnect(a, bridge(\"br0\"), #{ ifname: \"eth0\" });\nlink(a, \"eth1\").up();\n")], "$NSS plan lab.rhai";
-    diag_unknown_option: [("lab.rhai", "connect(netns(\"a\"), bridge(\"br0\"), #{ ifnmae: \"eth0\" });\n")], "$NSS plan lab.rhai";
-    diag_interface_name_too_long: [("lab.rhai", "bridge(\"a-very-long-bridge-name\");\n")], "$NSS plan lab.rhai";
+    diag_script_error_thrown_by_the_script: [("lab.rhai", "let n = 3;\nif n > 2 { throw \"at most 2 routers\"; }\n")], "$NSS plan lab.rhai";
     diag_error_in_user_function_shows_the_call_chain: [("lab.rhai", "fn plug(ns, name) {\n    link(ns, name).up()\n}\nfn node(name) {\n    plug(netns(name), \"eth0\")\n}\nnode(\"vm1\");\n")], "$NSS plan lab.rhai";
     diag_error_in_stdlib_shows_the_call_chain: [("lab.rhai", "import \"topo\" as topo;\ntopo::star(2, #{ subnet: \"10.1.0.0/24\", bridge: \"br-much-too-long-name\" });\n")], "$NSS plan lab.rhai";
-    diag_gateway_unreachable_errno_in_words: [("lab.rhai", "let a = netns(\"a\");\na.route(\"default\", \"10.9.9.1\");\n")], "$NSS --sandbox lab.rhai";
+    // arguments and options
+    diag_unknown_option: [("lab.rhai", "connect(netns(\"a\"), bridge(\"br0\"), #{ ifnmae: \"eth0\" });\n")], "$NSS plan lab.rhai";
+    diag_missing_option: [("lab.rhai", "dnat(netns(\"a\"), #{ proto: \"tcp\" });\n")], "$NSS plan lab.rhai";
+    diag_value_out_of_range: [("lab.rhai", "bridge(\"br0\").mtu(-5);\n")], "$NSS plan lab.rhai";
+    diag_malformed_address: [("lab.rhai", "bridge(\"br0\").addr(\"10.0.0.300/24\");\n")], "$NSS plan lab.rhai";
+    diag_interface_name_too_long: [("lab.rhai", "bridge(\"a-very-long-bridge-name\");\n")], "$NSS plan lab.rhai";
+    diag_host_number_outside_the_subnet: [("lab.rhai", "let gw = cidr_host(\"10.0.0.0/24\", 300);\n")], "$NSS plan lab.rhai";
+    diag_pingall_node_without_an_address: [("lab.rhai", "pingall([netns(\"a\"), netns(\"b\")]);\n")], "$NSS --sandbox lab.rhai";
+    diag_namespace_connected_to_itself: [("lab.rhai", "let a = netns(\"a\");\nconnect(a, a);\n")], "$NSS plan lab.rhai";
+    diag_unknown_sysctl_errno_in_words: [("lab.rhai", "netns(\"a\").sysctl(\"net.ipv4.nosuchkey\", \"1\");\n")], "$NSS --sandbox lab.rhai";
+    // the lab's objects
+    diag_unknown_namespace: [("lab.rhai", "let a = ns(\"ghost\");\n")], "$NSS plan lab.rhai";
+    diag_unknown_link_lists_the_links: [("lab.rhai", "let a = netns(\"a\");\nconnect(a, bridge(\"br0\"), #{ ifname: \"eth0\" });\nlink(a, \"eth1\").up();\n")], "$NSS plan lab.rhai";
     diag_link_exists_errno_in_words: [("lab.rhai", "veth(\"v0\", \"v1\");\nveth(\"v1\", \"v2\");\n")], "$NSS --sandbox lab.rhai";
-    diag_assertion_failed: [("lab.rhai", "let r = netns(\"a\").exec(\"exit 3\");\nassert(r.code == 0, `exit code ${r.code}`);\n")], "$NSS --sandbox lab.rhai";
-    diag_missing_script_file: [], "$NSS plan nothere.rhai";
+    diag_peer_of_a_bridge: [("lab.rhai", "bridge(\"br0\").peer();\n")], "$NSS plan lab.rhai";
+    diag_changing_a_link_the_lab_does_not_own: [("lab.rhai", "link(\"lo\").down();\n")], "$NSS --sandbox lab.rhai";
+    // the kernel refuses
+    diag_kernel_refuses_a_macvlan_on_loopback: [("lab.rhai", "macvlan(link(\"lo\"), \"mv0\", \"bridge\");\n")], "$NSS --sandbox lab.rhai";
+    diag_kernel_refuses_a_veth_as_master: [("lab.rhai", "let a = veth(\"v0\", \"v1\");\nlet b = veth(\"v2\", \"v3\");\na.master(b);\n")], "$NSS --sandbox lab.rhai";
+    diag_address_added_twice: [("lab.rhai", "let b = bridge(\"br0\");\nb.addr(\"10.0.0.1/24\");\nb.addr(\"10.0.0.1/24\");\n")], "$NSS --sandbox lab.rhai";
+    diag_route_added_twice: [("lab.rhai", "let a = netns(\"a\");\nconnect(a, bridge(\"br0\"), #{ ifname: \"eth0\", addr: \"10.0.0.2/24\" });\na.route(\"10.9.0.0/16\", \"10.0.0.1\");\na.route(\"10.9.0.0/16\", \"10.0.0.1\");\n")], "$NSS --sandbox lab.rhai";
+    diag_gateway_unreachable_errno_in_words: [("lab.rhai", "let a = netns(\"a\");\na.route(\"default\", \"10.9.9.1\");\n")], "$NSS --sandbox lab.rhai";
+    // (the tun device hidden under an empty /dev/net, in the test's own mount namespace)
+    diag_tap_without_the_tun_device: [("lab.rhai", "tap(\"tap0\");\n")], "mount -t tmpfs tmpfs /dev/net && $NSS --sandbox lab.rhai";
+    diag_kernel_refuses_to_delete_lo: [("lab.rhai", "link(netns(\"a\"), \"lo\").delete();\n")], "$NSS --sandbox lab.rhai";
+    diag_netns_directory_read_only: [("lab.rhai", "netns(\"a\");\n")], "mkdir -p /run/netns && mount -t tmpfs -o ro tmpfs /run/netns && $NSS lab.rhai";
+    // (user namespaces off: a limit of 0 inside a user namespace of the test's own)
+    diag_sandbox_without_user_namespaces: [("lab.rhai", "netns(\"a\");\n")], "chmod 755 . && chmod 644 lab.rhai && unshare --user --map-root-user bash -c \"echo 0 > /proc/sys/user/max_user_namespaces && setpriv --securebits +noroot,+noroot_locked --inh-caps=-all --bounding-set=-all $NSS --sandbox lab.rhai\"";
+    // labs
+    diag_lab_already_up: [("lab.rhai", "netns(\"a\");\n")], "$NSS lab.rhai >/dev/null 2>&1 && $NSS lab.rhai";
     diag_exec_in_a_lab_that_is_not_up: [], "$NSS exec nolab ns0 -- true";
+    // (the shell holds the lab's lock, as a running nsscript would, with its pid in it)
+    diag_lab_busy: [("lab.rhai", "netns(\"a\");\n")], "mkdir -p /run/nsscript/locks && echo '4242 building it' > /run/nsscript/locks/lab.lock && exec 9</run/nsscript/locks/lab.lock && flock -n 9 && $NSS lab.rhai";
+    diag_lab_named_too_late: [("lab.rhai", "netns(\"a\");\nlab(\"other\");\n")], "$NSS plan lab.rhai";
+    diag_ledger_open_to_other_users: [("lab.rhai", "netns(\"a\");\n")], "$NSS lab.rhai >/dev/null 2>&1 && chmod 644 /run/nsscript/labs/lab/ledger.jsonl && $NSS down lab";
+    diag_state_directory_unwritable: [("lab.rhai", "netns(\"a\");\n")], "touch /run/nsscript && $NSS lab.rhai";
+    // programs
+    diag_program_missing: [("lab.rhai", "netns(\"a\").exec([\"no-such-program\", \"--version\"]);\n")], "$NSS --sandbox lab.rhai";
+    diag_empty_command: [("lab.rhai", "netns(\"a\").exec([]);\n")], "$NSS --sandbox lab.rhai";
+    // (listen: the run waits for a port that never opens, so it sees the exit however slow the machine)
+    diag_spawned_program_exits_at_once: [("lab.rhai", "spawn(netns(\"a\"), \"echo no config; exit 3\", #{ listen: 8080, wait: 30000 });\n")], "$NSS --sandbox lab.rhai";
+    diag_iptables_refuses_a_rule: [("lab.rhai", "iptables(netns(\"a\"), \"-A FORWARD -j NOSUCHTARGET\");\n")], "$NSS --sandbox lab.rhai";
+    diag_no_dhcp_lease: [("lab.rhai", "let a = netns(\"a\");\nconnect(a, bridge(\"br0\"), #{ ifname: \"eth0\" });\ndhcp_client(a, \"eth0\");\n")], "$NSS plan lab.rhai";
+    // checks
+    diag_assertion_failed: [("lab.rhai", "let r = netns(\"a\").exec(\"exit 3\");\nassert(r.code == 0, `exit code ${r.code}`);\n")], "$NSS --sandbox lab.rhai";
+    diag_pingall_pairs_without_reply: [("lab.rhai", "let a = netns(\"a\");\nlet b = netns(\"b\");\nconnect(a, b, #{ addr: \"10.0.0.1/24\", peer_addr: \"10.0.1.2/24\" });\npingall([a, b], #{ timeout: 200 });\n")], "$NSS --sandbox lab.rhai";
+    // (33 nodes on one /24 need 33 * 32 entries; a namespace has no gc_thresh3 of its own: 1024)
+    diag_pingall_beyond_the_neighbour_table: [("lab.rhai", "import \"topo\" as topo;\nlet s = topo::star(33);\npingall(s.nodes);\n")], "$NSS --sandbox lab.rhai";
+    // the command line and the process
+    diag_not_root: [("lab.rhai", "netns(\"a\");\n")], "chmod 755 . && chmod 644 lab.rhai && setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all $NSS lab.rhai";
+    diag_missing_script_file: [], "$NSS plan nothere.rhai";
     diag_bad_var_argument: [], "$NSS plan --var 1x=2 lab.rhai";
+    diag_unknown_flag: [], "$NSS --bogus lab.rhai";
+    // (the lab signals nsscript, its parent, and waits until nsscript has taken the signal,
+    // so that the next step is where the run stops)
+    diag_interrupted: [("lab.rhai", "let a = netns(\"a\");\na.exec(\"kill -INT $PPID; while grep -q '^ShdPnd:.*[1-9a-f]' /proc/$PPID/status; do sleep 0.01; done; sleep 0.1\");\nnetns(\"never\");\n")], "$NSS --sandbox lab.rhai";
+}
+
+/// Codes whose situation cannot be caused from outside; src/diag.rs renders them in a
+/// unit test instead.
+const RENDERED_BY_UNIT_TESTS: &[&str] = &["internal"];
+
+/// The `nsscript::NAME` lines of a rendered report (the first line of each error).
+fn codes_in(rendered: &str) -> BTreeSet<String> {
+    rendered
+        .lines()
+        .filter_map(|l| l.strip_prefix("nsscript::"))
+        .filter(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_error_code_has_a_rendered_catalogue_entry() {
+    let run = isolated(&[], "$NSS errors");
+    run.ok();
+    let listed: BTreeSet<String> =
+        run.stdout.lines().map(|l| l.split_whitespace().next().unwrap_or("").trim_start_matches("nsscript::").to_string()).collect();
+    assert!(listed.len() >= 40, "nsscript errors lists the catalogue:\n{}", run.stdout);
+    let mut rendered = BTreeSet::new();
+    for name in CATALOGUE {
+        let path = format!("{}/tests/snapshots/lib__interactive__{name}.snap", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e} (run the catalogue tests first)"));
+        let codes = codes_in(&text);
+        assert!(!codes.is_empty(), "{name} renders no nsscript:: code:\n{text}");
+        rendered.extend(codes);
+    }
+    rendered.extend(RENDERED_BY_UNIT_TESTS.iter().map(|s| s.to_string()));
+    let untested: Vec<_> = listed.difference(&rendered).collect();
+    let unknown: Vec<_> = rendered.difference(&listed).collect();
+    assert!(untested.is_empty(), "codes without a catalogue entry in tests/interactive.rs: {untested:?}");
+    assert!(unknown.is_empty(), "catalogue snapshots show codes `nsscript errors` does not list: {unknown:?}");
+}
+
+#[test]
+fn readme_lists_every_error_code() {
+    let run = isolated(&[], "$NSS errors");
+    run.ok();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
+    let start = readme.find("\n## Errors").expect("README has an ## Errors section");
+    let section = &readme[start..];
+    let section = &section[..section[1..].find("\n## ").map(|i| i + 1).unwrap_or(section.len())];
+    for line in run.stdout.lines() {
+        let (code, description) = line.split_once(char::is_whitespace).expect("CODE  DESCRIPTION");
+        let row = format!("| `{code}` | {} |", description.trim().replace('|', "\\|"));
+        assert!(section.contains(&row), "README's ## Errors lacks (or differs from `nsscript errors` in) the row\n{row}");
+    }
+}
+
+#[test]
+fn errors_subcommand_explains_one_code() {
+    let run = isolated(&[], "$NSS errors name_taken; section unknown; $NSS errors no_such_code 2>&1; echo \"exit $?\"");
+    run.ok();
+    assert!(run.stdout.starts_with("nsscript::name_taken\n  a name is already taken"), "{}", run.stdout);
+    assert!(run.stdout.contains("  help: choose another name"), "{}", run.stdout);
+    let unknown = run.section("unknown");
+    assert!(unknown.contains("nsscript::usage") && unknown.contains("no error code \"no_such_code\""), "{unknown}");
+    assert!(unknown.trim_end().ends_with("exit 2"), "{unknown}");
 }
 
 // ---- the REPL through a real terminal ----
@@ -421,6 +555,7 @@ fn repl_in_a_terminal_completes_names_keeps_functions_and_survives_errors() {
 
     // An error is rendered; the session goes on with its state.
     p.send_line(r#"netsn("x")"#).unwrap();
+    p.expect("nsscript::unknown_function").unwrap();
     p.expect("did you mean").unwrap();
     prompt(&mut p, "nsscript");
     p.send_line("twice(600) + 137").unwrap();
@@ -458,4 +593,26 @@ fn repl_completion_and_hints_come_from_the_registry() {
     assert!(run.stdout.contains("  netns n1"), "{}", run.stdout);
     assert!(run.stdout.contains("removed 1 object"), "{}", run.stdout);
     assert!(run.stdout.contains("nothing built yet"), "{}", run.stdout);
+}
+
+#[test]
+fn repl_renders_coded_errors_and_the_session_goes_on() {
+    // Errors of the script, of the language and of the kernel, each rendered with its
+    // code; the entries after them still run in the same session.
+    let entries = [
+        r#"let a = netns("r1");"#,
+        r#"link(a, "nope").up();"#,
+        "let x = ;",
+        r#"veth("rv0", "rv1"); veth("rv1", "rv2");"#,
+        r#"netns("r2"); print(`still here: ${a.name}`);"#,
+        ":ls",
+        ":down",
+    ];
+    let run = isolated(&[], &format!("printf '%s\\n' {} | $NSS repl 2>&1", entries.map(|e| format!("'{e}'")).join(" ")));
+    run.ok();
+    for code in ["nsscript::unknown_link", "nsscript::syntax", "nsscript::name_taken"] {
+        assert!(run.stdout.contains(code), "{code} in\n{}", run.stdout);
+    }
+    assert!(run.stdout.contains("still here: r1"), "{}", run.stdout);
+    assert!(run.stdout.contains("  netns r2"), "{}", run.stdout);
 }

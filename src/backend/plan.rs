@@ -8,7 +8,7 @@
 //! [`PlanBackend::model`].
 
 use crate::backend::Backend;
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::op::*;
 use ipnetwork::IpNetwork;
 use std::fmt::Write as _;
@@ -380,7 +380,7 @@ impl PlanBackend {
             return Ok(());
         }
         let name = ns.name().unwrap_or("");
-        Err(Error::new(format!("unknown namespace {name:?}"))
+        Err(Error::new(Code::UnknownNamespace, format!("unknown namespace {name:?}"))
             .why(format!("/run/netns/{name} does not exist"))
             .help("create it first with netns(\"NAME\"), or check `ip netns list`"))
     }
@@ -388,7 +388,7 @@ impl PlanBackend {
     fn require_link(&self, ns: &NsRef, name: &str) -> Result<&PLink> {
         self.require_ns(ns)?;
         self.model.link(ns, name).ok_or_else(|| {
-            Error::new(format!("unknown link {name:?} in {ns}"))
+            Error::new(Code::UnknownLink, format!("unknown link {name:?} in {ns}"))
                 .why("no such device (ENODEV)")
                 .help(format!("check the name with links({}) or `ip link`", ns.name().unwrap_or("host()")))
         })
@@ -398,7 +398,7 @@ impl PlanBackend {
         crate::backend::live::netlink::validate_ifname(name)?;
         self.require_ns(ns)?;
         if self.model.link(ns, name).is_some() {
-            return Err(Error::new(what)
+            return Err(Error::new(Code::NameTaken, what)
                 .errno(libc::EEXIST)
                 .help(format!("a link named {name} already exists and does not belong to this lab: choose another name")));
         }
@@ -438,7 +438,7 @@ impl PlanBackend {
     fn create_veth(&mut self, s: VethSpec) -> Result<Outcome> {
         let what = format!("cannot create veth pair {:?} / {:?}", s.name, s.peer);
         if s.ns == s.peer_ns && s.name == s.peer {
-            return Err(Error::new(what).help("the two ends need different names"));
+            return Err(Error::new(Code::BadWiring, what).help("the two ends need different names"));
         }
         self.require_free(&s.ns, &s.name, what.clone())?;
         self.require_free(&s.peer_ns, &s.peer, what)?;
@@ -484,7 +484,9 @@ impl PlanBackend {
     fn set_link(&mut self, ns: NsRef, name: String, change: LinkChange) -> Result<Outcome> {
         let link = self.require_link(&ns, &name)?.clone();
         let dev = format!("{} link set {}", ip(&ns), sh_quote(&name));
-        let refused = |why: &str, errno: i32| Error::new(format!("cannot change link {name:?} in {ns}")).errno(errno).help(why.to_string());
+        let refused = |why: &str, errno: i32| {
+            Error::new(Code::LinkChangeRefused, format!("cannot change link {name:?} in {ns}")).errno(errno).help(why.to_string())
+        };
         let cmd = match &change {
             LinkChange::Up => {
                 self.model.link_mut(&ns, &name).expect("checked").up = true;
@@ -583,7 +585,7 @@ impl PlanBackend {
     fn add_addr(&mut self, ns: NsRef, link: String, addr: IpNetwork) -> Result<Outcome> {
         self.require_link(&ns, &link)?;
         if self.model.addrs.iter().any(|a| a.ns == ns && a.link == link && a.addr == addr) {
-            return Err(Error::new(format!("cannot add address {addr} to {link:?} in {ns}"))
+            return Err(Error::new(Code::AddressRefused, format!("cannot add address {addr} to {link:?} in {ns}"))
                 .errno(libc::EEXIST)
                 .help(format!("{link} already has {addr}")));
         }
@@ -601,7 +603,7 @@ impl PlanBackend {
             RouteVia::Gateway(gw) => {
                 let reachable = self.model.addrs.iter().any(|a| a.ns == ns && a.addr.contains(*gw));
                 if !reachable {
-                    return Err(Error::new(format!("cannot add route {shown} in {ns}")).errno(libc::ENETUNREACH).help(
+                    return Err(Error::new(Code::GatewayUnreachable, format!("cannot add route {shown} in {ns}")).errno(libc::ENETUNREACH).help(
                         "the gateway is not on any connected subnet of this namespace: add an address on its subnet (and bring the link up) first",
                     ));
                 }
@@ -615,7 +617,7 @@ impl PlanBackend {
             }
         };
         if self.model.routes.iter().any(|r| r.ns == ns && r.dest == dest) {
-            return Err(Error::new(format!("cannot add route {shown} in {ns}"))
+            return Err(Error::new(Code::RouteRefused, format!("cannot add route {shown} in {ns}"))
                 .errno(libc::EEXIST)
                 .help("a route to this destination already exists"));
         }
@@ -796,7 +798,7 @@ impl PlanBackend {
     fn dhcp_lease(&mut self, ns: NsRef, iface: String) -> Result<Outcome> {
         self.require_link(&ns, &iface)?;
         let Some((sns, spec)) = self.model.dhcp.first().cloned() else {
-            return Err(Error::new(format!("no DHCP lease for {iface} in {ns}"))
+            return Err(Error::new(Code::NoLease, format!("no DHCP lease for {iface} in {ns}"))
                 .why("no DHCP server in this plan answers")
                 .help("start one first with dhcp_server(ns, #{ iface, range, router })"));
         };
@@ -919,7 +921,7 @@ impl Backend for PlanBackend {
                 let l = self.require_link(&ns, &name)?;
                 match l.peer.and_then(|p| self.model.by_id(p)) {
                     Some(p) => Ok(Outcome::Link { ns: p.ns.clone(), name: p.name.clone() }),
-                    None => Err(Error::new(format!("cannot find the peer of {name:?} in {ns}"))
+                    None => Err(Error::new(Code::NoPeer, format!("cannot find the peer of {name:?} in {ns}"))
                         .why(format!("it is a {} link, not a veth", l.kind))
                         .help(".peer() works on veth links")),
                 }
@@ -1012,7 +1014,7 @@ impl Backend for PlanBackend {
     fn set_lab_name(&mut self, name: &str) -> Result<()> {
         crate::lab::validate_lab_name(name)?;
         if !self.steps.is_empty() {
-            return Err(Error::new(format!("cannot rename lab {:?} to {name:?}", self.lab))
+            return Err(Error::new(Code::LateLabName, format!("cannot rename lab {:?} to {name:?}", self.lab))
                 .why("it has already created objects")
                 .help("call lab(\"NAME\") at the top of the script, before anything is created"));
         }

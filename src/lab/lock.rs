@@ -11,7 +11,7 @@
 //!   two labs that claim the same namespace or link name never interleave: one
 //!   creates it and records it, the other then finds it taken and is refused.
 
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use std::cell::Cell;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -32,7 +32,7 @@ fn open_lock_file(path: &PathBuf) -> Result<File> {
         .recursive(true)
         .mode(0o700)
         .create(path.parent().expect("lock files live in a directory"))
-        .map_err(|e| Error::io(format!("cannot create {}", path.parent().unwrap().display()), &e))?;
+        .map_err(|e| Error::io(Code::IoFailed, format!("cannot create {}", path.parent().unwrap().display()), &e))?;
     OpenOptions::new()
         .read(true)
         .write(true)
@@ -40,7 +40,7 @@ fn open_lock_file(path: &PathBuf) -> Result<File> {
         .truncate(false)
         .mode(0o600)
         .open(path)
-        .map_err(|e| Error::io(format!("cannot open the lock file {}", path.display()), &e))
+        .map_err(|e| Error::io(Code::IoFailed, format!("cannot open the lock file {}", path.display()), &e))
 }
 
 /// flock(2) without waiting: Ok(true) when taken, Ok(false) when someone holds it.
@@ -75,7 +75,7 @@ pub fn lab(lab: &str, doing: &str) -> Result<LabLock> {
     super::validate_lab_name(lab)?;
     let path = lab_lock_path(lab);
     let mut f = open_lock_file(&path)?;
-    let taken = try_flock(&f).map_err(|e| Error::io(format!("cannot lock lab {lab:?}"), &e))?;
+    let taken = try_flock(&f).map_err(|e| Error::io(Code::IoFailed, format!("cannot lock lab {lab:?}"), &e))?;
     if !taken {
         let mut holder = String::new();
         let _ = f.read_to_string(&mut holder);
@@ -85,10 +85,12 @@ pub fn lab(lab: &str, doing: &str) -> Result<LabLock> {
             None if holder.is_empty() => "another nsscript process".to_string(),
             None => format!("nsscript pid {holder}"),
         };
-        return Err(Error::new(format!("lab {lab:?} is busy")).why(format!("{who} holds its lock ({})", path.display())).help(
-            "two runs never work on one lab at once: wait for the other run to end (or stop it with Ctrl-C), then try again; \
+        return Err(Error::new(Code::LabBusy, format!("lab {lab:?} is busy"))
+            .why(format!("{who} holds its lock ({})", path.display()))
+            .help(
+                "two runs never work on one lab at once: wait for the other run to end (or stop it with Ctrl-C), then try again; \
                  to run a second copy side by side, give it another name with --name (its namespace and link names must differ too)",
-        ));
+            ));
     }
     // Who holds it, for the message above (pid and what it does).
     let _ = f.set_len(0);
@@ -136,11 +138,11 @@ pub fn names() -> Result<NamesGuard> {
     };
     let start = Instant::now();
     loop {
-        if try_flock(f).map_err(|e| Error::io("cannot take the name lock", &e))? {
+        if try_flock(f).map_err(|e| Error::io(Code::IoFailed, "cannot take the name lock", &e))? {
             break;
         }
         if start.elapsed() > NAMES_WAIT {
-            return Err(Error::new("another nsscript run holds the name lock for too long")
+            return Err(Error::new(Code::LabBusy, "another nsscript run holds the name lock for too long")
                 .why(format!("waited {} s for {NAMES_LOCK}", NAMES_WAIT.as_secs()))
                 .help("another nsscript process is stuck while creating or removing objects (stopped with Ctrl-Z?); resume or end it"));
         }

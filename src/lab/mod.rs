@@ -7,7 +7,7 @@
 pub mod lock;
 pub mod teardown;
 
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::op::NsRef;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
@@ -321,7 +321,7 @@ pub fn validate_lab_name(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::new(format!("invalid lab name {name:?}"))
+        Err(Error::new(Code::InvalidName, format!("invalid lab name {name:?}"))
             .help("lab names use letters, digits, '-', '_' and '.', at most 64 bytes, and do not start with '.'"))
     }
 }
@@ -348,14 +348,14 @@ impl Ledger {
             .recursive(true)
             .mode(0o700)
             .create(lab_dir(lab))
-            .map_err(|e| Error::io(format!("cannot create the state directory of lab {lab:?}"), &e))?;
+            .map_err(|e| Error::io(Code::IoFailed, format!("cannot create the state directory of lab {lab:?}"), &e))?;
         let file = OpenOptions::new().append(true).create_new(true).mode(0o600).open(ledger_path(lab)).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
-                Error::new(format!("lab {lab:?} is already up")).help(format!(
+                Error::new(Code::LabUp, format!("lab {lab:?} is already up")).help(format!(
                     "take it down first with `nsscript down {lab}`, rebuild it with `--replace`, or give this run another name with --name"
                 ))
             } else {
-                Error::io(format!("cannot create the ledger of lab {lab:?}"), &e)
+                Error::io(Code::IoFailed, format!("cannot create the ledger of lab {lab:?}"), &e)
             }
         })?;
         let mut ledger = Ledger { file, lab: lab.to_string() };
@@ -374,7 +374,9 @@ impl Ledger {
             text.push_str(&serde_json::to_string(e).expect("ledger entries serialize"));
             text.push('\n');
         }
-        self.file.write_all(text.as_bytes()).map_err(|err| Error::io(format!("cannot write the ledger of lab {:?}", self.lab), &err))
+        self.file
+            .write_all(text.as_bytes())
+            .map_err(|err| Error::io(Code::IoFailed, format!("cannot write the ledger of lab {:?}", self.lab), &err))
     }
 }
 
@@ -389,9 +391,9 @@ pub fn load(lab: &str) -> Result<LabState> {
     check_private(lab)?;
     let text = fs::read_to_string(&path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            Error::new(format!("no lab named {lab:?} is up")).help("`nsscript ls` lists the labs that are up")
+            Error::new(Code::LabNotUp, format!("no lab named {lab:?} is up")).help("`nsscript ls` lists the labs that are up")
         } else {
-            Error::io(format!("cannot read {}", path.display()), &e)
+            Error::io(Code::IoFailed, format!("cannot read {}", path.display()), &e)
         }
     })?;
     let mut state = LabState::default();
@@ -402,7 +404,7 @@ pub fn load(lab: &str) -> Result<LabState> {
             // A line cut short by a kill mid-write can only be the last one.
             Err(_) if i + 1 == lines && !text.ends_with('\n') => {}
             Err(err) => {
-                return Err(Error::new(format!("the ledger of lab {lab:?} is damaged at line {}", i + 1))
+                return Err(Error::new(Code::LedgerTampered, format!("the ledger of lab {lab:?} is damaged at line {}", i + 1))
                     .why(err.to_string())
                     .help(format!("nothing was removed; inspect {} and remove what is left by hand", path.display())))
             }
@@ -414,7 +416,7 @@ pub fn load(lab: &str) -> Result<LabState> {
 
 pub fn remove(lab: &str) -> Result<()> {
     let dir = lab_dir(lab);
-    fs::remove_file(ledger_path(lab)).map_err(|e| Error::io(format!("cannot remove the ledger of lab {lab:?}"), &e))?;
+    fs::remove_file(ledger_path(lab)).map_err(|e| Error::io(Code::IoFailed, format!("cannot remove the ledger of lab {lab:?}"), &e))?;
     let _ = fs::remove_dir(dir);
     Ok(())
 }
@@ -437,7 +439,7 @@ fn check_private(lab: &str) -> Result<()> {
         let Ok(meta) = fs::symlink_metadata(&path) else { continue };
         let open = meta.mode() & 0o077 != 0;
         if meta.uid() != me || open || meta.file_type().is_symlink() {
-            return Err(Error::new(format!("refusing to trust the ledger of lab {lab:?}"))
+            return Err(Error::new(Code::LedgerTampered, format!("refusing to trust the ledger of lab {lab:?}"))
                 .why(format!(
                     "{} is {} (owner uid {}, mode {:o}); lab state must be private to its owner (0700 / 0600)",
                     path.display(),
@@ -466,10 +468,12 @@ fn verify(lab: &str, state: &LabState) -> Result<()> {
     use crate::backend::live::netlink::validate_ifname;
     use crate::nsexec::validate_netns_name;
     let refuse = |what: String, e: Error| {
-        Err(Error::new(format!("the ledger of lab {lab:?} names an invalid {what}")).why(e.to_string()).help(format!(
-            "nothing was removed: the ledger was damaged or tampered with; inspect {} and remove what is left by hand",
-            ledger_path(lab).display()
-        )))
+        Err(Error::new(Code::LedgerTampered, format!("the ledger of lab {lab:?} names an invalid {what}")).why(e.to_string()).help(
+            format!(
+                "nothing was removed: the ledger was damaged or tampered with; inspect {} and remove what is left by hand",
+                ledger_path(lab).display()
+            ),
+        ))
     };
     let ns_ok = |ns: &NsRef| match ns {
         NsRef::Host => Ok(()),
@@ -482,27 +486,29 @@ fn verify(lab: &str, state: &LabState) -> Result<()> {
         ns_ok(&l.ns)?;
         validate_ifname(&l.name).or_else(|e| refuse(format!("link {:?}", l.name), e))?;
         if l.kind.is_empty() || l.kind.len() > 16 || !l.kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return refuse(format!("link kind {:?}", l.kind), Error::new("not a kind of link"));
+            return refuse(format!("link kind {:?}", l.kind), Error::new(Code::LedgerTampered, "not a kind of link"));
         }
     }
     for a in &state.addrs {
         ns_ok(&a.ns)?;
         validate_ifname(&a.link).or_else(|e| refuse(format!("link {:?}", a.link), e))?;
-        a.addr
-            .parse::<ipnetwork::IpNetwork>()
-            .map_err(|e| Error::new(format!("the ledger of lab {lab:?} names an invalid address {:?}", a.addr)).why(e.to_string()))?;
+        a.addr.parse::<ipnetwork::IpNetwork>().map_err(|e| {
+            Error::new(Code::LedgerTampered, format!("the ledger of lab {lab:?} names an invalid address {:?}", a.addr)).why(e.to_string())
+        })?;
     }
     for r in &state.routes {
         ns_ok(&r.ns)?;
         if let Some(d) = &r.dest {
-            d.parse::<ipnetwork::IpNetwork>()
-                .map_err(|e| Error::new(format!("the ledger of lab {lab:?} names an invalid route {d:?}")).why(e.to_string()))?;
+            d.parse::<ipnetwork::IpNetwork>().map_err(|e| {
+                Error::new(Code::LedgerTampered, format!("the ledger of lab {lab:?} names an invalid route {d:?}")).why(e.to_string())
+            })?;
         }
         match r.via.strip_prefix("dev ") {
             Some(dev) => validate_ifname(dev).or_else(|e| refuse(format!("route device {dev:?}"), e))?,
             None => {
                 r.via.parse::<std::net::IpAddr>().map_err(|e| {
-                    Error::new(format!("the ledger of lab {lab:?} names an invalid gateway {:?}", r.via)).why(e.to_string())
+                    Error::new(Code::LedgerTampered, format!("the ledger of lab {lab:?} names an invalid gateway {:?}", r.via))
+                        .why(e.to_string())
                 })?;
             }
         }

@@ -2,7 +2,7 @@
 //! was expected. Rhai integers are i64: every number is range-checked here.
 
 use super::{fail, RhaiResult};
-use crate::error::Error;
+use crate::error::{Code, Error};
 use ipnetwork::IpNetwork;
 use rhai::{Dynamic, Map};
 use std::net::IpAddr;
@@ -10,7 +10,7 @@ use std::net::IpAddr;
 pub fn cidr(text: &str) -> RhaiResult<IpNetwork> {
     text.trim().parse::<IpNetwork>().map_err(|e| {
         fail(
-            Error::new(format!("malformed address {text:?}"))
+            Error::new(Code::MalformedAddress, format!("malformed address {text:?}"))
                 .why(e.to_string())
                 .help("write an address with its prefix length, e.g. \"10.0.0.1/24\" or \"fd00::1/64\""),
         )
@@ -20,7 +20,7 @@ pub fn cidr(text: &str) -> RhaiResult<IpNetwork> {
 pub fn ip(text: &str) -> RhaiResult<IpAddr> {
     text.trim().parse::<IpAddr>().map_err(|e| {
         fail(
-            Error::new(format!("malformed IP address {text:?}"))
+            Error::new(Code::MalformedAddress, format!("malformed IP address {text:?}"))
                 .why(e.to_string())
                 .help("write a plain address without prefix, e.g. \"10.0.0.254\""),
         )
@@ -36,7 +36,7 @@ pub fn route_dest(text: &str) -> RhaiResult<Option<IpNetwork>> {
     let net = cidr(text)?;
     if net.ip() != net.network() {
         return Err(fail(
-            Error::new(format!("invalid route destination {text:?}"))
+            Error::new(Code::MalformedAddress, format!("invalid route destination {text:?}"))
                 .why("the address has host bits set for its prefix length")
                 .help(format!("use the network address, e.g. \"{}/{}\"", net.network(), net.prefix())),
         ));
@@ -51,7 +51,7 @@ pub fn mac(text: &str) -> RhaiResult<[u8; 6]> {
         Some(b) if b.len() == 6 => {
             if b[0] & 1 == 1 {
                 return Err(fail(
-                    Error::new(format!("invalid MAC address {text:?}"))
+                    Error::new(Code::MalformedAddress, format!("invalid MAC address {text:?}"))
                         .why("it is a multicast address (lowest bit of the first byte set)")
                         .help("use a unicast address such as \"02:00:00:00:00:01\""),
                 ));
@@ -59,14 +59,17 @@ pub fn mac(text: &str) -> RhaiResult<[u8; 6]> {
             Ok([b[0], b[1], b[2], b[3], b[4], b[5]])
         }
         _ => Err(fail(
-            Error::new(format!("malformed MAC address {text:?}")).help("write six hex bytes separated by ':', e.g. \"02:00:00:00:00:01\""),
+            Error::new(Code::MalformedAddress, format!("malformed MAC address {text:?}"))
+                .help("write six hex bytes separated by ':', e.g. \"02:00:00:00:00:01\""),
         )),
     }
 }
 
 pub fn u32_in(what: &str, n: i64, min: i64, max: i64) -> RhaiResult<u32> {
     if n < min || n > max {
-        return Err(fail(Error::new(format!("{what} {n} is out of range")).help(format!("use a value from {min} to {max}"))));
+        return Err(fail(
+            Error::new(Code::BadValue, format!("{what} {n} is out of range")).help(format!("use a value from {min} to {max}")),
+        ));
     }
     Ok(n as u32)
 }
@@ -82,7 +85,8 @@ impl<'a> Opts<'a> {
         for key in map.keys() {
             if !known.contains(&key.as_str()) {
                 return Err(fail(
-                    Error::new(format!("unknown option {key:?} for {func}()")).help(format!("the options are: {}", known.join(", "))),
+                    Error::new(Code::UnknownOption, format!("unknown option {key:?} for {func}()"))
+                        .help(format!("the options are: {}", known.join(", "))),
                 ));
             }
         }
@@ -98,7 +102,7 @@ impl<'a> Opts<'a> {
             None => Ok(None),
             Some(v) => match v.clone().into_immutable_string() {
                 Ok(s) => Ok(Some(s.to_string())),
-                Err(ty) => Err(fail(Error::new(format!("option {key:?} of {}() must be a string, not {ty}", self.func)))),
+                Err(ty) => Err(fail(Error::new(Code::BadValue, format!("option {key:?} of {}() must be a string, not {ty}", self.func)))),
             },
         }
     }
@@ -109,7 +113,7 @@ impl<'a> Opts<'a> {
             Some(v) => v
                 .as_int()
                 .map(Some)
-                .map_err(|ty| fail(Error::new(format!("option {key:?} of {}() must be an integer, not {ty}", self.func)))),
+                .map_err(|ty| fail(Error::new(Code::BadValue, format!("option {key:?} of {}() must be an integer, not {ty}", self.func)))),
         }
     }
 }

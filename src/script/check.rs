@@ -3,7 +3,7 @@
 use super::args::Opts;
 use super::types::Netns;
 use super::{apply, fail, RhaiResult, Shared};
-use crate::error::Error;
+use crate::error::{Code, Error};
 use crate::op::{NsRef, Op, Outcome, PingAllSpec, PingNode};
 use rhai::{Array, Dynamic, Engine, Map};
 use std::net::IpAddr;
@@ -13,7 +13,7 @@ fn first_ipv4(b: &Shared, ns: &NsRef) -> RhaiResult<IpAddr> {
     let Outcome::Addrs(addrs) = apply(b, Op::Addrs { ns: ns.clone() })? else { unreachable!("Addrs answers Addrs") };
     addrs.iter().filter(|a| a.family == 4 && a.link != "lo").find_map(|a| a.addr.split('/').next()?.parse().ok()).ok_or_else(|| {
         fail(
-            Error::new(format!("{ns} has no IPv4 address to be pinged on"))
+            Error::new(Code::NoAddress, format!("{ns} has no IPv4 address to be pinged on"))
                 .help("give it an address, or pass the node as #{ ns: n, addr: \"10.0.0.2\" }"),
         )
     })
@@ -34,7 +34,7 @@ fn node(b: &Shared, item: Dynamic) -> RhaiResult<PingNode> {
             return Ok(PingNode { ns: ns.0, addr });
         }
     }
-    Err(fail(Error::new(format!("pingall() nodes are namespaces or #{{ ns, addr }} maps, not {}", item.type_name()))))
+    Err(fail(Error::new(Code::BadValue, format!("pingall() nodes are namespaces or #{{ ns, addr }} maps, not {}", item.type_name()))))
 }
 
 fn pingall(b: &Shared, nodes: Array, opts: &Map) -> RhaiResult<Map> {
@@ -43,7 +43,9 @@ fn pingall(b: &Shared, nodes: Array, opts: &Map) -> RhaiResult<Map> {
     let flag = |key: &str, default: bool| -> RhaiResult<bool> {
         match opts.get(key) {
             None => Ok(default),
-            Some(v) => v.as_bool().map_err(|ty| fail(Error::new(format!("option {key:?} of pingall() must be true or false, not {ty}")))),
+            Some(v) => v
+                .as_bool()
+                .map_err(|ty| fail(Error::new(Code::BadValue, format!("option {key:?} of pingall() must be true or false, not {ty}")))),
         }
     };
     let static_arp = flag("static_arp", false)?;
@@ -54,7 +56,7 @@ fn pingall(b: &Shared, nodes: Array, opts: &Map) -> RhaiResult<Map> {
         match node(b, item) {
             Ok(n) => resolved.push(n),
             // A plan does not run the commands that may have given a node its address.
-            Err(e) if advisory => eprintln!("plan: not checked (needs the real lab): a pingall node: {e}"),
+            Err(e) if advisory => eprintln!("plan: not checked (needs the real lab): a pingall node: {}", crate::diag::message(&e)),
             Err(e) => return Err(e),
         }
     }
@@ -64,7 +66,7 @@ fn pingall(b: &Shared, nodes: Array, opts: &Map) -> RhaiResult<Map> {
     }
     if nodes.len() < 2 {
         return Err(fail(
-            Error::new("pingall() needs at least two nodes")
+            Error::new(Code::BadValue, "pingall() needs at least two nodes")
                 .help("pass an array of namespaces, or call pingall() for every namespace of the lab"),
         ));
     }
@@ -92,7 +94,7 @@ fn pingall(b: &Shared, nodes: Array, opts: &Map) -> RhaiResult<Map> {
     } else if check && !failed.is_empty() {
         let shown: Vec<String> = failed.iter().take(20).map(|f| f.to_string()).collect();
         let more = if failed.len() > 20 { format!(" and {} more", failed.len() - 20) } else { String::new() };
-        return Err(fail(Error::new(format!("pingall: {} of {pairs} ordered pairs got no reply within {timeout_ms} ms", failed.len()))
+        return Err(fail(Error::new(Code::PingFailed, format!("pingall: {} of {pairs} ordered pairs got no reply within {timeout_ms} ms", failed.len()))
             .why(format!("{}{more}", shown.join(", ")))
             .help("check the routes and addresses of the nodes named (routes(ns), addrs(ns)); pass #{ check: false } to get the matrix without failing")));
     }

@@ -4,7 +4,7 @@
 //! the same in a run, a plan and the REPL.
 
 use super::{fail, RhaiResult};
-use crate::error::Error;
+use crate::error::{Code, Error};
 use ipnetwork::IpNetwork;
 use rhai::Engine;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -66,7 +66,7 @@ fn host(cidr: &str, n: i64) -> RhaiResult<IpAddr> {
     match index {
         Some(i) => Ok(from_int(v4, base + i)),
         None => Err(fail(
-            Error::new(format!("{cidr} has no host number {n}"))
+            Error::new(Code::OutsideSubnet, format!("{cidr} has no host number {n}"))
                 .why(format!("its hosts are 1..{last} (and -1 for the last one)"))
                 .help("use a bigger network, or a smaller host number"),
         )),
@@ -79,14 +79,14 @@ fn subnet(cidr: &str, prefix: i64, i: i64) -> RhaiResult<String> {
     let w = width(&net) as i64;
     if prefix < i64::from(net.prefix()) || prefix > w {
         return Err(fail(
-            Error::new(format!("cannot cut /{prefix} subnets out of {cidr}"))
+            Error::new(Code::OutsideSubnet, format!("cannot cut /{prefix} subnets out of {cidr}"))
                 .help(format!("the prefix must be between {} and {w}", net.prefix())),
         ));
     }
     let count = 1u128.checked_shl((prefix - i64::from(net.prefix())) as u32).unwrap_or(u128::MAX);
     if i < 0 || i as u128 >= count {
         return Err(fail(
-            Error::new(format!("{cidr} has no /{prefix} subnet number {i}"))
+            Error::new(Code::OutsideSubnet, format!("{cidr} has no /{prefix} subnet number {i}"))
                 .why(format!("it holds {count} of them, numbered from 0"))
                 .help("use a bigger block, or longer prefixes"),
         ));

@@ -3,7 +3,7 @@
 use super::args::{self, Opts};
 use super::types::{Link, Netns};
 use super::{apply, apply_from, fail, from_call, RhaiResult, Shared};
-use crate::error::Error;
+use crate::error::{Code, Error};
 use crate::op::{LinkChange, NsRef, Op, Outcome, VethSpec};
 use crate::recipes::{self, ConnectOpts, Target};
 use rhai::{Engine, Map, NativeCallContext};
@@ -23,7 +23,7 @@ fn bridge(b: &Shared, ns: NsRef, name: &str) -> RhaiResult<Link> {
 fn master(ctx: &NativeCallContext, b: &Shared, l: &Link, br: &Link) -> RhaiResult<Link> {
     if br.ns != l.ns {
         return Err(fail(
-            Error::new(format!("cannot enslave {} to {}", l.name, br.name))
+            Error::new(Code::BadWiring, format!("cannot enslave {} to {}", l.name, br.name))
                 .why(format!("the link is in {} but the bridge is in {}", l.ns, br.ns))
                 .help("move the link into the bridge's namespace first (.move_to(ns)), or use connect(ns, bridge)"),
         ));
@@ -116,7 +116,7 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
     engine.register_fn("peer", move |l: &mut Link| -> RhaiResult<Link> {
         match apply(&b, Op::VethPeer { ns: l.ns.clone(), name: l.name.clone() })? {
             Outcome::Link { ns, name } => Ok(Link { ns, name }),
-            _ => Err(fail(Error::new(format!("cannot find the peer of {}", l.name)))),
+            _ => Err(fail(Error::new(Code::NoPeer, format!("cannot find the peer of {}", l.name)))),
         }
     });
     let b = backend.clone();
@@ -155,7 +155,7 @@ fn existing(b: &Shared, ns: NsRef, name: &str) -> RhaiResult<Link> {
     let mut known: Vec<String> = links.into_iter().map(|l| l.name).collect();
     known.sort();
     Err(fail(
-        Error::new(format!("unknown link {name:?} in {ns}"))
+        Error::new(Code::UnknownLink, format!("unknown link {name:?} in {ns}"))
             .why("no such device (ENODEV)")
             .help(format!("links there: {}", known.join(", "))),
     ))

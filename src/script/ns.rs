@@ -4,7 +4,7 @@
 use super::args;
 use super::types::Netns;
 use super::{apply, apply_from, fail, RhaiResult, Shared};
-use crate::error::Error;
+use crate::error::{Code, Error};
 use crate::op::{Command, NsRef, Op, Outcome, RouteVia};
 use crate::recipes;
 use rhai::{Array, Engine, Map, NativeCallContext};
@@ -86,7 +86,7 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
         let argv =
             argv.into_iter().map(|a| a.into_immutable_string().map(|s| s.to_string())).collect::<Result<Vec<_>, _>>().map_err(|ty| {
                 fail(
-                    Error::new(format!("exec() arguments must be strings, found {ty}"))
+                    Error::new(Code::BadValue, format!("exec() arguments must be strings, found {ty}"))
                         .help("write numbers as strings: [\"ping\", \"-c\", \"1\", \"10.0.0.1\"]"),
                 )
             })?;
@@ -117,7 +117,7 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
         if ok {
             Ok(())
         } else {
-            Err(fail(Error::new(format!("assertion failed: {message}"))))
+            Err(fail(Error::new(Code::AssertFailed, format!("assertion failed: {message}"))))
         }
     });
 }

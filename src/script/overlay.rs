@@ -4,13 +4,17 @@
 use super::args::{self, Opts};
 use super::types::{Link, Netns};
 use super::{apply, fail, RhaiResult, Shared};
-use crate::error::Error;
+use crate::error::{Code, Error};
 use crate::op::{LinkKind, LinkSpec, MacvlanMode, NsRef, Op, Outcome, Shape, VxlanSpec};
 use rhai::{Array, Dynamic, Engine, Map};
 use std::net::IpAddr;
 
 fn bad(what: String, help: &str) -> Box<rhai::EvalAltResult> {
-    fail(Error::new(what).help(help.to_string()))
+    fail(Error::new(Code::BadValue, what).help(help.to_string()))
+}
+
+fn missing(what: String, help: &str) -> Box<rhai::EvalAltResult> {
+    fail(Error::new(Code::MissingOption, what).help(help.to_string()))
 }
 
 fn create(b: &Shared, spec: LinkSpec) -> RhaiResult<Link> {
@@ -39,7 +43,7 @@ fn vxlan(b: &Shared, ns: NsRef, name: &str, opts: &Map) -> RhaiResult<Link> {
     let id = match o.int("id")? {
         Some(n) => args::u32_in("VXLAN id (VNI)", n, 0, (1 << 24) - 1)?,
         None => {
-            return Err(bad(
+            return Err(missing(
                 "vxlan() needs an id (the VNI)".into(),
                 "e.g. vxlan(ns, \"vxlan0\", #{ id: 11, remote: \"10.230.4.205\", dev: \"eth0\" })",
             ))
@@ -70,7 +74,7 @@ fn vxlan(b: &Shared, ns: NsRef, name: &str, opts: &Map) -> RhaiResult<Link> {
             ));
         }
         if dev.is_none() {
-            return Err(bad(
+            return Err(missing(
                 format!("vxlan() with group {g} needs dev"),
                 "the kernel joins the multicast group on one underlay device: add dev, e.g. #{ group: \"224.1.1.1\", dev: \"eth0\" }",
             ));
@@ -147,7 +151,7 @@ pub fn parse_rate(text: &str) -> Result<u64, Error> {
     let t = text.trim().to_ascii_lowercase();
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| Error::new(format!("malformed rate {text:?}")))?;
+    let n: f64 = num.parse().map_err(|_| Error::new(Code::BadValue, format!("malformed rate {text:?}")))?;
     let mult = match unit.trim() {
         "bit" => 1.0,
         "kbit" => 1e3,
@@ -158,12 +162,12 @@ pub fn parse_rate(text: &str) -> Result<u64, Error> {
         "kbps" => 8e3,
         "mbps" => 8e6,
         "gbps" => 8e9,
-        "" => return Err(Error::new(format!("rate {text:?} has no unit"))),
-        u => return Err(Error::new(format!("unknown rate unit {u:?} in {text:?}"))),
+        "" => return Err(Error::new(Code::BadValue, format!("rate {text:?} has no unit"))),
+        u => return Err(Error::new(Code::BadValue, format!("unknown rate unit {u:?} in {text:?}"))),
     };
     let bits = n * mult;
     if !(8.0..=1e15).contains(&bits) {
-        return Err(Error::new(format!("rate {text:?} is out of range")));
+        return Err(Error::new(Code::BadValue, format!("rate {text:?} is out of range")));
     }
     Ok(bits as u64)
 }
@@ -171,24 +175,26 @@ pub fn parse_rate(text: &str) -> Result<u64, Error> {
 /// "32kb", "1500b", "1mb", or a number of bytes.
 fn parse_size(v: &Dynamic, key: &str) -> Result<u32, Error> {
     if let Ok(n) = v.as_int() {
-        return u32::try_from(n).map_err(|_| Error::new(format!("{key} {n} is out of range")));
+        return u32::try_from(n).map_err(|_| Error::new(Code::BadValue, format!("{key} {n} is out of range")));
     }
-    let text =
-        v.clone().into_string().map_err(|ty| Error::new(format!("{key} must be a size like \"32kb\" or a number of bytes, not {ty}")))?;
+    let text = v
+        .clone()
+        .into_string()
+        .map_err(|ty| Error::new(Code::BadValue, format!("{key} must be a size like \"32kb\" or a number of bytes, not {ty}")))?;
     let t = text.trim().to_ascii_lowercase();
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| Error::new(format!("malformed {key} {text:?}")))?;
+    let n: f64 = num.parse().map_err(|_| Error::new(Code::BadValue, format!("malformed {key} {text:?}")))?;
     let mult = match unit.trim() {
         "" | "b" => 1.0,
         "k" | "kb" | "kib" => 1024.0,
         "m" | "mb" | "mib" => 1048576.0,
         "g" | "gb" | "gib" => 1073741824.0,
-        u => return Err(Error::new(format!("unknown size unit {u:?} in {text:?}"))),
+        u => return Err(Error::new(Code::BadValue, format!("unknown size unit {u:?} in {text:?}"))),
     };
     let bytes = n * mult;
     if !(1.0..=f64::from(u32::MAX)).contains(&bytes) {
-        return Err(Error::new(format!("{key} {text:?} is out of range")));
+        return Err(Error::new(Code::BadValue, format!("{key} {text:?} is out of range")));
     }
     Ok(bytes as u32)
 }
@@ -196,22 +202,22 @@ fn parse_size(v: &Dynamic, key: &str) -> Result<u32, Error> {
 /// "50ms", "1s", "200us", or a number of milliseconds. Microseconds out.
 fn parse_time(v: &Dynamic, key: &str) -> Result<u32, Error> {
     if let Ok(n) = v.as_int() {
-        return u32::try_from(n.saturating_mul(1000)).map_err(|_| Error::new(format!("{key} {n} ms is out of range")));
+        return u32::try_from(n.saturating_mul(1000)).map_err(|_| Error::new(Code::BadValue, format!("{key} {n} ms is out of range")));
     }
-    let text = v.clone().into_string().map_err(|ty| Error::new(format!("{key} must be a time like \"50ms\", not {ty}")))?;
+    let text = v.clone().into_string().map_err(|ty| Error::new(Code::BadValue, format!("{key} must be a time like \"50ms\", not {ty}")))?;
     let t = text.trim().to_ascii_lowercase();
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| Error::new(format!("malformed {key} {text:?}")))?;
+    let n: f64 = num.parse().map_err(|_| Error::new(Code::BadValue, format!("malformed {key} {text:?}")))?;
     let mult = match unit.trim() {
         "s" | "sec" => 1e6,
         "" | "ms" | "msec" => 1e3,
         "us" | "usec" => 1.0,
-        u => return Err(Error::new(format!("unknown time unit {u:?} in {text:?}"))),
+        u => return Err(Error::new(Code::BadValue, format!("unknown time unit {u:?} in {text:?}"))),
     };
     let us = n * mult;
     if !(0.0..=f64::from(u32::MAX)).contains(&us) {
-        return Err(Error::new(format!("{key} {text:?} is out of range")));
+        return Err(Error::new(Code::BadValue, format!("{key} {text:?} is out of range")));
     }
     Ok(us as u32)
 }
@@ -222,11 +228,16 @@ fn parse_loss(v: &Dynamic) -> Result<f64, Error> {
     } else if let Ok(f) = v.as_float() {
         f
     } else {
-        let text = v.clone().into_string().map_err(|ty| Error::new(format!("loss must be a percentage like \"5%\", not {ty}")))?;
-        text.trim().trim_end_matches('%').trim().parse::<f64>().map_err(|_| Error::new(format!("malformed loss {text:?}")))?
+        let text =
+            v.clone().into_string().map_err(|ty| Error::new(Code::BadValue, format!("loss must be a percentage like \"5%\", not {ty}")))?;
+        text.trim()
+            .trim_end_matches('%')
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| Error::new(Code::BadValue, format!("malformed loss {text:?}")))?
     };
     if !(0.0..=100.0).contains(&pct) {
-        return Err(Error::new(format!("loss {pct}% is out of range")));
+        return Err(Error::new(Code::BadValue, format!("loss {pct}% is out of range")));
     }
     Ok(pct)
 }
@@ -254,7 +265,7 @@ fn shape(b: &Shared, l: &Link, opts: &Map) -> RhaiResult<Link> {
     let delay_us = get(opts, "delay").map(|v| parse_time(v, "delay")).transpose().map_err(|e| help(e, "e.g. delay: \"100ms\""))?;
     let loss_pct = get(opts, "loss").map(parse_loss).transpose().map_err(|e| help(e, "e.g. loss: \"5%\""))?;
     if rate.is_none() && delay_us.is_none() && loss_pct.is_none() {
-        return Err(bad("shape() needs a rate, a delay or a loss".into(), "e.g. shape(link, #{ rate: \"10mbit\" })"));
+        return Err(missing("shape() needs a rate, a delay or a loss".into(), "e.g. shape(link, #{ rate: \"10mbit\" })"));
     }
     let spec = Shape { rate, burst, latency_us, delay_us, loss_pct };
     apply(b, Op::Shape { ns: l.ns.clone(), link: l.name.clone(), shape: Some(spec) })?;

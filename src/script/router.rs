@@ -8,7 +8,7 @@ use super::args::{self, Opts};
 use super::types::Netns;
 use super::{apply, fail, RhaiResult, Shared};
 use crate::backend::Backend;
-use crate::error::Error;
+use crate::error::{Code, Error};
 use crate::op::{Command, DhcpServerSpec, FwOp, NsRef, Op, Outcome, PingResult, PingSpec, RouteInfo, RouteVia};
 use ipnetwork::IpNetwork;
 use rhai::{Array, Dynamic, Engine, Map};
@@ -20,7 +20,8 @@ fn ipv4_net(func: &str, key: &str, text: &str) -> RhaiResult<IpNetwork> {
     let net = args::cidr(text).or_else(|_| args::ip(text).map(|ip| IpNetwork::new(ip, 32).expect("a /32 is valid")))?;
     if !net.is_ipv4() {
         return Err(fail(
-            Error::new(format!("{func}(): {key} {text:?} is IPv6")).help("the NAT and firewall functions write IPv4 (iptables) rules"),
+            Error::new(Code::BadValue, format!("{func}(): {key} {text:?} is IPv6"))
+                .help("the NAT and firewall functions write IPv4 (iptables) rules"),
         ));
     }
     // iptables stores the network address; write it that way so `-C` and `-S` agree.
@@ -30,15 +31,19 @@ fn ipv4_net(func: &str, key: &str, text: &str) -> RhaiResult<IpNetwork> {
 fn ipv4(func: &str, key: &str, text: &str) -> RhaiResult<Ipv4Addr> {
     match args::ip(text)? {
         IpAddr::V4(a) => Ok(a),
-        IpAddr::V6(_) => {
-            Err(fail(Error::new(format!("{func}(): {key} {text:?} is IPv6")).help("write an IPv4 address, e.g. \"10.0.0.254\"")))
-        }
+        IpAddr::V6(_) => Err(fail(
+            Error::new(Code::BadValue, format!("{func}(): {key} {text:?} is IPv6")).help("write an IPv4 address, e.g. \"10.0.0.254\""),
+        )),
     }
 }
 
 fn required(o: &Opts, func: &str, key: &str, example: &str) -> RhaiResult<String> {
-    o.string(key)?
-        .ok_or_else(|| fail(Error::new(format!("{func}() needs the option {key:?}")).help(format!("e.g. {func}(ns, #{{ {example} }})"))))
+    o.string(key)?.ok_or_else(|| {
+        fail(
+            Error::new(Code::MissingOption, format!("{func}() needs the option {key:?}"))
+                .help(format!("e.g. {func}(ns, #{{ {example} }})")),
+        )
+    })
 }
 
 /// An interface name as iptables takes it (`-i`/`-o`), checked like the kernel checks names.
@@ -48,7 +53,7 @@ fn ifname(func: &str, text: &str) -> RhaiResult<String> {
         Ok(text.to_string())
     } else {
         Err(fail(
-            Error::new(format!("{func}(): invalid interface name {text:?}"))
+            Error::new(Code::InvalidName, format!("{func}(): invalid interface name {text:?}"))
                 .help("interface names are 1 to 15 bytes without '/', ':' or spaces"),
         ))
     }
@@ -59,14 +64,18 @@ fn port(func: &str, what: &str, v: &Dynamic) -> RhaiResult<u16> {
         n
     } else if let Ok(s) = v.clone().into_immutable_string() {
         s.trim().parse::<i64>().map_err(|_| {
-            fail(Error::new(format!("{func}(): invalid {what} {:?}", s.as_str())).help("a port is a number from 1 to 65535"))
+            fail(
+                Error::new(Code::BadValue, format!("{func}(): invalid {what} {:?}", s.as_str())).help("a port is a number from 1 to 65535"),
+            )
         })?
     } else {
-        return Err(fail(Error::new(format!("{func}(): {what} must be a number, not {}", v.type_name()))));
+        return Err(fail(Error::new(Code::BadValue, format!("{func}(): {what} must be a number, not {}", v.type_name()))));
     };
     if !(1..=65535).contains(&n) {
         return Err(fail(
-            Error::new(format!("{func}(): invalid {what} {n}")).why("out of range").help("a port is a number from 1 to 65535"),
+            Error::new(Code::BadValue, format!("{func}(): invalid {what} {n}"))
+                .why("out of range")
+                .help("a port is a number from 1 to 65535"),
         ));
     }
     Ok(n as u16)
@@ -77,7 +86,7 @@ fn protocol(func: &str, text: &str) -> RhaiResult<String> {
     match p.as_str() {
         "tcp" | "udp" | "sctp" => Ok(p),
         _ => Err(fail(
-            Error::new(format!("{func}(): invalid protocol {text:?}"))
+            Error::new(Code::BadValue, format!("{func}(): invalid protocol {text:?}"))
                 .help("port forwarding needs a protocol with ports: \"tcp\", \"udp\" or \"sctp\""),
         )),
     }
@@ -96,11 +105,11 @@ fn command_of(func: &str, v: Dynamic) -> RhaiResult<Command> {
             .map(Command::Argv)
             .map_err(|ty| {
                 fail(
-                    Error::new(format!("{func}() arguments must be strings, found {ty}"))
+                    Error::new(Code::BadValue, format!("{func}() arguments must be strings, found {ty}"))
                         .help("write numbers as strings: [\"sleep\", \"60\"]"),
                 )
             }),
-        None => Err(fail(Error::new(format!("{func}(): the command must be a string or an array of strings, not {ty}")))),
+        None => Err(fail(Error::new(Code::BadValue, format!("{func}(): the command must be a string or an array of strings, not {ty}")))),
     }
 }
 
@@ -151,25 +160,30 @@ fn join_rule(words: &[String]) -> String {
 /// `iptables(ns, "...")`: -A / -I / -P become recorded, idempotent changes; anything
 /// else runs as given.
 pub fn parse_iptables(text: &str) -> Result<FwOp, Error> {
-    let words = split_words(text).map_err(|why| Error::new(format!("cannot parse the iptables arguments {text:?}")).why(why))?;
+    let words =
+        split_words(text).map_err(|why| Error::new(Code::BadValue, format!("cannot parse the iptables arguments {text:?}")).why(why))?;
     let mut table = "filter".to_string();
     let mut rest = Vec::new();
     let mut command: Option<(String, String, Option<String>)> = None;
     let mut it = words.iter().peekable();
     let need = |what: &str| {
-        Error::new(format!("iptables {text}: {what} needs a chain"))
+        Error::new(Code::BadValue, format!("iptables {text}: {what} needs a chain"))
             .help("e.g. iptables(ns, \"-t nat -A POSTROUTING -o eth1 -j MASQUERADE\")")
     };
     while let Some(w) = it.next() {
         match w.as_str() {
-            "-t" | "--table" => table = it.next().cloned().ok_or_else(|| Error::new(format!("iptables {text}: -t needs a table")))?,
+            "-t" | "--table" => {
+                table = it.next().cloned().ok_or_else(|| Error::new(Code::BadValue, format!("iptables {text}: -t needs a table")))?
+            }
             "-A" | "--append" | "-I" | "--insert" | "-P" | "--policy" if command.is_none() => {
                 let chain = it.next().cloned().ok_or_else(|| need(w))?;
                 let extra = match w.as_str() {
                     "-I" | "--insert" => it.next_if(|n| n.parse::<u32>().is_ok()).cloned(),
-                    "-P" | "--policy" => {
-                        Some(it.next().cloned().ok_or_else(|| Error::new(format!("iptables {text}: -P needs a policy (ACCEPT or DROP)")))?)
-                    }
+                    "-P" | "--policy" => Some(
+                        it.next()
+                            .cloned()
+                            .ok_or_else(|| Error::new(Code::BadValue, format!("iptables {text}: -P needs a policy (ACCEPT or DROP)")))?,
+                    ),
                     _ => None,
                 };
                 command = Some((w.clone(), chain, extra));
@@ -210,7 +224,7 @@ fn snat(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<()> {
     let to = ipv4("snat", "to", &required(&o, "snat", "to", "src: \"10.0.0.0/24\", to: \"192.168.100.11\"")?)?;
     let mut rule = vec![format!("-s {src}")];
     match (o.string("dst")?, o.string("not_dst")?) {
-        (Some(_), Some(_)) => return Err(fail(Error::new("snat(): give dst or not_dst, not both"))),
+        (Some(_), Some(_)) => return Err(fail(Error::new(Code::BadValue, "snat(): give dst or not_dst, not both"))),
         (Some(d), None) => rule.push(format!("-d {}", ipv4_net("snat", "dst", &d)?)),
         (None, Some(d)) => rule.push(format!("! -d {}", ipv4_net("snat", "not_dst", &d)?)),
         (None, None) => {}
@@ -244,7 +258,11 @@ fn dnat(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<()> {
     let proto = protocol("dnat", &required(&o, "dnat", "proto", example)?)?;
     let dport = match opts.get("dport").filter(|v| !v.is_unit()) {
         Some(v) => port("dnat", "dport", v)?,
-        None => return Err(fail(Error::new("dnat() needs the option \"dport\"").help(format!("e.g. dnat(ns, #{{ {example} }})")))),
+        None => {
+            return Err(fail(
+                Error::new(Code::MissingOption, "dnat() needs the option \"dport\"").help(format!("e.g. dnat(ns, #{{ {example} }})")),
+            ))
+        }
     };
     let to_text = required(&o, "dnat", "to", example)?;
     let (ip, to_port) = match to_text.rsplit_once(':') {
@@ -327,13 +345,16 @@ fn dhcp_server(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<i64> {
     let example = "iface: \"eth0\", range: [\"10.0.0.151\", \"10.0.0.160\"], router: \"10.0.0.254\"";
     let iface = ifname("dhcp_server", &required(&o, "dhcp_server", "iface", example)?)?;
     let range = opts.get("range").and_then(|v| v.clone().try_cast::<Array>()).filter(|a| a.len() == 2).ok_or_else(|| {
-        fail(Error::new("dhcp_server() needs range: [first, last]").help(format!("e.g. dhcp_server(ns, #{{ {example} }})")))
+        fail(
+            Error::new(Code::MissingOption, "dhcp_server() needs range: [first, last]")
+                .help(format!("e.g. dhcp_server(ns, #{{ {example} }})")),
+        )
     })?;
     let text = |v: &Dynamic| {
         v.clone()
             .into_immutable_string()
             .map(|s| s.to_string())
-            .map_err(|ty| fail(Error::new(format!("dhcp_server(): range addresses must be strings, not {ty}"))))
+            .map_err(|ty| fail(Error::new(Code::BadValue, format!("dhcp_server(): range addresses must be strings, not {ty}"))))
     };
     let first = ipv4("dhcp_server", "range", &text(&range[0])?)?;
     let last = ipv4("dhcp_server", "range", &text(&range[1])?)?;
@@ -343,7 +364,7 @@ fn dhcp_server(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<i64> {
         Some(v) if v.is_string() => vec![ipv4("dhcp_server", "dns", &text(v)?)?],
         Some(v) => match v.clone().try_cast::<Array>() {
             Some(a) => a.iter().map(|d| text(d).and_then(|d| ipv4("dhcp_server", "dns", &d))).collect::<RhaiResult<Vec<_>>>()?,
-            None => return Err(fail(Error::new("dhcp_server(): dns must be an address or an array of addresses"))),
+            None => return Err(fail(Error::new(Code::BadValue, "dhcp_server(): dns must be an address or an array of addresses"))),
         },
     };
     match apply(b, Op::DhcpServer { ns: ns.0, spec: DhcpServerSpec { iface, first, last, router, dns } })? {
@@ -357,10 +378,11 @@ fn dhcp_server(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<i64> {
 pub fn dhcp_client(b: &mut dyn Backend, ns: &NsRef, iface: &str, timeout_ms: u32) -> crate::error::Result<crate::op::Lease> {
     let lease = match b.apply(Op::DhcpLease { ns: ns.clone(), iface: iface.to_string(), timeout_ms })? {
         Outcome::Lease(l) => l,
-        _ => return Err(Error::new(format!("no DHCP lease for {iface} in {ns}")).why("the backend gave no lease")),
+        _ => return Err(Error::new(Code::NoLease, format!("no DHCP lease for {iface} in {ns}")).why("the backend gave no lease")),
     };
-    let addr = IpNetwork::new(IpAddr::V4(lease.addr), lease.prefix)
-        .map_err(|e| Error::new(format!("the DHCP server offered a bad address {}/{}", lease.addr, lease.prefix)).why(e.to_string()))?;
+    let addr = IpNetwork::new(IpAddr::V4(lease.addr), lease.prefix).map_err(|e| {
+        Error::new(Code::NoLease, format!("the DHCP server offered a bad address {}/{}", lease.addr, lease.prefix)).why(e.to_string())
+    })?;
     b.apply(Op::AddAddr { ns: ns.clone(), link: iface.to_string(), addr })?;
     if let Some(r) = lease.router {
         b.apply(Op::AddRoute { ns: ns.clone(), dest: None, via: RouteVia::Gateway(IpAddr::V4(r)) })?;
@@ -480,11 +502,11 @@ fn assert_reach(b: &Shared, ns: Netns, addr: &str, opts: &Map, expect: bool) -> 
     let err = if expect {
         let sent =
             if r.sent == 0 { "no echo request could be sent".to_string() } else { format!("{} echo request(s) sent, no reply", r.sent) };
-        Error::new(format!("{target} does not answer a ping from {src}"))
+        Error::new(Code::PingFailed, format!("{target} does not answer a ping from {src}"))
             .why(format!("waited {} ms: {sent}", r.waited_ms))
             .help(format!("{route}; check each hop's addresses and routes, forwarding on routers, NAT for addresses the far side cannot route back to, and FORWARD rules; a longer window: {func}(ns, addr, #{{ timeout: ms }})"))
     } else {
-        Error::new(format!("{target} answers a ping from {src}, which was expected to fail"))
+        Error::new(Code::PingFailed, format!("{target} answers a ping from {src}, which was expected to fail"))
             .why(format!("a reply came after {} ms (round trip {:.2} ms)", r.waited_ms, r.rtt_ms.unwrap_or(0.0)))
             .help(route)
     };
@@ -532,7 +554,7 @@ fn register_spawn(engine: &mut Engine, backend: &Shared) {
             let ty = ns.type_name();
             let ns = ns.try_cast::<Netns>().ok_or_else(|| {
                 located(fail(
-                    Error::new(format!("spawn(): the first argument must be a namespace, not {ty}"))
+                    Error::new(Code::BadValue, format!("spawn(): the first argument must be a namespace, not {ty}"))
                         .help("spawn(netns(\"vm1\"), \"sleep 60\")"),
                 ))
             })?;
@@ -542,7 +564,9 @@ fn register_spawn(engine: &mut Engine, backend: &Shared) {
                     let v = ctx.eval_expression_tree(e)?;
                     let ty = v.type_name();
                     v.try_cast::<Map>().ok_or_else(|| {
-                        located(fail(Error::new(format!("spawn(): options must be a map, not {ty}")).help("e.g. #{ listen: 80 }")))
+                        located(fail(
+                            Error::new(Code::BadValue, format!("spawn(): options must be a map, not {ty}")).help("e.g. #{ listen: 80 }"),
+                        ))
                     })?
                 }
                 None => Map::new(),

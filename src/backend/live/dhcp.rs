@@ -5,7 +5,7 @@
 
 use super::procs::{require_program, Ready};
 use super::{process, LiveBackend};
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::lab;
 use crate::op::{Command, DhcpServerSpec, Lease, NsRef, Outcome};
 use ipnetwork::{IpNetwork, Ipv4Network};
@@ -51,12 +51,12 @@ impl LiveBackend {
             .collect();
         let what = format!("cannot serve DHCP on {iface} in {ns}");
         if nets.is_empty() {
-            return Err(Error::new(what)
+            return Err(Error::new(Code::NoAddress, what)
                 .why(format!("{iface} has no IPv4 address, so dnsmasq cannot tell which subnet to serve"))
                 .help(format!("give it one first, e.g. link(ns, \"{iface}\").addr(\"10.0.0.254/24\")")));
         }
         if u32::from(spec.first) > u32::from(spec.last) {
-            return Err(Error::new(what)
+            return Err(Error::new(Code::BadValue, what)
                 .why(format!("the range starts at {} after its end {}", spec.first, spec.last))
                 .help("write the range as [first, last] with first <= last"));
         }
@@ -69,13 +69,16 @@ impl LiveBackend {
             } else {
                 format!(" (up to {})", std::net::Ipv4Addr::from(hi))
             };
-            return Err(Error::new(format!("the DHCP range {} - {} is outside the subnet of {iface}", spec.first, spec.last))
-                .why(format!("{iface} in {ns} has {have}"))
-                .help(format!("choose first and last inside {}/{}{hint}", example.network(), example.prefix())));
+            return Err(Error::new(
+                Code::OutsideSubnet,
+                format!("the DHCP range {} - {} is outside the subnet of {iface}", spec.first, spec.last),
+            )
+            .why(format!("{iface} in {ns} has {have}"))
+            .help(format!("choose first and last inside {}/{}{hint}", example.network(), example.prefix())));
         };
         for ip in [spec.first, spec.last] {
             if net.prefix() < 31 && (ip == net.network() || ip == net.broadcast()) {
-                return Err(Error::new(what)
+                return Err(Error::new(Code::OutsideSubnet, what)
                     .why(format!(
                         "{ip} is the {} address of {}/{}",
                         if ip == net.network() { "network" } else { "broadcast" },
@@ -155,7 +158,7 @@ impl LiveBackend {
             } else {
                 format!("no DHCP server answered; udhcpc said: {}", said.join("\n"))
             };
-            return Err(Error::new(format!("no DHCP lease for {iface} in {ns}")).why(why).help(
+            return Err(Error::new(Code::NoLease, format!("no DHCP lease for {iface} in {ns}")).why(why).help(
                 "start a server on the same segment first (dhcp_server(router, #{ iface, range: [first, last] })), \
                  check that both ends are up and on the same bridge, or give it longer: dhcp_client(ns, iface, #{ timeout: ms })",
             ));
@@ -185,7 +188,7 @@ fn write_hook() -> Result<std::path::PathBuf> {
         .create_new(true)
         .mode(0o700)
         .open(&path)
-        .map_err(|e| Error::io(format!("cannot write the udhcpc hook {}", path.display()), &e))?;
-    f.write_all(HOOK.as_bytes()).map_err(|e| Error::io(format!("cannot write the udhcpc hook {}", path.display()), &e))?;
+        .map_err(|e| Error::io(Code::IoFailed, format!("cannot write the udhcpc hook {}", path.display()), &e))?;
+    f.write_all(HOOK.as_bytes()).map_err(|e| Error::io(Code::IoFailed, format!("cannot write the udhcpc hook {}", path.display()), &e))?;
     Ok(path)
 }

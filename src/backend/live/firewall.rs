@@ -6,7 +6,7 @@
 //! how to undo it.
 
 use super::LiveBackend;
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::lab::teardown::Report;
 use crate::lab::{Entry, FwUndo, LabState, Phase};
 use crate::nsexec;
@@ -23,9 +23,11 @@ fn ipt() -> Result<&'static IPTables> {
     let made = IPT.get_or_init(|| iptables::new(false).map_err(|e| e.to_string()));
     made.as_ref().map_err(|e| {
         let missing = e.contains("No such file") || e.contains("not found");
-        let err = Error::new("cannot run iptables").why(e.clone());
+        let err = Error::new(Code::IptablesRefused, "cannot run iptables").why(e.clone());
         if missing {
-            err.why("iptables is not installed (or not on PATH)").help("install the Debian package iptables: apt-get install iptables")
+            err.with_code(Code::ProgramMissing)
+                .why("iptables is not installed (or not on PATH)")
+                .help("install the Debian package iptables: apt-get install iptables")
         } else {
             err
         }
@@ -37,17 +39,20 @@ fn refused(what: String, e: Box<dyn std::error::Error>) -> Error {
     match e.downcast_ref::<iptables::error::IptablesError>() {
         Some(ie) => {
             let msg = ie.msg.trim();
-            Error::new(what).why(if msg.is_empty() { format!("iptables exited with code {}", ie.code) } else { msg.to_string() }).help(
-                "the message is iptables' own: check the rule's options (`man iptables`, `man iptables-extensions`), \
+            Error::new(Code::IptablesRefused, what)
+                .why(if msg.is_empty() { format!("iptables exited with code {}", ie.code) } else { msg.to_string() })
+                .help(
+                    "the message is iptables' own: check the rule's options (`man iptables`, `man iptables-extensions`), \
                  or try the same arguments with `ip netns exec NS iptables ...`",
-            )
+                )
         }
         None => {
-            let err = Error::new(what).why(e.to_string());
+            let err = Error::new(Code::IptablesRefused, what).why(e.to_string());
             match e.downcast_ref::<std::io::Error>() {
-                Some(io) if io.kind() == std::io::ErrorKind::NotFound => {
-                    err.why("iptables is not installed").help("install the Debian package iptables: apt-get install iptables")
-                }
+                Some(io) if io.kind() == std::io::ErrorKind::NotFound => err
+                    .with_code(Code::ProgramMissing)
+                    .why("iptables is not installed")
+                    .help("install the Debian package iptables: apt-get install iptables"),
                 _ => err,
             }
         }

@@ -2,7 +2,7 @@
 //! stays in the namespace it was created in, so only its creation needs the switch).
 //! No `ping` process, no setuid helper, and `ping_group_range` does not matter.
 
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::nsexec;
 use crate::op::{PingResult, PingSpec};
 use std::collections::HashMap;
@@ -29,7 +29,9 @@ fn open_socket(ns: BorrowedFd<'_>, v6: bool) -> Result<OwnedFd> {
         let fd = unsafe { libc::socket(family, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };
         if fd < 0 {
             let e = std::io::Error::last_os_error();
-            return Err(Error::io("cannot open a raw ICMP socket", &e).help("raw sockets need CAP_NET_RAW: run nsscript as root"));
+            return Err(
+                Error::io(Code::NotRoot, "cannot open a raw ICMP socket", &e).help("raw sockets need CAP_NET_RAW: run nsscript as root")
+            );
         }
         // SAFETY: fd was just returned by socket(2).
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })

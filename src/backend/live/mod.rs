@@ -15,7 +15,7 @@ pub mod tc;
 mod wire;
 
 use crate::backend::Backend;
-use crate::error::{Error, Origin, Result};
+use crate::error::{Code, Error, Origin, Result};
 use crate::lab::{self, teardown, Entry, LabState, Ledger, Phase};
 use crate::nsexec;
 use crate::op::{LinkChange, NsRef, Op, Outcome, RouteVia, VethSpec};
@@ -115,7 +115,7 @@ impl LiveBackend {
         if self.state.owns_link(ns, name) {
             return Ok(());
         }
-        Err(Error::new(format!("refusing to {action} link {name:?} in {ns}"))
+        Err(Error::new(Code::NotOwned, format!("refusing to {action} link {name:?} in {ns}"))
             .why(format!("the link does not belong to lab {:?}", self.lab))
             .help("nsscript only changes links its lab created or that live in its namespaces; the machine's own links are left alone"))
     }
@@ -160,9 +160,8 @@ impl LiveBackend {
         netlink::validate_ifname(&spec.name)?;
         netlink::validate_ifname(&spec.peer)?;
         if spec.ns == spec.peer_ns && spec.name == spec.peer {
-            return Err(
-                Error::new(format!("cannot create veth pair {:?} / {:?}", spec.name, spec.peer)).help("the two ends need different names")
-            );
+            return Err(Error::new(Code::BadWiring, format!("cannot create veth pair {:?} / {:?}", spec.name, spec.peer))
+                .help("the two ends need different names"));
         }
         let (a, b) = (self.state.new_id(), self.state.new_id());
         let end = |id, pair, ns: &NsRef, name: &str| Entry::Link {
@@ -282,7 +281,9 @@ impl LiveBackend {
                     Some("veth") => "its peer is in a namespace this lab does not know".to_string(),
                     Some(k) => format!("it is a {} link, not a veth", if k.is_empty() { "device" } else { k }),
                 };
-                Err(Error::new(format!("cannot find the peer of {name:?} in {ns}")).why(why).help(".peer() works on veth links"))
+                Err(Error::new(Code::NoPeer, format!("cannot find the peer of {name:?} in {ns}"))
+                    .why(why)
+                    .help(".peer() works on veth links"))
             }
         }
     }
@@ -411,7 +412,7 @@ impl Backend for LiveBackend {
             lab::lock::hold(name, "building it")?;
         }
         if self.ledger.is_some() {
-            return Err(Error::new(format!("cannot rename lab {:?} to {name:?}", self.lab))
+            return Err(Error::new(Code::LateLabName, format!("cannot rename lab {:?} to {name:?}", self.lab))
                 .why("it has already created objects")
                 .help("call lab(\"NAME\") at the top of the script, before anything is created"));
         }

@@ -2,7 +2,7 @@
 //! once and reused. This is the only module that imports rtnetlink's builders.
 
 use super::wire::Wire;
-use crate::error::{Error, Origin, Result};
+use crate::error::{Code, Error, Origin, Result};
 use crate::nsexec;
 use crate::op::{AddrInfo, LinkChange, LinkInfo, NsRef, RouteInfo, RouteVia, VethSpec};
 use futures::TryStreamExt;
@@ -56,8 +56,8 @@ struct Queued {
 /// An rtnetlink error in the user's words.
 fn nl_error(what: impl Into<String>, err: rtnetlink::Error) -> Error {
     match err {
-        rtnetlink::Error::NetlinkError(msg) if msg.code.is_some() => Error::new(what).errno(-msg.raw_code()),
-        other => Error::new(what).why(other.to_string()),
+        rtnetlink::Error::NetlinkError(msg) if msg.code.is_some() => Error::new(Code::KernelRefused, what).errno(-msg.raw_code()),
+        other => Error::new(Code::KernelRefused, what).why(other.to_string()),
     }
 }
 
@@ -66,7 +66,7 @@ pub const IFNAMSIZ: usize = 16;
 /// Link names follow the kernel's rules (IFNAMSIZ, no '/', ':' or white space).
 pub fn validate_ifname(name: &str) -> Result<()> {
     let bad = |why: String| {
-        Err(Error::new(format!("invalid interface name {name:?}"))
+        Err(Error::new(Code::InvalidName, format!("invalid interface name {name:?}"))
             .why(why)
             .help("interface names are 1 to 15 bytes without '/', ':' or white space, e.g. \"veth0\""))
     };
@@ -90,7 +90,7 @@ impl Netlink {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| Error::io("cannot start the netlink runtime", &e))?;
+            .map_err(|e| Error::io(Code::Internal, "cannot start the netlink runtime", &e))?;
         Ok(Netlink {
             rt,
             handles: HashMap::new(),
@@ -130,7 +130,7 @@ impl Netlink {
         self.open_wire(ns)?;
         match self.wires.get_mut(ns).expect("just opened").dump(request, &mut self.answer_buf)? {
             Ok(messages) => Ok(messages),
-            Err(errno) => Err(Error::new(what()).errno(errno)),
+            Err(errno) => Err(Error::new(Code::KernelRefused, what()).errno(errno)),
         }
     }
 
@@ -216,7 +216,7 @@ impl Netlink {
             let answers = self.exchange(&ns, requests).map_err(|e| e.made_at(origin))?;
             for (answer, (explain, origin)) in answers.into_iter().zip(explains) {
                 if let Some(errno) = answer.errno {
-                    return Err(explain(Error::new("").errno(errno)).made_at(origin));
+                    return Err(explain(Error::new(Code::KernelRefused, "").errno(errno)).made_at(origin));
                 }
             }
         }
@@ -236,7 +236,7 @@ impl Netlink {
         request.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO;
         let answer = self.exchange(ns, vec![request])?.pop().unwrap_or_default();
         match answer.errno {
-            Some(errno) => Err(explain(Error::new("").errno(errno))),
+            Some(errno) => Err(explain(Error::new(Code::LinkCreateRefused, "").errno(errno))),
             None => Ok(answer.echo),
         }
     }
@@ -255,7 +255,7 @@ impl Netlink {
         match answer.errno {
             None => Ok(answer.echo),
             Some(libc::ENODEV) => Ok(None),
-            Some(errno) => Err(Error::new(format!("cannot look up link {name:?} in {ns}")).errno(errno)),
+            Some(errno) => Err(Error::new(Code::KernelRefused, format!("cannot look up link {name:?} in {ns}")).errno(errno)),
         }
     }
 
@@ -274,7 +274,7 @@ impl Netlink {
             return Ok(*i);
         }
         self.link_index(ns, name)?.ok_or_else(|| {
-            Error::new(format!("unknown link {name:?} in {ns}"))
+            Error::new(Code::UnknownLink, format!("unknown link {name:?} in {ns}"))
                 .why("no such device (ENODEV)")
                 .help(format!("check the name with links({}) or `ip link`", ns.name().unwrap_or("host()")))
         })
@@ -358,7 +358,7 @@ impl Netlink {
                 &spec.peer_ns,
                 RouteNetlinkMessage::SetLink(msg),
                 0,
-                Box::new(move |e| Error { what: format!("cannot bring {peer:?} up"), ..e }),
+                Box::new(move |e| Error { code: Code::LinkChangeRefused, what: format!("cannot bring {peer:?} up"), ..e }),
             )?;
         }
         Ok((a, b))
@@ -402,7 +402,7 @@ impl Netlink {
         let what = format!("cannot change link {name:?} in {ns} ({})", describe_change(change));
         let (change, name) = (change.clone(), name.to_string());
         let explain = move |err: Error| {
-            let err = Error { what, ..err };
+            let err = Error { code: Code::LinkChangeRefused, what, ..err };
             match (&change, err.errno) {
                 (LinkChange::Rename(new), Some(libc::EEXIST)) => err.help(format!("a link named {new:?} already exists there")),
                 (LinkChange::Rename(_), Some(libc::EBUSY)) => err.help("a link must be down to be renamed: call .down() first"),
@@ -456,7 +456,7 @@ impl Netlink {
         let what = format!("cannot add address {addr} to {link:?} in {ns}");
         let link = link.to_string();
         let explain = move |err: Error| {
-            let err = Error { what, ..err };
+            let err = Error { code: Code::AddressRefused, what, ..err };
             if err.is_errno(libc::EEXIST) {
                 err.help(format!("{link} already has {addr}"))
             } else {
@@ -499,15 +499,18 @@ impl Netlink {
         };
         let builder = RouteMessageBuilder::<IpAddr>::new()
             .destination_prefix(dest_ip, prefix)
-            .map_err(|e| Error::new("invalid route destination").why(e.to_string()))?;
+            .map_err(|e| Error::new(Code::MalformedAddress, "invalid route destination").why(e.to_string()))?;
         let builder = match via {
             RouteVia::Gateway(gw) => {
                 if gw.is_ipv4() != dest_ip.is_ipv4() {
-                    return Err(Error::new(format!("cannot route {} via {gw}", dest.map(|d| d.to_string()).unwrap_or("default".into())))
-                        .why("the destination and the gateway are of different address families")
-                        .help("use an IPv4 gateway for IPv4 destinations and an IPv6 one for IPv6"));
+                    return Err(Error::new(
+                        Code::BadValue,
+                        format!("cannot route {} via {gw}", dest.map(|d| d.to_string()).unwrap_or("default".into())),
+                    )
+                    .why("the destination and the gateway are of different address families")
+                    .help("use an IPv4 gateway for IPv4 destinations and an IPv6 one for IPv6"));
                 }
-                builder.gateway(*gw).map_err(|e| Error::new("invalid gateway").why(e.to_string()))?
+                builder.gateway(*gw).map_err(|e| Error::new(Code::MalformedAddress, "invalid gateway").why(e.to_string()))?
             }
             RouteVia::Device(dev) => {
                 let index = self.require_link(ns, dev)?;
@@ -527,9 +530,9 @@ impl Netlink {
         let msg = self.route_message(ns, dest, via)?;
         let what = format!("cannot add route {} in {ns}", describe_route(dest, via));
         let explain = move |err: Error| {
-            let err = Error { what, ..err };
+            let err = Error { code: Code::RouteRefused, what, ..err };
             match err.errno {
-                Some(libc::ENETUNREACH) => err.help("the gateway is not on any connected subnet of this namespace: add an address on its subnet (and bring the link up) first"),
+                Some(libc::ENETUNREACH) => err.with_code(Code::GatewayUnreachable).help("the gateway is not on any connected subnet of this namespace: add an address on its subnet (and bring the link up) first"),
                 Some(libc::EEXIST) => err.help("a route to this destination already exists"),
                 _ => err,
             }
@@ -673,9 +676,11 @@ impl Netlink {
 
 fn link_create_help(err: Error, names: &str) -> Error {
     match err.errno {
-        Some(libc::EEXIST) => err.help(format!("a link named {names} already exists and does not belong to this lab: choose another name")),
-        Some(libc::EOPNOTSUPP) => err.help("this kernel lacks support for this link kind"),
-        _ => err,
+        Some(libc::EEXIST) => err
+            .with_code(Code::NameTaken)
+            .help(format!("a link named {names} already exists and does not belong to this lab: choose another name")),
+        Some(libc::EOPNOTSUPP) => err.with_code(Code::KernelLacksFeature).help("this kernel lacks support for this link kind"),
+        _ => err.with_code(Code::LinkCreateRefused),
     }
 }
 
@@ -762,12 +767,24 @@ fn lacks_kind(err: Error, kind: &str) -> Error {
         return err;
     }
     match kind {
-        "vlan" => Error { why: Some("this kernel lacks 802.1Q VLAN support (Unknown device type, EOPNOTSUPP)".into()), ..err }
-            .help("load the module with `modprobe 8021q`, or use a kernel built with CONFIG_VLAN_8021Q"),
-        "vxlan" => Error { why: Some("this kernel lacks VXLAN support (Unknown device type, EOPNOTSUPP)".into()), ..err }
-            .help("load the module with `modprobe vxlan`, or use a kernel built with CONFIG_VXLAN"),
-        "macvlan" => Error { why: Some("this kernel lacks macvlan support (Unknown device type, EOPNOTSUPP)".into()), ..err }
-            .help("load the module with `modprobe macvlan`, or use a kernel built with CONFIG_MACVLAN"),
+        "vlan" => Error {
+            code: Code::KernelLacksFeature,
+            why: Some("this kernel lacks 802.1Q VLAN support (Unknown device type, EOPNOTSUPP)".into()),
+            ..err
+        }
+        .help("load the module with `modprobe 8021q`, or use a kernel built with CONFIG_VLAN_8021Q"),
+        "vxlan" => Error {
+            code: Code::KernelLacksFeature,
+            why: Some("this kernel lacks VXLAN support (Unknown device type, EOPNOTSUPP)".into()),
+            ..err
+        }
+        .help("load the module with `modprobe vxlan`, or use a kernel built with CONFIG_VXLAN"),
+        "macvlan" => Error {
+            code: Code::KernelLacksFeature,
+            why: Some("this kernel lacks macvlan support (Unknown device type, EOPNOTSUPP)".into()),
+            ..err
+        }
+        .help("load the module with `modprobe macvlan`, or use a kernel built with CONFIG_MACVLAN"),
         _ => err,
     }
 }
@@ -855,7 +872,9 @@ impl Netlink {
                 }
                 b.build()
             }
-            LinkKind::Tap { .. } => return Err(Error::new(what).why("taps are created with the TUNSETIFF ioctl, not netlink")),
+            LinkKind::Tap { .. } => {
+                return Err(Error::new(Code::Internal, what).why("taps are created with the TUNSETIFF ioctl, not netlink"))
+            }
         };
         // Keep the message as built (the builders fill IFLA_LINKINFO).
         msg.header.index = 0;
@@ -969,8 +988,12 @@ impl Netlink {
         self.block_on(async { h.link().change(msg).execute().await }).map_err(|e| {
             let err = nl_error(format!("cannot turn VLAN filtering {} on bridge {bridge:?} in {ns}", if on { "on" } else { "off" }), e);
             if err.is_errno(libc::EOPNOTSUPP) {
-                Error { why: Some("this kernel lacks bridge VLAN filtering (Operation not supported, EOPNOTSUPP)".into()), ..err }
-                    .help("use a kernel built with CONFIG_BRIDGE_VLAN_FILTERING (and CONFIG_VLAN_8021Q for tagged sub-interfaces)")
+                Error {
+                    code: Code::KernelLacksFeature,
+                    why: Some("this kernel lacks bridge VLAN filtering (Operation not supported, EOPNOTSUPP)".into()),
+                    ..err
+                }
+                .help("use a kernel built with CONFIG_BRIDGE_VLAN_FILTERING (and CONFIG_VLAN_8021Q for tagged sub-interfaces)")
             } else {
                 err
             }
@@ -993,8 +1016,12 @@ impl Netlink {
         self.block_on(async { h.link().set(msg).execute().await }).map_err(|e| {
             let err = nl_error(format!("cannot add VLAN {vid} to bridge port {port:?} in {ns}"), e);
             if err.is_errno(libc::EOPNOTSUPP) {
-                Error { why: Some("this kernel lacks bridge VLAN filtering (Operation not supported, EOPNOTSUPP)".into()), ..err }
-                    .help("use a kernel built with CONFIG_BRIDGE_VLAN_FILTERING; the port must be enslaved to a bridge")
+                Error {
+                    code: Code::KernelLacksFeature,
+                    why: Some("this kernel lacks bridge VLAN filtering (Operation not supported, EOPNOTSUPP)".into()),
+                    ..err
+                }
+                .help("use a kernel built with CONFIG_BRIDGE_VLAN_FILTERING; the port must be enslaved to a bridge")
             } else {
                 err
             }
@@ -1064,12 +1091,12 @@ pub fn lo_up_on(socket: &rtnetlink::sys::Socket) -> Result<()> {
     let mut buf = vec![0u8; req.buffer_len()];
     req.serialize(&mut buf);
     let what = "cannot bring lo up in a new namespace";
-    socket.send(&buf, 0).map_err(|e| Error::io(what, &e))?;
+    socket.send(&buf, 0).map_err(|e| Error::io(Code::KernelRefused, what, &e))?;
     let mut answer = vec![0u8; 8192];
-    let n = socket.recv(&mut &mut answer[..], 0).map_err(|e| Error::io(what, &e))?;
+    let n = socket.recv(&mut &mut answer[..], 0).map_err(|e| Error::io(Code::KernelRefused, what, &e))?;
     match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&answer[..n]).map(|m| m.payload) {
-        Ok(NetlinkPayload::Error(e)) if e.code.is_some() => Err(Error::new(what).errno(-e.raw_code())),
+        Ok(NetlinkPayload::Error(e)) if e.code.is_some() => Err(Error::new(Code::KernelRefused, what).errno(-e.raw_code())),
         Ok(_) => Ok(()),
-        Err(e) => Err(Error::new(what).why(e.to_string())),
+        Err(e) => Err(Error::new(Code::KernelRefused, what).why(e.to_string())),
     }
 }

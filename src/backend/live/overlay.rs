@@ -2,7 +2,7 @@
 //! link), forwarding tables, bridge VLANs, shaping, and the VXLAN MTU check.
 
 use super::{netlink, set_index, tap, tc, LiveBackend};
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::lab::{Entry, Phase};
 use crate::nsexec;
 use crate::op::{LinkChange, LinkKind, LinkSpec, NsRef, Op, Outcome, Shape};
@@ -26,7 +26,7 @@ impl LiveBackend {
             return Ok(done);
         }
         if self.nl.link_index(&spec.ns, &spec.name)?.is_some() {
-            return Err(Error::new(format!("cannot create {kind} link {:?} in {}", spec.name, spec.ns))
+            return Err(Error::new(Code::NameTaken, format!("cannot create {kind} link {:?} in {}", spec.name, spec.ns))
                 .errno(libc::EEXIST)
                 .help(format!("a link named {:?} already exists there and does not belong to this lab: choose another name", spec.name)));
         }

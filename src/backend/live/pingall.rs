@@ -8,7 +8,7 @@
 //! way out rather than report a healthy lab as broken.
 
 use super::LiveBackend;
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::nsexec;
 use crate::op::{NsRef, PingAllResult, PingAllSpec};
 use ipnetwork::IpNetwork;
@@ -46,7 +46,7 @@ impl LiveBackend {
     pub(super) fn pingall(&mut self, spec: PingAllSpec) -> Result<PingAllResult> {
         let nodes = &spec.nodes;
         if let Some(v6) = nodes.iter().find(|n| n.addr.is_ipv6()) {
-            return Err(Error::new(format!("pingall probes IPv4 addresses; {} is IPv6", v6.addr))
+            return Err(Error::new(Code::BadValue, format!("pingall probes IPv4 addresses; {} is IPv6", v6.addr))
                 .help("give each node its IPv4 address, e.g. #{ ns: n, addr: \"10.0.0.2\" }"));
         }
         let ifaces: Vec<Ifaces> = nodes.iter().map(|n| self.ifaces(&n.ns)).collect::<Result<_>>()?;
@@ -63,8 +63,11 @@ impl LiveBackend {
         if spec.static_arp {
             for (i, node) in nodes.iter().enumerate() {
                 if !self.state.owns_ns(&node.ns) {
-                    return Err(Error::new(format!("static_arp would add neighbour entries in {}, which this lab does not own", node.ns))
-                        .help("use static_arp only with the lab's own namespaces"));
+                    return Err(Error::new(
+                        Code::NotOwned,
+                        format!("static_arp would add neighbour entries in {}, which this lab does not own", node.ns),
+                    )
+                    .help("use static_arp only with the lab's own namespaces"));
                 }
                 let entries: Vec<(u32, IpAddr, [u8; 6])> = on_link
                     .iter()
@@ -77,7 +80,7 @@ impl LiveBackend {
                 self.nl.add_permanent_neighbours(&node.ns, &entries)?;
             }
         } else if on_link.len() > limit {
-            return Err(Error::new(format!("pingall of {} nodes needs {} neighbour (ARP) entries, more than the kernel keeps", nodes.len(), on_link.len()))
+            return Err(Error::new(Code::NeighbourLimit, format!("pingall of {} nodes needs {} neighbour (ARP) entries, more than the kernel keeps", nodes.len(), on_link.len()))
                 .why(format!("net.ipv4.neigh.default.gc_thresh3 is {limit}, shared by all namespaces; past it pings fail with \"neighbor table overflow\""))
                 .help("pass #{ static_arp: true } to install permanent entries for the lab's own addresses (they do not count), or probe fewer nodes at a time"));
         }
@@ -97,7 +100,7 @@ fn open_icmp_socket() -> Result<OwnedFd> {
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, libc::IPPROTO_ICMP);
         if fd < 0 {
-            return Err(Error::io("cannot open a raw ICMP socket", &std::io::Error::last_os_error())
+            return Err(Error::io(Code::NotRoot, "cannot open a raw ICMP socket", &std::io::Error::last_os_error())
                 .help("raw sockets need CAP_NET_RAW: run nsscript as root"));
         }
         let fd = OwnedFd::from_raw_fd(fd);

@@ -1,6 +1,6 @@
 //! Programs run inside a namespace (`exec`): the program itself is the point.
 
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::nsexec;
 use crate::op::{Command, ExecOutput};
 use std::os::fd::RawFd;
@@ -24,7 +24,8 @@ fn exit_code(status: std::process::ExitStatus) -> i64 {
 }
 
 fn start_error(program: &str, where_: &str, e: &std::io::Error) -> Error {
-    let err = Error::io(format!("cannot run {program:?} in {where_}"), e);
+    let code = if e.kind() == std::io::ErrorKind::NotFound { Code::ProgramMissing } else { Code::ExecFailed };
+    let err = Error::io(code, format!("cannot run {program:?} in {where_}"), e);
     if e.kind() == std::io::ErrorKind::NotFound {
         err.help(format!("{program} is not installed or not on PATH; install the package that provides it"))
     } else {
@@ -66,7 +67,7 @@ pub fn run_timeout(ns: Option<RawFd>, cmd: &Command, where_: &str, timeout: std:
             (rx.recv().unwrap_or_else(|_| Err(std::io::Error::other("lost the child"))), true)
         }
     };
-    let status = status.map_err(|e| Error::io(format!("cannot wait for {program:?} in {where_}"), &e))?;
+    let status = status.map_err(|e| Error::io(Code::ExecFailed, format!("cannot wait for {program:?} in {where_}"), &e))?;
     let stdout = out.join().unwrap_or_default();
     let mut stderr = err.join().unwrap_or_default();
     if timed_out {
@@ -100,7 +101,8 @@ pub fn build(cmd: &Command) -> Result<(String, std::process::Command)> {
         }
         Command::Argv(argv) => {
             let Some((first, rest)) = argv.split_first() else {
-                return Err(Error::new("cannot run an empty command").help("give the program and its arguments, e.g. [\"ip\", \"addr\"]"));
+                return Err(Error::new(Code::ExecFailed, "cannot run an empty command")
+                    .help("give the program and its arguments, e.g. [\"ip\", \"addr\"]"));
             };
             let mut c = std::process::Command::new(first);
             c.args(rest);

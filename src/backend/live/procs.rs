@@ -5,7 +5,7 @@
 //! to someone else.
 
 use super::LiveBackend;
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::lab::teardown::Report;
 use crate::lab::{self, Entry, LabState, Phase, ProcRec};
 use crate::nsexec;
@@ -51,7 +51,7 @@ pub fn require_program(program: &str, package: &str, purpose: &str) -> Result<Pa
             return Ok(candidate);
         }
     }
-    Err(Error::new(format!("{purpose} needs {program}, which is not installed"))
+    Err(Error::new(Code::ProgramMissing, format!("{purpose} needs {program}, which is not installed"))
         .why(format!("{program} is not on PATH"))
         .help(format!("install the Debian package {package}: apt-get install {package}")))
 }
@@ -118,8 +118,8 @@ impl LiveBackend {
                     .write(true)
                     .mode(0o600)
                     .open(&log)
-                    .map_err(|e| Error::io(format!("cannot create {}", log.display()), &e))?;
-                let err = out.try_clone().map_err(|e| Error::io("cannot duplicate a file handle", &e))?;
+                    .map_err(|e| Error::io(Code::IoFailed, format!("cannot create {}", log.display()), &e))?;
+                let err = out.try_clone().map_err(|e| Error::io(Code::Internal, "cannot duplicate a file handle", &e))?;
                 command.stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
                 nsexec::command_in(fd, &mut command);
                 super::process::unblock_signals(&mut command);
@@ -134,7 +134,8 @@ impl LiveBackend {
                     }
                 }
                 let child = command.spawn().map_err(|e| {
-                    let err = Error::io(format!("cannot start {program:?} in {where_}"), &e);
+                    let code = if e.kind() == std::io::ErrorKind::NotFound { Code::ProgramMissing } else { Code::DaemonFailed };
+                    let err = Error::io(code, format!("cannot start {program:?} in {where_}"), &e);
                     if e.kind() == std::io::ErrorKind::NotFound {
                         err.help(format!("{program} is not installed or not on PATH; install the package that provides it"))
                     } else {
@@ -162,12 +163,14 @@ impl LiveBackend {
                     if code == 0 && matches!(ready, Ready::Started) {
                         return Ok(pid);
                     }
-                    return Err(Error::new(format!("{what} in {where_} exited at once (code {code})"))
+                    return Err(Error::new(Code::DaemonFailed, format!("{what} in {where_} exited at once (code {code})"))
                         .why(log_tail(&log))
                         .help("run the same command with exec(ns, cmd) to see it fail in the foreground"));
                 }
                 Ok(WaitStatus::Signaled(_, sig, _)) => {
-                    return Err(Error::new(format!("{what} in {where_} was killed at once by {sig:?}")).why(log_tail(&log)));
+                    return Err(
+                        Error::new(Code::DaemonFailed, format!("{what} in {where_} was killed at once by {sig:?}")).why(log_tail(&log))
+                    );
                 }
                 _ => {}
             }
@@ -181,9 +184,12 @@ impl LiveBackend {
                     Ready::Udp(p) => format!("UDP port {p}"),
                     Ready::Started => return Ok(pid),
                 };
-                return Err(Error::new(format!("{what} in {where_} did not listen on {port} within {} ms", wait.as_millis()))
-                    .why(log_tail(&log))
-                    .help("check the command, or give it more time with the wait option (ms)"));
+                return Err(Error::new(
+                    Code::DaemonFailed,
+                    format!("{what} in {where_} did not listen on {port} within {} ms", wait.as_millis()),
+                )
+                .why(log_tail(&log))
+                .help("check the command, or give it more time with the wait option (ms)"));
             }
             std::thread::sleep(Duration::from_millis(3));
         }

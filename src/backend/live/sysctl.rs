@@ -1,7 +1,7 @@
 //! sysctl under `/proc/sys/net`, which shows the namespace of the thread that opens
 //! it: reads and writes run inside the namespace (through nsexec).
 
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::nsexec;
 use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
@@ -12,9 +12,8 @@ pub fn key_path(key: &str) -> Result<PathBuf> {
     let rel = if key.contains('/') { key.trim_start_matches('/').to_string() } else { key.replace('.', "/") };
     let bad = rel.is_empty() || rel.split('/').any(|part| part.is_empty() || part == "..") || !rel.starts_with("net/");
     if bad {
-        return Err(
-            Error::new(format!("invalid sysctl key {key:?}")).help("namespace sysctls live under net., e.g. \"net.ipv4.ip_forward\"")
-        );
+        return Err(Error::new(Code::SysctlRefused, format!("invalid sysctl key {key:?}"))
+            .help("namespace sysctls live under net., e.g. \"net.ipv4.ip_forward\""));
     }
     Ok(PathBuf::from("/proc/sys").join(rel))
 }
@@ -25,7 +24,7 @@ pub fn read(ns: BorrowedFd<'_>, key: &str) -> Result<String> {
     nsexec::run_in(ns, move || {
         std::fs::read_to_string(&path)
             .map(|s| s.trim().to_string())
-            .map_err(|e| unknown_key(Error::io(format!("cannot read sysctl {key}"), &e)))
+            .map_err(|e| unknown_key(Error::io(Code::SysctlRefused, format!("cannot read sysctl {key}"), &e)))
     })
 }
 
@@ -34,7 +33,7 @@ pub fn write(ns: BorrowedFd<'_>, key: &str, value: &str) -> Result<()> {
     let (key, value) = (key.to_string(), value.to_string());
     nsexec::run_in(ns, move || {
         std::fs::write(&path, &value).map_err(|e| {
-            let err = unknown_key(Error::io(format!("cannot set sysctl {key} = {value}"), &e));
+            let err = unknown_key(Error::io(Code::SysctlRefused, format!("cannot set sysctl {key} = {value}"), &e));
             if err.is_errno(libc::EINVAL) {
                 err.help("the kernel refused this value for this key")
             } else {

@@ -4,7 +4,7 @@
 //! tap,ifname=NAME,script=no`) or any userspace peer to open. The caller runs this
 //! inside the target namespace (`nsexec::in_netns`): a tap is born where the thread is.
 
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use std::fs::OpenOptions;
 use std::os::fd::AsRawFd;
 
@@ -28,7 +28,7 @@ fn ioctl(fd: i32, req: libc::c_ulong, arg: libc::c_ulong, what: &str) -> Result<
     // that outlives the call).
     let rc = unsafe { libc::ioctl(fd, req as _, arg) };
     if rc < 0 {
-        return Err(Error::io(what.to_string(), &std::io::Error::last_os_error()));
+        return Err(Error::io(Code::LinkCreateRefused, what.to_string(), &std::io::Error::last_os_error()));
     }
     Ok(())
 }
@@ -37,13 +37,16 @@ fn ioctl(fd: i32, req: libc::c_ulong, arg: libc::c_ulong, what: &str) -> Result<
 pub fn create(name: &str, owner: Option<u32>, group: Option<u32>) -> Result<()> {
     let what = format!("cannot create tap {name:?}");
     let file = OpenOptions::new().read(true).write(true).open("/dev/net/tun").map_err(|e| {
-        Error::io(what.clone(), &e).help("taps need the tun driver and /dev/net/tun: `modprobe tun`, or a kernel built with CONFIG_TUN")
+        Error::io(Code::KernelLacksFeature, what.clone(), &e)
+            .help("taps need the tun driver and /dev/net/tun: `modprobe tun`, or a kernel built with CONFIG_TUN")
     })?;
     let fd = file.as_raw_fd();
     let mut req = IfReq { name: [0; libc::IFNAMSIZ], flags: IFF_TAP | IFF_NO_PI, _pad: [0; 22] };
     req.name[..name.len()].copy_from_slice(name.as_bytes());
     ioctl(fd, TUNSETIFF, &mut req as *mut IfReq as libc::c_ulong, &what).map_err(|e| match e.errno {
-        Some(libc::EBUSY) | Some(libc::EINVAL) => e.help(format!("a link named {name:?} already exists and is not a free tap")),
+        Some(libc::EBUSY) | Some(libc::EINVAL) => {
+            e.with_code(Code::NameTaken).help(format!("a link named {name:?} already exists and is not a free tap"))
+        }
         Some(libc::EPERM) => e.help("creating a tap needs CAP_NET_ADMIN"),
         _ => e,
     })?;

@@ -3,7 +3,7 @@
 //! these two qdiscs, so the kernel structs are written here byte for byte; netlink.rs
 //! sends them.
 
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::op::Shape;
 
 /// `PSCHED_NS2TICKS`: the kernel's scheduler ticks are 64 ns.
@@ -44,7 +44,7 @@ pub const DEFAULT_LATENCY_US: u32 = 50_000;
 pub fn tbf_options(rate_bits: u64, burst: Option<u32>, latency_us: Option<u32>) -> Result<Vec<u8>> {
     let rate = rate_bits / 8;
     if rate == 0 {
-        return Err(Error::new("cannot shape to a rate below 8 bit/s").help("use a rate such as \"10mbit\""));
+        return Err(Error::new(Code::BadValue, "cannot shape to a rate below 8 bit/s").help("use a rate such as \"10mbit\""));
     }
     let burst = burst.unwrap_or_else(|| default_burst(rate_bits));
     let latency = u64::from(latency_us.unwrap_or(DEFAULT_LATENCY_US));
@@ -94,7 +94,7 @@ pub fn qdisc_for(shape: &Shape) -> Result<(&'static str, Vec<u8>)> {
     }
     match shape.rate {
         Some(rate) => Ok(("tbf", tbf_options(rate, shape.burst, shape.latency_us)?)),
-        None => Err(Error::new("nothing to shape").help("give a rate, e.g. shape(link, #{ rate: \"10mbit\" })")),
+        None => Err(Error::new(Code::MissingOption, "nothing to shape").help("give a rate, e.g. shape(link, #{ rate: \"10mbit\" })")),
     }
 }
 
@@ -104,12 +104,21 @@ pub fn lacks_qdisc(err: Error, kind: &str) -> Error {
         return err;
     }
     match kind {
-        "netem" => Error { why: Some("this kernel lacks netem (sch_netem): Specified qdisc kind is unknown".into()), ..err }.help(
+        "netem" => Error {
+            code: Code::KernelLacksFeature,
+            why: Some("this kernel lacks netem (sch_netem): Specified qdisc kind is unknown".into()),
+            ..err
+        }
+        .help(
             "delay and loss need netem: load it with `modprobe sch_netem`, or use a kernel built with CONFIG_NET_SCH_NETEM; \
              a rate limit alone works without it: shape(link, #{ rate: \"10mbit\" })",
         ),
-        k => Error { why: Some(format!("this kernel lacks the {k} qdisc (sch_{k}): Specified qdisc kind is unknown")), ..err }
-            .help(format!("load it with `modprobe sch_{k}`")),
+        k => Error {
+            code: Code::KernelLacksFeature,
+            why: Some(format!("this kernel lacks the {k} qdisc (sch_{k}): Specified qdisc kind is unknown")),
+            ..err
+        }
+        .help(format!("load it with `modprobe sch_{k}`")),
     }
 }
 

@@ -7,7 +7,7 @@
 //! and an extra recvfrom per request, and sends each request on its own. Dumps and
 //! the rarer requests still go through rtnetlink's handles (netlink.rs).
 
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP, NLM_F_REQUEST};
 use rtnetlink::packet_route::link::LinkMessage;
 use rtnetlink::packet_route::RouteNetlinkMessage;
@@ -86,7 +86,7 @@ impl Wire {
     /// A dump (`ip link show`...): every message of the answer, or the errno the
     /// kernel refused with.
     pub fn dump(&mut self, request: RouteNetlinkMessage, buf: &mut [u8]) -> Result<std::result::Result<Vec<RouteNetlinkMessage>, i32>> {
-        let lost = |e: &std::io::Error| Error::io("cannot talk to the kernel over netlink", e);
+        let lost = |e: &std::io::Error| Error::io(Code::KernelRefused, "cannot talk to the kernel over netlink", e);
         let mut req = NetlinkMessage::from(request);
         req.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
         self.seq = self.seq.wrapping_add(1);
@@ -132,16 +132,18 @@ impl Wire {
     fn recv(&mut self, buf: &mut [u8]) -> Result<usize> {
         match self.socket.recv(&mut &mut buf[..], 0) {
             Ok(n) => Ok(n),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(Error::new("the kernel did not answer a netlink request")
-                .why(format!("no answer within {ANSWER_TIMEOUT_S} s"))
-                .help("the machine may be overloaded; run the lab again")),
-            Err(e) => Err(Error::io("cannot talk to the kernel over netlink", &e)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                Err(Error::new(Code::KernelRefused, "the kernel did not answer a netlink request")
+                    .why(format!("no answer within {ANSWER_TIMEOUT_S} s"))
+                    .help("the machine may be overloaded; run the lab again"))
+            }
+            Err(e) => Err(Error::io(Code::KernelRefused, "cannot talk to the kernel over netlink", &e)),
         }
     }
 
     /// One sendmsg() for the burst, then its answers (already queued on the socket).
     fn send_and_read(&mut self, burst: &[u8], answers: &mut [Answer], buf: &mut [u8]) -> Result<()> {
-        let lost = |e: &std::io::Error| Error::io("cannot talk to the kernel over netlink", e);
+        let lost = |e: &std::io::Error| Error::io(Code::KernelRefused, "cannot talk to the kernel over netlink", e);
         self.socket.send(burst, 0).map_err(|e| lost(&e))?;
         let last_seq = self.seq;
         let first_seq = last_seq.wrapping_sub(answers.len() as u32 - 1);
