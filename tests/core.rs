@@ -456,3 +456,23 @@ fn the_readme_reference_is_what_nsscript_functions_prints() {
     assert!(table.lines().count() > 40, "the registry lists the API:\n{table}");
     assert!(readme.contains(table.as_ref()), "README.md's function reference differs from `nsscript functions`: paste its output");
 }
+
+/// Queued requests (link up, addresses, routes) reach the kernel in bursts, after the
+/// call that made them returned: a refusal found then still points at that call, in
+/// the lab or in a user function, and the lab is rolled back.
+#[test]
+fn a_refusal_found_at_a_later_flush_points_at_the_call_that_asked() {
+    let lab = "let a = netns(\"q1\");\na.route(\"default\", \"10.9.9.1\");\nlet b = netns(\"q2\");\nconnect(b, bridge(\"qbr\"), #{ addr: \"10.8.0.2/24\" });\n";
+    let (run, left) = bad(lab, "");
+    let err = run.section("err");
+    assert!(run.stdout.contains("code=1"), "{}", run.stdout);
+    assert!(err.contains("cannot add route default via 10.9.9.1") && err.contains("ENETUNREACH"), "{err}");
+    assert!(err.contains("bad.rhai:2:"), "points at line 2, where the route was asked for: {err}");
+    assert_eq!(left.trim(), "lo", "rolled back: {left}");
+
+    let lab = "fn plug(ns) {\n    ns.route(\"10.5.0.0/16\", \"10.9.9.1\")\n}\nlet a = netns(\"q3\");\nplug(a);\nlet b = netns(\"q4\");\nsleep(1);\n";
+    let (run, left) = bad(lab, "");
+    let err = run.section("err");
+    assert!(err.contains("cannot add route 10.5.0.0/16 via 10.9.9.1") && err.contains("bad.rhai:2:"), "{err}");
+    assert_eq!(left.trim(), "lo", "rolled back: {left}");
+}
