@@ -131,11 +131,7 @@ pub struct NewNetns {
 
 /// `ip netns add NAME`, plus a netlink socket bound to the new namespace (opened
 /// by the thread that created it, which saves a switch later).
-/// What a new namespace gets before it is handed over (bringing lo up), run on the
-/// worker over the namespace's own netlink socket, in parallel with the main thread.
-pub type SpareSetup = fn(&rtnetlink::sys::Socket) -> Result<()>;
-
-pub fn create_netns(name: &str, setup: SpareSetup) -> Result<NewNetns> {
+pub fn create_netns(name: &str) -> Result<NewNetns> {
     validate_netns_name(name)?;
     ensure_run_dir()?;
     let path = netns_path(name);
@@ -154,7 +150,7 @@ pub fn create_netns(name: &str, setup: SpareSetup) -> Result<NewNetns> {
                 err
             }
         })?;
-    let made = take_spare(setup).and_then(|spare| {
+    let made = take_spare().and_then(|spare| {
         // Bind-mount the spare namespace under its name, as `ip netns attach` does.
         let fd_path = format!("/proc/self/fd/{}", spare.ns.as_raw_fd());
         mount(Some(fd_path.as_str()), &path, Some("none"), MsFlags::MS_BIND, None::<&str>)
@@ -186,30 +182,26 @@ struct Spare {
 /// copy_net_ns). The worker makes the next one while the main thread configures the
 /// current one, so labs of many namespaces use both CPUs. A spare is anonymous until
 /// it is named: if nsscript dies, it vanishes with the process.
-fn take_spare(setup: SpareSetup) -> Result<Spare> {
+fn take_spare() -> Result<Spare> {
     use std::sync::mpsc::Receiver;
     use std::sync::Mutex;
     static NEXT: Mutex<Option<Receiver<Result<Spare>>>> = Mutex::new(None);
-    let make = |setup: SpareSetup| {
+    let make = || {
         on_worker_async(move || {
             unshare(CloneFlags::CLONE_NEWNET)
                 .map_err(|e| Error::new(Code::NamespaceFailed, "cannot create a network namespace").errno(e as i32))?;
             let made = File::open("/proc/thread-self/ns/net")
                 .map_err(|e| Error::io(Code::NamespaceFailed, "cannot open the new namespace", &e))
-                .and_then(|f| {
-                    let socket = route_socket()?;
-                    setup(&socket)?;
-                    Ok(Spare { ns: f.into(), socket })
-                });
+                .and_then(|f| Ok(Spare { ns: f.into(), socket: route_socket()? }));
             setns(host_ns(), CloneFlags::CLONE_NEWNET)
                 .map_err(|e| Error::new(Code::NamespaceFailed, "cannot return to the host namespace").errno(e as i32))?;
             made
         })
     };
     let mut next = NEXT.lock().unwrap_or_else(|p| p.into_inner());
-    let pending = next.take().unwrap_or_else(|| make(setup));
+    let pending = next.take().unwrap_or_else(make);
     let spare = pending.recv().unwrap_or_else(|_| Err(Error::new(Code::Internal, "the namespace worker failed")));
-    *next = Some(make(setup));
+    *next = Some(make());
     spare
 }
 

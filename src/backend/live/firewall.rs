@@ -12,7 +12,7 @@ use crate::lab::{Entry, FwUndo, LabState, Phase};
 use crate::nsexec;
 use crate::op::{FwOp, NsRef, Outcome};
 use iptables::IPTables;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::OnceLock;
 
 type IptResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -176,23 +176,52 @@ impl LiveBackend {
     /// open the firewall behind the user's back: we say what is wrong and what to add.
     pub(super) fn warn_bridge_filtering(&mut self, ns: &NsRef, bridge: &str) {
         let Ok(fd) = self.nl.ns_fd(ns) else { return };
-        let on = super::sysctl::read(fd, "net.bridge.bridge-nf-call-iptables").map(|v| v == "1").unwrap_or(false);
-        if !on {
-            return;
-        }
-        let Ok(fd) = self.nl.ns_fd(ns) else { return };
-        if policy(fd, "filter", "FORWARD").is_ok_and(|p| p == "DROP") {
-            let target = match ns {
-                NsRef::Host => "host()".to_string(),
-                NsRef::Named(n) => format!("netns(\"{n}\")"),
-            };
-            eprintln!(
-                "warning: bridge {bridge} in {ns}: the FORWARD policy there is DROP and net.bridge.bridge-nf-call-iptables is 1, \
-                 so traffic between the bridge's ports is dropped.\n  fix: forward_accept({target}, #{{ iif: \"{bridge}\", oif: \"{bridge}\" }}) \
-                 (removed at down), or {target}.sysctl(\"net.bridge.bridge-nf-call-iptables\", 0) in a namespace of the lab"
-            );
+        if let Some(warning) = bridge_filtering_warning(fd, ns, bridge) {
+            eprintln!("{warning}");
         }
     }
+
+    /// The same check for a bridge just created, in the background: it runs iptables
+    /// twice (~6 ms, as long as building ten namespaces takes). Its warning is printed
+    /// when the run (or the REPL entry) finishes.
+    pub(super) fn check_bridge_filtering_later(&mut self, ns: &NsRef, bridge: &str) {
+        let Ok(fd) = self
+            .nl
+            .ns_fd(ns)
+            .and_then(|fd| fd.try_clone_to_owned().map_err(|e| Error::io(Code::IoFailed, "cannot duplicate a namespace handle", &e)))
+        else {
+            return;
+        };
+        let (ns, bridge) = (ns.clone(), bridge.to_string());
+        self.later_warnings.push(std::thread::spawn(move || bridge_filtering_warning(fd.as_fd(), &ns, &bridge)));
+    }
+
+    /// Print the warnings of the checks started in the background.
+    pub(super) fn print_later_warnings(&mut self) {
+        for check in self.later_warnings.drain(..) {
+            if let Ok(Some(warning)) = check.join() {
+                eprintln!("{warning}");
+            }
+        }
+    }
+}
+
+/// The warning for `bridge` in the namespace `ns` (open as `fd`), if its frames are
+/// dropped there.
+fn bridge_filtering_warning(fd: BorrowedFd<'_>, ns: &NsRef, bridge: &str) -> Option<String> {
+    let on = super::sysctl::read(fd, "net.bridge.bridge-nf-call-iptables").map(|v| v == "1").unwrap_or(false);
+    if !on || !policy(fd, "filter", "FORWARD").is_ok_and(|p| p == "DROP") {
+        return None;
+    }
+    let target = match ns {
+        NsRef::Host => "host()".to_string(),
+        NsRef::Named(n) => format!("netns(\"{n}\")"),
+    };
+    Some(format!(
+        "warning: bridge {bridge} in {ns}: the FORWARD policy there is DROP and net.bridge.bridge-nf-call-iptables is 1, \
+         so traffic between the bridge's ports is dropped.\n  fix: forward_accept({target}, #{{ iif: \"{bridge}\", oif: \"{bridge}\" }}) \
+         (removed at down), or {target}.sysctl(\"net.bridge.bridge-nf-call-iptables\", 0) in a namespace of the lab"
+    ))
 }
 
 /// `-t nat -A X` -> ("nat", ["-A", "X"]); no -t: the filter table.

@@ -32,6 +32,8 @@ pub struct LiveBackend {
     /// A `--sandbox` run: the lab's processes end with it (and with nsscript if killed).
     sandboxed: bool,
     progress: crate::progress::Progress,
+    /// Checks running in the background whose warnings are printed at the end.
+    later_warnings: Vec<std::thread::JoinHandle<Option<String>>>,
 }
 
 impl LiveBackend {
@@ -45,6 +47,7 @@ impl LiveBackend {
             state: LabState::default(),
             sandboxed: false,
             progress: Default::default(),
+            later_warnings: Vec::new(),
         })
     }
 
@@ -129,7 +132,7 @@ impl LiveBackend {
         let intent = Entry::Netns { id, phase: Phase::Intent, name: name.to_string(), inode: None };
         let made = self.created(
             intent,
-            |_| nsexec::create_netns(name, netlink::lo_up_on),
+            |_| nsexec::create_netns(name),
             |made, e| match e {
                 Entry::Netns { id, phase, name, .. } => Entry::Netns { id, phase, name, inode: Some(made.inode) },
                 other => other,
@@ -138,6 +141,8 @@ impl LiveBackend {
         let ns = NsRef::named(name);
         self.nl.adopt_socket(ns.clone(), made.route_socket);
         self.nl.adopt_ns_handle(name, made.handle);
+        // lo goes up with the namespace's first burst (see netlink.rs).
+        self.nl.queue_lo_up(&ns)?;
         Ok(Outcome::Done)
     }
 
@@ -151,7 +156,7 @@ impl LiveBackend {
             Entry::Link { id, phase: Phase::Intent, ns: ns.clone(), name: name.clone(), kind: "bridge".into(), index: None, pair: None };
         self.created(intent, |b| b.nl.create_bridge(&ns, &name), |index, e| set_index(e, *index))?;
         if !self.state.owns_ns(&ns) {
-            self.warn_bridge_filtering(&ns, &name); // issue 3: FORWARD DROP + br_netfilter
+            self.check_bridge_filtering_later(&ns, &name); // issue 3: FORWARD DROP + br_netfilter
         }
         Ok(Outcome::Done)
     }
@@ -399,7 +404,9 @@ impl Backend for LiveBackend {
 
     fn finish(&mut self) -> Result<()> {
         self.progress.done();
-        self.nl.flush()
+        let flushed = self.nl.flush();
+        self.print_later_warnings();
+        flushed
     }
 
     fn lab_name(&self) -> String {
@@ -424,6 +431,7 @@ impl Backend for LiveBackend {
 impl Drop for LiveBackend {
     /// A sandboxed run's processes end with it (issue 3; see procs.rs).
     fn drop(&mut self) {
+        self.print_later_warnings();
         self.stop_processes_if_sandboxed();
     }
 }

@@ -7,7 +7,7 @@ use crate::nsexec;
 use crate::op::{AddrInfo, LinkChange, LinkInfo, NsRef, RouteInfo, RouteVia, VethSpec};
 use futures::TryStreamExt;
 use ipnetwork::IpNetwork;
-use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REQUEST};
+use rtnetlink::packet_core::{NetlinkMessage, NLM_F_ACK, NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REQUEST};
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteType};
@@ -221,6 +221,13 @@ impl Netlink {
             }
         }
         Ok(())
+    }
+
+    /// Bring up lo (ifindex 1 in every namespace), queued: in a new namespace it goes up
+    /// in the namespace's first burst, not in a round trip of its own.
+    pub fn queue_lo_up(&mut self, ns: &NsRef) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(1).up().build();
+        self.queue(ns, RouteNetlinkMessage::SetLink(msg), 0, Box::new(|e| Error { what: "cannot bring lo up".into(), ..e }))
     }
 
     /// Forget queued requests unsent (the lab is being rolled back).
@@ -1079,24 +1086,5 @@ impl Netlink {
             }
         }
         Ok(())
-    }
-}
-
-/// Bring lo up over a namespace's fresh netlink socket, blocking: run by the namespace
-/// worker on a namespace it has just made (lo is always ifindex 1 there).
-pub fn lo_up_on(socket: &rtnetlink::sys::Socket) -> Result<()> {
-    let mut req = NetlinkMessage::from(RouteNetlinkMessage::SetLink(LinkUnspec::new_with_index(1).up().build()));
-    req.header.flags = NLM_F_REQUEST | NLM_F_ACK;
-    req.finalize();
-    let mut buf = vec![0u8; req.buffer_len()];
-    req.serialize(&mut buf);
-    let what = "cannot bring lo up in a new namespace";
-    socket.send(&buf, 0).map_err(|e| Error::io(Code::KernelRefused, what, &e))?;
-    let mut answer = vec![0u8; 8192];
-    let n = socket.recv(&mut &mut answer[..], 0).map_err(|e| Error::io(Code::KernelRefused, what, &e))?;
-    match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&answer[..n]).map(|m| m.payload) {
-        Ok(NetlinkPayload::Error(e)) if e.code.is_some() => Err(Error::new(Code::KernelRefused, what).errno(-e.raw_code())),
-        Ok(_) => Ok(()),
-        Err(e) => Err(Error::new(Code::KernelRefused, what).why(e.to_string())),
     }
 }
