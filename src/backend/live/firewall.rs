@@ -13,25 +13,16 @@ use crate::nsexec;
 use crate::op::{FwOp, NsRef, Outcome};
 use iptables::IPTables;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::OnceLock;
 
 type IptResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 /// The crate's handle (it learns the iptables version once).
-fn ipt() -> Result<&'static IPTables> {
-    static IPT: OnceLock<std::result::Result<IPTables, String>> = OnceLock::new();
-    let made = IPT.get_or_init(|| iptables::new(false).map_err(|e| e.to_string()));
-    made.as_ref().map_err(|e| {
-        let missing = e.contains("No such file") || e.contains("not found");
-        let err = Error::new(Code::IptablesRefused, "cannot run iptables").why(e.clone());
-        if missing {
-            err.with_code(Code::ProgramMissing)
-                .why("iptables is not installed (or not on PATH)")
-                .help("install the Debian package iptables: apt-get install iptables")
-        } else {
-            err
-        }
-    })
+fn ipt() -> &'static IPTables {
+    // iptables::new() runs `iptables --version` to learn whether -C and -w exist: both
+    // do since 1.4.20 (Debian 12 has 1.8.9), and the probe cost a process per run. A
+    // missing iptables shows at the first command instead (see `refused`).
+    static IPT: IPTables = IPTables { cmd: "iptables", has_check: true, has_wait: true, is_numeric: false };
+    &IPT
 }
 
 /// iptables' own message, verbatim, under our explanation.
@@ -65,7 +56,7 @@ fn within<T: Send>(
     what: impl Fn() -> String + Send + Sync,
     f: impl FnOnce(&IPTables) -> IptResult<T> + Send,
 ) -> Result<T> {
-    let ipt = ipt()?;
+    let ipt = ipt();
     nsexec::in_netns(ns, || f(ipt).map_err(|e| refused(what(), e)))
 }
 
