@@ -66,6 +66,8 @@ pub struct Model {
     pub ran_in: Vec<NsRef>,
     /// Programs started in the background in the host's namespace (spawn).
     pub host_background: usize,
+    /// Firewall policies the lab set in the host's namespace, as `TABLE CHAIN`.
+    pub host_policies: Vec<String>,
     next_id: usize,
 }
 
@@ -175,6 +177,18 @@ fn norm(rule: &str) -> String {
 fn rule_arg<'a>(words: &[&'a str], flag: &str) -> Option<(bool, &'a str)> {
     let i = words.iter().position(|w| *w == flag)?;
     Some((i > 0 && words[i - 1] == "!", words.get(i + 1)?))
+}
+
+/// The rule a raw `iptables [-t TABLE] -D CHAIN RULE` deletes, as the model keeps rules
+/// (`-t TABLE -A CHAIN RULE`); None for other commands.
+fn deleted_rule(args: &[String]) -> Option<String> {
+    let i = args.iter().position(|a| a == "-D" || a == "--delete")?;
+    let chain = args.get(i + 1)?;
+    let t = args.iter().position(|a| a == "-t" || a == "--table");
+    let table = t.and_then(|t| args.get(t + 1)).map_or("filter", |t| t.as_str());
+    let skipped = |k: usize| k == i || k == i + 1 || t.is_some_and(|t| k == t || k == t + 1);
+    let rest: Vec<&str> = args.iter().enumerate().filter(|(k, _)| !skipped(*k)).map(|(_, a)| a.as_str()).collect();
+    Some(format!("-t {table} -A {chain} {}", rest.join(" ")))
 }
 
 fn net_holds(net: &str, ip: IpAddr) -> bool {
@@ -406,7 +420,9 @@ impl PlanBackend {
         for (_, rule) in m.rules.iter().filter(|(ns, _)| *ns == NsRef::Host).rev() {
             out.push(format!("iptables {}", rule.replacen(" -A ", " -D ", 1)));
         }
-        let changed: Vec<&str> = m.sysctls.iter().filter(|(ns, _, _)| *ns == NsRef::Host).map(|(_, k, _)| k.as_str()).collect();
+        // What they were before is not known to a plan.
+        let mut changed: Vec<String> = m.sysctls.iter().filter(|(ns, _, _)| *ns == NsRef::Host).map(|(_, k, _)| k.clone()).collect();
+        changed.extend(m.host_policies.iter().map(|p| format!("iptables policy of {p}")));
         if !changed.is_empty() {
             out.push(format!("# the host's {} changed: set back by hand what it was before", changed.join(", ")));
         }
@@ -808,19 +824,16 @@ impl PlanBackend {
             FwOp::Raw { args } => (args.iter().map(|a| sh_quote(a)).collect::<Vec<_>>().join(" "), None),
         };
         if let FwOp::Raw { args } = &op {
-            // `-D CHAIN RULE` takes a rule out of the model.
-            if let Some(i) = args.iter().position(|a| a == "-D" || a == "--delete") {
-                let table = args.iter().position(|a| a == "-t").and_then(|t| args.get(t + 1)).cloned().unwrap_or_else(|| "filter".into());
-                let chain = args.get(i + 1).cloned().unwrap_or_default();
-                let rest: Vec<String> = args.iter().enumerate().filter(|(k, _)| *k != i && *k != i + 1).map(|(_, a)| a.clone()).collect();
-                let rest: Vec<String> = rest
-                    .iter()
-                    .enumerate()
-                    .filter(|(k, a)| !(a.as_str() == "-t" || (*k > 0 && rest[*k - 1] == "-t")))
-                    .map(|(_, a)| a.clone())
-                    .collect();
-                let gone = format!("-t {table} -A {chain} {}", rest.join(" "));
+            // `-D CHAIN RULE` takes a rule out of the model (appends, inserts and policies
+            // come as their own ops).
+            if let Some(gone) = deleted_rule(args) {
                 self.model.rules.retain(|(n, x)| !(n == &ns && norm(x) == norm(&gone)));
+            }
+        }
+        if let FwOp::Policy { table, chain, .. } = &op {
+            let p = format!("{table} {chain}");
+            if ns == NsRef::Host && !self.model.host_policies.contains(&p) {
+                self.model.host_policies.push(p);
             }
         }
         if let Some(r) = rule {
