@@ -98,20 +98,26 @@ fn assert_same(what: &str, a_name: &str, a: &BTreeSet<String>, b_name: &str, b: 
     );
 }
 
-/// Build `lab` with nsscript and dump the state; `down`; run its plan by bash and dump
-/// again: the two must be the same. Then run the plan's own "To take it down again"
-/// lines: the state must be the one before, and no program the plan started may be left.
+/// The lab of scripts/ named `lab`: see [`plan_matches`].
 fn plan_matches_run(lab: &str, dynamic: &[&str]) {
+    plan_matches(&[], &format!("$SCRIPTS/{lab}.rhai"), lab, dynamic);
+}
+
+/// Build the lab of file `script` (named `lab`) with nsscript and dump the state; `down`;
+/// run its plan by bash and dump again: the two must be the same. Then run the plan's own
+/// "To take it down again" lines: the state must be the one before, and no program the
+/// plan started may be left. Returns the run (section `plan` is the plan).
+fn plan_matches(files: &[(&str, &str)], script: &str, lab: &str, dynamic: &[&str]) -> Run {
     let run = isolated(
-        &[],
+        files,
         &format!(
             r#"{DUMP}
 {PROGRAMS}
 dump before
-$NSS $SCRIPTS/{lab}.rhai > run.out 2>&1 || {{ cat run.out; exit 1; }}
+$NSS {script} > run.out 2>&1 || {{ cat run.out; exit 1; }}
 dump live
 $NSS down {lab} >/dev/null 2>&1 || exit 1
-$NSS plan $SCRIPTS/{lab}.rhai > plan.sh 2>plan.err || {{ cat plan.err; exit 1; }}
+$NSS plan {script} > plan.sh 2>plan.err || {{ cat plan.err; exit 1; }}
 section plan; cat plan.sh
 bash plan.sh > plan.out 2>&1 || {{ echo "plan.sh failed"; cat plan.out; exit 1; }}
 dump plan
@@ -132,6 +138,7 @@ section left_running; still_running < running.pids
     assert_same(&format!("{lab}: the plan's undo does not restore the state before"), "before", &before, "after the undo", &undone, &run);
     let left = run.section("left_running");
     assert!(left.trim().is_empty(), "{lab}: programs the plan started outlive its undo:\n{left}\n--- plan\n{}", run.section("plan"));
+    run
 }
 
 /// One test per lab in scripts/ (the lab is the test's name); `dynamic` as for
@@ -220,6 +227,30 @@ fn files_below_scripts_are_modules_that_build_nothing() {
         let commands: Vec<&str> = run.stdout.lines().filter(|l| !l.is_empty() && !l.starts_with('#') && *l != "set -e").collect();
         assert!(commands.is_empty(), "scripts/{module} builds something on its own: move it to scripts/ as a lab\n{}", run.stdout);
     }
+}
+
+#[test]
+fn plan_undo_takes_the_hosts_links_and_rules_back() {
+    // A lab in the host's namespace too: a bridge, a veth pair with both ends there,
+    // rules appended, inserted and deleted, and a sysctl the undo cannot know the old value of.
+    let lab = r#"
+let br = bridge("br0").addr("10.5.0.1/24");
+veth("v0", "v1");
+link("v0").master(br).up();
+link("v1").addr("10.5.0.2/24").up();
+host().sysctl("net.ipv4.ip_forward", 1);
+iptables(host(), "-t nat -A POSTROUTING -s 10.5.0.0/24 ! -d 10.5.0.0/24 -j MASQUERADE");
+iptables(host(), "-I FORWARD 1 -i br0 -j ACCEPT");
+iptables(host(), "-A FORWARD -i br0 -o br0 -j ACCEPT");
+iptables(host(), "-D FORWARD -i br0 -o br0 -j ACCEPT");
+forward_accept(host(), #{ iif: "v1", oif: "br0" });
+let a = netns("a");
+connect(a, br, #{ ifname: "eth0", addr: "10.5.0.3/24" });
+spawn(a, ["sleep", "600"]);
+"#;
+    let run = plan_matches(&[("hostlab.rhai", lab)], "hostlab.rhai", "hostlab", &[]);
+    let plan = run.section("plan");
+    assert!(plan.contains("#   # the host's net.ipv4.ip_forward changed: set back by hand what it was before"), "{plan}");
 }
 
 #[test]
