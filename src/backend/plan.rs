@@ -61,6 +61,13 @@ pub struct Model {
     /// iptables rules as `-t TABLE -A CHAIN RULE`, per namespace.
     pub rules: Vec<(NsRef, String)>,
     pub dhcp: Vec<(NsRef, DhcpServerSpec)>,
+    /// Namespaces in which the plan runs or starts programs (exec, spawn, dnsmasq): some
+    /// may still run when the lab is taken down.
+    pub ran_in: Vec<NsRef>,
+    /// Programs started in the background in the host's namespace (spawn).
+    pub host_background: usize,
+    /// Firewall policies the lab set in the host's namespace, as `TABLE CHAIN`.
+    pub host_policies: Vec<String>,
     next_id: usize,
 }
 
@@ -134,7 +141,7 @@ impl Model {
         for r in self.routes.iter().filter(|r| &r.ns == ns) {
             let (via, dev, fam) = match &r.via {
                 RouteVia::Gateway(gw) => (Some(gw.to_string()), self.dev_for(ns, gw), family(gw)),
-                RouteVia::Device(d) => (None, Some(d.clone()), r.dest.map(|d| family(&d.ip())).unwrap_or(2)),
+                RouteVia::Device(d) => (None, Some(d.clone()), r.dest.map(|d| family(&d.ip())).unwrap_or(4)),
             };
             out.push(RouteInfo { dest: r.dest.map(|d| d.to_string()).unwrap_or_else(|| "default".into()), via, dev, family: fam });
         }
@@ -170,6 +177,18 @@ fn norm(rule: &str) -> String {
 fn rule_arg<'a>(words: &[&'a str], flag: &str) -> Option<(bool, &'a str)> {
     let i = words.iter().position(|w| *w == flag)?;
     Some((i > 0 && words[i - 1] == "!", words.get(i + 1)?))
+}
+
+/// The rule a raw `iptables [-t TABLE] -D CHAIN RULE` deletes, as the model keeps rules
+/// (`-t TABLE -A CHAIN RULE`); None for other commands.
+fn deleted_rule(args: &[String]) -> Option<String> {
+    let i = args.iter().position(|a| a == "-D" || a == "--delete")?;
+    let chain = args.get(i + 1)?;
+    let t = args.iter().position(|a| a == "-t" || a == "--table");
+    let table = t.and_then(|t| args.get(t + 1)).map_or("filter", |t| t.as_str());
+    let skipped = |k: usize| k == i || k == i + 1 || t.is_some_and(|t| k == t || k == t + 1);
+    let rest: Vec<&str> = args.iter().enumerate().filter(|(k, _)| !skipped(*k)).map(|(_, a)| a.as_str()).collect();
+    Some(format!("-t {table} -A {chain} {}", rest.join(" ")))
 }
 
 fn net_holds(net: &str, ip: IpAddr) -> bool {
@@ -258,11 +277,12 @@ impl Model {
     }
 }
 
+/// 4 or 6, as the live backend and the script's `family` fields say it.
 fn family(ip: &IpAddr) -> u8 {
     if ip.is_ipv4() {
-        2
+        4
     } else {
-        10
+        6
     }
 }
 
@@ -310,6 +330,15 @@ fn mac_text(mac: &[u8]) -> String {
     mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
+/// A planned reachability check: one probe that shows it, never a failure of the
+/// walkthrough (a plan checks nothing; the real run retries and decides). A probe the
+/// model expects to go unanswered waits 0.2 s, not a whole second: on a lab's veths and
+/// bridges an answer takes well under a millisecond.
+fn planned_ping(ns: &NsRef, addr: IpAddr, expect_answer: bool) -> String {
+    let wait = if expect_answer { "1" } else { "0.2" };
+    format!("{} || true", inside(ns, &format!("ping -c 1 -W {wait} {addr}")))
+}
+
 /// One step of the walkthrough: the op in words and its commands.
 #[derive(Clone, Debug)]
 pub struct Step {
@@ -322,13 +351,11 @@ pub struct PlanBackend {
     source: String,
     model: Model,
     steps: Vec<Step>,
-    /// Commands that undo the lab, newest first.
-    undo: Vec<String>,
 }
 
 impl PlanBackend {
     pub fn new(lab: &str, source: &str) -> Self {
-        PlanBackend { lab: lab.to_string(), source: source.to_string(), model: Model::new(), steps: Vec::new(), undo: Vec::new() }
+        PlanBackend { lab: lab.to_string(), source: source.to_string(), model: Model::new(), steps: Vec::new() }
     }
 
     pub fn model(&self) -> &Model {
@@ -350,11 +377,57 @@ impl PlanBackend {
                 let _ = writeln!(out, "{cmd}");
             }
         }
-        if !self.undo.is_empty() {
+        let undo = self.undo();
+        if !undo.is_empty() {
             let _ = writeln!(out, "\n# To take it down again:");
-            for u in self.undo.iter().rev() {
+            for u in undo {
                 let _ = writeln!(out, "#   {u}");
             }
+        }
+        out
+    }
+
+    /// Where the host's background programs write their pids.
+    fn host_pid_file(&self) -> String {
+        format!("/run/nsscript-plan-{}.pids", self.lab)
+    }
+
+    /// The commands that take the lab down, from what it holds at the end: programs
+    /// first (a namespace with a process in it outlives `ip netns del`), then the host's
+    /// links and rules, then the namespaces with everything inside them.
+    fn undo(&self) -> Vec<String> {
+        let m = &self.model;
+        let mut out = Vec::new();
+        let named: Vec<&str> = m.netns.iter().filter(|n| m.ran_in.contains(&NsRef::named(n))).map(|n| n.as_str()).collect();
+        if !named.is_empty() {
+            let list = named.iter().map(|n| sh_quote(n)).collect::<Vec<_>>().join(" ");
+            out.push(format!("for ns in {list}; do ip netns pids \"$ns\" | xargs -r kill; done   # what the lab left running"));
+        }
+        if m.dhcp.iter().any(|(ns, _)| *ns == NsRef::Host) {
+            out.push("kill $(cat /run/dnsmasq-host.pid)".to_string());
+        }
+        if m.host_background > 0 {
+            out.push(format!("kill $(cat {})", self.host_pid_file()));
+        }
+        let host_links = m.links_in(&NsRef::Host);
+        for l in host_links.iter().rev().filter(|l| l.kind != "loopback") {
+            // Deleting one end of a veth pair deletes the other: the newer end goes first.
+            let peer_gone_first = l.peer.and_then(|p| m.by_id(p)).is_some_and(|p| p.ns == NsRef::Host && p.id > l.id);
+            if !peer_gone_first {
+                out.push(format!("ip link del {}", sh_quote(&l.name)));
+            }
+        }
+        for (_, rule) in m.rules.iter().filter(|(ns, _)| *ns == NsRef::Host).rev() {
+            out.push(format!("iptables {}", rule.replacen(" -A ", " -D ", 1)));
+        }
+        // What they were before is not known to a plan.
+        let mut changed: Vec<String> = m.sysctls.iter().filter(|(ns, _, _)| *ns == NsRef::Host).map(|(_, k, _)| k.clone()).collect();
+        changed.extend(m.host_policies.iter().map(|p| format!("iptables policy of {p}")));
+        if !changed.is_empty() {
+            out.push(format!("# the host's {} changed: set back by hand what it was before", changed.join(", ")));
+        }
+        for n in m.netns.iter().rev() {
+            out.push(format!("ip netns del {}", sh_quote(n)));
         }
         out
     }
@@ -372,6 +445,13 @@ impl PlanBackend {
         match self.steps.last_mut() {
             Some(s) => s.commands.extend(commands),
             None => self.steps.push(Step { comment: None, commands }),
+        }
+    }
+
+    /// Remember that programs ran in ns (the undo stops what is left of them).
+    fn ran_in(&mut self, ns: &NsRef) {
+        if !self.model.ran_in.contains(ns) {
+            self.model.ran_in.push(ns.clone());
         }
     }
 
@@ -414,7 +494,6 @@ impl PlanBackend {
         self.model.add_link(NsRef::named(name), "lo", "loopback", true, 65536);
         let q = sh_quote(name);
         self.step(format!("namespace {name}"), vec![format!("ip netns add {q}"), format!("ip -n {q} link set lo up")]);
-        self.undo.push(format!("ip netns del {q}"));
         Ok(Outcome::Done)
     }
 
@@ -429,9 +508,6 @@ impl PlanBackend {
             format!("bridge {name} in {ns}"),
             vec![format!("{} link add {q} type bridge", ip(&ns)), format!("{} link set {q} up", ip(&ns))],
         );
-        if ns == NsRef::Host {
-            self.undo.push(format!("ip link del {q}"));
-        }
         Ok(Outcome::Done)
     }
 
@@ -473,11 +549,6 @@ impl PlanBackend {
         }
         let place = |ns: &NsRef| ns.name().map(|n| format!(" ({n})")).unwrap_or_default();
         self.step(format!("veth pair {}{} <-> {}{}", s.name, place(&s.ns), s.peer, place(&s.peer_ns)), cmds);
-        if s.ns == NsRef::Host {
-            self.undo.push(format!("ip link del {}", sh_quote(&s.name)));
-        } else if s.peer_ns == NsRef::Host {
-            self.undo.push(format!("ip link del {}", sh_quote(&s.peer)));
-        }
         Ok(Outcome::Done)
     }
 
@@ -641,6 +712,9 @@ impl PlanBackend {
         let mtu = spec.mtu.map(|m| format!(" mtu {m}")).unwrap_or_default();
         let mut cmds = Vec::new();
         let (mut remote, mut parent) = (None, None);
+        // Without an explicit MTU the kernel derives one from the lower device: a vlan or
+        // macvlan takes its parent's, a vxlan its underlay's less the encapsulation.
+        let mut derived_mtu = None;
         match &spec.kind {
             LinkKind::Vxlan(v) => {
                 let mut c = format!("{} link add {name}{mtu} type vxlan id {}", ip(&spec.ns), v.id);
@@ -654,7 +728,9 @@ impl PlanBackend {
                     let _ = write!(c, " local {l}");
                 }
                 if let Some(d) = &v.dev {
-                    self.require_link(&spec.ns, d)?;
+                    let underlay = self.require_link(&spec.ns, d)?.mtu;
+                    let v6 = [v.remote, v.group, v.local].iter().flatten().any(|a| a.is_ipv6());
+                    derived_mtu = Some(underlay.saturating_sub(if v6 { 70 } else { 50 }).max(68));
                     let _ = write!(c, " dev {}", sh_quote(d));
                 }
                 let _ = write!(c, " dstport {}", v.dstport);
@@ -662,12 +738,12 @@ impl PlanBackend {
                 remote = v.remote.or(v.group);
             }
             LinkKind::Vlan { parent: p, id } => {
-                self.require_link(&spec.ns, p)?;
+                derived_mtu = Some(self.require_link(&spec.ns, p)?.mtu);
                 cmds.push(format!("{} link add link {} name {name}{mtu} type vlan id {id}", ip(&spec.ns), sh_quote(p)));
                 parent = Some(p.clone());
             }
             LinkKind::Macvlan { parent: p, mode } => {
-                self.require_link(&spec.ns, p)?;
+                derived_mtu = Some(self.require_link(&spec.ns, p)?.mtu);
                 let mode = match mode {
                     MacvlanMode::Private => "private",
                     MacvlanMode::Vepa => "vepa",
@@ -694,15 +770,12 @@ impl PlanBackend {
         if spec.up {
             cmds.push(format!("{} link set {name} up", ip(&spec.ns)));
         }
-        let id = self.model.add_link(spec.ns.clone(), &spec.name, kind, spec.up, spec.mtu.unwrap_or(1500));
+        let id = self.model.add_link(spec.ns.clone(), &spec.name, kind, spec.up, spec.mtu.or(derived_mtu).unwrap_or(1500));
         if let Some(l) = self.model.links.iter_mut().find(|l| l.id == id) {
             l.remote = remote;
             l.parent = parent;
         }
         self.step(format!("{kind} link {} in {}", spec.name, spec.ns), cmds);
-        if spec.ns == NsRef::Host {
-            self.undo.push(format!("ip link del {name}"));
-        }
         Ok(Outcome::Link { ns: spec.ns, name: spec.name })
     }
 
@@ -722,6 +795,14 @@ impl PlanBackend {
                 if let Some(r) = s.rate {
                     let _ = write!(c, " rate {r}bit");
                 }
+                // Kernels without sch_netem refuse it; nsscript then fails the call, which a
+                // script may catch (shaping.rhai does). The walkthrough cannot know whether
+                // it would, so it says so and goes on.
+                let _ = write!(
+                    c,
+                    " || echo 'tc refused netem (does this kernel have sch_netem?): no delay or loss on {}' >&2",
+                    link.replace('\'', "")
+                );
                 c
             }
             Some(s) => {
@@ -745,19 +826,16 @@ impl PlanBackend {
             FwOp::Raw { args } => (args.iter().map(|a| sh_quote(a)).collect::<Vec<_>>().join(" "), None),
         };
         if let FwOp::Raw { args } = &op {
-            // `-D CHAIN RULE` takes a rule out of the model.
-            if let Some(i) = args.iter().position(|a| a == "-D" || a == "--delete") {
-                let table = args.iter().position(|a| a == "-t").and_then(|t| args.get(t + 1)).cloned().unwrap_or_else(|| "filter".into());
-                let chain = args.get(i + 1).cloned().unwrap_or_default();
-                let rest: Vec<String> = args.iter().enumerate().filter(|(k, _)| *k != i && *k != i + 1).map(|(_, a)| a.clone()).collect();
-                let rest: Vec<String> = rest
-                    .iter()
-                    .enumerate()
-                    .filter(|(k, a)| !(a.as_str() == "-t" || (*k > 0 && rest[*k - 1] == "-t")))
-                    .map(|(_, a)| a.clone())
-                    .collect();
-                let gone = format!("-t {table} -A {chain} {}", rest.join(" "));
+            // `-D CHAIN RULE` takes a rule out of the model (appends, inserts and policies
+            // come as their own ops).
+            if let Some(gone) = deleted_rule(args) {
                 self.model.rules.retain(|(n, x)| !(n == &ns && norm(x) == norm(&gone)));
+            }
+        }
+        if let FwOp::Policy { table, chain, .. } = &op {
+            let p = format!("{table} {chain}");
+            if ns == NsRef::Host && !self.model.host_policies.contains(&p) {
+                self.model.host_policies.push(p);
             }
         }
         if let Some(r) = rule {
@@ -789,7 +867,7 @@ impl PlanBackend {
             let _ = write!(c, " --dhcp-option=option:dns-server,{}", spec.dns.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","));
         }
         self.step(format!("DHCP server on {} in {ns}", spec.iface), vec![inside(&ns, &c)]);
-        self.undo.push(format!("kill $(cat /run/dnsmasq-{}.pid)", ns.name().unwrap_or("host")));
+        self.ran_in(&ns);
         self.model.dhcp.push((ns, spec));
         Ok(Outcome::Done)
     }
@@ -849,6 +927,7 @@ impl Backend for PlanBackend {
             Op::Sysctl { ns, key, value } => self.sysctl(ns, key, value),
             Op::Exec { ns, cmd } => {
                 self.require_ns(&ns)?;
+                self.ran_in(&ns);
                 self.step(
                     format!("run in {ns} (the script checks the result)"),
                     vec![format!("{} || true", inside(&ns, &command_text(&cmd)))],
@@ -857,6 +936,7 @@ impl Backend for PlanBackend {
             }
             Op::ExecTimeout { ns, cmd, timeout_ms } => {
                 self.require_ns(&ns)?;
+                self.ran_in(&ns);
                 let secs = f64::from(timeout_ms) / 1000.0;
                 self.step(
                     format!("run in {ns} for at most {secs} s"),
@@ -870,8 +950,12 @@ impl Backend for PlanBackend {
                 if let Some(port) = listen {
                     cmds.push(format!("until {} | grep -q ':{port} '; do sleep 0.1; done", inside(&ns, "ss -Hltn")));
                 }
+                if ns == NsRef::Host {
+                    cmds.insert(1, format!("echo $! >> {}", self.host_pid_file()));
+                    self.model.host_background += 1;
+                }
+                self.ran_in(&ns);
                 self.step(format!("start in the background in {ns}"), cmds);
-                self.undo.push(format!("kill the background programs of {ns}"));
                 Ok(Outcome::Spawned { pid: 0 })
             }
             Op::Links { ns } => {
@@ -904,7 +988,7 @@ impl Backend for PlanBackend {
                 self.require_ns(&ns)?;
                 let mut addrs: Vec<AddrInfo> = Vec::new();
                 if ns != NsRef::Host || self.model.link(&ns, "lo").is_some() {
-                    addrs.push(AddrInfo { link: "lo".into(), addr: "127.0.0.1/8".into(), family: 2 });
+                    addrs.push(AddrInfo { link: "lo".into(), addr: "127.0.0.1/8".into(), family: 4 });
                 }
                 addrs.extend(self.model.addrs.iter().filter(|a| a.ns == ns).map(|a| AddrInfo {
                     link: a.link.clone(),
@@ -974,12 +1058,8 @@ impl Backend for PlanBackend {
             Op::Ping { ns, addr, spec } => {
                 self.require_ns(&ns)?;
                 let ok = self.model.reaches(&ns, addr);
-                let wait = (spec.wait_ms / 1000).max(1);
-                self.step(
-                    format!("ping {addr} from {ns}"),
-                    // One probe shows it; a plan checks nothing (the real run retries).
-                    vec![format!("{} || true", inside(&ns, &format!("ping -c 1 -W {wait} {addr}")))],
-                );
+                let words = if ok { "an answer" } else { "no answer" };
+                self.step(format!("ping {addr} from {ns} (the plan expects {words})"), vec![planned_ping(&ns, addr, ok)]);
                 let received = if ok { spec.count.max(1) } else { 0 };
                 Ok(Outcome::Ping(PingResult { sent: spec.count.max(1), received, rtt_ms: ok.then_some(0.0), waited_ms: 0 }))
             }
@@ -990,14 +1070,20 @@ impl Backend for PlanBackend {
                     self.require_ns(&src.ns)?;
                     let mut row = Vec::new();
                     for (j, dst) in spec.nodes.iter().enumerate() {
+                        let ok = i != j && self.model.reaches(&src.ns, dst.addr);
                         if i != j {
-                            lines.push(format!("{} || true", inside(&src.ns, &format!("ping -c 1 -W 1 {}", dst.addr))));
+                            lines.push(planned_ping(&src.ns, dst.addr, ok));
                         }
-                        row.push((i != j && self.model.reaches(&src.ns, dst.addr)).then_some(0.0));
+                        row.push(ok.then_some(0.0));
                     }
                     rtt_ms.push(row);
                 }
-                self.step(format!("pingall: {} nodes, every ordered pair", spec.nodes.len()), lines);
+                let answered = rtt_ms.iter().flatten().filter(|r| r.is_some()).count();
+                let pairs = spec.nodes.len() * spec.nodes.len().saturating_sub(1);
+                self.step(
+                    format!("pingall: {} nodes, every ordered pair (the plan expects answers in {answered} of {pairs})", spec.nodes.len()),
+                    lines,
+                );
                 Ok(Outcome::PingAll(crate::op::PingAllResult { rtt_ms, elapsed_ms: 0.0 }))
             }
         }

@@ -38,7 +38,8 @@ impl Run {
             .unwrap_or_else(|| panic!("no section {name} in stdout:\n{}\n--- stderr\n{}", self.stdout, self.stderr))
             + marker.len();
         let rest = &self.stdout[start..];
-        let end = rest.find("\n==").map(|i| i + 1).unwrap_or(rest.len());
+        // An empty section is followed at once by the next marker.
+        let end = if rest.starts_with("==") { 0 } else { rest.find("\n==").map(|i| i + 1).unwrap_or(rest.len()) };
         rest[..end].to_string()
     }
 
