@@ -136,7 +136,7 @@ pub const DETAILS: &[(&str, &str, &str)] = &[
     ("forward", "Sets net.ipv4.ip_forward (and IPv6 forwarding when IPv6 is on) inside ns.", "netns(\"rt\").forward(true);"),
     ("sysctl", "Writes /proc/sys inside ns; integers and booleans are accepted as values.", "rt.sysctl(\"net.ipv4.ip_forward\", 1);"),
     ("links", "The links of ns as maps; in `nsscript plan` the answer comes from the plan's model.", "for l in links(vm1) { print(`${l.name} ${l.state}`); }"),
-    ("addrs", "The addresses of ns as maps.", "addrs(vm1).filter(|a| a.family == 2)"),
+    ("addrs", "The addresses of ns as maps.", "addrs(vm1).filter(|a| a.family == 4)"),
     ("routes", "The main-table routes of ns as maps.", "routes(vm1).map(|r| r.dest)"),
     ("lab", "Names the lab before it creates anything (the default is the script file's stem); lab() returns the name.", "lab(\"router\");"),
     ("assert", "Fails the script (and rolls back what it built) unless condition is true.", "assert(r.code == 0, \"vm1 reaches the router\");"),
