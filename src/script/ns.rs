@@ -49,8 +49,8 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
     engine.register_fn("host", || Netns(NsRef::Host));
 
     let b = backend.clone();
-    engine.register_fn("netns", move |name: &str| -> RhaiResult<Netns> {
-        apply(&b, Op::CreateNetns { name: name.to_string() })?;
+    engine.register_fn("netns", move |ctx: NativeCallContext, name: &str| -> RhaiResult<Netns> {
+        apply_from(&ctx, &b, Op::CreateNetns { name: name.to_string() })?;
         Ok(Netns(NsRef::named(name)))
     });
 

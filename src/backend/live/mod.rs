@@ -32,6 +32,9 @@ pub struct LiveBackend {
     /// A `--sandbox` run: the lab's processes end with it (and with nsscript if killed).
     sandboxed: bool,
     progress: crate::progress::Progress,
+    /// Namespaces whose /run/netns name the worker is still attaching, with their
+    /// ledger intent and the script call that asked for them.
+    naming: Vec<(nsexec::Naming, Entry, Option<Origin>)>,
     /// Checks running in the background whose warnings are printed at the end.
     later_warnings: Vec<std::thread::JoinHandle<Option<String>>>,
 }
@@ -48,6 +51,7 @@ impl LiveBackend {
             sandboxed: false,
             progress: Default::default(),
             later_warnings: Vec::new(),
+            naming: Vec::new(),
         })
     }
 
@@ -68,6 +72,7 @@ impl LiveBackend {
     pub fn rollback(&mut self) -> teardown::Report {
         self.progress.done();
         self.nl.discard_queued();
+        let _ = self.settle_names();
         let report = teardown::teardown(&self.state, &mut self.nl, true);
         if self.ledger.take().is_some() && report.failed.is_empty() {
             let _ = lab::remove(&self.lab);
@@ -114,6 +119,31 @@ impl LiveBackend {
         }
     }
 
+    /// Wait for the names of new namespaces. One that could not be named (another tool
+    /// took the name in the meantime) leaves the lab: its handles are dropped, so the
+    /// anonymous namespace and the links inside it go away.
+    fn settle_names(&mut self) -> Result<()> {
+        let mut first = None;
+        for (naming, intent, origin) in std::mem::take(&mut self.naming) {
+            let Err(e) = naming.wait() else { continue };
+            if let Entry::Netns { name, .. } = &intent {
+                let ns = NsRef::named(name);
+                let gone: Vec<Entry> = self.state.links.iter().filter(|l| l.ns == ns).map(|l| Entry::LinkGone { id: l.id }).collect();
+                self.nl.forget(&ns);
+                let _ = self.record_all(gone);
+            }
+            let _ = self.record(with_phase(intent, Phase::Failed));
+            first.get_or_insert(e.made_at(origin));
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Everything the script asked for is in place: names attached, queued requests sent.
+    fn settle(&mut self) -> Result<()> {
+        self.settle_names()?;
+        self.nl.flush()
+    }
+
     fn require_owned_link(&self, ns: &NsRef, name: &str, action: &str) -> Result<()> {
         if self.state.owns_link(ns, name) {
             return Ok(());
@@ -131,7 +161,7 @@ impl LiveBackend {
         let id = self.state.new_id();
         let intent = Entry::Netns { id, phase: Phase::Intent, name: name.to_string(), inode: None };
         let made = self.created(
-            intent,
+            intent.clone(),
             |_| nsexec::create_netns(name),
             |made, e| match e {
                 Entry::Netns { id, phase, name, .. } => Entry::Netns { id, phase, name, inode: Some(made.inode) },
@@ -141,6 +171,7 @@ impl LiveBackend {
         let ns = NsRef::named(name);
         self.nl.adopt_socket(ns.clone(), made.route_socket);
         self.nl.adopt_ns_handle(name, made.handle);
+        self.naming.push((made.naming, intent, self.nl.origin.clone()));
         // lo goes up with the namespace's first burst (see netlink.rs).
         self.nl.queue_lo_up(&ns)?;
         Ok(Outcome::Done)
@@ -377,7 +408,7 @@ impl Backend for LiveBackend {
             _ => false,
         };
         if !ahead_of_queue {
-            self.nl.flush()?;
+            self.settle()?;
         }
         let netns = self.state.netns.len();
         self.progress.tick(|| format!("{netns} namespaces in lab {}", self.lab));
@@ -395,7 +426,7 @@ impl Backend for LiveBackend {
     }
 
     fn flush(&mut self) -> Result<()> {
-        self.nl.flush()
+        self.settle()
     }
 
     fn lab_netns(&self) -> Vec<String> {
@@ -404,9 +435,9 @@ impl Backend for LiveBackend {
 
     fn finish(&mut self) -> Result<()> {
         self.progress.done();
-        let flushed = self.nl.flush();
+        let settled = self.settle();
         self.print_later_warnings();
-        flushed
+        settled
     }
 
     fn lab_name(&self) -> String {
