@@ -84,6 +84,7 @@ fn start(script: Option<&Path>, opts: &RunOpts, repl: bool) -> Result<ExitCode, 
     }
     // Before any other thread exists: SIGINT/SIGTERM only set a flag from now on.
     signals::install()?;
+    nsexec::make_namespaces_ahead();
     let source = match script {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {

@@ -198,33 +198,42 @@ struct Spare {
 /// one (star(200): 0.98x cstar's time instead of 1.07x with one).
 const SPARES_AHEAD: usize = 2;
 
+type PendingSpare = std::sync::mpsc::Receiver<Result<Spare>>;
+
+/// The spares on their way, oldest first.
+static SPARES: std::sync::Mutex<std::collections::VecDeque<PendingSpare>> = std::sync::Mutex::new(std::collections::VecDeque::new());
+
 /// Creating a network namespace is the costliest kernel step of a lab (~0.3 ms,
 /// copy_net_ns). The worker makes the next ones while the main thread configures the
 /// current one, so labs of many namespaces use both CPUs. A spare is anonymous until
 /// it is named: if nsscript dies, it vanishes with the process.
-fn take_spare() -> Result<Spare> {
-    use std::sync::mpsc::Receiver;
-    use std::sync::Mutex;
-    static NEXT: Mutex<std::collections::VecDeque<Receiver<Result<Spare>>>> = Mutex::new(std::collections::VecDeque::new());
-    let make = || {
-        on_worker_async(move || {
-            unshare(CloneFlags::CLONE_NEWNET)
-                .map_err(|e| Error::new(Code::NamespaceFailed, "cannot create a network namespace").errno(e as i32))?;
-            let made = File::open("/proc/thread-self/ns/net")
-                .map_err(|e| Error::io(Code::NamespaceFailed, "cannot open the new namespace", &e))
-                .and_then(|f| Ok(Spare { ns: f.into(), socket: route_socket()? }));
-            setns(host_ns(), CloneFlags::CLONE_NEWNET)
-                .map_err(|e| Error::new(Code::NamespaceFailed, "cannot return to the host namespace").errno(e as i32))?;
-            made
-        })
-    };
-    let mut next = NEXT.lock().unwrap_or_else(|p| p.into_inner());
-    while next.len() < SPARES_AHEAD {
-        next.push_back(make());
+fn make_spare() -> PendingSpare {
+    on_worker_async(move || {
+        unshare(CloneFlags::CLONE_NEWNET)
+            .map_err(|e| Error::new(Code::NamespaceFailed, "cannot create a network namespace").errno(e as i32))?;
+        let made = File::open("/proc/thread-self/ns/net")
+            .map_err(|e| Error::io(Code::NamespaceFailed, "cannot open the new namespace", &e))
+            .and_then(|f| Ok(Spare { ns: f.into(), socket: route_socket()? }));
+        setns(host_ns(), CloneFlags::CLONE_NEWNET)
+            .map_err(|e| Error::new(Code::NamespaceFailed, "cannot return to the host namespace").errno(e as i32))?;
+        made
+    })
+}
+
+/// Start making namespaces now, while the script is read and compiled: a lab's first
+/// `netns()` then finds one ready. (Unused ones vanish with the process.)
+pub fn make_namespaces_ahead() {
+    let mut spares = SPARES.lock().unwrap_or_else(|p| p.into_inner());
+    while spares.len() < SPARES_AHEAD {
+        spares.push_back(make_spare());
     }
-    let pending = next.pop_front().expect("spares were queued");
+}
+
+fn take_spare() -> Result<Spare> {
+    make_namespaces_ahead();
+    let pending = SPARES.lock().unwrap_or_else(|p| p.into_inner()).pop_front().expect("spares were queued");
     let spare = pending.recv().unwrap_or_else(|_| Err(Error::new(Code::Internal, "the namespace worker failed")));
-    next.push_back(make());
+    make_namespaces_ahead();
     spare
 }
 

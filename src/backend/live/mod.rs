@@ -5,6 +5,7 @@ pub mod dhcp;
 pub mod firewall;
 pub mod icmp;
 pub mod netlink;
+mod nft;
 pub mod overlay;
 mod pingall;
 pub mod process;
@@ -35,8 +36,6 @@ pub struct LiveBackend {
     /// Namespaces whose /run/netns name the worker is still attaching, with their
     /// ledger intent and the script call that asked for them.
     naming: Vec<(nsexec::Naming, Entry, Option<Origin>)>,
-    /// Checks running in the background whose warnings are printed at the end.
-    later_warnings: Vec<std::thread::JoinHandle<Option<String>>>,
 }
 
 impl LiveBackend {
@@ -50,7 +49,6 @@ impl LiveBackend {
             state: LabState::default(),
             sandboxed: false,
             progress: Default::default(),
-            later_warnings: Vec::new(),
             naming: Vec::new(),
         })
     }
@@ -187,7 +185,7 @@ impl LiveBackend {
             Entry::Link { id, phase: Phase::Intent, ns: ns.clone(), name: name.clone(), kind: "bridge".into(), index: None, pair: None };
         self.created(intent, |b| b.nl.create_bridge(&ns, &name), |index, e| set_index(e, *index))?;
         if !self.state.owns_ns(&ns) {
-            self.check_bridge_filtering_later(&ns, &name); // issue 3: FORWARD DROP + br_netfilter
+            self.warn_bridge_filtering(&ns, &name); // issue 3: FORWARD DROP + br_netfilter
         }
         Ok(Outcome::Done)
     }
@@ -435,9 +433,7 @@ impl Backend for LiveBackend {
 
     fn finish(&mut self) -> Result<()> {
         self.progress.done();
-        let settled = self.settle();
-        self.print_later_warnings();
-        settled
+        self.settle()
     }
 
     fn lab_name(&self) -> String {
@@ -462,7 +458,6 @@ impl Backend for LiveBackend {
 impl Drop for LiveBackend {
     /// A sandboxed run's processes end with it (issue 3; see procs.rs).
     fn drop(&mut self) {
-        self.print_later_warnings();
         self.stop_processes_if_sandboxed();
     }
 }
