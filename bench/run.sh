@@ -24,9 +24,12 @@ work=$top/target/anchors; rm -rf "$work"; mkdir -p "$work"; cp -r "$anchors"/. "
 # pyroute2 from Debian runs under /usr/bin/python3, as the anchors did.
 sed -i '1s|.*|#!/usr/bin/python3|' "$work"/pyr2.py
 nss=$top/target/release/nsscript
+# run_bench.py starts its own implementations directly but an --extra one through
+# `sh -c`: `exec` makes nsscript the direct child too, as cstar is (a dash in between
+# measured 15-25 ms slower at N=200 on this VM, in main() itself, not in dash).
 out=$work/results/nsscript_$(date +%Y%m%d_%H%M%S).jsonl; mkdir -p "$work/results"
 unshare --net --mount --propagation private bash -c "
   mount -t tmpfs tmpfs /run; mount -t sysfs sysfs /sys; ip link set lo up
   cd '$work' && /usr/bin/python3 ./run_bench.py --reps $reps --ns $ns --impls $impls --out '$out' \
-    --extra nsscript='$nss $top/bench/star.rhai --var n={N}'::'$nss down star --no-wait'" >/dev/null
+    --extra nsscript='exec $nss $top/bench/star.rhai --var n={N}'::'exec $nss down star --no-wait'" >/dev/null
 python3 "$here/summary.py" "$out"
