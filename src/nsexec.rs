@@ -138,12 +138,18 @@ pub fn create_netns(name: &str) -> Result<NewNetns> {
     validate_netns_name(name)?;
     ensure_run_dir()?;
     let path = netns_path(name);
-    // A name that is taken is refused at once; a race with another tool is caught
-    // when the worker creates the file (O_EXCL) and reported by `Naming::wait`.
-    if path.symlink_metadata().is_ok() {
-        return Err(name_taken(name, &std::io::Error::from_raw_os_error(libc::EEXIST)));
-    }
-    let spare = take_spare()?;
+    // The name is claimed here, at the call (O_EXCL: of two runs that want it, one
+    // gets it and the other is refused before it builds anything more).
+    OpenOptions::new().write(true).create_new(true).mode(0o444).open(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            name_taken(name, &e)
+        } else {
+            Error::io(Code::NamespaceFailed, format!("cannot create namespace {name:?}"), &e)
+        }
+    })?;
+    let spare = take_spare().inspect_err(|_| {
+        let _ = fs::remove_file(&path);
+    })?;
     let handle = File::from(spare.ns);
     // The nsfs inode: the same number the bind mount shows.
     let inode = handle.metadata().map(|m| m.ino()).unwrap_or(0);
@@ -153,18 +159,10 @@ pub fn create_netns(name: &str) -> Result<NewNetns> {
     Ok(NewNetns { inode, route_socket: spare.socket, handle, naming })
 }
 
-/// Give a namespace its name, as `ip netns attach` does: the file /run/netns/NAME and
-/// a bind mount of the namespace onto it. Done by the worker (both calls take ~0.1 ms,
-/// in the kernel's mount and inode locks) while the main thread goes on configuring the
-/// namespace through its handle.
+/// Give a namespace its name, as `ip netns attach` does: a bind mount of the namespace
+/// onto the file /run/netns/NAME claimed for it. Done by the worker while the main
+/// thread goes on configuring the namespace through its handle.
 fn attach_name(name: &str, path: &Path, ns: &File) -> Result<()> {
-    OpenOptions::new().write(true).create_new(true).mode(0o444).open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            name_taken(name, &e)
-        } else {
-            Error::io(Code::NamespaceFailed, format!("cannot create namespace {name:?}"), &e)
-        }
-    })?;
     let fd_path = format!("/proc/self/fd/{}", ns.as_raw_fd());
     mount(Some(fd_path.as_str()), path, Some("none"), MsFlags::MS_BIND, None::<&str>).map_err(|e| {
         let _ = fs::remove_file(path);
