@@ -127,9 +127,6 @@ pub struct NewNetns {
     /// The namespace's handle (what `/run/netns/NAME` opens to), kept for
     /// IFLA_NET_NS_FD and setns without opening the file again.
     pub handle: File,
-    /// Its name under /run/netns, still being attached: wait before anything outside
-    /// nsscript may look for it.
-    pub naming: Naming,
 }
 
 /// `ip netns add NAME`, plus a netlink socket bound to the new namespace (opened
@@ -138,8 +135,10 @@ pub fn create_netns(name: &str) -> Result<NewNetns> {
     validate_netns_name(name)?;
     ensure_run_dir()?;
     let path = netns_path(name);
-    // The name is claimed here, at the call (O_EXCL: of two runs that want it, one
-    // gets it and the other is refused before it builds anything more).
+    // The spare first, so that claiming the name (O_EXCL: of two runs that want it, one
+    // gets it) and mounting onto it follow each other at once: a run killed between
+    // the two leaves a plain file that `down` must recognise.
+    let spare = take_spare()?;
     OpenOptions::new().write(true).create_new(true).mode(0o444).open(&path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
             name_taken(name, &e)
@@ -147,43 +146,30 @@ pub fn create_netns(name: &str) -> Result<NewNetns> {
             Error::io(Code::NamespaceFailed, format!("cannot create namespace {name:?}"), &e)
         }
     })?;
-    let spare = take_spare().inspect_err(|_| {
-        let _ = fs::remove_file(&path);
-    })?;
-    let handle = File::from(spare.ns);
-    // The nsfs inode: the same number the bind mount shows.
-    let inode = handle.metadata().map(|m| m.ino()).unwrap_or(0);
-    let ns = handle.try_clone().map_err(|e| Error::io(Code::NamespaceFailed, "cannot duplicate a namespace handle", &e))?;
-    let name = name.to_string();
-    let naming = Naming(on_worker_async(move || attach_name(&name, &path, &ns)));
-    Ok(NewNetns { inode, route_socket: spare.socket, handle, naming })
-}
-
-/// Give a namespace its name, as `ip netns attach` does: a bind mount of the namespace
-/// onto the file /run/netns/NAME claimed for it. Done by the worker while the main
-/// thread goes on configuring the namespace through its handle.
-fn attach_name(name: &str, path: &Path, ns: &File) -> Result<()> {
-    let fd_path = format!("/proc/self/fd/{}", ns.as_raw_fd());
-    mount(Some(fd_path.as_str()), path, Some("none"), MsFlags::MS_BIND, None::<&str>).map_err(|e| {
-        let _ = fs::remove_file(path);
-        Error::new(Code::NamespaceFailed, format!("cannot create namespace {name:?}")).errno(e as i32)
-    })
+    // Bind-mount the spare namespace under its name, as `ip netns attach` does.
+    let fd_path = format!("/proc/self/fd/{}", spare.ns.as_raw_fd());
+    let made = mount(Some(fd_path.as_str()), &path, Some("none"), MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| Error::new(Code::NamespaceFailed, format!("cannot create namespace {name:?}")).errno(e as i32))
+        .map(|()| spare);
+    match made {
+        Ok(spare) => {
+            let handle = File::from(spare.ns);
+            // The nsfs inode: the same number the bind mount shows.
+            let inode = handle.metadata().map(|m| m.ino()).unwrap_or(0);
+            Ok(NewNetns { inode, route_socket: spare.socket, handle })
+        }
+        Err(e) => {
+            let _ = umount2(&path, MntFlags::MNT_DETACH);
+            let _ = fs::remove_file(&path);
+            Err(e)
+        }
+    }
 }
 
 fn name_taken(name: &str, e: &std::io::Error) -> Error {
     Error::io(Code::NameTaken, format!("cannot create namespace {name:?}"), e).help(format!(
         "a namespace {name:?} already exists and does not belong to this lab: choose another name, or remove it with `ip netns del {name}` if it is yours"
     ))
-}
-
-/// A namespace's name being attached in the background (see [`attach_name`]).
-pub struct Naming(std::sync::mpsc::Receiver<Result<()>>);
-
-impl Naming {
-    /// Wait until /run/netns/NAME is there (or say why it is not).
-    pub fn wait(self) -> Result<()> {
-        self.0.recv().unwrap_or_else(|_| Err(Error::new(Code::Internal, "the namespace worker failed")))
-    }
 }
 
 /// A namespace made ahead of time, with a netlink socket opened inside it.

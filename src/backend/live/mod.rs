@@ -33,9 +33,6 @@ pub struct LiveBackend {
     /// A `--sandbox` run: the lab's processes end with it (and with nsscript if killed).
     sandboxed: bool,
     progress: crate::progress::Progress,
-    /// Namespaces whose /run/netns name the worker is still attaching, with their
-    /// ledger intent and the script call that asked for them.
-    naming: Vec<(nsexec::Naming, Entry, Option<Origin>)>,
 }
 
 impl LiveBackend {
@@ -49,7 +46,6 @@ impl LiveBackend {
             state: LabState::default(),
             sandboxed: false,
             progress: Default::default(),
-            naming: Vec::new(),
         })
     }
 
@@ -70,7 +66,6 @@ impl LiveBackend {
     pub fn rollback(&mut self) -> teardown::Report {
         self.progress.done();
         self.nl.discard_queued();
-        let _ = self.settle_names();
         let report = teardown::teardown(&self.state, &mut self.nl, true);
         if self.ledger.take().is_some() && report.failed.is_empty() {
             let _ = lab::remove(&self.lab);
@@ -117,28 +112,8 @@ impl LiveBackend {
         }
     }
 
-    /// Wait for the names of new namespaces. One that could not be named (another tool
-    /// took the name in the meantime) leaves the lab: its handles are dropped, so the
-    /// anonymous namespace and the links inside it go away.
-    fn settle_names(&mut self) -> Result<()> {
-        let mut first = None;
-        for (naming, intent, origin) in std::mem::take(&mut self.naming) {
-            let Err(e) = naming.wait() else { continue };
-            if let Entry::Netns { name, .. } = &intent {
-                let ns = NsRef::named(name);
-                let gone: Vec<Entry> = self.state.links.iter().filter(|l| l.ns == ns).map(|l| Entry::LinkGone { id: l.id }).collect();
-                self.nl.forget(&ns);
-                let _ = self.record_all(gone);
-            }
-            let _ = self.record(with_phase(intent, Phase::Failed));
-            first.get_or_insert(e.made_at(origin));
-        }
-        first.map_or(Ok(()), Err)
-    }
-
-    /// Everything the script asked for is in place: names attached, queued requests sent.
+    /// Everything the script asked for is in place: queued requests sent.
     fn settle(&mut self) -> Result<()> {
-        self.settle_names()?;
         self.nl.flush()
     }
 
@@ -159,7 +134,7 @@ impl LiveBackend {
         let id = self.state.new_id();
         let intent = Entry::Netns { id, phase: Phase::Intent, name: name.to_string(), inode: None };
         let made = self.created(
-            intent.clone(),
+            intent,
             |_| nsexec::create_netns(name),
             |made, e| match e {
                 Entry::Netns { id, phase, name, .. } => Entry::Netns { id, phase, name, inode: Some(made.inode) },
@@ -169,7 +144,6 @@ impl LiveBackend {
         let ns = NsRef::named(name);
         self.nl.adopt_socket(ns.clone(), made.route_socket);
         self.nl.adopt_ns_handle(name, made.handle);
-        self.naming.push((made.naming, intent, self.nl.origin.clone()));
         // lo goes up with the namespace's first burst (see netlink.rs).
         self.nl.queue_lo_up(&ns)?;
         Ok(Outcome::Done)
