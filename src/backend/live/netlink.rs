@@ -1068,6 +1068,42 @@ impl Netlink {
     }
 }
 
+/// Link deletions under way on their own thread: each link's label and outcome.
+pub type Deletions = std::thread::JoinHandle<Vec<(String, Result<()>)>>;
+
+/// Delete links (by namespace and ifindex, each with a label) on a thread of its own,
+/// over sockets opened here: the caller goes on while the kernel works. The thread's
+/// result is one outcome per link; a link already gone counts as deleted.
+pub fn delete_links_elsewhere(nl: &mut Netlink, links: Vec<(NsRef, u32, String)>) -> Result<Deletions> {
+    let mut wires: HashMap<NsRef, Wire> = HashMap::new();
+    for (ns, _, _) in &links {
+        if !wires.contains_key(ns) {
+            let socket = match ns {
+                NsRef::Host => nsexec::route_socket()?,
+                NsRef::Named(_) => nsexec::route_socket_in(nl.ns_fd(ns)?)?,
+            };
+            wires.insert(ns.clone(), Wire::new(socket));
+        }
+    }
+    Ok(std::thread::spawn(move || {
+        let mut buf = vec![0u8; super::wire::ANSWER_BUF];
+        links
+            .into_iter()
+            .map(|(ns, index, what)| {
+                let mut request = NetlinkMessage::from(RouteNetlinkMessage::DelLink(LinkUnspec::new_with_index(index).build()));
+                request.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+                let wire = wires.get_mut(&ns).expect("a wire per namespace");
+                let outcome = match wire.exchange(vec![request], &mut buf).map(|mut a| a.pop().unwrap_or_default().errno) {
+                    Ok(None) | Ok(Some(libc::ENODEV)) => Ok(()),
+                    Ok(Some(errno)) => Err(Error::new(Code::KernelRefused, format!("cannot delete {what}")).errno(errno)),
+                    Err(e) => Err(e),
+                };
+                (what, outcome)
+            })
+            .collect()
+    }))
+}
+
 // Issue 6: permanent neighbour entries for pingall (they do not count against the
 // kernel's shared neighbour table limit).
 impl Netlink {
