@@ -84,7 +84,10 @@ fn start(script: Option<&Path>, opts: &RunOpts, repl: bool) -> Result<ExitCode, 
     }
     // Before any other thread exists: SIGINT/SIGTERM only set a flag from now on.
     signals::install()?;
-    nsexec::make_namespaces_ahead();
+    if script.is_some() {
+        // A lab script (not a bare REPL) almost always creates namespaces: start now.
+        nsexec::make_namespaces_ahead();
+    }
     let source = match script {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {

@@ -70,7 +70,7 @@ pub fn teardown(state: &LabState, nl: &mut Netlink, wait: bool) -> Report {
             doomed_bridges.push((link.ns.clone(), index, format!("link {} in {}", link.name, link.ns)));
         }
     }
-    let bridges_deleted = match crate::backend::live::netlink::delete_links_elsewhere(nl, doomed_bridges) {
+    let bridges_deleted = match nl.delete_links_elsewhere(doomed_bridges) {
         Ok(thread) => thread,
         Err(e) => {
             report.failed.push(format!("bridges: {e}"));
@@ -127,7 +127,7 @@ pub fn teardown(state: &LabState, nl: &mut Netlink, wait: bool) -> Report {
             None => {}
         }
     }
-    for (what, outcome) in bridges_deleted.join().unwrap_or_default() {
+    for (what, outcome) in nl.deletions_done(bridges_deleted) {
         match outcome {
             Ok(()) => report.removed.push(what),
             Err(e) => report.failed.push(format!("{what}: {e}")),

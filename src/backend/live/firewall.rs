@@ -167,28 +167,20 @@ impl LiveBackend {
     /// open the firewall behind the user's back: we say what is wrong and what to add.
     pub(super) fn warn_bridge_filtering(&mut self, ns: &NsRef, bridge: &str) {
         let Ok(fd) = self.nl.ns_fd(ns) else { return };
-        if let Some(warning) = bridge_filtering_warning(fd, ns, bridge) {
-            eprintln!("{warning}");
+        let on = super::sysctl::read(fd, "net.bridge.bridge-nf-call-iptables").map(|v| v == "1").unwrap_or(false);
+        if !on || !forward_drops(fd) {
+            return;
         }
+        let target = match ns {
+            NsRef::Host => "host()".to_string(),
+            NsRef::Named(n) => format!("netns(\"{n}\")"),
+        };
+        eprintln!(
+            "warning: bridge {bridge} in {ns}: the FORWARD policy there is DROP and net.bridge.bridge-nf-call-iptables is 1, \
+             so traffic between the bridge's ports is dropped.\n  fix: forward_accept({target}, #{{ iif: \"{bridge}\", oif: \"{bridge}\" }}) \
+             (removed at down), or {target}.sysctl(\"net.bridge.bridge-nf-call-iptables\", 0) in a namespace of the lab"
+        );
     }
-}
-
-/// The warning for `bridge` in the namespace `ns` (open as `fd`), if its frames are
-/// dropped there.
-fn bridge_filtering_warning(fd: BorrowedFd<'_>, ns: &NsRef, bridge: &str) -> Option<String> {
-    let on = super::sysctl::read(fd, "net.bridge.bridge-nf-call-iptables").map(|v| v == "1").unwrap_or(false);
-    if !on || !forward_drops(fd) {
-        return None;
-    }
-    let target = match ns {
-        NsRef::Host => "host()".to_string(),
-        NsRef::Named(n) => format!("netns(\"{n}\")"),
-    };
-    Some(format!(
-        "warning: bridge {bridge} in {ns}: the FORWARD policy there is DROP and net.bridge.bridge-nf-call-iptables is 1, \
-         so traffic between the bridge's ports is dropped.\n  fix: forward_accept({target}, #{{ iif: \"{bridge}\", oif: \"{bridge}\" }}) \
-         (removed at down), or {target}.sysctl(\"net.bridge.bridge-nf-call-iptables\", 0) in a namespace of the lab"
-    ))
 }
 
 /// `-t nat -A X` -> ("nat", ["-A", "X"]); no -t: the filter table.

@@ -112,11 +112,6 @@ impl LiveBackend {
         }
     }
 
-    /// Everything the script asked for is in place: queued requests sent.
-    fn settle(&mut self) -> Result<()> {
-        self.nl.flush()
-    }
-
     fn require_owned_link(&self, ns: &NsRef, name: &str, action: &str) -> Result<()> {
         if self.state.owns_link(ns, name) {
             return Ok(());
@@ -145,7 +140,7 @@ impl LiveBackend {
         self.nl.adopt_socket(ns.clone(), made.route_socket);
         self.nl.adopt_ns_handle(name, made.handle);
         // lo goes up with the namespace's first burst (see netlink.rs).
-        self.nl.queue_lo_up(&ns)?;
+        self.nl.queue_lo_up(&ns);
         Ok(Outcome::Done)
     }
 
@@ -380,7 +375,7 @@ impl Backend for LiveBackend {
             _ => false,
         };
         if !ahead_of_queue {
-            self.settle()?;
+            self.nl.flush()?;
         }
         let netns = self.state.netns.len();
         self.progress.tick(|| format!("{netns} namespaces in lab {}", self.lab));
@@ -398,7 +393,7 @@ impl Backend for LiveBackend {
     }
 
     fn flush(&mut self) -> Result<()> {
-        self.settle()
+        self.nl.flush()
     }
 
     fn lab_netns(&self) -> Vec<String> {
@@ -407,7 +402,7 @@ impl Backend for LiveBackend {
 
     fn finish(&mut self) -> Result<()> {
         self.progress.done();
-        self.settle()
+        self.nl.flush()
     }
 
     fn lab_name(&self) -> String {

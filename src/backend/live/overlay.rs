@@ -100,9 +100,7 @@ impl LiveBackend {
         if !self.state.links.iter().any(|l| l.kind == "vxlan" && l.ns == ns) {
             return Ok(());
         }
-        // MTU changes still queued would make the dump stale.
-        self.nl.flush()?;
-        let Ok(links) = self.nl.links(&ns) else { return Ok(()) };
+        let links = self.nl.links(&ns)?;
         let ports: Vec<_> = links.iter().filter(|l| l.master.as_deref() == Some(bridge.as_str())).collect();
         let Some(vx) = ports.iter().filter(|l| l.kind == "vxlan").min_by_key(|l| l.mtu) else { return Ok(()) };
         let newcomer_is_vxlan = ports.iter().any(|l| l.name == port && l.kind == "vxlan");
