@@ -248,21 +248,19 @@ pub fn in_netns<T: Send>(ns: BorrowedFd<'_>, f: impl FnOnce() -> Result<T> + Sen
 /// A NETLINK_ROUTE socket created in the calling thread's namespace: the socket stays
 /// bound to that namespace for its whole life, whoever drives it later.
 pub fn route_socket() -> Result<rtnetlink::sys::Socket> {
-    let sock = rtnetlink::sys::Socket::new(rtnetlink::sys::protocols::NETLINK_ROUTE)
-        .map_err(|e| Error::io(Code::KernelRefused, "cannot open a netlink socket", &e))?;
-    // Pipelined requests leave many acks queued: give them room (the default ~208 KB
-    // holds ~250). FORCE needs CAP_NET_ADMIN, which we have; fall back silently.
-    let size: libc::c_int = 4 << 20;
-    // SAFETY: plain setsockopt on an fd we own, with a correctly sized int.
-    unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            &size as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
+    netlink_socket(rtnetlink::sys::protocols::NETLINK_ROUTE)
+}
+
+/// A netlink socket of `protocol` in the calling thread's namespace, made for requests
+/// sent in bursts: pipelined requests leave many acks queued, so the receive buffer
+/// gets room (the default ~208 KB holds ~250; FORCE needs CAP_NET_ADMIN, which we have,
+/// and is skipped without it), and a kernel that has not answered in 30 s is not going
+/// to (a blocking read gives up).
+pub fn netlink_socket(protocol: isize) -> Result<rtnetlink::sys::Socket> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let sock = rtnetlink::sys::Socket::new(protocol).map_err(|e| Error::io(Code::KernelRefused, "cannot open a netlink socket", &e))?;
+    let _ = setsockopt(&sock, sockopt::RcvBufForce, &(4 << 20));
+    let _ = setsockopt(&sock, sockopt::ReceiveTimeout, &nix::sys::time::TimeVal::new(30, 0));
     Ok(sock)
 }
 

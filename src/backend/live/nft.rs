@@ -5,8 +5,10 @@
 //! iptables-nft keeps its chains in nftables tables of the same names (family ip):
 //! asking for chain FORWARD of table filter answers for `iptables -P FORWARD`.
 
+use super::wire;
 use crate::error::{Code, Error, Result};
 use crate::nsexec;
+use rtnetlink::packet_core::{NLMSG_ERROR, NLM_F_ACK, NLM_F_REQUEST};
 use std::os::fd::BorrowedFd;
 
 const NETLINK_NETFILTER: isize = 12;
@@ -18,9 +20,6 @@ const NFTA_CHAIN_TABLE: u16 = 1;
 const NFTA_CHAIN_NAME: u16 = 3;
 const NFTA_CHAIN_POLICY: u16 = 5;
 const NF_DROP: u32 = 0;
-const NLMSG_ERROR: u16 = 2;
-const NLM_F_REQUEST: u16 = 1;
-const NLM_F_ACK: u16 = 4;
 
 /// Whether the IPv4 chain `chain` of table `table` in the namespace `ns` has policy
 /// DROP. No such table or chain: no (nothing is dropped by it).
@@ -28,34 +27,26 @@ pub fn policy_is_drop(ns: BorrowedFd<'_>, table: &str, chain: &str) -> Result<bo
     let request = get_chain(table, chain);
     let what = format!("cannot read the policy of {chain} (table {table}) from nftables");
     nsexec::run_in(ns, move || {
-        let socket = rtnetlink::sys::Socket::new(NETLINK_NETFILTER).map_err(|e| Error::io(Code::IptablesRefused, what.clone(), &e))?;
+        let socket = nsexec::netlink_socket(NETLINK_NETFILTER)?;
         socket.send(&request, 0).map_err(|e| Error::io(Code::IptablesRefused, what.clone(), &e))?;
         let mut buf = vec![0u8; 16 * 1024];
         let mut drop = false;
         // The chain (if any), then the ack or the refusal.
         loop {
-            let n = socket.recv(&mut &mut buf[..], 0).map_err(|e| Error::io(Code::IptablesRefused, what.clone(), &e))?;
-            let mut off = 0;
-            while off + 16 <= n {
-                let len = u32::from_ne_bytes(buf[off..off + 4].try_into().expect("4 bytes")) as usize;
-                if len < 16 || off + len > n {
-                    break;
-                }
-                let kind = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().expect("2 bytes"));
-                if kind == NLMSG_ERROR {
-                    let code = i32::from_ne_bytes(buf[off + 16..off + 20].try_into().expect("4 bytes"));
-                    return match -code {
-                        0 | libc::ENOENT => Ok(drop),
-                        errno => Err(Error::new(Code::IptablesRefused, what).errno(errno)),
+            let n = wire::recv(&socket, &mut buf)?;
+            for msg in wire::messages_in(&buf[..n]) {
+                if msg.kind == NLMSG_ERROR {
+                    return match msg.errno() {
+                        None | Some(libc::ENOENT) => Ok(drop),
+                        Some(errno) => Err(Error::new(Code::IptablesRefused, what).errno(errno)),
                     };
                 }
-                if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWCHAIN {
+                if msg.kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWCHAIN {
                     // nlmsghdr (16) + nfgenmsg (4), then the attributes.
-                    drop = attributes(&buf[off + 20..off + len]).any(|(kind, value)| {
+                    drop = attributes(msg.bytes.get(20..).unwrap_or_default()).any(|(kind, value)| {
                         kind == NFTA_CHAIN_POLICY && value.len() == 4 && u32::from_be_bytes(value.try_into().expect("4")) == NF_DROP
                     });
                 }
-                off += (len + 3) & !3;
             }
         }
     })

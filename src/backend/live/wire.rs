@@ -12,14 +12,11 @@ use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLMSG_DONE, NLMSG_E
 use rtnetlink::packet_route::link::LinkMessage;
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::sys::Socket;
-use std::os::fd::AsRawFd;
 
 const RTM_NEWLINK: u16 = 16;
 const HEADER_LEN: usize = 16;
 /// Bytes per sendmsg(): the answers of one burst always fit the receive buffer.
 const BURST_BYTES: usize = 32 * 1024;
-/// A kernel that has not answered in this long is not going to.
-const ANSWER_TIMEOUT_S: libc::time_t = 30;
 
 /// The kernel's answer to one request.
 #[derive(Debug, Default)]
@@ -42,17 +39,6 @@ pub const ANSWER_BUF: usize = 64 * 1024;
 
 impl Wire {
     pub fn new(socket: Socket) -> Self {
-        let timeout = libc::timeval { tv_sec: ANSWER_TIMEOUT_S, tv_usec: 0 };
-        // SAFETY: setsockopt on an fd we own, with a correctly sized timeval.
-        unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                &timeout as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            );
-        }
         Wire { socket, seq: 0 }
     }
 
@@ -97,47 +83,22 @@ impl Wire {
         self.socket.send(&out, 0).map_err(|e| lost(&e))?;
         let mut messages = Vec::new();
         loop {
-            let n = self.recv(buf)?;
-            let mut off = 0;
-            while off + HEADER_LEN <= n {
-                let len = u32::from_ne_bytes(buf[off..off + 4].try_into().expect("4 bytes")) as usize;
-                if len < HEADER_LEN || off + len > n {
-                    break;
+            let n = recv(&self.socket, buf)?;
+            for msg in messages_in(&buf[..n]).filter(|m| m.seq == self.seq) {
+                if msg.kind == NLMSG_DONE {
+                    return Ok(Ok(messages));
                 }
-                let kind = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().expect("2 bytes"));
-                let seq = u32::from_ne_bytes(buf[off + 8..off + 12].try_into().expect("4 bytes"));
-                if seq == self.seq {
-                    match kind {
-                        NLMSG_DONE => return Ok(Ok(messages)),
-                        NLMSG_ERROR if len >= HEADER_LEN + 4 => {
-                            let code = i32::from_ne_bytes(buf[off + HEADER_LEN..off + HEADER_LEN + 4].try_into().expect("4 bytes"));
-                            return Ok(Err(-code));
-                        }
-                        _ => {
-                            // A message this version of netlink-packet-route cannot parse is
-                            // left out, as rtnetlink's own dumps do.
-                            if let Ok(NetlinkMessage { payload: NetlinkPayload::InnerMessage(m), .. }) =
-                                NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..off + len])
-                            {
-                                messages.push(m);
-                            }
-                        }
-                    }
+                if let Some(errno) = msg.errno() {
+                    return Ok(Err(errno));
                 }
-                off += (len + 3) & !3;
+                // A message this version of netlink-packet-route cannot parse is left
+                // out, as rtnetlink's own dumps do.
+                if let Ok(NetlinkMessage { payload: NetlinkPayload::InnerMessage(m), .. }) =
+                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(msg.bytes)
+                {
+                    messages.push(m);
+                }
             }
-        }
-    }
-
-    fn recv(&mut self, buf: &mut [u8]) -> Result<usize> {
-        match self.socket.recv(&mut &mut buf[..], 0) {
-            Ok(n) => Ok(n),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                Err(Error::new(Code::KernelRefused, "the kernel did not answer a netlink request")
-                    .why(format!("no answer within {ANSWER_TIMEOUT_S} s"))
-                    .help("the machine may be overloaded; run the lab again"))
-            }
-            Err(e) => Err(Error::io(Code::KernelRefused, "cannot talk to the kernel over netlink", &e)),
         }
     }
 
@@ -149,26 +110,18 @@ impl Wire {
         let first_seq = last_seq.wrapping_sub(answers.len() as u32 - 1);
         let mut acked = 0;
         while acked < answers.len() {
-            let n = self.recv(buf)?;
-            let mut off = 0;
-            while off + HEADER_LEN <= n {
-                let word = |at: usize| u32::from_ne_bytes(buf[off + at..off + at + 4].try_into().expect("4 bytes"));
-                let len = word(0) as usize;
-                if len < HEADER_LEN || off + len > n {
-                    break;
-                }
-                let kind = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().expect("2 bytes"));
-                let slot = word(8).wrapping_sub(first_seq) as usize;
+            let n = recv(&self.socket, buf)?;
+            for msg in messages_in(&buf[..n]) {
+                let slot = msg.seq.wrapping_sub(first_seq) as usize;
                 if slot < answers.len() {
-                    match kind {
-                        NLMSG_ERROR if len >= HEADER_LEN + 4 => {
-                            let code = word(HEADER_LEN) as i32;
-                            answers[slot].errno = (code != 0).then_some(-code);
+                    match msg.kind {
+                        NLMSG_ERROR => {
+                            answers[slot].errno = msg.errno();
                             acked += 1;
                         }
                         RTM_NEWLINK => {
                             if let Ok(NetlinkMessage { payload: NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m)), .. }) =
-                                NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..off + len])
+                                NetlinkMessage::<RouteNetlinkMessage>::deserialize(msg.bytes)
                             {
                                 answers[slot].echo = Some(m);
                             }
@@ -176,9 +129,60 @@ impl Wire {
                         _ => {}
                     }
                 }
-                off += (len + 3) & !3;
             }
         }
         Ok(())
     }
+}
+
+/// Read one datagram; a kernel that has not answered within the socket's receive
+/// timeout (see `nsexec::route_socket`) is not going to.
+pub fn recv(socket: &Socket, buf: &mut [u8]) -> Result<usize> {
+    match socket.recv(&mut &mut buf[..], 0) {
+        Ok(n) => Ok(n),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            Err(Error::new(Code::KernelRefused, "the kernel did not answer a netlink request")
+                .why("no answer within 30 s")
+                .help("the machine may be overloaded; run the lab again"))
+        }
+        Err(e) => Err(Error::io(Code::KernelRefused, "cannot talk to the kernel over netlink", &e)),
+    }
+}
+
+/// One netlink message of a datagram: its type, sequence number and whole bytes.
+pub struct Message<'a> {
+    pub kind: u16,
+    pub seq: u32,
+    pub bytes: &'a [u8],
+}
+
+impl Message<'_> {
+    /// For an NLMSG_ERROR: None for a plain ack, else the errno the kernel refused with.
+    pub fn errno(&self) -> Option<i32> {
+        if self.kind != NLMSG_ERROR || self.bytes.len() < HEADER_LEN + 4 {
+            return None;
+        }
+        let code = i32::from_ne_bytes(self.bytes[HEADER_LEN..HEADER_LEN + 4].try_into().expect("4 bytes"));
+        (code != 0).then_some(-code)
+    }
+}
+
+/// The messages of a datagram, in order (a truncated tail is left out).
+pub fn messages_in(mut datagram: &[u8]) -> impl Iterator<Item = Message<'_>> {
+    std::iter::from_fn(move || {
+        if datagram.len() < HEADER_LEN {
+            return None;
+        }
+        let len = u32::from_ne_bytes(datagram[0..4].try_into().expect("4 bytes")) as usize;
+        if len < HEADER_LEN || len > datagram.len() {
+            return None;
+        }
+        let msg = Message {
+            kind: u16::from_ne_bytes(datagram[4..6].try_into().expect("2 bytes")),
+            seq: u32::from_ne_bytes(datagram[8..12].try_into().expect("4 bytes")),
+            bytes: &datagram[..len],
+        };
+        datagram = &datagram[len.next_multiple_of(4).min(datagram.len())..];
+        Some(msg)
+    })
 }
