@@ -9,14 +9,7 @@ use std::sync::{Arc, Mutex};
 
 /// The lab files of the gallery: scripts/*.rhai (modules live in subdirectories).
 fn gallery() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(scripts_dir())
-        .expect("scripts/")
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
-        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".rhai").map(String::from))
-        .collect();
-    names.sort();
-    names
+    rhai_files(&scripts_dir())
 }
 
 /// Everything a lab may leave behind in the harness's namespace: namespaces, links,

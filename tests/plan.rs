@@ -186,18 +186,6 @@ plan_equivalence! {
     vxlan_unicast: &[];
 }
 
-/// The .rhai files directly in `dir`, without the extension, sorted.
-fn rhai_files(dir: &std::path::Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
-        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".rhai").map(String::from))
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn every_lab_in_scripts_has_a_plan_test() {
     let labs: BTreeSet<String> = rhai_files(&scripts_dir()).into_iter().collect();

@@ -106,3 +106,15 @@ pub fn isolated_nsscript(args: &str) -> Command {
         .env("NSS", bin());
     cmd
 }
+
+/// The .rhai files directly in `dir`, without the extension, sorted.
+pub fn rhai_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".rhai").map(String::from))
+        .collect();
+    names.sort();
+    names
+}
