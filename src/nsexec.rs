@@ -3,8 +3,8 @@
 //! a child process inside a namespace, and the sandbox.
 //!
 //! Namespace switching is per thread. A closure that must run inside a namespace runs
-//! on a short-lived thread of its own, so no other thread (and never a tokio worker)
-//! ever carries a switched namespace.
+//! on the namespace worker (which goes home after each job) or on a short-lived thread
+//! of its own: the main thread never carries a switched namespace.
 
 use crate::error::{Code, Error, Result};
 use std::ffi::CString;

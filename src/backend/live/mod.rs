@@ -39,7 +39,7 @@ impl LiveBackend {
     pub fn new(lab: &str, script: &str) -> Result<Self> {
         lab::validate_lab_name(lab)?;
         Ok(LiveBackend {
-            nl: Netlink::new()?,
+            nl: Netlink::new(),
             lab: lab.to_string(),
             script: script.to_string(),
             ledger: None,
@@ -454,7 +454,7 @@ fn set_index(e: Entry, index: u32) -> Entry {
 /// `nsscript down LAB`: remove what the ledger names, then the ledger.
 pub fn down(lab_name: &str, wait: bool) -> Result<teardown::Report> {
     let state = lab::load(lab_name)?;
-    let mut nl = Netlink::new()?;
+    let mut nl = Netlink::new();
     let report = teardown::teardown(&state, &mut nl, wait);
     if report.failed.is_empty() {
         lab::remove(lab_name)?;

@@ -1,11 +1,11 @@
-//! Everything that speaks rtnetlink: one connection per namespace, opened inside it
-//! once and reused. This is the only module that imports rtnetlink's builders.
+//! Everything that speaks rtnetlink: one socket per namespace, opened inside it once
+//! and reused (see wire.rs). This is the only module that imports rtnetlink's builders;
+//! rtnetlink provides the messages, our synchronous sockets carry them.
 
 use super::wire::Wire;
 use crate::error::{Code, Error, Origin, Result};
 use crate::nsexec;
 use crate::op::{AddrInfo, LinkChange, LinkInfo, NsRef, RouteInfo, RouteVia, VethSpec};
-use futures::TryStreamExt;
 use ipnetwork::IpNetwork;
 use rtnetlink::packet_core::{NetlinkMessage, NLM_F_ACK, NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REQUEST};
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
@@ -13,16 +13,13 @@ use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute,
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteType};
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::RouteNetlinkMessage;
-use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
+use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 use std::collections::HashMap;
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
-/// Netlink sockets, per namespace: a synchronous [`Wire`] for creations and queued
-/// requests, and (opened when first needed) an rtnetlink connection for dumps and the
-/// rarer requests, driven by a single-threaded runtime that only runs while one is in
-/// flight.
+/// Netlink sockets, one synchronous [`Wire`] per namespace for every request and dump.
 ///
 /// Requests that answer only with an ack (link up, address, route) are *queued*: kept
 /// until [`Netlink::flush`], which sends each namespace's requests as one burst, in the
@@ -31,8 +28,6 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd};
 /// lab's links exist is also what keeps a big lab quick: links brought up early start
 /// IPv6 DAD/MLD chatter that a bridge floods to every port while the build goes on.
 pub struct Netlink {
-    rt: tokio::runtime::Runtime,
-    handles: HashMap<NsRef, Handle>,
     wires: HashMap<NsRef, Wire>,
     ns_files: HashMap<String, File>,
     /// ifindex by (namespace, name): filled by creation echoes and lookups, dropped on
@@ -51,14 +46,6 @@ struct Queued {
     request: NetlinkMessage<RouteNetlinkMessage>,
     explain: Box<dyn FnOnce(Error) -> Error>,
     origin: Option<Origin>,
-}
-
-/// An rtnetlink error in the user's words.
-fn nl_error(what: impl Into<String>, err: rtnetlink::Error) -> Error {
-    match err {
-        rtnetlink::Error::NetlinkError(msg) if msg.code.is_some() => Error::new(Code::KernelRefused, what).errno(-msg.raw_code()),
-        other => Error::new(Code::KernelRefused, what).why(other.to_string()),
-    }
 }
 
 pub const IFNAMSIZ: usize = 16;
@@ -86,21 +73,15 @@ pub fn validate_ifname(name: &str) -> Result<()> {
 }
 
 impl Netlink {
-    pub fn new() -> Result<Self> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::io(Code::Internal, "cannot start the netlink runtime", &e))?;
-        Ok(Netlink {
-            rt,
-            handles: HashMap::new(),
+    pub fn new() -> Self {
+        Netlink {
             wires: HashMap::new(),
             ns_files: HashMap::new(),
             index: HashMap::new(),
             queued: Vec::new(),
             answer_buf: vec![0; super::wire::ANSWER_BUF],
             origin: None,
-        })
+        }
     }
 
     /// Send this namespace's requests over a socket that was created inside it.
@@ -141,6 +122,18 @@ impl Netlink {
         }
     }
 
+    /// Send one request to `ns` now (after the queued ones) and wait for its ack; a
+    /// refusal becomes `what` with the kernel's errno in words.
+    fn request_now(&mut self, ns: &NsRef, msg: RouteNetlinkMessage, flags: u16, what: impl FnOnce() -> String) -> Result<()> {
+        self.flush()?;
+        let mut request = NetlinkMessage::from(msg);
+        request.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        match self.exchange(ns, vec![request])?.pop().unwrap_or_default().errno {
+            None => Ok(()),
+            Some(errno) => Err(Error::new(Code::KernelRefused, what()).errno(errno)),
+        }
+    }
+
     /// Keep the handle of a namespace we just created (no need to open its file again).
     pub fn adopt_ns_handle(&mut self, name: &str, handle: File) {
         self.ns_files.insert(name.to_string(), handle);
@@ -160,24 +153,9 @@ impl Netlink {
         }
     }
 
-    fn handle(&mut self, ns: &NsRef) -> Result<Handle> {
-        if let Some(h) = self.handles.get(ns) {
-            return Ok(h.clone());
-        }
-        let socket = self.socket_in(ns)?;
-        let _guard = self.rt.enter();
-        // SAFETY: we own the fd; TokioSocket takes it over.
-        let tokio_socket = unsafe { rtnetlink::sys::TokioSocket::from_raw_fd(socket.into_raw_fd()) };
-        let (conn, handle, _) = rtnetlink::from_socket(tokio_socket);
-        self.rt.spawn(conn);
-        self.handles.insert(ns.clone(), handle.clone());
-        Ok(handle)
-    }
-
     /// Forget everything held for a namespace (its socket pins it in the kernel).
     pub fn forget(&mut self, ns: &NsRef) {
         self.index.retain(|(n, _), _| n != ns);
-        self.handles.remove(ns);
         self.wires.remove(ns);
         self.queued.retain(|q| &q.ns != ns);
         if let NsRef::Named(name) = ns {
@@ -249,10 +227,6 @@ impl Netlink {
             Some(errno) => Err(explain(Error::new(Code::LinkCreateRefused, "").errno(errno))),
             None => Ok(answer.echo),
         }
-    }
-
-    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.rt.block_on(f)
     }
 
     /// The message of the link `name` in `ns`, or None.
@@ -439,11 +413,10 @@ impl Netlink {
 
     /// Delete by index; ENODEV (already gone) counts as done.
     pub fn delete_index(&mut self, ns: &NsRef, index: u32) -> Result<()> {
-        let h = self.handle(ns)?;
-        match self.block_on(async { h.link().del(index).execute().await }) {
-            Ok(()) => Ok(()),
-            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::ENODEV => Ok(()),
-            Err(e) => Err(nl_error(format!("cannot delete link #{index} in {ns}"), e)),
+        let msg = RouteNetlinkMessage::DelLink(LinkUnspec::new_with_index(index).build());
+        match self.request_now(ns, msg, 0, || format!("cannot delete link #{index} in {ns}")) {
+            Err(e) if e.is_errno(libc::ENODEV) => Ok(()),
+            other => other,
         }
     }
 
@@ -480,22 +453,23 @@ impl Netlink {
 
     pub fn del_addr(&mut self, ns: &NsRef, link: &str, addr: IpNetwork) -> Result<()> {
         let Some(index) = self.link_index(ns, link)? else { return Ok(()) };
-        let h = self.handle(ns)?;
-        let res = self.block_on(async {
-            let mut stream = h.address().get().set_link_index_filter(index).execute();
-            while let Some(msg) = stream.try_next().await? {
-                let same = msg.header.prefix_len == addr.prefix()
-                    && msg
-                        .attributes
+        let what = || format!("cannot remove address {addr} from {link:?} in {ns}");
+        let found = self.dump(ns, RouteNetlinkMessage::GetAddress(Default::default()), what)?.into_iter().find_map(|m| match m {
+            RouteNetlinkMessage::NewAddress(m)
+                if m.header.index == index
+                    && m.header.prefix_len == addr.prefix()
+                    && m.attributes
                         .iter()
-                        .any(|a| matches!(a, AddressAttribute::Address(ip) | AddressAttribute::Local(ip) if *ip == addr.ip()));
-                if same {
-                    return h.address().del(msg).execute().await;
-                }
+                        .any(|a| matches!(a, AddressAttribute::Address(ip) | AddressAttribute::Local(ip) if *ip == addr.ip())) =>
+            {
+                Some(m)
             }
-            Ok(())
+            _ => None,
         });
-        res.map_err(|e| nl_error(format!("cannot remove address {addr} from {link:?} in {ns}"), e))
+        match found {
+            Some(m) => self.request_now(ns, RouteNetlinkMessage::DelAddress(m), 0, what),
+            None => Ok(()),
+        }
     }
 
     fn route_message(
@@ -555,11 +529,11 @@ impl Netlink {
 
     pub fn del_route(&mut self, ns: &NsRef, dest: Option<IpNetwork>, via: &RouteVia) -> Result<()> {
         let msg = self.route_message(ns, dest, via)?;
-        let h = self.handle(ns)?;
-        match self.block_on(async { h.route().del(msg).execute().await }) {
-            Ok(()) => Ok(()),
-            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::ESRCH => Ok(()),
-            Err(e) => Err(nl_error(format!("cannot remove route {} in {ns}", describe_route(dest, via)), e)),
+        match self
+            .request_now(ns, RouteNetlinkMessage::DelRoute(msg), 0, || format!("cannot remove route {} in {ns}", describe_route(dest, via)))
+        {
+            Err(e) if e.is_errno(libc::ESRCH) => Ok(()),
+            other => other,
         }
     }
 
@@ -755,25 +729,6 @@ pub fn format_mac(mac: &[u8]) -> String {
 
 // ---- Issue 4: link kinds, forwarding tables, bridge VLANs, qdiscs ----
 
-/// Send one request and wait for its ack.
-async fn request_ack(
-    mut h: Handle,
-    msg: rtnetlink::packet_route::RouteNetlinkMessage,
-    flags: u16,
-) -> std::result::Result<(), rtnetlink::Error> {
-    use futures::StreamExt;
-    use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST};
-    let mut req = NetlinkMessage::from(msg);
-    req.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-    let mut response = h.request(req)?;
-    while let Some(m) = response.next().await {
-        if let NetlinkPayload::Error(err) = m.payload {
-            return Err(rtnetlink::Error::NetlinkError(err));
-        }
-    }
-    Ok(())
-}
-
 /// The kernel refused a link kind it was not built with ("Unknown device type").
 fn lacks_kind(err: Error, kind: &str) -> Error {
     if !err.is_errno(libc::EOPNOTSUPP) {
@@ -891,10 +846,9 @@ impl Netlink {
         };
         // Keep the message as built (the builders fill IFLA_LINKINFO).
         msg.header.index = 0;
-        let h = self.handle(ns)?;
         let kind = spec.kind.kind_name();
-        self.block_on(async { h.link().add(msg).execute().await }).map_err(|e| {
-            let err = lacks_kind(link_create_help(nl_error(what.clone(), e), &spec.name), kind);
+        self.request_now(ns, RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL, || what.clone()).map_err(|e| {
+            let err = lacks_kind(link_create_help(e, &spec.name), kind);
             match (&spec.kind, err.errno) {
                 (LinkKind::Vxlan(v), Some(libc::EEXIST)) => err.help(format!(
                     "a link named {:?}, or another VXLAN with VNI {} on UDP port {}, already exists in {ns}",
@@ -929,16 +883,13 @@ impl Netlink {
             IpAddr::V4(a) => NeighbourAddress::Inet(a),
             IpAddr::V6(a) => NeighbourAddress::Inet6(a),
         }));
-        let h = self.handle(ns)?;
-        self.block_on(request_ack(h, RouteNetlinkMessage::NewNeighbour(msg), NLM_F_CREATE | NLM_F_APPEND)).map_err(|e| {
-            let err = nl_error(format!("cannot append {} dst {dst} to the forwarding table of {link:?} in {ns}", format_mac(&mac)), e);
-            match err.errno {
-                Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => {
-                    err.help("a destination IP belongs on a VXLAN link's table: call fdb_append on the vxlan link")
-                }
-                Some(libc::EEXIST) => err.help("this MAC/destination pair is already in the table"),
-                _ => err,
+        let what = || format!("cannot append {} dst {dst} to the forwarding table of {link:?} in {ns}", format_mac(&mac));
+        self.request_now(ns, RouteNetlinkMessage::NewNeighbour(msg), NLM_F_CREATE | NLM_F_APPEND, what).map_err(|err| match err.errno {
+            Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => {
+                err.help("a destination IP belongs on a VXLAN link's table: call fdb_append on the vxlan link")
             }
+            Some(libc::EEXIST) => err.help("this MAC/destination pair is already in the table"),
+            _ => err,
         })
     }
 
@@ -946,10 +897,16 @@ impl Netlink {
     pub fn fdb(&mut self, ns: &NsRef) -> Result<Vec<crate::op::FdbEntry>> {
         use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags};
         let names: HashMap<u32, String> = self.dump_links(ns)?.iter().map(|m| (m.header.index, name_of(m))).collect();
-        let h = self.handle(ns)?;
-        let msgs = self
-            .block_on(async { h.neighbours().get().set_address_family(AddressFamily::Bridge).execute().try_collect::<Vec<_>>().await })
-            .map_err(|e| nl_error(format!("cannot read the forwarding table of {ns}"), e))?;
+        let mut query = rtnetlink::packet_route::neighbour::NeighbourMessage::default();
+        query.header.family = AddressFamily::Bridge;
+        let msgs: Vec<_> = self
+            .dump(ns, RouteNetlinkMessage::GetNeighbour(query), || format!("cannot read the forwarding table of {ns}"))?
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewNeighbour(n) => Some(n),
+                _ => None,
+            })
+            .collect();
         Ok(msgs
             .iter()
             .map(|m| {
@@ -995,11 +952,10 @@ impl Netlink {
             .index(index)
             .set_info_data(InfoData::Bridge(vec![InfoBridge::VlanFiltering(on)]))
             .build();
-        let h = self.handle(ns)?;
         // RTM_NEWLINK on the existing bridge (changelink), as `ip link set .. type bridge` does:
         // RTM_SETLINK ignores IFLA_LINKINFO.
-        self.block_on(async { h.link().change(msg).execute().await }).map_err(|e| {
-            let err = nl_error(format!("cannot turn VLAN filtering {} on bridge {bridge:?} in {ns}", if on { "on" } else { "off" }), e);
+        let what = || format!("cannot turn VLAN filtering {} on bridge {bridge:?} in {ns}", if on { "on" } else { "off" });
+        self.request_now(ns, RouteNetlinkMessage::NewLink(msg), 0, what).map_err(|err| {
             if err.is_errno(libc::EOPNOTSUPP) {
                 Error {
                     code: Code::KernelLacksFeature,
@@ -1025,20 +981,19 @@ impl Netlink {
             flags |= BridgeVlanInfoFlags::Untagged;
         }
         let msg = rtnetlink::LinkBridgeVlan::new(index).vlan(vid, flags).build();
-        let h = self.handle(ns)?;
-        self.block_on(async { h.link().set(msg).execute().await }).map_err(|e| {
-            let err = nl_error(format!("cannot add VLAN {vid} to bridge port {port:?} in {ns}"), e);
-            if err.is_errno(libc::EOPNOTSUPP) {
-                Error {
-                    code: Code::KernelLacksFeature,
-                    why: Some("this kernel lacks bridge VLAN filtering (Operation not supported, EOPNOTSUPP)".into()),
-                    ..err
+        self.request_now(ns, RouteNetlinkMessage::SetLink(msg), 0, || format!("cannot add VLAN {vid} to bridge port {port:?} in {ns}"))
+            .map_err(|err| {
+                if err.is_errno(libc::EOPNOTSUPP) {
+                    Error {
+                        code: Code::KernelLacksFeature,
+                        why: Some("this kernel lacks bridge VLAN filtering (Operation not supported, EOPNOTSUPP)".into()),
+                        ..err
+                    }
+                    .help("use a kernel built with CONFIG_BRIDGE_VLAN_FILTERING; the port must be enslaved to a bridge")
+                } else {
+                    err
                 }
-                .help("use a kernel built with CONFIG_BRIDGE_VLAN_FILTERING; the port must be enslaved to a bridge")
-            } else {
-                err
-            }
-        })
+            })
     }
 
     /// `tc qdisc replace dev LINK root KIND OPTIONS` (options: the TCA_OPTIONS payload).
@@ -1053,9 +1008,9 @@ impl Netlink {
         msg.attributes.push(TcAttribute::Kind(kind.to_string()));
         // TCA_OPTIONS, raw: netem's payload is a struct followed by attributes.
         msg.attributes.push(TcAttribute::Other(DefaultNla::new(2, options)));
-        let h = self.handle(ns)?;
-        self.block_on(request_ack(h, RouteNetlinkMessage::NewQueueDiscipline(msg), NLM_F_CREATE | NLM_F_REPLACE))
-            .map_err(|e| nl_error(format!("cannot shape link {link:?} in {ns} ({kind})"), e))
+        self.request_now(ns, RouteNetlinkMessage::NewQueueDiscipline(msg), NLM_F_CREATE | NLM_F_REPLACE, || {
+            format!("cannot shape link {link:?} in {ns} ({kind})")
+        })
     }
 
     /// `tc qdisc del dev LINK root`; no qdisc of ours there counts as done.
@@ -1065,11 +1020,11 @@ impl Netlink {
         let index = self.require_link(ns, link)?;
         let mut msg = TcMessage::with_index(index as i32);
         msg.header.parent = TcHandle::ROOT;
-        let h = self.handle(ns)?;
-        match self.block_on(request_ack(h, RouteNetlinkMessage::DelQueueDiscipline(msg), 0)) {
-            Ok(()) => Ok(()),
-            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::ENOENT || m.raw_code() == -libc::EINVAL => Ok(()),
-            Err(e) => Err(nl_error(format!("cannot remove the shaping of link {link:?} in {ns}"), e)),
+        match self.request_now(ns, RouteNetlinkMessage::DelQueueDiscipline(msg), 0, || {
+            format!("cannot remove the shaping of link {link:?} in {ns}")
+        }) {
+            Err(e) if e.is_errno(libc::ENOENT) || e.is_errno(libc::EINVAL) => Ok(()),
+            other => other,
         }
     }
 }
@@ -1132,18 +1087,29 @@ impl Netlink {
 impl Netlink {
     /// `ip neigh replace ADDR lladdr MAC dev IFINDEX nud permanent`, all sent at once.
     pub fn add_permanent_neighbours(&mut self, ns: &NsRef, entries: &[(u32, IpAddr, [u8; 6])]) -> Result<()> {
-        use rtnetlink::packet_route::neighbour::NeighbourState;
-        let h = self.handle(ns)?;
+        use rtnetlink::packet_core::NLM_F_REPLACE;
+        use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState};
+        self.flush()?;
         let requests = entries.iter().map(|(index, ip, mac)| {
-            let req = h.neighbours().add(*index, *ip).link_layer_address(mac).state(NeighbourState::Permanent).replace();
-            async move { req.execute().await.map_err(|e| (*ip, e)) }
+            let mut msg = NeighbourMessage::default();
+            msg.header.family = if ip.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+            msg.header.ifindex = *index;
+            msg.header.state = NeighbourState::Permanent;
+            msg.attributes.push(NeighbourAttribute::Destination(match ip {
+                IpAddr::V4(a) => NeighbourAddress::Inet(*a),
+                IpAddr::V6(a) => NeighbourAddress::Inet6(*a),
+            }));
+            msg.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+            let mut request = NetlinkMessage::from(RouteNetlinkMessage::NewNeighbour(msg));
+            request.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
+            request
         });
-        let results = self.block_on(futures::future::join_all(requests));
-        for r in results {
-            if let Err((ip, e)) = r {
-                return Err(nl_error(format!("cannot add a permanent neighbour entry for {ip} in {ns}"), e));
+        let answers = self.exchange(ns, requests.collect())?;
+        match answers.iter().zip(entries).find_map(|(a, (_, ip, _))| a.errno.map(|e| (e, ip))) {
+            Some((errno, ip)) => {
+                Err(Error::new(Code::KernelRefused, format!("cannot add a permanent neighbour entry for {ip} in {ns}")).errno(errno))
             }
+            None => Ok(()),
         }
-        Ok(())
     }
 }
