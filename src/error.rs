@@ -64,6 +64,13 @@ impl Error {
         let errno = errno.abs();
         self.errno = Some(errno);
         self.why = Some(errno_words(errno));
+        if errno == libc::EMFILE && self.help.is_none() {
+            // Reached in labs of many namespaces: each keeps two descriptors open.
+            self.help = Some(
+                "a lab keeps two file descriptors open per namespace: raise the limit of open files (`ulimit -n`, up to `ulimit -Hn`)"
+                    .into(),
+            );
+        }
         self
     }
 

@@ -82,7 +82,9 @@ fn start(script: Option<&Path>, opts: &RunOpts, repl: bool) -> Result<ExitCode, 
     if !opts.sandbox {
         privilege::require_root("building a lab")?;
     }
-    // Before any other thread exists: SIGINT/SIGTERM only set a flag from now on.
+    // Before any other thread exists: the descriptor table grows without waiting,
+    // and SIGINT/SIGTERM only set a flag from now on.
+    nsexec::prepare_fd_table();
     signals::install()?;
     if script.is_some() {
         // A lab script (not a bare REPL) almost always creates namespaces: start now.

@@ -117,3 +117,24 @@ fn a_progress_line_shows_on_a_terminal_after_a_second_and_never_in_a_pipe() {
     run.ok();
     assert!(!run.stderr.contains("operations:"), "no progress line in a pipe: {}", run.stderr);
 }
+
+#[test]
+fn a_lab_past_the_open_file_limit_gets_room_up_to_the_hard_limit_and_a_clear_error_beyond_it() {
+    // Each lab namespace keeps two descriptors open. A soft limit of 64 below a higher
+    // hard limit is raised (40 namespaces build); a hard limit of 64 stops the lab with
+    // EMFILE in words and the way out, and the rollback leaves nothing behind.
+    let run = isolated(
+        &[("star.rhai", STAR)],
+        r#"
+section soft; (ulimit -Sn 64; $NSS star.rhai --var n=40 >/dev/null 2>&1; echo "rc=$?"; ip netns list | wc -l; $NSS down star >/dev/null 2>&1)
+section hard; (ulimit -n 64; $NSS star.rhai --var n=40 2>&1 >/dev/null; echo "rc=$?")
+section left; ip netns list | wc -l; ip -br link | awk '{print $1}'
+"#,
+    );
+    run.ok();
+    assert_eq!(run.section("soft").split_whitespace().collect::<Vec<_>>(), ["rc=0", "40"], "{}", run.stdout);
+    let hard = run.section("hard");
+    assert!(hard.contains("Too many open files (EMFILE)") && hard.contains("ulimit -n"), "{hard}");
+    assert!(!hard.contains("rc=0"), "{hard}");
+    assert_eq!(run.section("left").split_whitespace().collect::<Vec<_>>(), ["0", "lo"], "{}", run.stdout);
+}
