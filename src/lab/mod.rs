@@ -198,52 +198,12 @@ pub struct LabState {
     pub fw: Vec<FwRec>,
     pub procs: Vec<ProcRec>,
     next_id: u64,
+    /// The highest id applied so far: a higher one is new and needs no search.
+    max_applied: u64,
 }
 
 impl LabState {
     pub fn apply(&mut self, e: &Entry) {
-        fn upsert<T>(v: &mut Vec<T>, id: u64, get_id: impl Fn(&T) -> u64, rec: T, failed: bool) {
-            v.retain(|r| get_id(r) != id);
-            if !failed {
-                v.push(rec);
-            }
-        }
-        match e.clone() {
-            Entry::Begin { .. } => {}
-            Entry::Netns { id, phase, name, inode } => {
-                upsert(&mut self.netns, id, |r| r.id, NetnsRec { id, name, inode, phase }, phase == Phase::Failed)
-            }
-            Entry::Link { id, phase, ns, name, kind, index, pair } => {
-                upsert(&mut self.links, id, |r| r.id, LinkRec { id, ns, name, kind, index, pair, phase }, phase == Phase::Failed)
-            }
-            Entry::LinkMoved { id, ns, name, index } => {
-                if let Some(l) = self.links.iter_mut().find(|l| l.id == id) {
-                    l.ns = ns;
-                    l.name = name;
-                    l.index = Some(index);
-                }
-            }
-            Entry::LinkGone { id } => self.links.retain(|l| l.id != id),
-            Entry::Addr { id, phase, ns, link, addr } => {
-                upsert(&mut self.addrs, id, |r| r.id, AddrRec { id, ns, link, addr, phase }, phase == Phase::Failed)
-            }
-            Entry::Route { id, phase, ns, dest, via } => {
-                upsert(&mut self.routes, id, |r| r.id, RouteRec { id, ns, dest, via, phase }, phase == Phase::Failed)
-            }
-            Entry::Sysctl { id, phase, ns, key, old } => {
-                // Only the first change of a key remembers the value to restore.
-                if self.sysctls.iter().any(|s| s.ns == ns && s.key == key && s.id != id) {
-                    return;
-                }
-                upsert(&mut self.sysctls, id, |r| r.id, SysctlRec { id, ns, key, old, phase }, phase == Phase::Failed)
-            }
-            Entry::Fw { id, phase, ns, table, chain, undo } => {
-                upsert(&mut self.fw, id, |r| r.id, FwRec { id, ns, table, chain, undo, phase }, phase == Phase::Failed)
-            }
-            Entry::Proc { id, phase, ns, what, pid, start, files } => {
-                upsert(&mut self.procs, id, |r| r.id, ProcRec { id, ns, what, pid, start, files, phase }, phase == Phase::Failed)
-            }
-        }
         let id = match e {
             Entry::Netns { id, .. }
             | Entry::Link { id, .. }
@@ -254,7 +214,58 @@ impl LabState {
             | Entry::Proc { id, .. } => *id,
             _ => 0,
         };
+        // Ids only grow: an id above all applied ones needs no search, and an entry
+        // almost always follows its own intent (searched from the end), so a lab's
+        // ledger loads and grows in linear time. The record goes (back) to the end.
+        let seen = id <= self.max_applied;
+        fn upsert<T>(v: &mut Vec<T>, seen: bool, id: u64, get_id: impl Fn(&T) -> u64, rec: T, failed: bool) {
+            if seen {
+                if let Some(at) = v.iter().rposition(|r| get_id(r) == id) {
+                    v.remove(at);
+                }
+            }
+            if !failed {
+                v.push(rec);
+            }
+        }
+        match e.clone() {
+            Entry::Begin { .. } => {}
+            Entry::Netns { id, phase, name, inode } => {
+                upsert(&mut self.netns, seen, id, |r| r.id, NetnsRec { id, name, inode, phase }, phase == Phase::Failed)
+            }
+            Entry::Link { id, phase, ns, name, kind, index, pair } => {
+                upsert(&mut self.links, seen, id, |r| r.id, LinkRec { id, ns, name, kind, index, pair, phase }, phase == Phase::Failed)
+            }
+            Entry::LinkMoved { id, ns, name, index } => {
+                if let Some(l) = self.links.iter_mut().find(|l| l.id == id) {
+                    l.ns = ns;
+                    l.name = name;
+                    l.index = Some(index);
+                }
+            }
+            Entry::LinkGone { id } => self.links.retain(|l| l.id != id),
+            Entry::Addr { id, phase, ns, link, addr } => {
+                upsert(&mut self.addrs, seen, id, |r| r.id, AddrRec { id, ns, link, addr, phase }, phase == Phase::Failed)
+            }
+            Entry::Route { id, phase, ns, dest, via } => {
+                upsert(&mut self.routes, seen, id, |r| r.id, RouteRec { id, ns, dest, via, phase }, phase == Phase::Failed)
+            }
+            Entry::Sysctl { id, phase, ns, key, old } => {
+                // Only the first change of a key remembers the value to restore.
+                if self.sysctls.iter().any(|s| s.ns == ns && s.key == key && s.id != id) {
+                    return;
+                }
+                upsert(&mut self.sysctls, seen, id, |r| r.id, SysctlRec { id, ns, key, old, phase }, phase == Phase::Failed)
+            }
+            Entry::Fw { id, phase, ns, table, chain, undo } => {
+                upsert(&mut self.fw, seen, id, |r| r.id, FwRec { id, ns, table, chain, undo, phase }, phase == Phase::Failed)
+            }
+            Entry::Proc { id, phase, ns, what, pid, start, files } => {
+                upsert(&mut self.procs, seen, id, |r| r.id, ProcRec { id, ns, what, pid, start, files, phase }, phase == Phase::Failed)
+            }
+        }
         self.next_id = self.next_id.max(id + 1);
+        self.max_applied = self.max_applied.max(id);
     }
 
     pub fn new_id(&mut self) -> u64 {
@@ -264,8 +275,9 @@ impl LabState {
         id
     }
 
+    // Searched from the end, here and in `link`: a script mostly works on what it made last.
     pub fn owns_netns(&self, name: &str) -> bool {
-        self.netns.iter().any(|n| n.name == name)
+        self.netns.iter().rev().any(|n| n.name == name)
     }
 
     /// True when the lab deletes `ns` at `down` (so whatever is inside goes with it).
@@ -277,7 +289,7 @@ impl LabState {
     }
 
     pub fn link(&self, ns: &NsRef, name: &str) -> Option<&LinkRec> {
-        self.links.iter().find(|l| &l.ns == ns && l.name == name)
+        self.links.iter().rev().find(|l| &l.ns == ns && l.name == name)
     }
 
     /// A link the lab may change or delete: created by it, or inside one of its namespaces.
