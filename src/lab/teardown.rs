@@ -186,12 +186,12 @@ fn delete_link(state: &LabState, nl: &mut Netlink, link: &LinkRec, report: &mut 
 /// None, with the reason in the report.
 fn still_ours(state: &LabState, nl: &mut Netlink, link: &LinkRec, report: &mut Report) -> Option<u32> {
     let what = format!("link {} in {}", link.name, link.ns);
-    match nl.link_index(&link.ns, &link.name) {
+    match nl.link_identity(&link.ns, &link.name) {
         Ok(None) => report.removed.push(what), // went with its peer's namespace
-        Ok(Some(index)) if link.index.is_some_and(|i| i != index) => report
+        Ok(Some((index, _))) if link.index.is_some_and(|i| i != index) => report
             .skipped
             .push(format!("{what}: exists but is not the one this lab created (ifindex {index}, recorded {})", link.index.unwrap_or(0))),
-        Ok(Some(index))
+        Ok(Some((index, _)))
             if link.index.is_none()
                 && claimed_elsewhere(state, |o| {
                     o.links.iter().any(|l| l.ns == link.ns && l.name == link.name && l.index == Some(index))
@@ -200,17 +200,12 @@ fn still_ours(state: &LabState, nl: &mut Netlink, link: &LinkRec, report: &mut R
         {
             report.skipped.push(format!("{what}: never created by this lab (another lab owns ifindex {index})"))
         }
-        Ok(Some(index))
-            if !link.kind.is_empty() && nl.link_kind(&link.ns, &link.name).ok().flatten().is_some_and(|k| k != kernel_kind(&link.kind)) =>
-        {
-            let now = nl.link_kind(&link.ns, &link.name).ok().flatten().unwrap_or_default();
-            report.skipped.push(format!(
-                "{what}: exists but is not the one this lab created (a {} link, recorded as {}; ifindex {index})",
-                if now.is_empty() { "plain" } else { &now },
-                link.kind
-            ))
-        }
-        Ok(Some(index)) => return Some(index),
+        Ok(Some((index, now))) if !link.kind.is_empty() && now != kernel_kind(&link.kind) => report.skipped.push(format!(
+            "{what}: exists but is not the one this lab created (a {} link, recorded as {}; ifindex {index})",
+            if now.is_empty() { "plain" } else { &now },
+            link.kind
+        )),
+        Ok(Some((index, _))) => return Some(index),
         Err(e) => report.failed.push(format!("{what}: {e}")),
     }
     None

@@ -244,12 +244,17 @@ impl Netlink {
     }
 
     pub fn link_index(&mut self, ns: &NsRef, name: &str) -> Result<Option<u32>> {
-        let index = self.get_link(ns, name)?.map(|m| m.header.index);
-        match index {
-            Some(i) => self.index.insert((ns.clone(), name.to_string()), i),
+        Ok(self.link_identity(ns, name)?.map(|(index, _)| index))
+    }
+
+    /// The index and kind (see [`Netlink::link_kind`]) of the link `name`, in one lookup.
+    pub fn link_identity(&mut self, ns: &NsRef, name: &str) -> Result<Option<(u32, String)>> {
+        let found = self.get_link(ns, name)?.map(|m| (m.header.index, kind_of(&m)));
+        match &found {
+            Some((i, _)) => self.index.insert((ns.clone(), name.to_string()), *i),
             None => self.index.remove(&(ns.clone(), name.to_string())),
         };
-        Ok(index)
+        Ok(found)
     }
 
     /// The index of a link that must exist.
