@@ -178,9 +178,10 @@ struct Spare {
     socket: rtnetlink::sys::Socket,
 }
 
-/// Namespaces made ahead of need: with two, the main thread almost never waits for
-/// one (star(200): 0.98x cstar's time instead of 1.07x with one).
-const SPARES_AHEAD: usize = 2;
+/// Namespaces made ahead of need, so that the main thread almost never waits for one:
+/// star(200) took 0.92x cstar's time with one ahead, 0.89x with two, 0.85x with four
+/// (12 interleaved runs); eight did no better, and star(10) is the same with all three.
+const SPARES_AHEAD: usize = 4;
 
 type PendingSpare = std::sync::mpsc::Receiver<Result<Spare>>;
 
