@@ -127,9 +127,9 @@ pub fn forward(b: &mut dyn Backend, ns: &NsRef, on: bool) -> Result<()> {
 /// Large labs that do not need IPv6 turn it off: every new interface otherwise sends
 /// DAD/MLD/router-solicitation multicast that a bridge floods to every port.
 pub fn ipv6(b: &mut dyn Backend, ns: &NsRef, on: bool) -> Result<()> {
+    // `all` sets `default` too (addrconf_disable_ipv6): one write per namespace, and in
+    // a lab of many namespaces each /proc/sys lookup costs more (star(1000) with IPv6
+    // off: 1.55 s with two writes).
     let v = if on { "0" } else { "1" };
-    for key in ["net.ipv6.conf.default.disable_ipv6", "net.ipv6.conf.all.disable_ipv6"] {
-        b.apply(Op::Sysctl { ns: ns.clone(), key: key.into(), value: v.into() })?;
-    }
-    Ok(())
+    b.apply(Op::Sysctl { ns: ns.clone(), key: "net.ipv6.conf.all.disable_ipv6".into(), value: v.into() }).map(|_| ())
 }

@@ -138,3 +138,41 @@ section left; ip netns list | wc -l; ip -br link | awk '{print $1}'
     assert!(!hard.contains("rc=0"), "{hard}");
     assert_eq!(run.section("left").split_whitespace().collect::<Vec<_>>(), ["0", "lo"], "{}", run.stdout);
 }
+
+#[test]
+fn ipv6_off_leaves_a_namespace_without_ipv6_and_on_brings_it_back() {
+    // Observed with ip(8) and /proc/sys from inside the namespaces, not through nsscript.
+    let lab = r#"
+let br = bridge("v6br").addr("10.67.0.1/24");
+let off = netns("v6off");
+off.ipv6(false);
+connect(off, br, #{ addr: "10.67.0.2/24" });
+let on = netns("v6on");
+connect(on, br, #{ addr: "10.67.0.3/24" });
+let back = netns("v6back");
+back.ipv6(false);
+back.ipv6(true);
+connect(back, br, #{ addr: "10.67.0.4/24" });
+"#;
+    let run = isolated(
+        &[("v6.rhai", lab)],
+        r#"
+$NSS v6.rhai >/dev/null 2>&1 || exit 1
+for ns in v6off v6on v6back; do
+  section $ns
+  ip -n $ns -6 -o addr show | awk '{print $2, $4}'
+  ip netns exec $ns cat /proc/sys/net/ipv6/conf/default/disable_ipv6
+done
+section ping; ip netns exec v6off ping -c1 -W2 10.67.0.3 >/dev/null && echo reached
+$NSS down v6 >/dev/null 2>&1
+"#,
+    );
+    run.ok();
+    assert_eq!(run.section("v6off").trim(), "1", "no IPv6 address at all, and new links start without it: {}", run.stdout);
+    for ns in ["v6on", "v6back"] {
+        let text = run.section(ns);
+        assert!(text.contains("lo ::1/128") && text.contains("eth0 fe80::"), "{ns}: {text}");
+        assert!(text.trim_end().ends_with('0'), "{ns}: {text}");
+    }
+    assert_eq!(run.section("ping").trim(), "reached", "IPv4 still flows: {}", run.stdout);
+}
