@@ -54,11 +54,16 @@ pub fn validate_netns_name(name: &str) -> Result<()> {
 /// other thread exists (`/proc/self/ns/net` is the main thread's).
 static HOST_NS: OnceLock<File> = OnceLock::new();
 
+/// The thread that opened HOST_NS. It never enters another namespace (only the worker
+/// and threads made for one job do), so it can do host-namespace jobs itself.
+static HOST_THREAD: OnceLock<std::thread::ThreadId> = OnceLock::new();
+
 pub fn init_host_ns() -> Result<()> {
     if HOST_NS.get().is_none() {
         let f = File::open("/proc/thread-self/ns/net")
             .map_err(|e| Error::io(Code::NamespaceFailed, "cannot open this process's network namespace", &e))?;
         let _ = HOST_NS.set(f);
+        let _ = HOST_THREAD.set(std::thread::current().id());
     }
     Ok(())
 }
@@ -295,8 +300,14 @@ pub fn route_socket_in(ns: BorrowedFd<'_>) -> Result<rtnetlink::sys::Socket> {
     run_in(ns, route_socket)
 }
 
-/// Run `job` inside the namespace `ns` on the namespace worker (no thread per call).
+/// Run `job` inside the namespace `ns` on the namespace worker (no thread per call);
+/// a job for the host namespace asked by the thread living there runs at once (on the
+/// worker it would wait behind the namespaces being made ahead).
 pub fn run_in<T: Send + 'static>(ns: BorrowedFd<'_>, job: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    let on_host_thread = HOST_THREAD.get() == Some(&std::thread::current().id());
+    if on_host_thread && ns.as_raw_fd() == host_ns().as_raw_fd() {
+        return job();
+    }
     let ns = ns.try_clone_to_owned().map_err(|e| Error::io(Code::Internal, "cannot duplicate a namespace handle", &e))?;
     on_worker(move || {
         setns(&ns, CloneFlags::CLONE_NEWNET)
