@@ -1046,10 +1046,10 @@ impl Netlink {
     /// own, over the namespaces' sockets: the caller goes on while the kernel works (a
     /// bridge with many ports takes it ~0.25 ms each). A bridge already gone counts as
     /// deleted.
-    pub fn delete_bridges_elsewhere(&mut self, links: Vec<(NsRef, u32, String)>) -> Result<Deletions> {
+    pub fn delete_bridges_elsewhere(&mut self, bridges: Vec<(NsRef, u32, String)>) -> Result<Deletions> {
         self.flush()?;
         let mut wires: HashMap<NsRef, Wire> = HashMap::new();
-        for (ns, _, _) in &links {
+        for (ns, _, _) in &bridges {
             if !wires.contains_key(ns) {
                 self.open_wire(ns)?;
                 wires.insert(ns.clone(), self.wires.remove(ns).expect("just opened"));
@@ -1057,7 +1057,7 @@ impl Netlink {
         }
         Ok(Deletions(std::thread::spawn(move || {
             let mut buf = vec![0u8; super::wire::ANSWER_BUF];
-            let outcomes = links
+            let outcomes = bridges
                 .into_iter()
                 .map(|(ns, index, what)| {
                     // Down first: each port a running bridge loses makes it re-select the
