@@ -266,6 +266,39 @@ echo checked
     assert_eq!(run.section("left"), "checked\n", "processes outlived the sandbox");
 }
 
+/// A check right after a build waits until the links that came up can carry packets:
+/// the kernel drops what is sent on a link its link-watch work has not seen yet (up to
+/// ~1 s, likelier while it is still freeing the namespaces of a lab just rolled back).
+/// Without the wait, `assert_no_ping` passed on a healthy link in about one run in four.
+#[test]
+fn a_check_right_after_a_build_sees_links_that_carry_packets() {
+    let rolled_back = r#"
+let a = netns("a");
+let b = netns("b");
+connect(a, b, #{ addr: "10.1.0.1/24", peer_addr: "10.1.0.2/24", gw: "10.1.0.2" });
+assert_ping(a, "203.0.113.9", #{ timeout: 100 });
+"#;
+    let healthy = r#"
+let a = netns("a");
+let b = netns("b");
+connect(a, b, #{ addr: "10.1.0.1/24", peer_addr: "10.1.0.2/24" });
+assert_no_ping(a, "10.1.0.2");
+"#;
+    let run = isolated(
+        &[("rolled_back.rhai", rolled_back), ("healthy.rhai", healthy)],
+        r#"
+for i in 1 2 3 4 5 6 7 8; do
+  $NSS rolled_back.rhai >/dev/null 2>&1
+  if $NSS healthy.rhai >out 2>&1; then echo "run $i: assert_no_ping passed on a healthy link"; $NSS down healthy >/dev/null 2>&1
+  elif grep -q "10.1.0.2 answers a ping from namespace a" out; then echo "run $i: ok"
+  else echo "run $i: another failure"; cat out; fi
+done
+"#,
+    );
+    run.ok();
+    assert_eq!(run.stdout.lines().filter(|l| l.ends_with(": ok")).count(), 8, "{}", run.stdout);
+}
+
 /// Native ping works without any program (empty PATH), exec honours its timeout, and
 /// the reachability assertions fail with a report naming source, target, route and wait.
 #[test]

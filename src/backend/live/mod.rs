@@ -377,6 +377,12 @@ impl Backend for LiveBackend {
         if !ahead_of_queue {
             self.nl.flush()?;
         }
+        // What sends packets (a check, a user's command, a DHCP client) waits until the
+        // links that came up can carry them: the kernel drops packets on a link its
+        // link-watch work has not seen yet, up to ~1 s after it came up.
+        if matches!(op, Op::Ping { .. } | Op::PingAll(_) | Op::Exec { .. } | Op::ExecTimeout { .. } | Op::DhcpLease { .. }) {
+            self.nl.settle()?;
+        }
         let netns = self.state.netns.len();
         self.progress.tick(|| format!("{netns} namespaces in lab {}", self.lab));
         let is_exec = matches!(op, Op::Exec { .. } | Op::ExecTimeout { .. } | Op::Spawn { .. });

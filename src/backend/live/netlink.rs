@@ -34,6 +34,8 @@ pub struct Netlink {
     /// rename/move/delete, and cleared after anything else may have changed links.
     index: HashMap<(NsRef, String), u32>,
     queued: Vec<Queued>,
+    /// Namespaces whose links may have come up since the last [`Netlink::settle`].
+    unsettled: Vec<NsRef>,
     answer_buf: Vec<u8>,
     /// The script call being served: kept with each queued request, so a refusal that
     /// arrives at a later flush still points at the line that asked for it.
@@ -79,6 +81,7 @@ impl Netlink {
             ns_files: HashMap::new(),
             index: HashMap::new(),
             queued: Vec::new(),
+            unsettled: Vec::new(),
             answer_buf: vec![0; super::wire::ANSWER_BUF],
             origin: None,
         }
@@ -158,6 +161,7 @@ impl Netlink {
         self.index.retain(|(n, _), _| n != ns);
         self.wires.remove(ns);
         self.queued.retain(|q| &q.ns != ns);
+        self.unsettled.retain(|n| n != ns);
         if let NsRef::Named(name) = ns {
             self.ns_files.remove(name);
         }
@@ -194,6 +198,7 @@ impl Netlink {
             let burst = bursts.remove(&ns).expect("one burst per namespace");
             let origin = burst[0].origin.clone();
             let (requests, explains): (Vec<_>, Vec<_>) = burst.into_iter().map(|q| (q.request, (q.explain, q.origin))).unzip();
+            self.mark_unsettled(&ns);
             let answers = self.exchange(&ns, requests).map_err(|e| e.made_at(origin))?;
             for (answer, (explain, origin)) in answers.into_iter().zip(explains) {
                 if let Some(errno) = answer.errno {
@@ -211,6 +216,33 @@ impl Netlink {
         self.queue(ns, RouteNetlinkMessage::SetLink(msg), 0, Box::new(|e| Error { what: "cannot bring lo up".into(), ..e }));
     }
 
+    fn mark_unsettled(&mut self, ns: &NsRef) {
+        if !self.unsettled.contains(ns) {
+            self.unsettled.push(ns.clone());
+        }
+    }
+
+    /// Wait (at most 2 s) until every link that is up with a carrier, in the namespaces
+    /// whose links changed since the last call, can carry packets. The kernel activates
+    /// a link's transmit queue only when its link-watch work runs after the carrier
+    /// comes up, and drops what is sent before: a check right after a build could find a
+    /// healthy lab broken (seen: a whole 1 s `assert_no_ping` window, while the kernel
+    /// was still busy making namespaces).
+    pub fn settle(&mut self) -> Result<()> {
+        self.flush()?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let mut pending = std::mem::take(&mut self.unsettled);
+        while !pending.is_empty() {
+            // A namespace that cannot be listed any more has nothing to wait for.
+            pending.retain(|ns| self.dump_links(ns).is_ok_and(|links| links.iter().any(awaits_activation)));
+            if pending.is_empty() || std::time::Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
     /// Forget queued requests unsent (the lab is being rolled back).
     pub fn discard_queued(&mut self) {
         self.queued.clear();
@@ -220,6 +252,7 @@ impl Netlink {
     /// veth IFLA_LINK, the peer's ifindex): one round trip, no lookups. Queued requests
     /// stay queued: they only change links that exist, never what a creation needs.
     fn create_echo(&mut self, ns: &NsRef, msg: LinkMessage, explain: impl FnOnce(Error) -> Error) -> Result<Option<LinkMessage>> {
+        self.mark_unsettled(ns);
         let mut request = NetlinkMessage::from(RouteNetlinkMessage::NewLink(msg));
         request.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO;
         let answer = self.exchange(ns, vec![request])?.pop().unwrap_or_default();
@@ -674,6 +707,18 @@ fn link_create_help(err: Error, names: &str) -> Error {
         Some(libc::EOPNOTSUPP) => err.with_code(Code::KernelLacksFeature).help("this kernel lacks support for this link kind"),
         _ => err.with_code(Code::LinkCreateRefused),
     }
+}
+
+/// Up, with a carrier, but not yet seen by the kernel's link-watch work, which is what
+/// activates its transmit queue (until then what is sent is dropped) and sets its
+/// operational state. Veths and bridges start at "unknown" and always get there; lo and
+/// kinds without carrier events stay "unknown" for good, so they are not waited for.
+fn awaits_activation(link: &LinkMessage) -> bool {
+    use rtnetlink::packet_route::link::State;
+    let flags = link.header.flags;
+    flags.contains(LinkFlags::Up | LinkFlags::LowerUp)
+        && matches!(kind_of(link).as_str(), "veth" | "bridge")
+        && link.attributes.iter().any(|a| matches!(a, LinkAttribute::OperState(State::Unknown)))
 }
 
 fn describe_change(change: &LinkChange) -> String {
