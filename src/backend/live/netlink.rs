@@ -35,7 +35,7 @@ pub struct Netlink {
     index: HashMap<(NsRef, String), u32>,
     queued: Vec<Queued>,
     /// Namespaces whose links may have come up since the last [`Netlink::settle`].
-    unsettled: Vec<NsRef>,
+    unsettled: std::collections::HashSet<NsRef>,
     answer_buf: Vec<u8>,
     /// The script call being served: kept with each queued request, so a refusal that
     /// arrives at a later flush still points at the line that asked for it.
@@ -81,7 +81,7 @@ impl Netlink {
             ns_files: HashMap::new(),
             index: HashMap::new(),
             queued: Vec::new(),
-            unsettled: Vec::new(),
+            unsettled: Default::default(),
             answer_buf: vec![0; super::wire::ANSWER_BUF],
             origin: None,
         }
@@ -161,7 +161,7 @@ impl Netlink {
         self.index.retain(|(n, _), _| n != ns);
         self.wires.remove(ns);
         self.queued.retain(|q| &q.ns != ns);
-        self.unsettled.retain(|n| n != ns);
+        self.unsettled.remove(ns);
         if let NsRef::Named(name) = ns {
             self.ns_files.remove(name);
         }
@@ -218,7 +218,7 @@ impl Netlink {
 
     fn mark_unsettled(&mut self, ns: &NsRef) {
         if !self.unsettled.contains(ns) {
-            self.unsettled.push(ns.clone());
+            self.unsettled.insert(ns.clone());
         }
     }
 
@@ -231,7 +231,7 @@ impl Netlink {
     pub fn settle(&mut self) -> Result<()> {
         self.flush()?;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        let mut pending = std::mem::take(&mut self.unsettled);
+        let mut pending: Vec<NsRef> = std::mem::take(&mut self.unsettled).into_iter().collect();
         while !pending.is_empty() {
             // A namespace that cannot be listed any more has nothing to wait for.
             pending.retain(|ns| self.dump_links(ns).is_ok_and(|links| links.iter().any(awaits_activation)));
