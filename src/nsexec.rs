@@ -72,6 +72,31 @@ pub fn host_ns() -> BorrowedFd<'static> {
     HOST_NS.get().expect("init_host_ns() runs first in main").as_fd()
 }
 
+/// Descriptors the table is grown to before the first thread: a lab keeps two open per
+/// namespace (the namespace and its netlink socket), so this covers ~2,000 namespaces.
+const FD_TABLE: u64 = 4096;
+
+/// Make room for a lab's descriptors while this is still the only thread. The kernel
+/// grows a process's descriptor table by doubling it, and once another thread shares
+/// the table each growth waits for an RCU grace period (expand_fdtable): ~10 ms of a
+/// star(200) build went there, one wait per doubling. One growth now costs nothing.
+/// The soft RLIMIT_NOFILE is raised to match where the hard limit allows (Debian's
+/// default soft limit, 1,024, would stop a lab at ~500 namespaces).
+pub fn prepare_fd_table() {
+    use nix::fcntl::{fcntl, FcntlArg};
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return };
+    let want = FD_TABLE.min(hard);
+    if soft < want && setrlimit(Resource::RLIMIT_NOFILE, want, hard).is_err() {
+        return;
+    }
+    // The lowest free descriptor at or above the table's last slot: the table grows
+    // to hold it, and stays that size once it is closed.
+    if let Ok(fd) = fcntl(std::io::stderr(), FcntlArg::F_DUPFD_CLOEXEC(want.saturating_sub(1) as RawFd)) {
+        let _ = nix::unistd::close(fd);
+    }
+}
+
 /// Open a named namespace's handle.
 pub fn open_netns(name: &str) -> Result<File> {
     validate_netns_name(name)?;
@@ -189,31 +214,6 @@ struct Spare {
 const SPARES_AHEAD: usize = 4;
 
 type PendingSpare = std::sync::mpsc::Receiver<Result<Spare>>;
-
-/// Descriptors the table is grown to before the first thread: a lab keeps two open per
-/// namespace (the namespace and its netlink socket), so this covers ~2,000 namespaces.
-const FD_TABLE: u64 = 4096;
-
-/// Make room for a lab's descriptors while this is still the only thread. The kernel
-/// grows a process's descriptor table by doubling it, and once another thread shares
-/// the table each growth waits for an RCU grace period (expand_fdtable): ~10 ms of a
-/// star(200) build went there, one wait per doubling. One growth now costs nothing.
-/// The soft RLIMIT_NOFILE is raised to match where the hard limit allows (Debian's
-/// default soft limit, 1,024, would stop a lab at ~500 namespaces).
-pub fn prepare_fd_table() {
-    use nix::fcntl::{fcntl, FcntlArg};
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return };
-    let want = FD_TABLE.min(hard);
-    if soft < want && setrlimit(Resource::RLIMIT_NOFILE, want, hard).is_err() {
-        return;
-    }
-    // The lowest free descriptor at or above the table's last slot: the table grows
-    // to hold it, and stays that size once it is closed.
-    if let Ok(fd) = fcntl(std::io::stderr(), FcntlArg::F_DUPFD_CLOEXEC(want.saturating_sub(1) as RawFd)) {
-        let _ = nix::unistd::close(fd);
-    }
-}
 
 /// The spares on their way, oldest first.
 static SPARES: std::sync::Mutex<std::collections::VecDeque<PendingSpare>> = std::sync::Mutex::new(std::collections::VecDeque::new());

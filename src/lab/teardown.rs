@@ -61,8 +61,8 @@ pub fn teardown(state: &LabState, nl: &mut Netlink, wait: bool) -> Report {
     // 1. Links in namespaces that outlive the lab, bridges first (their ports detach
     //    for free); veth ends paired into a lab namespace are left to step 3.
     //    The bridges are deleted by a thread of their own: the kernel spends ~0.25 ms
-    //    per port (55 ms for star(200)'s bridge) in that request, time the main thread
-    //    uses to remove the namespaces.
+    //    of CPU per port (~48 ms for star(200)'s bridge) in that request, time the main
+    //    thread uses to remove the namespaces.
     let (bridges, others): (Vec<&LinkRec>, Vec<&LinkRec>) = outside.iter().partition(|l| l.kind == "bridge");
     let mut doomed_bridges: Vec<(NsRef, u32, String)> = Vec::new();
     for link in bridges {

@@ -137,7 +137,7 @@ impl Wire {
 }
 
 /// Read one datagram; a kernel that has not answered within the socket's receive
-/// timeout (see `nsexec::route_socket`) is not going to.
+/// timeout (see `nsexec::netlink_socket`) is not going to.
 pub fn recv(socket: &Socket, buf: &mut [u8]) -> Result<usize> {
     match socket.recv(&mut &mut buf[..], 0) {
         Ok(n) => Ok(n),
