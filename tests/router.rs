@@ -266,26 +266,32 @@ echo checked
     assert_eq!(run.section("left"), "checked\n", "processes outlived the sandbox");
 }
 
+/// Two namespaces joined by a veth, with a default route to an address nobody has:
+/// the check at its end fails and the lab is rolled back.
+const ROUTE_TO_NOWHERE: &str = r#"
+let a = netns("a");
+let b = netns("b");
+connect(a, b, #{ addr: "10.1.0.1/24", peer_addr: "10.1.0.2/24", gw: "10.1.0.2" });
+assert_ping(a, "203.0.113.9", #{ timeout: 400 });
+"#;
+
+/// Two namespaces joined by a healthy veth, and a check that expects no answer:
+/// it must fail, naming the answer.
+const HEALTHY_PAIR_EXPECTED_SILENT: &str = r#"
+let a = netns("a");
+let b = netns("b");
+connect(a, b, #{ addr: "10.1.0.1/24", peer_addr: "10.1.0.2/24" });
+assert_no_ping(a, "10.1.0.2");
+"#;
+
 /// A check right after a build waits until the links that came up can carry packets:
 /// the kernel drops what is sent on a link its link-watch work has not seen yet (up to
 /// ~1 s, likelier while it is still freeing the namespaces of a lab just rolled back).
 /// Without the wait, `assert_no_ping` passed on a healthy link in about one run in four.
 #[test]
 fn a_check_right_after_a_build_sees_links_that_carry_packets() {
-    let rolled_back = r#"
-let a = netns("a");
-let b = netns("b");
-connect(a, b, #{ addr: "10.1.0.1/24", peer_addr: "10.1.0.2/24", gw: "10.1.0.2" });
-assert_ping(a, "203.0.113.9", #{ timeout: 100 });
-"#;
-    let healthy = r#"
-let a = netns("a");
-let b = netns("b");
-connect(a, b, #{ addr: "10.1.0.1/24", peer_addr: "10.1.0.2/24" });
-assert_no_ping(a, "10.1.0.2");
-"#;
     let run = isolated(
-        &[("rolled_back.rhai", rolled_back), ("healthy.rhai", healthy)],
+        &[("rolled_back.rhai", ROUTE_TO_NOWHERE), ("healthy.rhai", HEALTHY_PAIR_EXPECTED_SILENT)],
         r#"
 for i in 1 2 3 4 5 6 7 8; do
   $NSS rolled_back.rhai >/dev/null 2>&1
@@ -317,21 +323,9 @@ link(a, "eth0").addr("fd00::1/64");
 link(b, "eth0").addr("fd00::2/64");
 print(`ping6 ${ping(a, "fd00::2").ok}`);
 "#;
-    let fail_route = r#"
-let a = netns("a");
-let b = netns("b");
-connect(a, b, #{ addr: "10.1.0.1/24", peer_addr: "10.1.0.2/24", gw: "10.1.0.2" });
-assert_ping(a, "203.0.113.9", #{ timeout: 400 });
-"#;
     let fail_noroute = r#"
 let a = netns("a");
 assert_ping(a, "203.0.113.9", #{ timeout: 300 });
-"#;
-    let fail_no = r#"
-let a = netns("a");
-let b = netns("b");
-connect(a, b, #{ addr: "10.1.0.1/24", peer_addr: "10.1.0.2/24" });
-assert_no_ping(a, "10.1.0.2");
 "#;
     let timeout = r#"
 let a = netns("a");
@@ -342,7 +336,13 @@ let r = a.exec(["sh", "-c", "echo hi"], #{ timeout: 2000 });
 print(`fast ${r.code} ${r.stdout}`);
 "#;
     let run = isolated(
-        &[("ok.rhai", ok), ("route.rhai", fail_route), ("noroute.rhai", fail_noroute), ("no.rhai", fail_no), ("timeout.rhai", timeout)],
+        &[
+            ("ok.rhai", ok),
+            ("route.rhai", ROUTE_TO_NOWHERE),
+            ("noroute.rhai", fail_noroute),
+            ("no.rhai", HEALTHY_PAIR_EXPECTED_SILENT),
+            ("timeout.rhai", timeout),
+        ],
         &format!(
             r#"{SNAPSHOT}
 snapshot > before
