@@ -4,7 +4,7 @@
 //! diagrams), Graphviz DOT, Mermaid or JSON.
 
 use crate::backend::plan::{Model, PLink};
-use crate::op::NsRef;
+use crate::ops::NsRef;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 

@@ -2,12 +2,12 @@
 //! recording backend, no root needed), and getting into a running lab's namespaces
 //! (`shell`, `exec`: the same process code as a script's `exec`).
 
-use crate::backend::live::process;
+use crate::backend::live::linux::exec as process;
 use crate::backend::plan::PlanBackend;
 use crate::cli::GraphFormat;
 use crate::diag;
 use crate::error::{Code, Error, Result};
-use crate::op::Command;
+use crate::ops::process::Command;
 use crate::script::{self, ScriptEngine, Shared};
 use std::cell::RefCell;
 use std::os::fd::AsRawFd;
@@ -26,7 +26,7 @@ pub fn record(path: &Path, vars: &[(String, String)], name: Option<&str>) -> Res
         .map(str::to_string)
         .unwrap_or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "lab".into()));
     let shown = path.display().to_string();
-    let plan = Rc::new(RefCell::new(PlanBackend::new(&lab, &shown)));
+    let plan = Rc::new(RefCell::new(PlanBackend::new(&lab, &shown)?));
     let shared: Shared = plan.clone();
     let base_dir = path.parent().map(|d| if d.as_os_str().is_empty() { PathBuf::from(".") } else { d.to_path_buf() });
     let mut engine = ScriptEngine::new(shared, base_dir.as_deref());
@@ -84,7 +84,7 @@ pub fn graph(path: &Path, vars: &[(String, String)], format: GraphFormat) -> Res
 fn lab_netns(lab: &str, ns: &str) -> Result<std::fs::File> {
     let state = crate::lab::load(lab)?;
     if !state.owns_netns(ns) {
-        let names: Vec<String> = state.netns.iter().map(|n| n.name.clone()).collect();
+        let names = state.netns_names();
         return Err(Error::new(Code::UnknownNamespace, format!("lab {lab:?} has no namespace {ns:?}")).help(if names.is_empty() {
             "this lab has no namespaces of its own".to_string()
         } else {

@@ -8,7 +8,7 @@ mod graph;
 mod inspect;
 mod lab;
 mod nsexec;
-mod op;
+mod ops;
 mod privilege;
 mod progress;
 mod recipes;
@@ -191,7 +191,7 @@ fn lab_name_of(live: &LiveBackend) -> String {
     live.lab_name()
 }
 
-fn report_down(lab_name: &str, report: &lab::teardown::Report) {
+fn report_down(lab_name: &str, report: &lab::report::Report) {
     for s in &report.skipped {
         eprintln!("skipped {s}");
     }

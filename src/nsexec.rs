@@ -7,6 +7,8 @@
 //! of its own: the main thread never carries a switched namespace.
 
 use crate::error::{Code, Error, Result};
+use crate::ops::names::validate_netns_name;
+use crate::ops::netns;
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
@@ -22,32 +24,6 @@ pub const NETNS_RUN_DIR: &str = "/run/netns";
 
 pub fn netns_path(name: &str) -> PathBuf {
     Path::new(NETNS_RUN_DIR).join(name)
-}
-
-/// Namespace names are untrusted input: validated like iproute2 does, so no name can
-/// reach outside `/run/netns`.
-pub fn validate_netns_name(name: &str) -> Result<()> {
-    let bad = |why: &str| {
-        Err(Error::new(Code::InvalidName, format!("invalid namespace name {name:?}"))
-            .why(why.to_string())
-            .help("use letters, digits, '-', '_' and '.', at most 64 bytes, e.g. \"vm1\""))
-    };
-    if name.is_empty() {
-        return bad("the name is empty");
-    }
-    if name == "." || name == ".." {
-        return bad("'.' and '..' are not names");
-    }
-    if name.contains('/') {
-        return bad("it contains '/'");
-    }
-    if name.len() > 64 {
-        return bad("it is longer than 64 bytes");
-    }
-    if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return bad("it contains white space or a control character");
-    }
-    Ok(())
 }
 
 /// The namespace nsscript started in, opened once on the main thread before any
@@ -102,9 +78,7 @@ pub fn open_netns(name: &str) -> Result<File> {
     validate_netns_name(name)?;
     let path = netns_path(name);
     if !is_netns_mount(&path) {
-        return Err(Error::new(Code::UnknownNamespace, format!("unknown namespace {name:?}"))
-            .why(format!("{} does not exist", path.display()))
-            .help("create it first with netns(\"NAME\"), or check `ip netns list`"));
+        return Err(netns::unknown(name));
     }
     File::open(&path).map_err(|e| Error::io(Code::NamespaceFailed, format!("cannot open namespace {name:?}"), &e))
 }
@@ -171,7 +145,7 @@ pub fn create_netns(name: &str) -> Result<NewNetns> {
     let spare = take_spare()?;
     OpenOptions::new().write(true).create_new(true).mode(0o444).open(&path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
-            name_taken(name, &e)
+            netns::name_taken(name, &e)
         } else {
             Error::io(Code::NamespaceFailed, format!("cannot create namespace {name:?}"), &e)
         }
@@ -194,12 +168,6 @@ pub fn create_netns(name: &str) -> Result<NewNetns> {
             Err(e)
         }
     }
-}
-
-fn name_taken(name: &str, e: &std::io::Error) -> Error {
-    Error::io(Code::NameTaken, format!("cannot create namespace {name:?}"), e).help(format!(
-        "a namespace {name:?} already exists and does not belong to this lab: choose another name, or remove it with `ip netns del {name}` if it is yours"
-    ))
 }
 
 /// A namespace made ahead of time, with a netlink socket opened inside it.

@@ -3,7 +3,12 @@
 
 use crate::backend::Backend;
 use crate::error::{Code, Error, Result};
-use crate::op::{NsRef, Op, Outcome, RouteVia, VethSpec};
+use crate::ops::address::AddAddr;
+use crate::ops::link::CreateVeth;
+use crate::ops::query::Query;
+use crate::ops::route::{AddRoute, RouteVia};
+use crate::ops::sysctl::Sysctl;
+use crate::ops::{NsRef, Op, Outcome};
 use ipnetwork::IpNetwork;
 use std::net::IpAddr;
 
@@ -27,7 +32,7 @@ pub struct ConnectOpts {
 }
 
 fn link_exists(b: &mut dyn Backend, ns: &NsRef, name: &str) -> Result<bool> {
-    match b.apply(Op::Links { ns: ns.clone() })? {
+    match b.apply(Op::Query(Query::Links(ns.clone())))? {
         Outcome::Links(links) => Ok(links.iter().any(|l| l.name == name)),
         _ => Ok(false),
     }
@@ -35,7 +40,7 @@ fn link_exists(b: &mut dyn Backend, ns: &NsRef, name: &str) -> Result<bool> {
 
 /// The first `ethN` not taken in `ns`.
 pub fn next_free_eth(b: &mut dyn Backend, ns: &NsRef) -> Result<String> {
-    let taken: Vec<String> = match b.apply(Op::Links { ns: ns.clone() })? {
+    let taken: Vec<String> = match b.apply(Op::Query(Query::Links(ns.clone())))? {
         Outcome::Links(links) => links.into_iter().map(|l| l.name).collect(),
         _ => Vec::new(),
     };
@@ -89,7 +94,7 @@ pub fn connect(b: &mut dyn Backend, ns: &NsRef, target: &Target, o: &ConnectOpts
         None if master.is_some() => outer_name(b, &outer_ns, ns, &ifname)?,
         None => next_free_eth(b, &outer_ns)?,
     };
-    b.apply(Op::CreateVeth(VethSpec {
+    b.apply(Op::CreateVeth(CreateVeth {
         ns: outer_ns.clone(),
         name: peer.clone(),
         peer_ns: ns.clone(),
@@ -101,13 +106,13 @@ pub fn connect(b: &mut dyn Backend, ns: &NsRef, target: &Target, o: &ConnectOpts
     // Addresses and the route depend on nothing but the link: one pipelined burst.
     let mut burst = Vec::new();
     if let Some(addr) = o.addr {
-        burst.push(Op::AddAddr { ns: ns.clone(), link: ifname.clone(), addr });
+        burst.push(Op::AddAddr(AddAddr { ns: ns.clone(), link: ifname.clone(), addr }));
     }
     if let Some(addr) = o.peer_addr {
-        burst.push(Op::AddAddr { ns: outer_ns.clone(), link: peer.clone(), addr });
+        burst.push(Op::AddAddr(AddAddr { ns: outer_ns.clone(), link: peer.clone(), addr }));
     }
     if let Some(gw) = o.gw {
-        burst.push(Op::AddRoute { ns: ns.clone(), dest: None, via: RouteVia::Gateway(gw) });
+        burst.push(Op::AddRoute(AddRoute { ns: ns.clone(), dest: None, via: RouteVia::Gateway(gw) }));
     }
     b.apply_all(burst)?;
     Ok((ns.clone(), ifname))
@@ -116,8 +121,8 @@ pub fn connect(b: &mut dyn Backend, ns: &NsRef, target: &Target, o: &ConnectOpts
 /// IPv4 and IPv6 forwarding on or off. IPv6 may be disabled in a lab: then only IPv4.
 pub fn forward(b: &mut dyn Backend, ns: &NsRef, on: bool) -> Result<()> {
     let v = if on { "1" } else { "0" };
-    b.apply(Op::Sysctl { ns: ns.clone(), key: "net.ipv4.ip_forward".into(), value: v.into() })?;
-    match b.apply(Op::Sysctl { ns: ns.clone(), key: "net.ipv6.conf.all.forwarding".into(), value: v.into() }) {
+    b.apply(Op::Sysctl(Sysctl { ns: ns.clone(), key: "net.ipv4.ip_forward".into(), value: v.into() }))?;
+    match b.apply(Op::Sysctl(Sysctl { ns: ns.clone(), key: "net.ipv6.conf.all.forwarding".into(), value: v.into() })) {
         Err(e) if e.is_errno(libc::ENOENT) => Ok(()),
         other => other.map(|_| ()),
     }
@@ -131,5 +136,5 @@ pub fn ipv6(b: &mut dyn Backend, ns: &NsRef, on: bool) -> Result<()> {
     // a lab of many namespaces each /proc/sys lookup costs more (star(1000) with IPv6
     // off: 1.55 s with two writes).
     let v = if on { "0" } else { "1" };
-    b.apply(Op::Sysctl { ns: ns.clone(), key: "net.ipv6.conf.all.disable_ipv6".into(), value: v.into() }).map(|_| ())
+    b.apply(Op::Sysctl(Sysctl { ns: ns.clone(), key: "net.ipv6.conf.all.disable_ipv6".into(), value: v.into() })).map(|_| ())
 }

@@ -12,7 +12,8 @@ use crate::backend::Backend;
 use crate::cli::OnExit;
 use crate::diag;
 use crate::error::{Code, Error, Result};
-use crate::op::{NsRef, Op, Outcome};
+use crate::ops::query::Query;
+use crate::ops::{NsRef, Op, Outcome};
 use crate::script::{registry, ScriptEngine, Shared};
 use rhai::{EvalAltResult, ParseErrorType};
 use rustyline::completion::{Completer, FilenameCompleter, Pair};
@@ -83,7 +84,7 @@ fn live_names(backend: &Shared) -> (Vec<String>, Vec<String>) {
     let spaces = std::iter::once(NsRef::Host).chain(netns.iter().map(|n| NsRef::named(n)));
     for ns in spaces {
         if let Ok(mut b) = backend.try_borrow_mut() {
-            if let Ok(Outcome::Links(ls)) = b.apply(Op::Links { ns }) {
+            if let Ok(Outcome::Links(ls)) = b.apply(Op::Query(Query::Links(ns))) {
                 links.extend(ls.into_iter().map(|l| l.name).filter(|n| n != "lo"));
             }
         }
@@ -404,10 +405,10 @@ impl Session<'_> {
                     println!("lab {}: nothing built yet", live.lab_name());
                 } else {
                     println!("lab {}:", live.lab_name());
-                    for n in &state.netns {
+                    for (_, n) in state.netns() {
                         println!("  netns {}", n.name);
                     }
-                    for l in state.links.iter().filter(|l| !state.owns_ns(&l.ns)) {
+                    for (_, l) in state.links().filter(|(_, l)| !state.owns_ns(&l.ns)) {
                         println!("  link  {} ({}) in {}", l.name, l.kind, l.ns);
                     }
                     println!("  {}", state.summary());
@@ -417,9 +418,9 @@ impl Session<'_> {
             ":show" => {
                 let ns = self.ns_of(arg);
                 let mut b = self.live.borrow_mut();
-                let links = b.apply(Op::Links { ns: ns.clone() });
-                let addrs = b.apply(Op::Addrs { ns: ns.clone() });
-                let routes = b.apply(Op::Routes { ns: ns.clone() });
+                let links = b.apply(Op::Query(Query::Links(ns.clone())));
+                let addrs = b.apply(Op::Query(Query::Addrs(ns.clone())));
+                let routes = b.apply(Op::Query(Query::Routes(ns.clone())));
                 drop(b);
                 match (links, addrs, routes) {
                     (Ok(Outcome::Links(links)), Ok(Outcome::Addrs(addrs)), Ok(Outcome::Routes(routes))) => {

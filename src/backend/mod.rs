@@ -5,7 +5,7 @@ pub mod live;
 pub mod plan;
 
 use crate::error::{Origin, Result};
-use crate::op::{Op, Outcome};
+use crate::ops::{Op, Outcome};
 
 pub trait Backend {
     fn apply(&mut self, op: Op) -> Result<Outcome>;

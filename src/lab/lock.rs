@@ -21,8 +21,13 @@ use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-pub const LOCK_DIR: &str = "/run/nsscript/locks";
-pub const NAMES_LOCK: &str = "/run/nsscript/names.lock";
+fn lock_dir() -> PathBuf {
+    super::state_root().join("locks")
+}
+
+fn names_lock() -> PathBuf {
+    super::state_root().join("names.lock")
+}
 
 /// How long a create may wait for another run's create or teardown.
 const NAMES_WAIT: Duration = Duration::from_secs(30);
@@ -66,13 +71,13 @@ pub struct LabLock {
 }
 
 pub fn lab_lock_path(lab: &str) -> PathBuf {
-    PathBuf::from(LOCK_DIR).join(format!("{lab}.lock"))
+    lock_dir().join(format!("{lab}.lock"))
 }
 
 /// Take the lock of `lab` for `doing` ("building it", "taking it down"), or say who
 /// holds it. Never waits.
 pub fn lab(lab: &str, doing: &str) -> Result<LabLock> {
-    super::validate_lab_name(lab)?;
+    crate::ops::names::validate_lab_name(lab)?;
     let path = lab_lock_path(lab);
     let mut f = open_lock_file(&path)?;
     let taken = try_flock(&f).map_err(|e| Error::io(Code::IoFailed, format!("cannot lock lab {lab:?}"), &e))?;
@@ -131,7 +136,7 @@ pub fn names() -> Result<NamesGuard> {
     let f = match NAMES_FILE.get() {
         Some(f) => f,
         None => {
-            let f = open_lock_file(&PathBuf::from(NAMES_LOCK))?;
+            let f = open_lock_file(&names_lock())?;
             let _ = NAMES_FILE.set(f);
             NAMES_FILE.get().expect("just set")
         }
@@ -143,7 +148,7 @@ pub fn names() -> Result<NamesGuard> {
         }
         if start.elapsed() > NAMES_WAIT {
             return Err(Error::new(Code::LabBusy, "another nsscript run holds the name lock for too long")
-                .why(format!("waited {} s for {NAMES_LOCK}", NAMES_WAIT.as_secs()))
+                .why(format!("waited {} s for {}", NAMES_WAIT.as_secs(), names_lock().display()))
                 .help("another nsscript process is stuck while creating or removing objects (stopped with Ctrl-Z?); resume or end it"));
         }
         std::thread::sleep(Duration::from_millis(2));

@@ -2,20 +2,44 @@
 //! object is created, so that `down` can remove exactly that, also after SIGKILL.
 //!
 //! Layout: `/run/nsscript/labs/LAB/ledger.jsonl` (dir 0700, file 0600), one JSON
-//! entry per line, appended with a single write each.
+//! entry per line, appended with a single write each. Every line is one [`Entry`]: an
+//! id, a phase, and the object (an op family's record, see `crate::ops`). This module
+//! knows the records, not the kernel: taking a lab down lives in the live backend.
 
 pub mod lock;
-pub mod teardown;
+pub mod report;
 
 use crate::error::{Code, Error, Result};
-use crate::op::NsRef;
+use crate::ops::address::AddAddr;
+use crate::ops::firewall::FwRecord;
+use crate::ops::link::LinkRecord;
+use crate::ops::names::{validate_ifname, validate_lab_name, validate_netns_name};
+use crate::ops::netns::NetnsRecord;
+use crate::ops::process::ProcRecord;
+use crate::ops::route::{AddRoute, RouteVia};
+use crate::ops::sysctl::SysctlRecord;
+use crate::ops::NsRef;
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
-pub const STATE_DIR: &str = "/run/nsscript/labs";
+/// Where nsscript keeps its state: `/run/nsscript` (a tmpfs: it goes with a reboot, as
+/// the namespaces do). Tests of the ledger use a directory of their own.
+static STATE_ROOT: OnceLock<PathBuf> = OnceLock::new();
+
+pub fn state_root() -> &'static PathBuf {
+    STATE_ROOT.get_or_init(|| PathBuf::from("/run/nsscript"))
+}
+
+/// Keep state under `root` instead (before anything read or wrote state; unit tests).
+#[cfg(test)]
+pub fn set_state_root(root: PathBuf) -> bool {
+    STATE_ROOT.set(root).is_ok()
+}
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -28,244 +52,133 @@ pub enum Phase {
     Failed,
 }
 
-/// One line of the ledger.
+impl Phase {
+    fn done() -> Phase {
+        Phase::Done
+    }
+}
+
+/// One line of the ledger. (The first line, [`Object::Begin`], needs no id or phase.)
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Entry {
+    #[serde(default)]
+    pub id: u64,
+    #[serde(default = "Phase::done")]
+    pub phase: Phase,
+    #[serde(flatten)]
+    pub object: Object,
+}
+
+impl Entry {
+    pub fn intent(id: u64, object: Object) -> Entry {
+        Entry { id, phase: Phase::Intent, object }
+    }
+
+    /// The same entry in another phase.
+    pub fn at(&self, phase: Phase) -> Entry {
+        Entry { phase, ..self.clone() }
+    }
+}
+
+/// What an entry records.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "entry", rename_all = "snake_case")]
-pub enum Entry {
+pub enum Object {
+    /// The first line: which run wrote the ledger.
     Begin {
         pid: u32,
         script: String,
     },
-    Netns {
-        id: u64,
-        phase: Phase,
-        name: String,
-        inode: Option<u64>,
-    },
-    /// A link this lab created. `pair` links the two ends of a veth.
-    Link {
-        id: u64,
-        phase: Phase,
-        ns: NsRef,
-        name: String,
-        kind: String,
-        index: Option<u32>,
-        pair: Option<u64>,
-    },
-    /// A link of ours now lives under another name or namespace.
+    Netns(NetnsRecord),
+    /// A link this lab created.
+    Link(LinkRecord),
+    /// A link of ours (the entry's id) now lives under another name or namespace.
     LinkMoved {
-        id: u64,
         ns: NsRef,
         name: String,
         index: u32,
     },
-    /// A link of ours was deleted by the script.
-    LinkGone {
-        id: u64,
-    },
+    /// A link of ours (the entry's id) was deleted by the script.
+    LinkGone,
     /// An address put on a link that outlives the lab (not ours, in a namespace not ours).
-    Addr {
-        id: u64,
-        phase: Phase,
-        ns: NsRef,
-        link: String,
-        addr: String,
-    },
-    /// A route in a namespace that outlives the lab. `via` is an IP or `dev NAME`.
-    Route {
-        id: u64,
-        phase: Phase,
-        ns: NsRef,
-        dest: Option<String>,
-        via: String,
-    },
+    Addr(AddAddr),
+    /// A route in a namespace that outlives the lab.
+    Route(AddRoute),
     /// A sysctl changed in a namespace that outlives the lab, with the value to restore.
-    Sysctl {
-        id: u64,
-        phase: Phase,
-        ns: NsRef,
-        key: String,
-        old: String,
-    },
-    // Issue 3: firewall rules and processes.
+    Sysctl(SysctlRecord),
     /// An iptables change in a namespace that outlives the lab, and how to undo it.
-    Fw {
-        id: u64,
-        phase: Phase,
-        ns: NsRef,
-        table: String,
-        chain: String,
-        undo: FwUndo,
-    },
-    /// A background process of the lab (spawn, dhcp_server). `pid` and `start` (field 22
-    /// of /proc/PID/stat) identify it; `files` are its log and lease files.
-    Proc {
-        id: u64,
-        phase: Phase,
-        ns: NsRef,
-        what: String,
-        pid: Option<u32>,
-        start: Option<u64>,
-        files: Vec<String>,
-    },
+    Fw(FwRecord),
+    /// A background process of the lab (spawn, dhcp_server).
+    Proc(ProcRecord),
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct NetnsRec {
-    pub id: u64,
-    pub name: String,
-    pub inode: Option<u64>,
-    pub phase: Phase,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct LinkRec {
-    pub id: u64,
-    pub ns: NsRef,
-    pub name: String,
-    pub kind: String,
-    pub index: Option<u32>,
-    pub pair: Option<u64>,
-    pub phase: Phase,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct AddrRec {
-    pub id: u64,
-    pub ns: NsRef,
-    pub link: String,
-    pub addr: String,
-    pub phase: Phase,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct RouteRec {
-    pub id: u64,
-    pub ns: NsRef,
-    pub dest: Option<String>,
-    pub via: String,
-    pub phase: Phase,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct SysctlRec {
-    pub id: u64,
-    pub ns: NsRef,
-    pub key: String,
-    pub old: String,
-    pub phase: Phase,
-}
-
-/// How to undo an iptables change.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "snake_case")]
-pub enum FwUndo {
-    /// Delete this rule from the chain (`-D CHAIN RULE`).
-    Rule(String),
-    /// Put this policy back.
-    Policy(String),
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct FwRec {
-    pub id: u64,
-    pub ns: NsRef,
-    pub table: String,
-    pub chain: String,
-    pub undo: FwUndo,
-    pub phase: Phase,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct ProcRec {
-    pub id: u64,
-    pub ns: NsRef,
-    pub what: String,
-    pub pid: Option<u32>,
-    pub start: Option<u64>,
-    pub files: Vec<String>,
-    pub phase: Phase,
-}
-
-/// What a lab holds, replayed from its ledger. Failed entries are dropped.
+/// What a lab holds, replayed from its ledger: each object's latest entry, by id
+/// (ids grow with creation, so this is creation order). Failed entries are dropped.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LabState {
-    pub netns: Vec<NetnsRec>,
-    pub links: Vec<LinkRec>,
-    pub addrs: Vec<AddrRec>,
-    pub routes: Vec<RouteRec>,
-    pub sysctls: Vec<SysctlRec>,
-    pub fw: Vec<FwRec>,
-    pub procs: Vec<ProcRec>,
+    entries: BTreeMap<u64, Entry>,
+    /// Lookups a build makes at every step: namespace by name, link by place and name.
+    netns_by_name: HashMap<String, u64>,
+    link_by_place: HashMap<(NsRef, String), u64>,
     next_id: u64,
-    /// The highest id applied so far: a higher one is new and needs no search.
-    max_applied: u64,
+}
+
+macro_rules! records {
+    ($(#[$doc:meta])* $fn:ident, $variant:ident, $ty:ty) => {
+        $(#[$doc])*
+        pub fn $fn(&self) -> impl DoubleEndedIterator<Item = (&Entry, &$ty)> + '_ {
+            self.entries.values().filter_map(|e| match &e.object {
+                Object::$variant(r) => Some((e, r)),
+                _ => None,
+            })
+        }
+    };
 }
 
 impl LabState {
     pub fn apply(&mut self, e: &Entry) {
-        let id = match e {
-            Entry::Netns { id, .. }
-            | Entry::Link { id, .. }
-            | Entry::Addr { id, .. }
-            | Entry::Route { id, .. }
-            | Entry::Sysctl { id, .. }
-            | Entry::Fw { id, .. }
-            | Entry::Proc { id, .. } => *id,
-            _ => 0,
-        };
-        // Ids only grow: an id above all applied ones needs no search, and an entry
-        // almost always follows its own intent (searched from the end), so a lab's
-        // ledger loads and grows in linear time. The record goes (back) to the end.
-        let seen = id <= self.max_applied;
-        fn upsert<T>(v: &mut Vec<T>, seen: bool, id: u64, get_id: impl Fn(&T) -> u64, rec: T, failed: bool) {
-            if seen {
-                if let Some(at) = v.iter().rposition(|r| get_id(r) == id) {
-                    v.remove(at);
+        self.next_id = self.next_id.max(e.id + 1);
+        match &e.object {
+            Object::Begin { .. } => {}
+            Object::LinkMoved { ns, name, index } => {
+                if let Some(Object::Link(l)) = self.entries.get_mut(&e.id).map(|x| &mut x.object) {
+                    self.link_by_place.remove(&(l.ns.clone(), l.name.clone()));
+                    l.ns = ns.clone();
+                    l.name = name.clone();
+                    l.index = Some(*index);
+                    self.link_by_place.insert((ns.clone(), name.clone()), e.id);
                 }
             }
-            if !failed {
-                v.push(rec);
-            }
-        }
-        match e.clone() {
-            Entry::Begin { .. } => {}
-            Entry::Netns { id, phase, name, inode } => {
-                upsert(&mut self.netns, seen, id, |r| r.id, NetnsRec { id, name, inode, phase }, phase == Phase::Failed)
-            }
-            Entry::Link { id, phase, ns, name, kind, index, pair } => {
-                upsert(&mut self.links, seen, id, |r| r.id, LinkRec { id, ns, name, kind, index, pair, phase }, phase == Phase::Failed)
-            }
-            Entry::LinkMoved { id, ns, name, index } => {
-                if let Some(l) = self.links.iter_mut().find(|l| l.id == id) {
-                    l.ns = ns;
-                    l.name = name;
-                    l.index = Some(index);
-                }
-            }
-            Entry::LinkGone { id } => self.links.retain(|l| l.id != id),
-            Entry::Addr { id, phase, ns, link, addr } => {
-                upsert(&mut self.addrs, seen, id, |r| r.id, AddrRec { id, ns, link, addr, phase }, phase == Phase::Failed)
-            }
-            Entry::Route { id, phase, ns, dest, via } => {
-                upsert(&mut self.routes, seen, id, |r| r.id, RouteRec { id, ns, dest, via, phase }, phase == Phase::Failed)
-            }
-            Entry::Sysctl { id, phase, ns, key, old } => {
+            Object::LinkGone => self.forget(e.id),
+            Object::Sysctl(s)
                 // Only the first change of a key remembers the value to restore.
-                if self.sysctls.iter().any(|s| s.ns == ns && s.key == key && s.id != id) {
-                    return;
+                if self.sysctls().any(|(x, r)| r.ns == s.ns && r.key == s.key && x.id != e.id) => {}
+            _ if e.phase == Phase::Failed => self.forget(e.id),
+            object => {
+                match object {
+                    Object::Netns(n) => {
+                        self.netns_by_name.insert(n.name.clone(), e.id);
+                    }
+                    Object::Link(l) => {
+                        self.link_by_place.insert((l.ns.clone(), l.name.clone()), e.id);
+                    }
+                    _ => {}
                 }
-                upsert(&mut self.sysctls, seen, id, |r| r.id, SysctlRec { id, ns, key, old, phase }, phase == Phase::Failed)
-            }
-            Entry::Fw { id, phase, ns, table, chain, undo } => {
-                upsert(&mut self.fw, seen, id, |r| r.id, FwRec { id, ns, table, chain, undo, phase }, phase == Phase::Failed)
-            }
-            Entry::Proc { id, phase, ns, what, pid, start, files } => {
-                upsert(&mut self.procs, seen, id, |r| r.id, ProcRec { id, ns, what, pid, start, files, phase }, phase == Phase::Failed)
+                self.entries.insert(e.id, e.clone());
             }
         }
-        self.next_id = self.next_id.max(id + 1);
-        self.max_applied = self.max_applied.max(id);
+    }
+
+    fn forget(&mut self, id: u64) {
+        match self.entries.remove(&id).map(|e| e.object) {
+            Some(Object::Netns(n)) => {
+                self.netns_by_name.remove(&n.name);
+            }
+            Some(Object::Link(l)) => {
+                self.link_by_place.remove(&(l.ns, l.name));
+            }
+            _ => {}
+        }
     }
 
     pub fn new_id(&mut self) -> u64 {
@@ -275,9 +188,20 @@ impl LabState {
         id
     }
 
-    // Searched from the end, here and in `link`: a script mostly works on what it made last.
+    pub fn entries(&self) -> impl DoubleEndedIterator<Item = &Entry> + '_ {
+        self.entries.values()
+    }
+
+    records!(netns, Netns, NetnsRecord);
+    records!(links, Link, LinkRecord);
+    records!(addrs, Addr, AddAddr);
+    records!(routes, Route, AddRoute);
+    records!(sysctls, Sysctl, SysctlRecord);
+    records!(fw, Fw, FwRecord);
+    records!(procs, Proc, ProcRecord);
+
     pub fn owns_netns(&self, name: &str) -> bool {
-        self.netns.iter().rev().any(|n| n.name == name)
+        self.netns_by_name.contains_key(name)
     }
 
     /// True when the lab deletes `ns` at `down` (so whatever is inside goes with it).
@@ -288,8 +212,21 @@ impl LabState {
         }
     }
 
-    pub fn link(&self, ns: &NsRef, name: &str) -> Option<&LinkRec> {
-        self.links.iter().rev().find(|l| &l.ns == ns && l.name == name)
+    /// The link the lab created at this place, with its entry.
+    pub fn link(&self, ns: &NsRef, name: &str) -> Option<(&Entry, &LinkRecord)> {
+        let id = self.link_by_place.get(&(ns.clone(), name.to_string()))?;
+        match self.entries.get(id) {
+            Some(e @ Entry { object: Object::Link(l), .. }) => Some((e, l)),
+            _ => None,
+        }
+    }
+
+    /// The link record with this id.
+    pub fn link_by_id(&self, id: u64) -> Option<&LinkRecord> {
+        match self.entries.get(&id).map(|e| &e.object) {
+            Some(Object::Link(l)) => Some(l),
+            _ => None,
+        }
     }
 
     /// A link the lab may change or delete: created by it, or inside one of its namespaces.
@@ -298,13 +235,11 @@ impl LabState {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.netns.is_empty()
-            && self.links.is_empty()
-            && self.addrs.is_empty()
-            && self.routes.is_empty()
-            && self.sysctls.is_empty()
-            && self.fw.is_empty()
-            && self.procs.is_empty()
+        self.entries.is_empty()
+    }
+
+    pub fn netns_names(&self) -> Vec<String> {
+        self.netns().map(|(_, n)| n.name.clone()).collect()
     }
 
     /// One line for `nsscript ls`.
@@ -315,31 +250,22 @@ impl LabState {
             1..=6 => v.join(","),
             n => format!("{} ({n})", v[..3].join(",") + ",..." + v[n - 1].as_str()),
         };
+        let host_changes = self.addrs().count() + self.routes().count() + self.sysctls().count() + self.fw().count();
+        let procs = self.procs().count();
         format!(
-            "netns: {}  links: {}  host changes: {}",
-            names(self.netns.iter().map(|n| n.name.clone()).collect()),
-            names(self.links.iter().filter(|l| !self.owns_ns(&l.ns)).map(|l| l.name.clone()).collect()),
-            self.addrs.len() + self.routes.len() + self.sysctls.len() + self.fw.len()
-        ) + if self.procs.is_empty() { String::new() } else { format!("  processes: {}", self.procs.len()) }.as_str()
+            "netns: {}  links: {}  host changes: {host_changes}",
+            names(self.netns_names()),
+            names(self.links().filter(|(_, l)| !self.owns_ns(&l.ns)).map(|(_, l)| l.name.clone()).collect()),
+        ) + if procs == 0 { String::new() } else { format!("  processes: {procs}") }.as_str()
     }
 }
 
-/// Lab names become directory names: same rules as namespace names.
-pub fn validate_lab_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::new(Code::InvalidName, format!("invalid lab name {name:?}"))
-            .help("lab names use letters, digits, '-', '_' and '.', at most 64 bytes, and do not start with '.'"))
-    }
+fn labs_dir() -> PathBuf {
+    state_root().join("labs")
 }
 
 pub fn lab_dir(lab: &str) -> PathBuf {
-    PathBuf::from(STATE_DIR).join(lab)
+    labs_dir().join(lab)
 }
 
 fn ledger_path(lab: &str) -> PathBuf {
@@ -371,7 +297,11 @@ impl Ledger {
             }
         })?;
         let mut ledger = Ledger { file, lab: lab.to_string() };
-        ledger.append(&Entry::Begin { pid: std::process::id(), script: script.to_string() })?;
+        ledger.append(&Entry {
+            id: 0,
+            phase: Phase::Done,
+            object: Object::Begin { pid: std::process::id(), script: script.to_string() },
+        })?;
         Ok(ledger)
     }
 
@@ -435,7 +365,7 @@ pub fn remove(lab: &str) -> Result<()> {
 
 /// The labs that are up, by name.
 pub fn list() -> Vec<String> {
-    let mut labs: Vec<String> = fs::read_dir(STATE_DIR)
+    let mut labs: Vec<String> = fs::read_dir(labs_dir())
         .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| exists(n)).collect())
         .unwrap_or_default();
     labs.sort();
@@ -475,10 +405,9 @@ fn check_private(lab: &str) -> Result<()> {
 }
 
 /// A ledger names what `down` will delete: every name in it must be one nsscript could
-/// have created, or the ledger was tampered with and nothing is removed.
+/// have created, or the ledger was tampered with and nothing is removed. (Addresses,
+/// routes and the like were checked as they were read.)
 fn verify(lab: &str, state: &LabState) -> Result<()> {
-    use crate::backend::live::netlink::validate_ifname;
-    use crate::nsexec::validate_netns_name;
     let refuse = |what: String, e: Error| {
         Err(Error::new(Code::LedgerTampered, format!("the ledger of lab {lab:?} names an invalid {what}")).why(e.to_string()).help(
             format!(
@@ -491,51 +420,102 @@ fn verify(lab: &str, state: &LabState) -> Result<()> {
         NsRef::Host => Ok(()),
         NsRef::Named(n) => validate_netns_name(n).or_else(|e| refuse(format!("namespace {n:?}"), e)),
     };
-    for n in &state.netns {
-        validate_netns_name(&n.name).or_else(|e| refuse(format!("namespace {:?}", n.name), e))?;
-    }
-    for l in &state.links {
-        ns_ok(&l.ns)?;
-        validate_ifname(&l.name).or_else(|e| refuse(format!("link {:?}", l.name), e))?;
-        if l.kind.is_empty() || l.kind.len() > 16 || !l.kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return refuse(format!("link kind {:?}", l.kind), Error::new(Code::LedgerTampered, "not a kind of link"));
-        }
-    }
-    for a in &state.addrs {
-        ns_ok(&a.ns)?;
-        validate_ifname(&a.link).or_else(|e| refuse(format!("link {:?}", a.link), e))?;
-        a.addr.parse::<ipnetwork::IpNetwork>().map_err(|e| {
-            Error::new(Code::LedgerTampered, format!("the ledger of lab {lab:?} names an invalid address {:?}", a.addr)).why(e.to_string())
-        })?;
-    }
-    for r in &state.routes {
-        ns_ok(&r.ns)?;
-        if let Some(d) = &r.dest {
-            d.parse::<ipnetwork::IpNetwork>().map_err(|e| {
-                Error::new(Code::LedgerTampered, format!("the ledger of lab {lab:?} names an invalid route {d:?}")).why(e.to_string())
-            })?;
-        }
-        match r.via.strip_prefix("dev ") {
-            Some(dev) => validate_ifname(dev).or_else(|e| refuse(format!("route device {dev:?}"), e))?,
-            None => {
-                r.via.parse::<std::net::IpAddr>().map_err(|e| {
-                    Error::new(Code::LedgerTampered, format!("the ledger of lab {lab:?} names an invalid gateway {:?}", r.via))
-                        .why(e.to_string())
-                })?;
+    let link_ok = |name: &str| validate_ifname(name).or_else(|e| refuse(format!("link {name:?}"), e));
+    for e in state.entries() {
+        match &e.object {
+            Object::Begin { .. } | Object::LinkGone => {}
+            Object::Netns(n) => validate_netns_name(&n.name).or_else(|e| refuse(format!("namespace {:?}", n.name), e))?,
+            Object::Link(l) => {
+                ns_ok(&l.ns)?;
+                link_ok(&l.name)?;
+                if l.kind.is_empty() || l.kind.len() > 16 || !l.kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return refuse(format!("link kind {:?}", l.kind), Error::new(Code::LedgerTampered, "not a kind of link"));
+                }
             }
+            Object::LinkMoved { ns, name, .. } => {
+                ns_ok(ns)?;
+                link_ok(name)?;
+            }
+            Object::Addr(a) => {
+                ns_ok(&a.ns)?;
+                link_ok(&a.link)?;
+            }
+            Object::Route(r) => {
+                ns_ok(&r.ns)?;
+                if let RouteVia::Device(dev) = &r.via {
+                    validate_ifname(dev).or_else(|e| refuse(format!("route device {dev:?}"), e))?;
+                }
+            }
+            Object::Sysctl(s) => {
+                ns_ok(&s.ns)?;
+                if let Err(e) = crate::ops::sysctl::key_path(&s.key) {
+                    return refuse(format!("sysctl key {:?}", s.key), e);
+                }
+            }
+            Object::Fw(f) => ns_ok(&f.ns)?,
+            Object::Proc(p) => ns_ok(&p.ns)?,
         }
-    }
-    for s in &state.sysctls {
-        ns_ok(&s.ns)?;
-        if let Err(e) = crate::backend::live::sysctl::key_path(&s.key) {
-            return refuse(format!("sysctl key {:?}", s.key), e);
-        }
-    }
-    for f in &state.fw {
-        ns_ok(&f.ns)?;
-    }
-    for p in &state.procs {
-        ns_ok(&p.ns)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(ns: &str, name: &str) -> Object {
+        Object::Link(LinkRecord { ns: NsRef::named(ns), name: name.into(), kind: "veth".into(), index: None, pair: None })
+    }
+
+    #[test]
+    fn entries_replay_to_what_the_lab_holds() {
+        let mut s = LabState::default();
+        let ns = Entry::intent(1, Object::Netns(NetnsRecord { name: "a".into(), inode: None }));
+        s.apply(&ns);
+        assert!(s.owns_netns("a"));
+        s.apply(&Entry { id: 1, phase: Phase::Done, object: Object::Netns(NetnsRecord { name: "a".into(), inode: Some(7) }) });
+        assert_eq!(s.netns().map(|(e, n)| (e.phase, n.inode)).collect::<Vec<_>>(), [(Phase::Done, Some(7))]);
+        s.apply(&Entry::intent(2, link("a", "eth0")));
+        s.apply(&Entry { id: 2, phase: Phase::Done, object: Object::LinkMoved { ns: NsRef::named("a"), name: "lan".into(), index: 5 } });
+        assert!(s.link(&NsRef::named("a"), "eth0").is_none());
+        assert_eq!(s.link(&NsRef::named("a"), "lan").map(|(_, l)| l.index), Some(Some(5)));
+        s.apply(&Entry::intent(3, link("a", "eth1")));
+        s.apply(&Entry::intent(3, link("a", "eth1")).at(Phase::Failed));
+        assert!(s.link(&NsRef::named("a"), "eth1").is_none());
+        s.apply(&Entry { id: 2, phase: Phase::Done, object: Object::LinkGone });
+        assert_eq!(s.links().count(), 0);
+        assert_eq!(s.new_id(), 4);
+        // Only the first change of a sysctl remembers the value to restore.
+        let sysctl = |id, old: &str| {
+            Entry::intent(id, Object::Sysctl(SysctlRecord { ns: NsRef::Host, key: "net.ipv4.ip_forward".into(), old: old.into() }))
+        };
+        s.apply(&sysctl(4, "0"));
+        s.apply(&sysctl(5, "1"));
+        assert_eq!(s.sysctls().map(|(_, r)| r.old.as_str()).collect::<Vec<_>>(), ["0"]);
+    }
+
+    #[test]
+    fn ledger_lines_are_flat_json() {
+        let e = Entry::intent(3, link("vm1", "eth0"));
+        let text = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            text,
+            r#"{"id":3,"phase":"intent","entry":"link","ns":{"Named":"vm1"},"name":"eth0","kind":"veth","index":null,"pair":null}"#
+        );
+        assert_eq!(serde_json::from_str::<Entry>(&text).unwrap(), e);
+        let route = Entry::intent(
+            4,
+            Object::Route(AddRoute {
+                ns: NsRef::Host,
+                dest: Some("10.1.0.0/24".parse().unwrap()),
+                via: RouteVia::Gateway("10.0.0.1".parse().unwrap()),
+            }),
+        );
+        assert_eq!(serde_json::from_str::<Entry>(&serde_json::to_string(&route).unwrap()).unwrap(), route);
+        // A damaged address makes the line (and so the ledger) unreadable.
+        assert!(serde_json::from_str::<Entry>(
+            r#"{"id":4,"phase":"done","entry":"addr","ns":"Host","link":"eth0","addr":"10.0.0.300/24"}"#
+        )
+        .is_err());
+    }
 }

@@ -4,13 +4,15 @@ use super::args::Opts;
 use super::types::Netns;
 use super::{apply, fail, RhaiResult, Shared};
 use crate::error::{Code, Error};
-use crate::op::{NsRef, Op, Outcome, PingAllSpec, PingNode};
+use crate::ops::check::{PingAll, PingNode};
+use crate::ops::query::Query;
+use crate::ops::{NsRef, Op, Outcome};
 use rhai::{Array, Dynamic, Engine, Map};
 use std::net::IpAddr;
 
 /// The first global IPv4 address of a namespace: what other nodes ping.
 fn first_ipv4(b: &Shared, ns: &NsRef) -> RhaiResult<IpAddr> {
-    let Outcome::Addrs(addrs) = apply(b, Op::Addrs { ns: ns.clone() })? else { unreachable!("Addrs answers Addrs") };
+    let Outcome::Addrs(addrs) = apply(b, Op::Query(Query::Addrs(ns.clone())))? else { unreachable!("Addrs answers Addrs") };
     addrs.iter().filter(|a| a.family == 4 && a.link != "lo").find_map(|a| a.addr.split('/').next()?.parse().ok()).ok_or_else(|| {
         fail(
             Error::new(Code::NoAddress, format!("{ns} has no IPv4 address to be pinged on"))
@@ -71,7 +73,7 @@ fn pingall(b: &Shared, nodes: Array, opts: &Map) -> RhaiResult<Map> {
         ));
     }
     let labels: Vec<String> = nodes.iter().map(|n| n.ns.name().unwrap_or("host").to_string()).collect();
-    let Outcome::PingAll(result) = apply(b, Op::PingAll(PingAllSpec { nodes: nodes.clone(), timeout_ms, static_arp }))? else {
+    let Outcome::PingAll(result) = apply(b, Op::PingAll(PingAll { nodes: nodes.clone(), timeout_ms, static_arp }))? else {
         unreachable!("PingAll answers PingAll")
     };
     let mut failed = Array::new();

@@ -4,19 +4,22 @@ use super::args::{self, Opts};
 use super::types::{Link, Netns};
 use super::{apply, apply_from, fail, from_call, RhaiResult, Shared};
 use crate::error::{Code, Error};
-use crate::op::{LinkChange, NsRef, Op, Outcome, VethSpec};
+use crate::ops::address::AddAddr;
+use crate::ops::link::{CreateBridge, CreateVeth, DeleteLink, LinkChange, SetLink};
+use crate::ops::query::Query;
+use crate::ops::{NsRef, Op, Outcome};
 use crate::recipes::{self, ConnectOpts, Target};
 use rhai::{Engine, Map, NativeCallContext};
 
 fn set(ctx: &NativeCallContext, b: &Shared, l: &Link, change: LinkChange) -> RhaiResult<Link> {
-    match apply_from(ctx, b, Op::SetLink { ns: l.ns.clone(), name: l.name.clone(), change })? {
+    match apply_from(ctx, b, Op::SetLink(SetLink { ns: l.ns.clone(), name: l.name.clone(), change }))? {
         Outcome::Link { ns, name } => Ok(Link { ns, name }),
         _ => Ok(l.clone()),
     }
 }
 
 fn bridge(b: &Shared, ns: NsRef, name: &str) -> RhaiResult<Link> {
-    apply(b, Op::CreateBridge { ns: ns.clone(), name: name.to_string() })?;
+    apply(b, Op::CreateBridge(CreateBridge { ns: ns.clone(), name: name.to_string() }))?;
     Ok(Link { ns, name: name.to_string() })
 }
 
@@ -61,7 +64,7 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
     let b = backend.clone();
     engine.register_fn("veth", move |a: &str, p: &str| -> RhaiResult<Link> {
         // Exactly like `ip link add A type veth peer name B`: both ends here, down.
-        let spec = VethSpec {
+        let spec = CreateVeth {
             ns: NsRef::Host,
             name: a.to_string(),
             peer_ns: NsRef::Host,
@@ -85,7 +88,7 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
     engine.register_fn("down", move |ctx: NativeCallContext, l: &mut Link| set(&ctx, &b, l, LinkChange::Down));
     let b = backend.clone();
     engine.register_fn("addr", move |ctx: NativeCallContext, l: &mut Link, cidr: &str| -> RhaiResult<Link> {
-        apply_from(&ctx, &b, Op::AddAddr { ns: l.ns.clone(), link: l.name.clone(), addr: args::cidr(cidr)? })?;
+        apply_from(&ctx, &b, Op::AddAddr(AddAddr { ns: l.ns.clone(), link: l.name.clone(), addr: args::cidr(cidr)? }))?;
         Ok(l.clone())
     });
     let b = backend.clone();
@@ -114,14 +117,14 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
     });
     let b = backend.clone();
     engine.register_fn("peer", move |l: &mut Link| -> RhaiResult<Link> {
-        match apply(&b, Op::VethPeer { ns: l.ns.clone(), name: l.name.clone() })? {
+        match apply(&b, Op::Query(Query::VethPeer { ns: l.ns.clone(), name: l.name.clone() }))? {
             Outcome::Link { ns, name } => Ok(Link { ns, name }),
             _ => Err(fail(Error::new(Code::NoPeer, format!("cannot find the peer of {}", l.name)))),
         }
     });
     let b = backend.clone();
     engine.register_fn("delete", move |l: &mut Link| -> RhaiResult<()> {
-        apply(&b, Op::DeleteLink { ns: l.ns.clone(), name: l.name.clone() })?;
+        apply(&b, Op::DeleteLink(DeleteLink { ns: l.ns.clone(), name: l.name.clone() }))?;
         Ok(())
     });
 
@@ -145,7 +148,7 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
 
 /// `link(ns, name)`: a handle on a link that must exist now.
 fn existing(b: &Shared, ns: NsRef, name: &str) -> RhaiResult<Link> {
-    let links = match apply(b, Op::Links { ns: ns.clone() })? {
+    let links = match apply(b, Op::Query(Query::Links(ns.clone())))? {
         Outcome::Links(links) => links,
         _ => Vec::new(),
     };

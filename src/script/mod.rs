@@ -15,7 +15,7 @@ pub mod types;
 
 use crate::backend::Backend;
 use crate::error::{Error, Origin};
-use crate::op::{Op, Outcome};
+use crate::ops::{Op, Outcome};
 use rhai::module_resolvers::{FileModuleResolver, ModuleResolversCollection};
 use rhai::{Dynamic, EvalAltResult, NativeCallContext, Position, Scope, AST};
 use std::cell::RefCell;

@@ -5,12 +5,17 @@ use super::args;
 use super::types::Netns;
 use super::{apply, apply_from, fail, RhaiResult, Shared};
 use crate::error::{Code, Error};
-use crate::op::{Command, NsRef, Op, Outcome, RouteVia};
+use crate::ops::netns::CreateNetns;
+use crate::ops::process::{Command, Exec};
+use crate::ops::query::Query;
+use crate::ops::route::{AddRoute, RouteVia};
+use crate::ops::sysctl::Sysctl;
+use crate::ops::{NsRef, Op, Outcome};
 use crate::recipes;
 use rhai::{Array, Engine, Map, NativeCallContext};
 
 fn exec(b: &Shared, ns: &Netns, cmd: Command) -> RhaiResult<Map> {
-    match apply(b, Op::Exec { ns: ns.0.clone(), cmd })? {
+    match apply(b, Op::Exec(Exec { ns: ns.0.clone(), cmd, timeout_ms: None }))? {
         Outcome::Exec(out) => {
             let mut m = Map::new();
             m.insert("code".into(), out.code.into());
@@ -30,12 +35,12 @@ fn route(ctx: &NativeCallContext, b: &Shared, ns: &Netns, dest: &str, via: &str)
         Err(_) if via.chars().all(|c| c.is_ascii_hexdigit() || c == '.' || c == ':') => return Err(args::ip(via).unwrap_err()),
         Err(_) => RouteVia::Device(via.to_string()),
     };
-    apply_from(ctx, b, Op::AddRoute { ns: ns.0.clone(), dest, via })?;
+    apply_from(ctx, b, Op::AddRoute(AddRoute { ns: ns.0.clone(), dest, via }))?;
     Ok(ns.clone())
 }
 
 fn sysctl(b: &Shared, ns: &Netns, key: &str, value: String) -> RhaiResult<Netns> {
-    apply(b, Op::Sysctl { ns: ns.0.clone(), key: key.to_string(), value })?;
+    apply(b, Op::Sysctl(Sysctl { ns: ns.0.clone(), key: key.to_string(), value }))?;
     Ok(ns.clone())
 }
 
@@ -50,7 +55,7 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
 
     let b = backend.clone();
     engine.register_fn("netns", move |ctx: NativeCallContext, name: &str| -> RhaiResult<Netns> {
-        apply_from(&ctx, &b, Op::CreateNetns { name: name.to_string() })?;
+        apply_from(&ctx, &b, Op::CreateNetns(CreateNetns { name: name.to_string() }))?;
         Ok(Netns(NsRef::named(name)))
     });
 
@@ -58,7 +63,7 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
     engine.register_fn("ns", move |name: &str| -> RhaiResult<Netns> {
         // A handle on a namespace that exists already (the lab does not own it).
         let ns = NsRef::named(name);
-        apply(&b, Op::Links { ns: ns.clone() })?;
+        apply(&b, Op::Query(Query::Links(ns.clone())))?;
         Ok(Netns(ns))
     });
 

@@ -5,7 +5,10 @@ use super::args::{self, Opts};
 use super::types::{Link, Netns};
 use super::{apply, fail, RhaiResult, Shared};
 use crate::error::{Code, Error};
-use crate::op::{LinkKind, LinkSpec, MacvlanMode, NsRef, Op, Outcome, Shape, VxlanSpec};
+use crate::ops::overlay::{BridgeVlan, CreateLink, FdbAppend, LinkKind, MacvlanMode, VlanFiltering, VxlanSpec};
+use crate::ops::qdisc::{SetShape, Shape};
+use crate::ops::query::Query;
+use crate::ops::{NsRef, Op, Outcome};
 use rhai::{Array, Dynamic, Engine, Map};
 use std::net::IpAddr;
 
@@ -17,7 +20,7 @@ fn missing(what: String, help: &str) -> Box<rhai::EvalAltResult> {
     fail(Error::new(Code::MissingOption, what).help(help.to_string()))
 }
 
-fn create(b: &Shared, spec: LinkSpec) -> RhaiResult<Link> {
+fn create(b: &Shared, spec: CreateLink) -> RhaiResult<Link> {
     match apply(b, Op::CreateLink(spec.clone()))? {
         Outcome::Link { ns, name } => Ok(Link { ns, name }),
         _ => Ok(Link { ns: spec.ns, name: spec.name }),
@@ -91,7 +94,7 @@ fn vxlan(b: &Shared, ns: NsRef, name: &str, opts: &Map) -> RhaiResult<Link> {
     };
     let (mtu, up) = common(&o, opts)?;
     let spec = VxlanSpec { id, remote, group, local, dev, dstport };
-    create(b, LinkSpec { ns, name: name.to_string(), kind: LinkKind::Vxlan(spec), mtu, up })
+    create(b, CreateLink { ns, name: name.to_string(), kind: LinkKind::Vxlan(spec), mtu, up })
 }
 
 fn vlan(b: &Shared, parent: &Link, id: i64, opts: &Map) -> RhaiResult<Link> {
@@ -99,7 +102,7 @@ fn vlan(b: &Shared, parent: &Link, id: i64, opts: &Map) -> RhaiResult<Link> {
     let id = args::u32_in("VLAN id", id, 1, 4094)? as u16;
     let name = o.string("name")?.unwrap_or_else(|| format!("{}.{id}", parent.name));
     let (mtu, up) = common(&o, opts)?;
-    create(b, LinkSpec { ns: parent.ns.clone(), name, kind: LinkKind::Vlan { parent: parent.name.clone(), id }, mtu, up })
+    create(b, CreateLink { ns: parent.ns.clone(), name, kind: LinkKind::Vlan { parent: parent.name.clone(), id }, mtu, up })
 }
 
 fn macvlan(b: &Shared, parent: &Link, name: &str, mode: &str, opts: &Map) -> RhaiResult<Link> {
@@ -116,7 +119,13 @@ fn macvlan(b: &Shared, parent: &Link, name: &str, mode: &str, opts: &Map) -> Rha
     let (mtu, up) = common(&o, opts)?;
     create(
         b,
-        LinkSpec { ns: parent.ns.clone(), name: name.to_string(), kind: LinkKind::Macvlan { parent: parent.name.clone(), mode }, mtu, up },
+        CreateLink {
+            ns: parent.ns.clone(),
+            name: name.to_string(),
+            kind: LinkKind::Macvlan { parent: parent.name.clone(), mode },
+            mtu,
+            up,
+        },
     )
 }
 
@@ -143,7 +152,7 @@ fn tap(b: &Shared, ns: NsRef, name: &str, opts: &Map) -> RhaiResult<Link> {
     let o = Opts::new("tap", opts, &["owner", "group", "mtu", "up"])?;
     let (owner, group) = (id_of(&o, opts, "owner")?, id_of(&o, opts, "group")?);
     let (mtu, up) = common(&o, opts)?;
-    create(b, LinkSpec { ns, name: name.to_string(), kind: LinkKind::Tap { owner, group }, mtu, up })
+    create(b, CreateLink { ns, name: name.to_string(), kind: LinkKind::Tap { owner, group }, mtu, up })
 }
 
 /// "10mbit", "1gbit", "500kbit", "100bit", "2mbps" (bytes per second, as tc reads it).
@@ -268,14 +277,14 @@ fn shape(b: &Shared, l: &Link, opts: &Map) -> RhaiResult<Link> {
         return Err(missing("shape() needs a rate, a delay or a loss".into(), "e.g. shape(link, #{ rate: \"10mbit\" })"));
     }
     let spec = Shape { rate, burst, latency_us, delay_us, loss_pct };
-    apply(b, Op::Shape { ns: l.ns.clone(), link: l.name.clone(), shape: Some(spec) })?;
+    apply(b, Op::Shape(SetShape { ns: l.ns.clone(), link: l.name.clone(), shape: Some(spec) }))?;
     Ok(l.clone())
 }
 
 fn fdb(b: &Shared, ns: NsRef) -> RhaiResult<Array> {
     let opt_s = |v: Option<String>| v.map(Dynamic::from).unwrap_or(Dynamic::UNIT);
     let opt_i = |v: Option<i64>| v.map(Dynamic::from).unwrap_or(Dynamic::UNIT);
-    let Outcome::Fdb(entries) = apply(b, Op::Fdb { ns })? else { return Ok(Array::new()) };
+    let Outcome::Fdb(entries) = apply(b, Op::Query(Query::Fdb(ns)))? else { return Ok(Array::new()) };
     Ok(entries
         .into_iter()
         .map(|e| {
@@ -305,7 +314,7 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
     engine.register_fn("fdb_append", move |l: Link, mac: &str, dst: &str| -> RhaiResult<Link> {
         let mac = args::mac(mac)?;
         let dst = args::ip(dst)?;
-        apply(&b, Op::FdbAppend { ns: l.ns.clone(), link: l.name.clone(), mac, dst })?;
+        apply(&b, Op::FdbAppend(FdbAppend { ns: l.ns.clone(), link: l.name.clone(), mac, dst }))?;
         Ok(l)
     });
     let b = backend.clone();
@@ -317,7 +326,7 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
     engine.register_fn("vlan", move |l: Link, id: i64, opts: Map| vlan(&b, &l, id, &opts));
     let b = backend.clone();
     engine.register_fn("vlan_filtering", move |l: &mut Link, on: bool| -> RhaiResult<Link> {
-        apply(&b, Op::BridgeVlanFiltering { ns: l.ns.clone(), bridge: l.name.clone(), on })?;
+        apply(&b, Op::BridgeVlanFiltering(VlanFiltering { ns: l.ns.clone(), bridge: l.name.clone(), on }))?;
         Ok(l.clone())
     });
     let bridge_vlan = |b: &Shared, l: &Link, vid: i64, opts: &Map| -> RhaiResult<Link> {
@@ -331,7 +340,10 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
                 .unwrap_or(Ok(false))
         };
         let vid = args::u32_in("VLAN id", vid, 1, 4094)? as u16;
-        apply(b, Op::BridgeVlan { ns: l.ns.clone(), port: l.name.clone(), vid, pvid: flag("pvid")?, untagged: flag("untagged")? })?;
+        apply(
+            b,
+            Op::BridgeVlan(BridgeVlan { ns: l.ns.clone(), port: l.name.clone(), vid, pvid: flag("pvid")?, untagged: flag("untagged")? }),
+        )?;
         Ok(l.clone())
     };
     let b = backend.clone();
@@ -357,7 +369,7 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
     engine.register_fn("shape", move |l: &mut Link, opts: Map| shape(&b, l, &opts));
     let b = backend.clone();
     engine.register_fn("unshape", move |l: &mut Link| -> RhaiResult<Link> {
-        apply(&b, Op::Shape { ns: l.ns.clone(), link: l.name.clone(), shape: None })?;
+        apply(&b, Op::Shape(SetShape { ns: l.ns.clone(), link: l.name.clone(), shape: None }))?;
         Ok(l.clone())
     });
 }

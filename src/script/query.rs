@@ -3,7 +3,8 @@
 
 use super::types::Netns;
 use super::{apply, RhaiResult, Shared};
-use crate::op::{Op, Outcome};
+use crate::ops::query::Query;
+use crate::ops::{Op, Outcome};
 use rhai::{Array, Dynamic, Engine, Map};
 
 fn opt(v: Option<String>) -> Dynamic {
@@ -48,9 +49,9 @@ fn to_array(out: Outcome) -> Array {
 
 pub fn register(engine: &mut Engine, backend: &Shared) {
     let b = backend.clone();
-    engine.register_fn("links", move |ns: Netns| -> RhaiResult<Array> { apply(&b, Op::Links { ns: ns.0 }).map(to_array) });
+    engine.register_fn("links", move |ns: Netns| -> RhaiResult<Array> { apply(&b, Op::Query(Query::Links(ns.0))).map(to_array) });
     let b = backend.clone();
-    engine.register_fn("addrs", move |ns: Netns| -> RhaiResult<Array> { apply(&b, Op::Addrs { ns: ns.0 }).map(to_array) });
+    engine.register_fn("addrs", move |ns: Netns| -> RhaiResult<Array> { apply(&b, Op::Query(Query::Addrs(ns.0))).map(to_array) });
     let b = backend.clone();
-    engine.register_fn("routes", move |ns: Netns| -> RhaiResult<Array> { apply(&b, Op::Routes { ns: ns.0 }).map(to_array) });
+    engine.register_fn("routes", move |ns: Netns| -> RhaiResult<Array> { apply(&b, Op::Query(Query::Routes(ns.0))).map(to_array) });
 }

@@ -1,31 +1,37 @@
 //! Router labs: firewall/NAT (`snat`, `masquerade`, `dnat`, `forward_accept`,
 //! `iptables`), processes (`spawn`, `exec` with a timeout), DHCP (`dhcp_server`,
 //! `dhcp_client`) and native reachability (`ping`, `assert_ping`, `assert_no_ping`).
-//! The iptables rules are written here (what NAT means); the backend adds each one
-//! only if missing and keeps the ledger.
+//! What the rules mean is in `ops::firewall`; this file turns a call's options into
+//! the typed op.
 
 use super::args::{self, Opts};
 use super::types::Netns;
 use super::{apply, fail, RhaiResult, Shared};
 use crate::backend::Backend;
 use crate::error::{Code, Error};
-use crate::op::{Command, DhcpServerSpec, FwOp, NsRef, Op, Outcome, PingResult, PingSpec, RouteInfo, RouteVia};
-use ipnetwork::IpNetwork;
+use crate::ops::address::AddAddr;
+use crate::ops::check::{Ping, PingResult, PingSpec};
+use crate::ops::dhcp::{DhcpLease, DhcpServer, Lease};
+use crate::ops::firewall::{self, Firewall, ForwardAccept, FwOp, Masquerade, PortForward, Snat};
+use crate::ops::process::{Command, Exec, Spawn};
+use crate::ops::query::{route_used, Query};
+use crate::ops::route::{AddRoute, RouteVia};
+use crate::ops::{NsRef, Op, Outcome};
+use ipnetwork::{IpNetwork, Ipv4Network};
 use rhai::{Array, Dynamic, Engine, Map};
 use std::net::{IpAddr, Ipv4Addr};
 
 // ---- arguments ----
 
-fn ipv4_net(func: &str, key: &str, text: &str) -> RhaiResult<IpNetwork> {
+fn ipv4_net(func: &str, key: &str, text: &str) -> RhaiResult<Ipv4Network> {
     let net = args::cidr(text).or_else(|_| args::ip(text).map(|ip| IpNetwork::new(ip, 32).expect("a /32 is valid")))?;
-    if !net.is_ipv4() {
-        return Err(fail(
+    match net {
+        IpNetwork::V4(n) => Ok(n),
+        IpNetwork::V6(_) => Err(fail(
             Error::new(Code::BadValue, format!("{func}(): {key} {text:?} is IPv6"))
                 .help("the NAT and firewall functions write IPv4 (iptables) rules"),
-        ));
+        )),
     }
-    // iptables stores the network address; write it that way so `-C` and `-S` agree.
-    Ok(IpNetwork::new(net.network(), net.prefix()).expect("same prefix"))
 }
 
 fn ipv4(func: &str, key: &str, text: &str) -> RhaiResult<Ipv4Addr> {
@@ -44,19 +50,6 @@ fn required(o: &Opts, func: &str, key: &str, example: &str) -> RhaiResult<String
                 .help(format!("e.g. {func}(ns, #{{ {example} }})")),
         )
     })
-}
-
-/// An interface name as iptables takes it (`-i`/`-o`), checked like the kernel checks names.
-fn ifname(func: &str, text: &str) -> RhaiResult<String> {
-    let ok = !text.is_empty() && text.len() < 16 && !text.chars().any(|c| c.is_whitespace() || c == '/' || c == ':' || c.is_control());
-    if ok {
-        Ok(text.to_string())
-    } else {
-        Err(fail(
-            Error::new(Code::InvalidName, format!("{func}(): invalid interface name {text:?}"))
-                .help("interface names are 1 to 15 bytes without '/', ':' or spaces"),
-        ))
-    }
 }
 
 fn port(func: &str, what: &str, v: &Dynamic) -> RhaiResult<u16> {
@@ -79,17 +72,6 @@ fn port(func: &str, what: &str, v: &Dynamic) -> RhaiResult<u16> {
         ));
     }
     Ok(n as u16)
-}
-
-fn protocol(func: &str, text: &str) -> RhaiResult<String> {
-    let p = text.trim().to_ascii_lowercase();
-    match p.as_str() {
-        "tcp" | "udp" | "sctp" => Ok(p),
-        _ => Err(fail(
-            Error::new(Code::BadValue, format!("{func}(): invalid protocol {text:?}"))
-                .help("port forwarding needs a protocol with ports: \"tcp\", \"udp\" or \"sctp\""),
-        )),
-    }
 }
 
 fn command_of(func: &str, v: Dynamic) -> RhaiResult<Command> {
@@ -117,90 +99,6 @@ fn ms(func: &str, key: &str, n: i64) -> RhaiResult<u32> {
     args::u32_in(&format!("{func}(): {key} of"), n, 1, 3_600_000)
 }
 
-/// Split a shell-like argument string: quotes group words, a backslash escapes.
-pub fn split_words(text: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut quote: Option<char> = None;
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some('"') | None, '\\') => match chars.next() {
-                Some(n) => cur.push(n),
-                None => return Err("it ends with a lone backslash".into()),
-            },
-            (Some(_), c) => cur.push(c),
-            (None, '"' | '\'') => quote = Some(c),
-            (None, c) if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-                continue;
-            }
-            (None, c) => cur.push(c),
-        }
-        in_word = true;
-    }
-    if let Some(q) = quote {
-        return Err(format!("a {q} quote is not closed"));
-    }
-    if in_word {
-        words.push(cur);
-    }
-    Ok(words)
-}
-
-fn join_rule(words: &[String]) -> String {
-    words.iter().map(|w| if w.contains(' ') || w.is_empty() { format!("\"{w}\"") } else { w.clone() }).collect::<Vec<_>>().join(" ")
-}
-
-/// `iptables(ns, "...")`: -A / -I / -P become recorded, idempotent changes; anything
-/// else runs as given.
-pub fn parse_iptables(text: &str) -> Result<FwOp, Error> {
-    let words =
-        split_words(text).map_err(|why| Error::new(Code::BadValue, format!("cannot parse the iptables arguments {text:?}")).why(why))?;
-    let mut table = "filter".to_string();
-    let mut rest = Vec::new();
-    let mut command: Option<(String, String, Option<String>)> = None;
-    let mut it = words.iter().peekable();
-    let need = |what: &str| {
-        Error::new(Code::BadValue, format!("iptables {text}: {what} needs a chain"))
-            .help("e.g. iptables(ns, \"-t nat -A POSTROUTING -o eth1 -j MASQUERADE\")")
-    };
-    while let Some(w) = it.next() {
-        match w.as_str() {
-            "-t" | "--table" => {
-                table = it.next().cloned().ok_or_else(|| Error::new(Code::BadValue, format!("iptables {text}: -t needs a table")))?
-            }
-            "-A" | "--append" | "-I" | "--insert" | "-P" | "--policy" if command.is_none() => {
-                let chain = it.next().cloned().ok_or_else(|| need(w))?;
-                let extra = match w.as_str() {
-                    "-I" | "--insert" => it.next_if(|n| n.parse::<u32>().is_ok()).cloned(),
-                    "-P" | "--policy" => Some(
-                        it.next()
-                            .cloned()
-                            .ok_or_else(|| Error::new(Code::BadValue, format!("iptables {text}: -P needs a policy (ACCEPT or DROP)")))?,
-                    ),
-                    _ => None,
-                };
-                command = Some((w.clone(), chain, extra));
-            }
-            _ => rest.push(w.clone()),
-        }
-    }
-    Ok(match command {
-        Some((c, chain, _)) if c == "-A" || c == "--append" => FwOp::Append { table, chain, rule: join_rule(&rest) },
-        Some((c, chain, pos)) if c == "-I" || c == "--insert" => {
-            FwOp::Insert { table, chain, rule: join_rule(&rest), pos: pos.and_then(|p| p.parse().ok()).unwrap_or(1) }
-        }
-        Some((_, chain, policy)) if rest.is_empty() => FwOp::Policy { table, chain, policy: policy.unwrap_or_default() },
-        _ => FwOp::Raw { args: words },
-    })
-}
-
 // ---- firewall / NAT ----
 
 /// `in` is a Rhai keyword, so a map writes it quoted (`#{ "in": "eth1" }`); `iif` is
@@ -210,52 +108,36 @@ fn in_iface(o: &Opts) -> RhaiResult<Option<String>> {
 }
 
 fn fw(b: &Shared, ns: &NsRef, op: FwOp) -> RhaiResult<Outcome> {
-    apply(b, Op::Fw { ns: ns.clone(), op })
-}
-
-fn append(b: &Shared, ns: &NsRef, table: &str, chain: &str, rule: Vec<String>) -> RhaiResult<()> {
-    fw(b, ns, FwOp::Append { table: table.into(), chain: chain.into(), rule: rule.join(" ") })?;
-    Ok(())
+    apply(b, Op::Firewall(Firewall { ns: ns.clone(), op }))
 }
 
 fn snat(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<()> {
     let o = Opts::new("snat", opts, &["src", "to", "out", "dst", "not_dst"])?;
     let src = ipv4_net("snat", "src", &required(&o, "snat", "src", "src: \"10.0.0.0/24\", to: \"192.168.100.11\"")?)?;
     let to = ipv4("snat", "to", &required(&o, "snat", "to", "src: \"10.0.0.0/24\", to: \"192.168.100.11\"")?)?;
-    let mut rule = vec![format!("-s {src}")];
-    match (o.string("dst")?, o.string("not_dst")?) {
+    let (dst, not_dst) = match (o.string("dst")?, o.string("not_dst")?) {
         (Some(_), Some(_)) => return Err(fail(Error::new(Code::BadValue, "snat(): give dst or not_dst, not both"))),
-        (Some(d), None) => rule.push(format!("-d {}", ipv4_net("snat", "dst", &d)?)),
-        (None, Some(d)) => rule.push(format!("! -d {}", ipv4_net("snat", "not_dst", &d)?)),
-        (None, None) => {}
-    }
-    if let Some(out) = o.string("out")? {
-        rule.push(format!("-o {}", ifname("snat", &out)?));
-    }
-    rule.push(format!("-j SNAT --to-source {to}"));
-    append(b, &ns.0, "nat", "POSTROUTING", rule)
+        (d, n) => (d.map(|d| ipv4_net("snat", "dst", &d)).transpose()?, n.map(|d| ipv4_net("snat", "not_dst", &d)).transpose()?),
+    };
+    fw(b, &ns.0, FwOp::Snat(Snat { src, to, out: o.string("out")?, dst, not_dst }))?;
+    Ok(())
 }
 
 fn masquerade(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<()> {
     let o = Opts::new("masquerade", opts, &["src", "out", "not_dst"])?;
     let example = "src: \"10.0.1.0/24\", out: \"eth1\"";
     let src = ipv4_net("masquerade", "src", &required(&o, "masquerade", "src", example)?)?;
-    let out = ifname("masquerade", &required(&o, "masquerade", "out", example)?)?;
-    let mut rule = vec![format!("-s {src}")];
-    if let Some(d) = o.string("not_dst")? {
-        rule.push(format!("! -d {}", ipv4_net("masquerade", "not_dst", &d)?));
-    }
-    rule.push(format!("-o {out} -j MASQUERADE"));
-    append(b, &ns.0, "nat", "POSTROUTING", rule)
+    let out = required(&o, "masquerade", "out", example)?;
+    let not_dst = o.string("not_dst")?.map(|d| ipv4_net("masquerade", "not_dst", &d)).transpose()?;
+    fw(b, &ns.0, FwOp::Masquerade(Masquerade { src, out, not_dst }))?;
+    Ok(())
 }
 
-/// Port forwarding. PREROUTING for traffic arriving at the router, OUTPUT for the router
-/// itself (both only for the router's own addresses), and, when FORWARD drops by
-/// default, the conntrack rule that lets the forwarded connection through.
+/// Port forwarding (see `ops::firewall::PortForward` for the rules it adds).
 fn dnat(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<()> {
     let o = Opts::new("dnat", opts, &["proto", "dport", "to", "in", "iif"])?;
     let example = "proto: \"tcp\", dport: 8080, to: \"10.0.0.1:80\"";
-    let proto = protocol("dnat", &required(&o, "dnat", "proto", example)?)?;
+    let proto = required(&o, "dnat", "proto", example)?.trim().to_ascii_lowercase();
     let dport = match opts.get("dport").filter(|v| !v.is_unit()) {
         Some(v) => port("dnat", "dport", v)?,
         None => {
@@ -265,38 +147,19 @@ fn dnat(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<()> {
         }
     };
     let to_text = required(&o, "dnat", "to", example)?;
-    let (ip, to_port) = match to_text.rsplit_once(':') {
+    let (to, to_port) = match to_text.rsplit_once(':') {
         Some((ip, p)) if !ip.contains(':') => (ipv4("dnat", "to", ip)?, port("dnat", "port in \"to\"", &Dynamic::from(p.to_string()))?),
         _ => (ipv4("dnat", "to", &to_text)?, dport),
     };
-    let m = format!("-p {proto} -m addrtype --dst-type LOCAL -m {proto} --dport {dport} -j DNAT --to-destination {ip}:{to_port}");
-    let mut pre = Vec::new();
-    if let Some(i) = in_iface(&o)? {
-        pre.push(format!("-i {}", ifname("dnat", &i)?));
-    }
-    pre.push(m.clone());
-    append(b, &ns.0, "nat", "PREROUTING", pre)?;
-    // The router reaching its own forwarded port (not over loopback: 127/8 cannot be forwarded).
-    append(b, &ns.0, "nat", "OUTPUT", vec!["! -d 127.0.0.0/8".into(), m])?;
-    if let Outcome::Text(text) = fw(b, &ns.0, FwOp::Raw { args: vec!["-S".into(), "FORWARD".into()] })? {
-        if text.lines().any(|l| l.trim() == "-P FORWARD DROP") {
-            append(b, &ns.0, "filter", "FORWARD", vec!["-m conntrack --ctstate DNAT,ESTABLISHED,RELATED -j ACCEPT".into()])?;
-        }
-    }
+    fw(b, &ns.0, FwOp::PortForward(PortForward { proto, dport, to, to_port, iif: in_iface(&o)? }))?;
     Ok(())
 }
 
 fn forward_accept(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<()> {
     let o = Opts::new("forward_accept", opts, &["in", "iif", "out", "oif"])?;
-    let mut rule = Vec::new();
-    if let Some(i) = in_iface(&o)? {
-        rule.push(format!("-i {}", ifname("forward_accept", &i)?));
-    }
-    if let Some(out) = o.string("out")?.or(o.string("oif")?) {
-        rule.push(format!("-o {}", ifname("forward_accept", &out)?));
-    }
-    rule.push("-j ACCEPT".into());
-    append(b, &ns.0, "filter", "FORWARD", rule)
+    let oif = o.string("out")?.or(o.string("oif")?);
+    fw(b, &ns.0, FwOp::ForwardAccept(ForwardAccept { iif: in_iface(&o)?, oif }))?;
+    Ok(())
 }
 
 // ---- processes ----
@@ -314,11 +177,8 @@ fn exec_map(out: Outcome) -> Map {
 fn exec_timeout(b: &Shared, ns: &Netns, cmd: Dynamic, opts: &Map) -> RhaiResult<Map> {
     let o = Opts::new("exec", opts, &["timeout"])?;
     let cmd = command_of("exec", cmd)?;
-    let op = match o.int("timeout")? {
-        Some(t) => Op::ExecTimeout { ns: ns.0.clone(), cmd, timeout_ms: ms("exec", "timeout", t)? },
-        None => Op::Exec { ns: ns.0.clone(), cmd },
-    };
-    Ok(exec_map(apply(b, op)?))
+    let timeout_ms = o.int("timeout")?.map(|t| ms("exec", "timeout", t)).transpose()?;
+    Ok(exec_map(apply(b, Op::Exec(Exec { ns: ns.0.clone(), cmd, timeout_ms }))?))
 }
 
 fn spawn(b: &Shared, ns: Netns, cmd: Dynamic, opts: &Map) -> RhaiResult<i64> {
@@ -332,7 +192,7 @@ fn spawn(b: &Shared, ns: Netns, cmd: Dynamic, opts: &Map) -> RhaiResult<i64> {
         Some(w) => ms("spawn", "wait", w)?,
         None => 3000,
     };
-    match apply(b, Op::Spawn { ns: ns.0, cmd, listen, wait_ms })? {
+    match apply(b, Op::Spawn(Spawn { ns: ns.0, cmd, listen, wait_ms }))? {
         Outcome::Spawned { pid } => Ok(i64::from(pid)),
         _ => Ok(0),
     }
@@ -343,7 +203,7 @@ fn spawn(b: &Shared, ns: Netns, cmd: Dynamic, opts: &Map) -> RhaiResult<i64> {
 fn dhcp_server(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<i64> {
     let o = Opts::new("dhcp_server", opts, &["iface", "range", "router", "dns"])?;
     let example = "iface: \"eth0\", range: [\"10.0.0.151\", \"10.0.0.160\"], router: \"10.0.0.254\"";
-    let iface = ifname("dhcp_server", &required(&o, "dhcp_server", "iface", example)?)?;
+    let iface = required(&o, "dhcp_server", "iface", example)?;
     let range = opts.get("range").and_then(|v| v.clone().try_cast::<Array>()).filter(|a| a.len() == 2).ok_or_else(|| {
         fail(
             Error::new(Code::MissingOption, "dhcp_server() needs range: [first, last]")
@@ -367,7 +227,7 @@ fn dhcp_server(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<i64> {
             None => return Err(fail(Error::new(Code::BadValue, "dhcp_server(): dns must be an address or an array of addresses"))),
         },
     };
-    match apply(b, Op::DhcpServer { ns: ns.0, spec: DhcpServerSpec { iface, first, last, router, dns } })? {
+    match apply(b, Op::DhcpServer(DhcpServer { ns: ns.0, iface, first, last, router, dns }))? {
         Outcome::Spawned { pid } => Ok(i64::from(pid)),
         _ => Ok(0),
     }
@@ -375,17 +235,17 @@ fn dhcp_server(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<i64> {
 
 /// Obtain a lease, then apply it as ordinary ops: the address, and the router as the
 /// default route.
-pub fn dhcp_client(b: &mut dyn Backend, ns: &NsRef, iface: &str, timeout_ms: u32) -> crate::error::Result<crate::op::Lease> {
-    let lease = match b.apply(Op::DhcpLease { ns: ns.clone(), iface: iface.to_string(), timeout_ms })? {
+pub fn dhcp_client(b: &mut dyn Backend, ns: &NsRef, iface: &str, timeout_ms: u32) -> crate::error::Result<Lease> {
+    let lease = match b.apply(Op::DhcpLease(DhcpLease { ns: ns.clone(), iface: iface.to_string(), timeout_ms }))? {
         Outcome::Lease(l) => l,
         _ => return Err(Error::new(Code::NoLease, format!("no DHCP lease for {iface} in {ns}")).why("the backend gave no lease")),
     };
     let addr = IpNetwork::new(IpAddr::V4(lease.addr), lease.prefix).map_err(|e| {
         Error::new(Code::NoLease, format!("the DHCP server offered a bad address {}/{}", lease.addr, lease.prefix)).why(e.to_string())
     })?;
-    b.apply(Op::AddAddr { ns: ns.clone(), link: iface.to_string(), addr })?;
+    b.apply(Op::AddAddr(AddAddr { ns: ns.clone(), link: iface.to_string(), addr }))?;
     if let Some(r) = lease.router {
-        b.apply(Op::AddRoute { ns: ns.clone(), dest: None, via: RouteVia::Gateway(IpAddr::V4(r)) })?;
+        b.apply(Op::AddRoute(AddRoute { ns: ns.clone(), dest: None, via: RouteVia::Gateway(IpAddr::V4(r)) }))?;
     }
     Ok(lease)
 }
@@ -412,7 +272,7 @@ fn dhcp_client_fn(b: &Shared, ns: Netns, iface: &str, opts: &Map) -> RhaiResult<
 // ---- reachability ----
 
 fn ping_op(b: &Shared, ns: &NsRef, addr: IpAddr, spec: PingSpec) -> RhaiResult<PingResult> {
-    match apply(b, Op::Ping { ns: ns.clone(), addr, spec })? {
+    match apply(b, Op::Ping(Ping { ns: ns.clone(), addr, spec }))? {
         Outcome::Ping(r) => Ok(r),
         _ => Ok(PingResult { sent: 0, received: 0, rtt_ms: None, waited_ms: 0 }),
     }
@@ -432,37 +292,6 @@ fn ping(b: &Shared, ns: Netns, addr: &str, opts: &Map) -> RhaiResult<Map> {
     m.insert("rtt_ms".into(), r.rtt_ms.map(Dynamic::from).unwrap_or(Dynamic::UNIT));
     m.insert("ms".into(), (r.waited_ms as i64).into());
     Ok(m)
-}
-
-/// The route `ns` would use for `addr` (longest prefix of its main table), in words.
-pub fn route_used(routes: &[RouteInfo], addr: IpAddr) -> Option<String> {
-    let family = if addr.is_ipv4() { 4 } else { 6 };
-    routes
-        .iter()
-        .filter(|r| r.family == family)
-        .filter_map(|r| {
-            let prefix = if r.dest == "default" {
-                0
-            } else {
-                let net: IpNetwork = r.dest.parse().or_else(|_| r.dest.parse::<IpAddr>().map(IpNetwork::from)).ok()?;
-                if !net.contains(addr) {
-                    return None;
-                }
-                net.prefix()
-            };
-            Some((prefix, r))
-        })
-        .max_by_key(|(p, _)| *p)
-        .map(|(_, r)| {
-            let mut s = r.dest.clone();
-            if let Some(v) = &r.via {
-                s.push_str(&format!(" via {v}"));
-            }
-            if let Some(d) = &r.dev {
-                s.push_str(&format!(" dev {d}"));
-            }
-            s
-        })
 }
 
 fn ns_words(ns: &NsRef) -> String {
@@ -487,17 +316,14 @@ fn assert_reach(b: &Shared, ns: Netns, addr: &str, opts: &Map, expect: bool) -> 
         eprintln!("plan: not checked (needs the real lab): {func}({}, {addr:?})", ns.0.name().unwrap_or("host()"));
         return Ok(());
     }
-    let routes = match apply(b, Op::Routes { ns: ns.0.clone() })? {
+    let routes = match apply(b, Op::Query(Query::Routes(ns.0.clone())))? {
         Outcome::Routes(r) => r,
         _ => Vec::new(),
     };
     let src = ns_words(&ns.0);
     let route = match route_used(&routes, target) {
         Some(r) => format!("{src} sends it by the route `{r}`"),
-        None => format!(
-            "{src} has no route to {target}: add one, e.g. {}.route(\"default\", GATEWAY)",
-            ns.0.name().map(|n| format!("netns(\"{n}\")")).unwrap_or("host()".into())
-        ),
+        None => format!("{src} has no route to {target}: add one, e.g. {}.route(\"default\", GATEWAY)", ns.0.in_script()),
     };
     let err = if expect {
         let sent =
@@ -589,7 +415,7 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
     engine.register_fn("forward_accept", move |ns: Netns| forward_accept(&b, ns, &Map::new()));
     let b = backend.clone();
     engine.register_fn("iptables", move |ns: Netns, text: &str| -> RhaiResult<String> {
-        let op = parse_iptables(text).map_err(fail)?;
+        let op = firewall::parse(text).map_err(fail)?;
         match fw(&b, &ns.0, op)? {
             Outcome::Text(t) => Ok(t),
             _ => Ok(String::new()),
@@ -621,47 +447,4 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
     engine.register_fn("assert_no_ping", move |ns: Netns, addr: &str| assert_reach(&b, ns, addr, &Map::new(), false));
     let b = backend.clone();
     engine.register_fn("assert_no_ping", move |ns: Netns, addr: &str, opts: Map| assert_reach(&b, ns, addr, &opts, false));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn words() {
-        assert_eq!(split_words(r#"-m comment --comment "a b" -j ACCEPT"#).unwrap(), ["-m", "comment", "--comment", "a b", "-j", "ACCEPT"]);
-        assert_eq!(split_words("  -t nat   -S ").unwrap(), ["-t", "nat", "-S"]);
-        assert!(split_words("\"open").is_err());
-    }
-
-    #[test]
-    fn iptables_commands() {
-        assert_eq!(
-            parse_iptables("-t nat -A POSTROUTING -s 10.0.0.0/24 -j MASQUERADE").unwrap(),
-            FwOp::Append { table: "nat".into(), chain: "POSTROUTING".into(), rule: "-s 10.0.0.0/24 -j MASQUERADE".into() }
-        );
-        assert_eq!(
-            parse_iptables("-I FORWARD 2 -i br0 -j ACCEPT").unwrap(),
-            FwOp::Insert { table: "filter".into(), chain: "FORWARD".into(), rule: "-i br0 -j ACCEPT".into(), pos: 2 }
-        );
-        assert_eq!(
-            parse_iptables("-P FORWARD DROP").unwrap(),
-            FwOp::Policy { table: "filter".into(), chain: "FORWARD".into(), policy: "DROP".into() }
-        );
-        assert_eq!(parse_iptables("-t nat -S").unwrap(), FwOp::Raw { args: vec!["-t".into(), "nat".into(), "-S".into()] });
-    }
-
-    #[test]
-    fn longest_prefix() {
-        let r = |dest: &str, via: Option<&str>, dev: &str| RouteInfo {
-            dest: dest.into(),
-            via: via.map(String::from),
-            dev: Some(dev.into()),
-            family: 4,
-        };
-        let routes = vec![r("default", Some("10.0.0.254"), "eth0"), r("10.0.0.0/24", None, "eth0")];
-        assert_eq!(route_used(&routes, "10.0.0.9".parse().unwrap()).unwrap(), "10.0.0.0/24 dev eth0");
-        assert_eq!(route_used(&routes, "203.0.113.1".parse().unwrap()).unwrap(), "default via 10.0.0.254 dev eth0");
-        assert_eq!(route_used(&routes[1..], "203.0.113.1".parse().unwrap()), None);
-    }
 }

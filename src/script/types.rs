@@ -1,7 +1,7 @@
 //! The handle types scripts hold: small values (a name and a namespace), cheap to
 //! clone, with chaining methods that return the handle.
 
-use crate::op::NsRef;
+use crate::ops::NsRef;
 use std::fmt;
 
 /// A network namespace: `host()` or `netns("name")`.

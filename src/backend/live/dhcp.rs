@@ -3,14 +3,16 @@
 //! the lease: it never touches /etc/resolv.conf or the interface; the address and the
 //! default route are applied afterwards as ordinary ops (netlink).
 
-use super::procs::{require_program, Ready};
-use super::{process, LiveBackend};
+use super::kernel::{Kernel, Ready};
+use super::procs::require_program;
+use super::LiveBackend;
 use crate::error::{Code, Error, Result};
 use crate::lab;
-use crate::op::{Command, DhcpServerSpec, Lease, NsRef, Outcome};
+use crate::ops::dhcp::{DhcpLease, DhcpServer, Lease};
+use crate::ops::process::Command;
+use crate::ops::Outcome;
 use ipnetwork::{IpNetwork, Ipv4Network};
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
@@ -30,18 +32,15 @@ esac
 exit 0
 "#;
 
-fn ns_label(ns: &NsRef) -> String {
-    ns.name().unwrap_or("host").to_string()
-}
-
-impl LiveBackend {
-    pub(super) fn dhcp_server(&mut self, ns: NsRef, spec: DhcpServerSpec) -> Result<Outcome> {
+impl<K: Kernel> LiveBackend<K> {
+    pub(super) fn dhcp_server(&mut self, op: DhcpServer) -> Result<Outcome> {
+        op.validate()?;
         let dnsmasq = require_program("dnsmasq", "dnsmasq-base", "dhcp_server()")?;
-        let iface = &spec.iface;
-        self.nl.require_link(&ns, iface)?;
+        let (ns, iface) = (&op.ns, &op.iface);
+        self.nl.require_link(ns, iface)?;
         let nets: Vec<Ipv4Network> = self
             .nl
-            .addrs(&ns)?
+            .addrs(ns)?
             .into_iter()
             .filter(|a| &a.link == iface)
             .filter_map(|a| match a.addr.parse::<IpNetwork>() {
@@ -49,76 +48,19 @@ impl LiveBackend {
                 _ => None,
             })
             .collect();
-        let what = format!("cannot serve DHCP on {iface} in {ns}");
-        if nets.is_empty() {
-            return Err(Error::new(Code::NoAddress, what)
-                .why(format!("{iface} has no IPv4 address, so dnsmasq cannot tell which subnet to serve"))
-                .help(format!("give it one first, e.g. link(ns, \"{iface}\").addr(\"10.0.0.254/24\")")));
-        }
-        if u32::from(spec.first) > u32::from(spec.last) {
-            return Err(Error::new(Code::BadValue, what)
-                .why(format!("the range starts at {} after its end {}", spec.first, spec.last))
-                .help("write the range as [first, last] with first <= last"));
-        }
-        let Some(net) = nets.iter().find(|n| n.contains(spec.first) && n.contains(spec.last)) else {
-            let have = nets.iter().map(|n| format!("{n} (subnet {}/{})", n.network(), n.prefix())).collect::<Vec<_>>().join(", ");
-            let example = nets[0];
-            let (lo, hi) = (u32::from(example.network()) + 100, u32::from(example.broadcast()) - 1);
-            let hint = if example.prefix() <= 24 {
-                format!(", e.g. [\"{}\", \"{}\"]", std::net::Ipv4Addr::from(lo), std::net::Ipv4Addr::from(lo + 9))
-            } else {
-                format!(" (up to {})", std::net::Ipv4Addr::from(hi))
-            };
-            return Err(Error::new(
-                Code::OutsideSubnet,
-                format!("the DHCP range {} - {} is outside the subnet of {iface}", spec.first, spec.last),
-            )
-            .why(format!("{iface} in {ns} has {have}"))
-            .help(format!("choose first and last inside {}/{}{hint}", example.network(), example.prefix())));
-        };
-        for ip in [spec.first, spec.last] {
-            if net.prefix() < 31 && (ip == net.network() || ip == net.broadcast()) {
-                return Err(Error::new(Code::OutsideSubnet, what)
-                    .why(format!(
-                        "{ip} is the {} address of {}/{}",
-                        if ip == net.network() { "network" } else { "broadcast" },
-                        net.network(),
-                        net.prefix()
-                    ))
-                    .help("leave the first and the last address of the subnet out of the range"));
-            }
-        }
-        let leases = lab::lab_dir(&self.lab).join(format!("dnsmasq-{}-{iface}.leases", ns_label(&ns)));
-        let mut argv: Vec<String> = vec![
-            dnsmasq.display().to_string(),
-            "--keep-in-foreground".into(),
-            "--conf-file=/dev/null".into(),
-            "--no-resolv".into(),
-            "--port=0".into(),
-            "--bind-interfaces".into(),
-            format!("--interface={iface}"),
-            format!("--dhcp-range={},{}", spec.first, spec.last),
-            // dnsmasq pings an address before offering it (~3 s): not on a lab segment.
-            "--no-ping".into(),
-            "--dhcp-authoritative".into(),
-            format!("--dhcp-leasefile={}", leases.display()),
-            "--pid-file=".into(),
-            "--log-facility=-".into(),
-        ];
-        if let Some(r) = spec.router {
-            argv.push(format!("--dhcp-option=option:router,{r}"));
-        }
-        if !spec.dns.is_empty() {
-            argv.push(format!("--dhcp-option=option:dns-server,{}", spec.dns.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",")));
-        }
-        let what = format!("dnsmasq (DHCP on {iface}, {} - {})", spec.first, spec.last);
-        let pid = self.start_process(&ns, &Command::Argv(argv), &what, vec![leases], Ready::Udp(67), Duration::from_secs(5))?;
+        op.subnet(&nets)?;
+        let leases = lab::lab_dir(&self.lab).join(format!("dnsmasq-{}-{iface}.leases", ns.name().unwrap_or("host")));
+        let mut argv: Vec<String> =
+            vec![dnsmasq.display().to_string(), "--keep-in-foreground".into(), "--pid-file=".into(), "--log-facility=-".into()];
+        argv.extend(op.dnsmasq_args(&leases.display().to_string()));
+        let pid = self.start_process(ns, &Command::Argv(argv), &op.describe(), vec![leases], Ready::Udp(67), Duration::from_secs(5))?;
         Ok(Outcome::Spawned { pid })
     }
 
-    pub(super) fn dhcp_lease(&mut self, ns: NsRef, iface: String, timeout_ms: u32) -> Result<Outcome> {
+    pub(super) fn dhcp_lease(&mut self, op: DhcpLease) -> Result<Outcome> {
         let busybox = require_program("busybox", "busybox", "dhcp_client()")?;
-        self.nl.require_link(&ns, &iface)?;
+        let (ns, iface, timeout_ms) = (&op.ns, &op.iface, op.timeout_ms);
+        self.nl.require_link(ns, iface)?;
         let hook = write_hook()?;
         let tries = timeout_ms.div_ceil(1000).max(1);
         let argv: Vec<String> = vec![
@@ -136,12 +78,8 @@ impl LiveBackend {
             "-s".into(),
             hook.display().to_string(),
         ];
-        let fd = match &ns {
-            NsRef::Host => None,
-            named => Some(self.nl.ns_fd(named)?.as_raw_fd()),
-        };
         let started = Instant::now();
-        let out = process::run_timeout(fd, &Command::Argv(argv), &ns.to_string(), Duration::from_millis(u64::from(tries) * 1000 + 2000));
+        let out = self.nl.kernel().run(ns, &Command::Argv(argv), Some(Duration::from_millis(u64::from(tries) * 1000 + 2000)));
         let ms = started.elapsed().as_millis() as u64;
         let _ = std::fs::remove_file(&hook);
         let out = out?;
@@ -158,7 +96,7 @@ impl LiveBackend {
             } else {
                 format!("no DHCP server answered; udhcpc said: {}", said.join("\n"))
             };
-            return Err(Error::new(Code::NoLease, format!("no DHCP lease for {iface} in {ns}")).why(why).help(
+            return Err(op.no_lease(why).help(
                 "start a server on the same segment first (dhcp_server(router, #{ iface, range: [first, last] })), \
                  check that both ends are up and on the same bridge, or give it longer: dhcp_client(ns, iface, #{ timeout: ms })",
             ));

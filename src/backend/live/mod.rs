@@ -1,30 +1,39 @@
-//! The live backend: executes ops against the kernel and writes every object to the
-//! lab's ledger before creating it.
+//! The live backend: interprets ops against the kernel (through [`Kernel`]) and writes
+//! every object to the lab's ledger before creating it. What an op means (validation,
+//! errors, records) is in `crate::ops`; this file decides what is recorded, what is
+//! refused because it is not the lab's, and what may be batched.
 
-pub mod dhcp;
-pub mod firewall;
-pub mod icmp;
+mod dhcp;
+#[cfg(test)]
+mod double;
+mod firewall;
+pub mod kernel;
+pub mod linux;
 pub mod netlink;
-mod nft;
-pub mod overlay;
+mod overlay;
 mod pingall;
-pub mod process;
-pub mod procs;
-pub mod sysctl;
-pub mod tap;
-pub mod tc;
-mod wire;
+mod procs;
+pub mod teardown;
+#[cfg(test)]
+mod tests;
 
 use crate::backend::Backend;
 use crate::error::{Code, Error, Origin, Result};
-use crate::lab::{self, teardown, Entry, LabState, Ledger, Phase};
-use crate::nsexec;
-use crate::op::{LinkChange, NsRef, Op, Outcome, RouteVia, VethSpec};
+use crate::lab::report::Report;
+use crate::lab::{self, Entry, LabState, Ledger, Object, Phase};
+use crate::ops::address::AddAddr;
+use crate::ops::link::{self as ops_link, CreateBridge, CreateVeth, DeleteLink, LinkChange, LinkRecord, SetLink};
+use crate::ops::netns::{CreateNetns, NetnsRecord};
+use crate::ops::query::Query;
+use crate::ops::route::AddRoute;
+use crate::ops::sysctl::{Sysctl, SysctlRecord};
+use crate::ops::{names, NsRef, Op, Outcome};
+use kernel::Kernel;
+use linux::Linux;
 use netlink::Netlink;
-use std::os::fd::AsRawFd;
 
-pub struct LiveBackend {
-    nl: Netlink,
+pub struct LiveBackend<K: Kernel = Linux> {
+    nl: Netlink<K>,
     lab: String,
     script: String,
     /// Opened at the first object created, so a script that fails early leaves no lab.
@@ -35,11 +44,17 @@ pub struct LiveBackend {
     progress: crate::progress::Progress,
 }
 
-impl LiveBackend {
+impl LiveBackend<Linux> {
     pub fn new(lab: &str, script: &str) -> Result<Self> {
-        lab::validate_lab_name(lab)?;
+        LiveBackend::with_kernel(Linux::default(), lab, script)
+    }
+}
+
+impl<K: Kernel> LiveBackend<K> {
+    pub fn with_kernel(kernel: K, lab: &str, script: &str) -> Result<Self> {
+        names::validate_lab_name(lab)?;
         Ok(LiveBackend {
-            nl: Netlink::new(),
+            nl: Netlink::new(kernel),
             lab: lab.to_string(),
             script: script.to_string(),
             ledger: None,
@@ -63,7 +78,7 @@ impl LiveBackend {
     }
 
     /// Remove everything this run created and the ledger with it.
-    pub fn rollback(&mut self) -> teardown::Report {
+    pub fn rollback(&mut self) -> Report {
         self.progress.done();
         self.nl.discard_queued();
         let report = teardown::teardown(&self.state, &mut self.nl, true);
@@ -89,24 +104,27 @@ impl LiveBackend {
         Ok(())
     }
 
-    /// Write `intent`, run `create`, then write `done(result)` or `failed`.
+    /// Write the intent of `object`, run `create`, then write the entry again as done
+    /// (with what `done` fills in from the result) or as failed.
     fn created<T>(
         &mut self,
-        intent: Entry,
+        object: Object,
         create: impl FnOnce(&mut Self) -> Result<T>,
-        done: impl FnOnce(&T, Entry) -> Entry,
+        done: impl FnOnce(&T, Object) -> Object,
     ) -> Result<T> {
         // Intent, kernel call and result under the name lock: two labs claiming one
         // name never interleave (the second finds the first's object recorded).
         let _names = lab::lock::names()?;
+        let intent = Entry::intent(self.state.new_id(), object);
         self.record(intent.clone())?;
         match create(self) {
             Ok(v) => {
-                self.record(done(&v, with_phase(intent, Phase::Done)))?;
+                let object = done(&v, intent.object.clone());
+                self.record(Entry { phase: Phase::Done, object, ..intent })?;
                 Ok(v)
             }
             Err(e) => {
-                self.record(with_phase(intent, Phase::Failed))?;
+                self.record(intent.at(Phase::Failed))?;
                 Err(e)
             }
         }
@@ -116,164 +134,144 @@ impl LiveBackend {
         if self.state.owns_link(ns, name) {
             return Ok(());
         }
-        Err(Error::new(Code::NotOwned, format!("refusing to {action} link {name:?} in {ns}"))
-            .why(format!("the link does not belong to lab {:?}", self.lab))
-            .help("nsscript only changes links its lab created or that live in its namespaces; the machine's own links are left alone"))
+        Err(ops_link::not_owned(ns, name, action, &self.lab))
     }
 
-    fn create_netns(&mut self, name: &str) -> Result<Outcome> {
-        nsexec::validate_netns_name(name)?;
-        if self.state.owns_netns(name) {
+    fn create_netns(&mut self, op: CreateNetns) -> Result<Outcome> {
+        op.validate()?;
+        if self.state.owns_netns(&op.name) {
             return Ok(Outcome::Done);
         }
-        let id = self.state.new_id();
-        let intent = Entry::Netns { id, phase: Phase::Intent, name: name.to_string(), inode: None };
-        let made = self.created(
-            intent,
-            |_| nsexec::create_netns(name),
-            |made, e| match e {
-                Entry::Netns { id, phase, name, .. } => Entry::Netns { id, phase, name, inode: Some(made.inode) },
-                other => other,
-            },
+        let name = op.name.clone();
+        self.created(
+            Object::Netns(NetnsRecord { name: name.clone(), inode: None }),
+            |b| b.nl.kernel().create_netns(&name),
+            |made, _| Object::Netns(NetnsRecord { name: name.clone(), inode: Some(made.inode) }),
         )?;
-        let ns = NsRef::named(name);
-        self.nl.adopt_socket(ns.clone(), made.route_socket);
-        self.nl.adopt_ns_handle(name, made.handle);
-        // lo goes up with the namespace's first burst (see netlink.rs).
-        self.nl.queue_lo_up(&ns);
+        // lo goes up with the namespace's first burst.
+        self.nl.queue_lo_up(&NsRef::named(&op.name));
         Ok(Outcome::Done)
     }
 
-    fn create_bridge(&mut self, ns: NsRef, name: String) -> Result<Outcome> {
-        netlink::validate_ifname(&name)?;
-        if self.state.link(&ns, &name).is_some_and(|l| l.kind == "bridge") {
+    fn create_bridge(&mut self, op: CreateBridge) -> Result<Outcome> {
+        op.validate()?;
+        if self.state.link(&op.ns, &op.name).is_some_and(|(_, l)| l.kind == "bridge") {
             return Ok(Outcome::Done);
         }
-        let id = self.state.new_id();
-        let intent =
-            Entry::Link { id, phase: Phase::Intent, ns: ns.clone(), name: name.clone(), kind: "bridge".into(), index: None, pair: None };
-        self.created(intent, |b| b.nl.create_bridge(&ns, &name), |index, e| set_index(e, *index))?;
-        if !self.state.owns_ns(&ns) {
-            self.warn_bridge_filtering(&ns, &name); // issue 3: FORWARD DROP + br_netfilter
+        let record = LinkRecord { ns: op.ns.clone(), name: op.name.clone(), kind: "bridge".into(), index: None, pair: None };
+        self.created(Object::Link(record), |b| b.nl.create_bridge(&op), with_index)?;
+        if !self.state.owns_ns(&op.ns) {
+            self.warn_bridge_filtering(&op.ns, &op.name);
         }
         Ok(Outcome::Done)
     }
 
-    fn create_veth(&mut self, spec: VethSpec) -> Result<Outcome> {
-        netlink::validate_ifname(&spec.name)?;
-        netlink::validate_ifname(&spec.peer)?;
-        if spec.ns == spec.peer_ns && spec.name == spec.peer {
-            return Err(Error::new(Code::BadWiring, format!("cannot create veth pair {:?} / {:?}", spec.name, spec.peer))
-                .help("the two ends need different names"));
-        }
+    fn create_veth(&mut self, op: CreateVeth) -> Result<Outcome> {
+        op.validate()?;
         let (a, b) = (self.state.new_id(), self.state.new_id());
-        let end = |id, pair, ns: &NsRef, name: &str| Entry::Link {
-            id,
-            phase: Phase::Intent,
-            ns: ns.clone(),
-            name: name.to_string(),
-            kind: "veth".into(),
-            index: None,
-            pair: Some(pair),
+        let end = |id, pair, ns: &NsRef, name: &str| {
+            Entry::intent(
+                id,
+                Object::Link(LinkRecord { ns: ns.clone(), name: name.to_string(), kind: "veth".into(), index: None, pair: Some(pair) }),
+            )
         };
-        let (near, far) = (end(a, b, &spec.ns, &spec.name), end(b, a, &spec.peer_ns, &spec.peer));
+        let (near, far) = (end(a, b, &op.ns, &op.name), end(b, a, &op.peer_ns, &op.peer));
         // Both ends' intents in one ledger write, both results in another.
         let _names = lab::lock::names()?;
         self.record_all(vec![far.clone(), near.clone()])?;
-        match self.nl.create_veth(&spec) {
-            Ok((ia, ib)) => {
-                self.record_all(vec![set_index(with_phase(near, Phase::Done), ia), set_index(with_phase(far, Phase::Done), ib)])?
-            }
+        match self.nl.create_veth(&op) {
+            Ok((ia, ib)) => self.record_all(vec![done_with_index(near, ia), done_with_index(far, ib)])?,
             Err(e) => {
-                self.record_all(vec![with_phase(near, Phase::Failed), with_phase(far, Phase::Failed)])?;
+                self.record_all(vec![near.at(Phase::Failed), far.at(Phase::Failed)])?;
                 return Err(e);
             }
         }
         Ok(Outcome::Done)
     }
 
-    fn set_link(&mut self, ns: NsRef, name: String, change: LinkChange) -> Result<Outcome> {
-        self.require_owned_link(&ns, &name, "change")?;
-        if let LinkChange::MoveTo(NsRef::Named(target)) = &change {
+    fn set_link(&mut self, op: SetLink) -> Result<Outcome> {
+        op.validate()?;
+        self.require_owned_link(&op.ns, &op.name, "change")?;
+        if let LinkChange::MoveTo(NsRef::Named(target)) = &op.change {
             if !self.state.owns_netns(target) {
                 // Moving a link into a foreign namespace would hand it out of the lab.
-                nsexec::open_netns(target)?;
+                self.nl.kernel().open_netns(target)?;
             }
         }
-        self.nl.set_link(&ns, &name, &change)?;
-        let (new_ns, new_name) = match &change {
-            LinkChange::Rename(n) => (ns.clone(), n.clone()),
-            LinkChange::MoveTo(t) => (t.clone(), name.clone()),
-            _ => return Ok(Outcome::Done),
-        };
-        if let Some(id) = self.state.link(&ns, &name).map(|l| l.id) {
-            let index = self.nl.require_link(&new_ns, &new_name)?;
-            self.record(Entry::LinkMoved { id, ns: new_ns.clone(), name: new_name.clone(), index })?;
+        self.nl.set_link(&op)?;
+        if op.keeps_identity() {
+            return Ok(Outcome::Done);
         }
-        Ok(Outcome::Link { ns: new_ns, name: new_name })
+        let (ns, name) = op.result();
+        if let Some(id) = self.state.link(&op.ns, &op.name).map(|(e, _)| e.id) {
+            let index = self.nl.require_link(&ns, &name)?;
+            self.record(Entry { id, phase: Phase::Done, object: Object::LinkMoved { ns: ns.clone(), name: name.clone(), index } })?;
+        }
+        Ok(Outcome::Link { ns, name })
     }
 
-    fn delete_link(&mut self, ns: NsRef, name: String) -> Result<Outcome> {
-        self.require_owned_link(&ns, &name, "delete")?;
-        self.nl.delete_link(&ns, &name)?;
-        if let Some(rec) = self.state.link(&ns, &name).cloned() {
-            self.record(Entry::LinkGone { id: rec.id })?;
-            if let Some(pair) = rec.pair {
-                self.record(Entry::LinkGone { id: pair })?;
+    fn delete_link(&mut self, op: DeleteLink) -> Result<Outcome> {
+        self.require_owned_link(&op.ns, &op.name, "delete")?;
+        self.nl.delete_link(&op.ns, &op.name)?;
+        if let Some((e, l)) = self.state.link(&op.ns, &op.name) {
+            let gone: Vec<u64> = std::iter::once(e.id).chain(l.pair).collect();
+            for id in gone {
+                self.record(Entry { id, phase: Phase::Done, object: Object::LinkGone })?;
             }
         }
         Ok(Outcome::Done)
     }
 
-    fn add_addr(&mut self, ns: NsRef, link: String, addr: ipnetwork::IpNetwork) -> Result<Outcome> {
-        if self.state.owns_link(&ns, &link) {
-            self.nl.add_addr(&ns, &link, addr)?;
+    fn add_addr(&mut self, op: AddAddr) -> Result<Outcome> {
+        if self.state.owns_link(&op.ns, &op.link) {
+            self.nl.add_addr(&op)?;
             return Ok(Outcome::Done);
         }
         // An address on a link that outlives the lab: recorded, removed at `down`.
-        self.nl.require_link(&ns, &link)?;
-        let id = self.state.new_id();
-        let intent = Entry::Addr { id, phase: Phase::Intent, ns: ns.clone(), link: link.clone(), addr: addr.to_string() };
-        self.created(intent, |b| b.nl.add_addr(&ns, &link, addr), |_, e| e)?;
+        self.nl.require_link(&op.ns, &op.link)?;
+        self.created(Object::Addr(op.clone()), |b| b.nl.add_addr(&op), |_, o| o)?;
         Ok(Outcome::Done)
     }
 
-    fn add_route(&mut self, ns: NsRef, dest: Option<ipnetwork::IpNetwork>, via: RouteVia) -> Result<Outcome> {
-        if self.state.owns_ns(&ns) {
-            self.nl.add_route(&ns, dest, &via)?;
+    fn add_route(&mut self, op: AddRoute) -> Result<Outcome> {
+        op.validate()?;
+        if self.state.owns_ns(&op.ns) {
+            self.nl.add_route(&op)?;
             return Ok(Outcome::Done);
         }
-        let id = self.state.new_id();
-        let via_text = match &via {
-            RouteVia::Gateway(ip) => ip.to_string(),
-            RouteVia::Device(d) => format!("dev {d}"),
-        };
-        let intent = Entry::Route { id, phase: Phase::Intent, ns: ns.clone(), dest: dest.map(|d| d.to_string()), via: via_text };
-        self.created(intent, |b| b.nl.add_route(&ns, dest, &via), |_, e| e)?;
+        self.created(Object::Route(op.clone()), |b| b.nl.add_route(&op), |_, o| o)?;
         Ok(Outcome::Done)
     }
 
-    fn set_sysctl(&mut self, ns: NsRef, key: String, value: String) -> Result<Outcome> {
-        if self.state.owns_ns(&ns) {
+    fn set_sysctl(&mut self, op: Sysctl) -> Result<Outcome> {
+        op.validate()?;
+        if self.state.owns_ns(&op.ns) {
             // Nothing to restore in a namespace that goes away with the lab.
-            sysctl::write(self.nl.ns_fd(&ns)?, &key, &value)?;
+            self.nl.kernel().sysctl_write(&op.ns, &op.key, &op.value)?;
             return Ok(Outcome::Done);
         }
-        let old = sysctl::read(self.nl.ns_fd(&ns)?, &key)?;
-        if old == value {
+        let old = self.nl.kernel().sysctl_read(&op.ns, &op.key)?;
+        if old == op.value {
             return Ok(Outcome::Done);
         }
-        let id = self.state.new_id();
-        let intent = Entry::Sysctl { id, phase: Phase::Intent, ns: ns.clone(), key: key.clone(), old };
-        self.created(intent, |b| sysctl::write(b.nl.ns_fd(&ns)?, &key, &value), |_, e| e)?;
+        let record = SysctlRecord { ns: op.ns.clone(), key: op.key.clone(), old };
+        self.created(Object::Sysctl(record), |b| b.nl.kernel().sysctl_write(&op.ns, &op.key, &op.value), |_, o| o)?;
         Ok(Outcome::Done)
+    }
+
+    fn query(&mut self, q: Query) -> Result<Outcome> {
+        match q {
+            Query::Links(ns) => self.nl.links(&ns).map(Outcome::Links),
+            Query::Addrs(ns) => self.nl.addrs(&ns).map(Outcome::Addrs),
+            Query::Routes(ns) => self.nl.routes(&ns).map(Outcome::Routes),
+            Query::Fdb(ns) => self.nl.fdb(&ns).map(Outcome::Fdb),
+            Query::VethPeer { ns, name } => self.veth_peer(ns, name),
+        }
     }
 
     fn veth_peer(&mut self, ns: NsRef, name: String) -> Result<Outcome> {
-        if let Some(pair) = self.state.link(&ns, &name).and_then(|l| l.pair) {
-            if let Some(peer) = self.state.links.iter().find(|l| l.id == pair) {
-                return Ok(Outcome::Link { ns: peer.ns.clone(), name: peer.name.clone() });
-            }
+        if let Some(peer) = self.state.link(&ns, &name).and_then(|(_, l)| l.pair).and_then(|p| self.state.link_by_id(p)) {
+            return Ok(Outcome::Link { ns: peer.ns.clone(), name: peer.name.clone() });
         }
         match self.nl.local_veth_peer(&ns, &name)? {
             Some(peer) => Ok(Outcome::Link { ns, name: peer }),
@@ -290,76 +288,86 @@ impl LiveBackend {
             }
         }
     }
-}
 
-impl LiveBackend {
     /// Queue `op` on its namespace's socket when it only needs an ack and changes
     /// nothing the ledger records; otherwise None (it must run on its own).
     fn try_queue(&mut self, op: &Op) -> Option<Result<()>> {
         match op {
-            Op::SetLink { ns, name, change }
-                if matches!(change, LinkChange::Up | LinkChange::Down | LinkChange::Mtu(_) | LinkChange::Mac(_))
-                    && self.state.owns_link(ns, name) =>
+            Op::SetLink(s)
+                if matches!(s.change, LinkChange::Up | LinkChange::Down | LinkChange::Mtu(_) | LinkChange::Mac(_))
+                    && self.state.owns_link(&s.ns, &s.name) =>
             {
-                Some(self.nl.queue_set_link(ns, name, change))
+                Some(self.nl.queue_set_link(s))
             }
-            Op::AddAddr { ns, link, addr } if self.state.owns_link(ns, link) => Some(self.nl.queue_add_addr(ns, link, *addr)),
-            Op::AddRoute { ns, dest, via } if self.state.owns_ns(ns) => Some(self.nl.queue_add_route(ns, *dest, via)),
+            Op::AddAddr(a) if self.state.owns_link(&a.ns, &a.link) => Some(self.nl.queue_add_addr(a)),
+            Op::AddRoute(r) if self.state.owns_ns(&r.ns) => Some(r.validate().and_then(|_| self.nl.queue_add_route(r))),
             _ => None,
         }
     }
 
     fn apply_one(&mut self, op: Op) -> Result<Outcome> {
         match op {
-            Op::CreateNetns { name } => self.create_netns(&name),
-            Op::CreateBridge { ns, name } => self.create_bridge(ns, name),
-            Op::CreateVeth(spec) => {
-                let watch = overlay::enslaving(&Op::CreateVeth(spec.clone()));
-                let out = self.create_veth(spec)?;
+            Op::CreateNetns(o) => self.create_netns(o),
+            Op::CreateBridge(o) => self.create_bridge(o),
+            Op::CreateVeth(o) => {
+                let watch = o.master.clone().map(|br| (o.ns.clone(), br, o.name.clone()));
+                let out = self.create_veth(o)?;
                 self.warn_overlay_mtu(watch)?;
                 Ok(out)
             }
-            Op::SetLink { ns, name, change } => {
-                let watch = overlay::enslaving(&Op::SetLink { ns: ns.clone(), name: name.clone(), change: change.clone() });
-                let out = self.set_link(ns, name, change)?;
-                self.warn_overlay_mtu(watch)?;
-                Ok(out)
-            }
-            Op::DeleteLink { ns, name } => self.delete_link(ns, name),
-            Op::AddAddr { ns, link, addr } => self.add_addr(ns, link, addr),
-            Op::AddRoute { ns, dest, via } => self.add_route(ns, dest, via),
-            Op::Sysctl { ns, key, value } => self.set_sysctl(ns, key, value),
-            Op::Exec { ns, cmd } => {
-                let fd = match &ns {
-                    NsRef::Host => None,
-                    named => Some(self.nl.ns_fd(named)?.as_raw_fd()),
+            Op::SetLink(o) => {
+                let watch = match &o.change {
+                    LinkChange::Master(br) => Some((o.ns.clone(), br.clone(), o.name.clone())),
+                    _ => None,
                 };
-                process::run(fd, &cmd, &ns.to_string()).map(Outcome::Exec)
+                let out = self.set_link(o)?;
+                self.warn_overlay_mtu(watch)?;
+                Ok(out)
             }
-            Op::Links { ns } => self.nl.links(&ns).map(Outcome::Links),
-            Op::Addrs { ns } => self.nl.addrs(&ns).map(Outcome::Addrs),
-            Op::Routes { ns } => self.nl.routes(&ns).map(Outcome::Routes),
-            Op::VethPeer { ns, name } => self.veth_peer(ns, name),
-            // Issue 3: firewall/NAT, processes, DHCP, ping (firewall.rs, procs.rs, dhcp.rs, icmp.rs).
-            Op::Fw { ns, op } => self.apply_fw(ns, op),
-            Op::Spawn { ns, cmd, listen, wait_ms } => self.spawn(ns, cmd, listen, wait_ms),
-            Op::ExecTimeout { ns, cmd, timeout_ms } => self.exec_timeout(ns, cmd, timeout_ms),
-            Op::DhcpServer { ns, spec } => self.dhcp_server(ns, spec),
-            Op::DhcpLease { ns, iface, timeout_ms } => self.dhcp_lease(ns, iface, timeout_ms),
-            Op::Ping { ns, addr, spec } => icmp::ping(self.nl.ns_fd(&ns)?, addr, &spec).map(Outcome::Ping),
-            // Issue 4: link kinds, overlays, bridge VLANs, shaping (backend/live/overlay.rs).
-            Op::CreateLink(spec) => self.create_link(spec),
-            Op::FdbAppend { ns, link, mac, dst } => self.fdb_append(ns, link, mac, dst),
-            Op::Fdb { ns } => self.nl.fdb(&ns).map(Outcome::Fdb),
-            Op::Shape { ns, link, shape } => self.shape(ns, link, shape),
-            Op::BridgeVlanFiltering { ns, bridge, on } => self.bridge_vlan_filtering(ns, bridge, on),
-            Op::BridgeVlan { ns, port, vid, pvid, untagged } => self.bridge_vlan(ns, port, vid, pvid, untagged),
-            Op::PingAll(spec) => self.pingall(spec).map(Outcome::PingAll),
+            Op::DeleteLink(o) => self.delete_link(o),
+            Op::AddAddr(o) => self.add_addr(o),
+            Op::AddRoute(o) => self.add_route(o),
+            Op::Sysctl(o) => self.set_sysctl(o),
+            Op::Exec(o) => {
+                o.cmd.validate()?;
+                let timeout = o.timeout_ms.map(|ms| std::time::Duration::from_millis(u64::from(ms)));
+                self.nl.kernel().run(&o.ns, &o.cmd, timeout).map(Outcome::Exec)
+            }
+            Op::Query(q) => self.query(q),
+            Op::Firewall(o) => self.firewall(o),
+            Op::Spawn(o) => self.spawn(o),
+            Op::DhcpServer(o) => self.dhcp_server(o),
+            Op::DhcpLease(o) => self.dhcp_lease(o),
+            Op::Ping(o) => self.nl.kernel().ping(&o.ns, o.addr, &o.spec).map(Outcome::Ping),
+            Op::PingAll(o) => self.pingall(o).map(Outcome::PingAll),
+            Op::CreateLink(o) => self.create_link(o),
+            Op::FdbAppend(o) => self.fdb_append(o),
+            Op::Shape(o) => self.shape(o),
+            Op::BridgeVlanFiltering(o) => {
+                self.require_owned_link(&o.ns, &o.bridge, "change")?;
+                self.nl.bridge_vlan_filtering(&o).map(|_| Outcome::Done)
+            }
+            Op::BridgeVlan(o) => {
+                self.require_owned_link(&o.ns, &o.port, "change")?;
+                self.nl.bridge_vlan(&o).map(|_| Outcome::Done)
+            }
         }
     }
 }
 
-impl Backend for LiveBackend {
+/// A link entry with the ifindex the kernel gave it.
+fn with_index(index: &u32, object: Object) -> Object {
+    match object {
+        Object::Link(l) => Object::Link(LinkRecord { index: Some(*index), ..l }),
+        other => other,
+    }
+}
+
+fn done_with_index(e: Entry, index: u32) -> Entry {
+    Entry { phase: Phase::Done, object: with_index(&index, e.object.clone()), ..e }
+}
+
+impl<K: Kernel> Backend for LiveBackend<K> {
     fn apply(&mut self, op: Op) -> Result<Outcome> {
         // SIGINT/SIGTERM stop the build between two ops (see signals.rs).
         crate::signals::check()?;
@@ -370,8 +378,8 @@ impl Backend for LiveBackend {
         // requests: those only change links, addresses and routes that exist already.
         // Anything else (a query, a command, a check, a rename...) first sees them done.
         let ahead_of_queue = match &op {
-            Op::CreateNetns { .. } | Op::CreateBridge { .. } | Op::CreateVeth(_) => true,
-            Op::Sysctl { ns, .. } => self.state.owns_ns(ns),
+            Op::CreateNetns(_) | Op::CreateBridge(_) | Op::CreateVeth(_) => true,
+            Op::Sysctl(s) => self.state.owns_ns(&s.ns),
             _ => false,
         };
         if !ahead_of_queue {
@@ -380,12 +388,12 @@ impl Backend for LiveBackend {
         // What sends packets (a check, a user's command, a DHCP client) waits until the
         // links that came up can carry them: the kernel drops packets on a link its
         // link-watch work has not seen yet, up to ~1 s after it came up.
-        if matches!(op, Op::Ping { .. } | Op::PingAll(_) | Op::Exec { .. } | Op::ExecTimeout { .. } | Op::DhcpLease { .. }) {
+        if matches!(op, Op::Ping(_) | Op::PingAll(_) | Op::Exec(_) | Op::DhcpLease(_)) {
             self.nl.settle()?;
         }
-        let netns = self.state.netns.len();
+        let netns = self.state.netns().count();
         self.progress.tick(|| format!("{netns} namespaces in lab {}", self.lab));
-        let is_exec = matches!(op, Op::Exec { .. } | Op::ExecTimeout { .. } | Op::Spawn { .. });
+        let is_exec = matches!(op, Op::Exec(_) | Op::Spawn(_));
         let out = self.apply_one(op);
         if is_exec {
             // A user's command may have renamed, moved or deleted links.
@@ -403,7 +411,7 @@ impl Backend for LiveBackend {
     }
 
     fn lab_netns(&self) -> Vec<String> {
-        self.state().netns.iter().map(|n| n.name.clone()).collect()
+        self.state.netns_names()
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -416,7 +424,7 @@ impl Backend for LiveBackend {
     }
 
     fn set_lab_name(&mut self, name: &str) -> Result<()> {
-        lab::validate_lab_name(name)?;
+        names::validate_lab_name(name)?;
         if self.ledger.is_none() {
             lab::lock::hold(name, "building it")?;
         }
@@ -430,37 +438,17 @@ impl Backend for LiveBackend {
     }
 }
 
-impl Drop for LiveBackend {
-    /// A sandboxed run's processes end with it (issue 3; see procs.rs).
+impl<K: Kernel> Drop for LiveBackend<K> {
+    /// A sandboxed run's processes end with it (see procs.rs).
     fn drop(&mut self) {
         self.stop_processes_if_sandboxed();
     }
 }
 
-fn with_phase(e: Entry, p: Phase) -> Entry {
-    match e {
-        Entry::Netns { id, name, inode, .. } => Entry::Netns { id, phase: p, name, inode },
-        Entry::Link { id, ns, name, kind, index, pair, .. } => Entry::Link { id, phase: p, ns, name, kind, index, pair },
-        Entry::Addr { id, ns, link, addr, .. } => Entry::Addr { id, phase: p, ns, link, addr },
-        Entry::Route { id, ns, dest, via, .. } => Entry::Route { id, phase: p, ns, dest, via },
-        Entry::Sysctl { id, ns, key, old, .. } => Entry::Sysctl { id, phase: p, ns, key, old },
-        Entry::Fw { id, ns, table, chain, undo, .. } => Entry::Fw { id, phase: p, ns, table, chain, undo },
-        Entry::Proc { id, ns, what, pid, start, files, .. } => Entry::Proc { id, phase: p, ns, what, pid, start, files },
-        other => other,
-    }
-}
-
-fn set_index(e: Entry, index: u32) -> Entry {
-    match e {
-        Entry::Link { id, phase, ns, name, kind, pair, .. } => Entry::Link { id, phase, ns, name, kind, index: Some(index), pair },
-        other => other,
-    }
-}
-
 /// `nsscript down LAB`: remove what the ledger names, then the ledger.
-pub fn down(lab_name: &str, wait: bool) -> Result<teardown::Report> {
+pub fn down(lab_name: &str, wait: bool) -> Result<Report> {
     let state = lab::load(lab_name)?;
-    let mut nl = Netlink::new();
+    let mut nl = Netlink::new(Linux::default());
     let report = teardown::teardown(&state, &mut nl, wait);
     if report.failed.is_empty() {
         lab::remove(lab_name)?;

@@ -7,13 +7,14 @@
 //! fails with "neighbor table overflow". We count before we start, and refuse with the
 //! way out rather than report a healthy lab as broken.
 
+use super::kernel::Kernel;
 use super::LiveBackend;
 use crate::error::{Code, Error, Result};
-use crate::nsexec;
-use crate::op::{NsRef, PingAllResult, PingAllSpec};
+use crate::ops::check::{PingAll, PingAllResult};
+use crate::ops::NsRef;
 use ipnetwork::IpNetwork;
 use std::net::IpAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// How many neighbour entries the kernel keeps at most (all namespaces together).
@@ -24,7 +25,7 @@ fn neighbour_limit() -> usize {
 /// A node's interfaces: (link, ifindex, mac, network).
 type Ifaces = Vec<(String, u32, [u8; 6], IpNetwork)>;
 
-impl LiveBackend {
+impl<K: Kernel> LiveBackend<K> {
     fn ifaces(&mut self, ns: &NsRef) -> Result<Ifaces> {
         let links = self.nl.links(ns)?;
         let addrs = self.nl.addrs(ns)?;
@@ -43,7 +44,7 @@ impl LiveBackend {
             .collect())
     }
 
-    pub(super) fn pingall(&mut self, spec: PingAllSpec) -> Result<PingAllResult> {
+    pub(super) fn pingall(&mut self, spec: PingAll) -> Result<PingAllResult> {
         let nodes = &spec.nodes;
         if let Some(v6) = nodes.iter().find(|n| n.addr.is_ipv6()) {
             return Err(Error::new(Code::BadValue, format!("pingall probes IPv4 addresses; {} is IPv6", v6.addr))
@@ -86,8 +87,7 @@ impl LiveBackend {
         }
         let mut sockets = Vec::with_capacity(nodes.len());
         for n in nodes {
-            let fd = self.nl.ns_fd(&n.ns)?;
-            sockets.push(nsexec::run_in(fd, open_icmp_socket)?);
+            sockets.push(self.nl.kernel().icmp_socket(&n.ns)?);
         }
         let targets: Vec<IpAddr> = nodes.iter().map(|n| n.addr).collect();
         Ok(probe(&sockets, &targets, Duration::from_millis(u64::from(spec.timeout_ms))))
@@ -95,25 +95,6 @@ impl LiveBackend {
 }
 
 /// A raw ICMP socket that only sees echo replies (ICMP_FILTER).
-fn open_icmp_socket() -> Result<OwnedFd> {
-    // SAFETY: socket(2) and setsockopt(2) on the fd we own at once.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, libc::IPPROTO_ICMP);
-        if fd < 0 {
-            return Err(Error::io(Code::NotRoot, "cannot open a raw ICMP socket", &std::io::Error::last_os_error())
-                .help("raw sockets need CAP_NET_RAW: run nsscript as root"));
-        }
-        let fd = OwnedFd::from_raw_fd(fd);
-        const SOL_RAW: libc::c_int = 255;
-        const ICMP_FILTER: libc::c_int = 1;
-        let filter: u32 = !(1u32 << 0); // pass echo replies (type 0) only
-        libc::setsockopt(fd.as_raw_fd(), SOL_RAW, ICMP_FILTER, &filter as *const u32 as *const libc::c_void, 4);
-        let rcvbuf: libc::c_int = 4 << 20;
-        libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &rcvbuf as *const _ as *const libc::c_void, 4);
-        Ok(fd)
-    }
-}
-
 fn echo_request(ident: u16, seq: u16) -> [u8; 16] {
     let mut pkt = [8u8, 0, 0, 0, 0, 0, 0, 0, b'n', b's', b's', b'c', b'r', b'i', b'p', b't'];
     pkt[4..6].copy_from_slice(&ident.to_be_bytes());

@@ -1,46 +1,19 @@
 //! Background processes of a lab (`spawn`, `dhcp_server`): started inside a namespace
 //! in a process group of their own, written to the ledger (pid and start time) and
 //! stopped at `down`, at rollback and when a sandboxed run ends. A pid is only ever
-//! signalled when /proc shows the same start time as recorded: a recycled pid belongs
-//! to someone else.
+//! signalled when the kernel shows the same start time as recorded: a recycled pid
+//! belongs to someone else.
 
+use super::kernel::{Exit, Kernel, Ready};
 use super::LiveBackend;
 use crate::error::{Code, Error, Result};
-use crate::lab::teardown::Report;
-use crate::lab::{self, Entry, LabState, Phase, ProcRec};
-use crate::nsexec;
-use crate::op::{Command, NsRef};
-use nix::sys::signal::{killpg, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
+use crate::lab::report::Report;
+use crate::lab::{self, LabState, Object};
+use crate::ops::process::{Command, ProcRecord, Spawn};
+use crate::ops::{NsRef, Outcome};
+use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-/// What to wait for after starting a process.
-#[derive(Clone, Copy, Debug)]
-pub enum Ready {
-    /// Nothing: only that it did not fail at once.
-    Started,
-    /// A listening TCP socket on this port in the namespace.
-    Tcp(u16),
-    /// A bound UDP socket on this port in the namespace.
-    Udp(u16),
-}
-
-/// `pid`'s state letter and start time (field 3 and 22 of /proc/PID/stat), or None.
-pub fn stat(pid: u32) -> Option<(char, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces: skip past it.
-    let rest = &text[text.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let state = fields.first()?.chars().next()?;
-    let start = fields.get(19)?.parse().ok()?;
-    Some((state, start))
-}
 
 /// A program on PATH, or the error naming the Debian package that provides it.
 pub fn require_program(program: &str, package: &str, purpose: &str) -> Result<PathBuf> {
@@ -66,25 +39,7 @@ fn log_tail(path: &Path) -> String {
     format!("it printed:\n{}", lines[lines.len().saturating_sub(8)..].join("\n"))
 }
 
-/// Whether a socket of ours listens on `port` in the namespace of `pid`.
-fn listening(pid: u32, ready: Ready) -> bool {
-    let (files, port, want_state): (&[&str], u16, Option<&str>) = match ready {
-        Ready::Started => return true,
-        Ready::Tcp(p) => (&["tcp", "tcp6"], p, Some("0A")),
-        Ready::Udp(p) => (&["udp", "udp6"], p, None),
-    };
-    let port_hex = format!(":{port:04X}");
-    files.iter().any(|f| {
-        std::fs::read_to_string(format!("/proc/{pid}/net/{f}")).is_ok_and(|t| {
-            t.lines().skip(1).any(|l| {
-                let cols: Vec<&str> = l.split_whitespace().collect();
-                cols.get(1).is_some_and(|local| local.ends_with(&port_hex)) && want_state.is_none_or(|s| cols.get(3) == Some(&s))
-            })
-        })
-    })
-}
-
-impl LiveBackend {
+impl<K: Kernel> LiveBackend<K> {
     /// Start `cmd` inside `ns`, recorded before it starts; wait up to `wait` for `ready`.
     /// `extra_files` are removed with the process (a lease file...). Returns the pid.
     pub(super) fn start_process(
@@ -96,61 +51,21 @@ impl LiveBackend {
         ready: Ready,
         wait: Duration,
     ) -> Result<u32> {
-        let (program, mut command) = super::process::build(cmd)?;
-        let id = self.state.new_id();
-        let log = lab::lab_dir(&self.lab).join(format!("proc-{id}.log"));
+        cmd.validate()?;
+        let log = lab::lab_dir(&self.lab).join(format!("proc-{}.log", self.state.new_id()));
         let mut files: Vec<String> = vec![log.display().to_string()];
         files.extend(extra_files.iter().map(|p| p.display().to_string()));
-        let intent =
-            Entry::Proc { id, phase: Phase::Intent, ns: ns.clone(), what: what.to_string(), pid: None, start: None, files: files.clone() };
-        let sandbox = self.sandboxed;
-        let fd = match ns {
-            NsRef::Host => None,
-            named => Some(self.nl.ns_fd(named)?.as_raw_fd()),
-        };
-        let where_ = ns.to_string();
+        let record = ProcRecord { ns: ns.clone(), what: what.to_string(), pid: None, start: None, files };
+        let tied = self.sandboxed;
         let (pid, _start) = self.created(
-            intent,
-            |_| {
-                let out = std::fs::OpenOptions::new()
-                    .create(true)
-                    .truncate(true)
-                    .write(true)
-                    .mode(0o600)
-                    .open(&log)
-                    .map_err(|e| Error::io(Code::IoFailed, format!("cannot create {}", log.display()), &e))?;
-                let err = out.try_clone().map_err(|e| Error::io(Code::Internal, "cannot duplicate a file handle", &e))?;
-                command.stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
-                nsexec::command_in(fd, &mut command);
-                super::process::unblock_signals(&mut command);
-                if sandbox {
-                    // If nsscript dies, the sandbox must not live on in its processes.
-                    // SAFETY: one raw syscall between fork and exec.
-                    unsafe {
-                        command.pre_exec(|| {
-                            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                            Ok(())
-                        });
-                    }
-                }
-                let child = command.spawn().map_err(|e| {
-                    let code = if e.kind() == std::io::ErrorKind::NotFound { Code::ProgramMissing } else { Code::DaemonFailed };
-                    let err = Error::io(code, format!("cannot start {program:?} in {where_}"), &e);
-                    if e.kind() == std::io::ErrorKind::NotFound {
-                        err.help(format!("{program} is not installed or not on PATH; install the package that provides it"))
-                    } else {
-                        err
-                    }
-                })?;
-                let pid = child.id();
-                // The child is reaped by stop() (or by init once nsscript has exited).
-                std::mem::forget(child);
-                Ok((pid, stat(pid).map(|(_, s)| s)))
+            Object::Proc(record),
+            |b| {
+                let k = b.nl.kernel();
+                let pid = k.start(ns, cmd, &log, tied)?;
+                Ok((pid, k.process(pid).map(|(_, s)| s)))
             },
-            |(pid, start), e| match e {
-                Entry::Proc { id, phase, ns, what, files, .. } => {
-                    Entry::Proc { id, phase, ns, what, pid: Some(*pid), start: *start, files }
-                }
+            |(pid, start), object| match object {
+                Object::Proc(p) => Object::Proc(ProcRecord { pid: Some(*pid), start: *start, ..p }),
                 other => other,
             },
         )?;
@@ -158,24 +73,24 @@ impl LiveBackend {
         let deadline = Instant::now() + wait;
         let grace = Instant::now() + Duration::from_millis(30);
         loop {
-            match waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(_, code)) => {
+            let k = self.nl.kernel();
+            match k.reap(pid) {
+                Some(Exit::Code(code)) => {
                     if code == 0 && matches!(ready, Ready::Started) {
                         return Ok(pid);
                     }
-                    return Err(Error::new(Code::DaemonFailed, format!("{what} in {where_} exited at once (code {code})"))
+                    return Err(Error::new(Code::DaemonFailed, format!("{what} in {ns} exited at once (code {code})"))
                         .why(log_tail(&log))
                         .help("run the same command with exec(ns, cmd) to see it fail in the foreground"));
                 }
-                Ok(WaitStatus::Signaled(_, sig, _)) => {
-                    return Err(
-                        Error::new(Code::DaemonFailed, format!("{what} in {where_} was killed at once by {sig:?}")).why(log_tail(&log))
-                    );
+                Some(Exit::Signal(sig)) => {
+                    let sig = Signal::try_from(sig).map(|s| format!("{s:?}")).unwrap_or_else(|_| format!("signal {sig}"));
+                    return Err(Error::new(Code::DaemonFailed, format!("{what} in {ns} was killed at once by {sig}")).why(log_tail(&log)));
                 }
-                _ => {}
+                None => {}
             }
             let now = Instant::now();
-            if listening(pid, ready) && now >= grace {
+            if k.listening(pid, ready) && now >= grace {
                 return Ok(pid);
             }
             if now >= deadline {
@@ -186,7 +101,7 @@ impl LiveBackend {
                 };
                 return Err(Error::new(
                     Code::DaemonFailed,
-                    format!("{what} in {where_} did not listen on {port} within {} ms", wait.as_millis()),
+                    format!("{what} in {ns} did not listen on {port} within {} ms", wait.as_millis()),
                 )
                 .why(log_tail(&log))
                 .help("check the command, or give it more time with the wait option (ms)"));
@@ -195,18 +110,24 @@ impl LiveBackend {
         }
     }
 
+    pub(super) fn spawn(&mut self, op: Spawn) -> Result<Outcome> {
+        let ready = op.listen.map(Ready::Tcp).unwrap_or(Ready::Started);
+        let pid = self.start_process(&op.ns, &op.cmd, &op.cmd.short(), Vec::new(), ready, Duration::from_millis(u64::from(op.wait_ms)))?;
+        Ok(Outcome::Spawned { pid })
+    }
+
     /// At the end of a sandboxed run the lab's processes go with the sandbox.
     pub(super) fn stop_processes_if_sandboxed(&mut self) {
-        if self.state.procs.is_empty() || !self.sandboxed {
+        if self.state.procs().next().is_none() || !self.sandboxed {
             return;
         }
         let mut report = Report::default();
-        teardown(&self.state, &mut report);
+        stop_all(&self.state, self.nl.kernel(), &mut report);
     }
 }
 
 /// Stop one recorded process (its whole process group), if it is still the one we started.
-fn stop(p: &ProcRec, report: &mut Report) {
+fn stop<K: Kernel>(p: &ProcRecord, k: &mut K, report: &mut Report) {
     let what = match p.pid {
         Some(pid) => format!("process {pid} ({}) in {}", p.what, p.ns),
         None => format!("process {} in {}", p.what, p.ns),
@@ -215,24 +136,22 @@ fn stop(p: &ProcRec, report: &mut Report) {
         // Died between the intent and the start: nothing was started.
         return;
     };
-    let pgid = Pid::from_raw(pid as i32);
-    match (stat(pid), p.start) {
+    match (k.process(pid), p.start) {
         (None, _) => {
             // The leader is gone: its number may already be someone else's group, so
             // nothing is signalled.
-            report.skipped.push(format!("{what}: already gone"));
+            report.skipped(format!("{what}: already gone"));
         }
         (Some((_, now)), Some(recorded)) if now != recorded => {
-            report.skipped.push(format!("{what}: pid {pid} now belongs to another process (start time {now}, recorded {recorded})"));
+            report.skipped(format!("{what}: pid {pid} now belongs to another process (start time {now}, recorded {recorded})"));
         }
         (Some(_), _) => {
-            let _ = killpg(pgid, Signal::SIGTERM);
-            let gone = |until: Instant| loop {
+            k.kill_group(pid, Signal::SIGTERM);
+            let gone = |k: &mut K, until: Instant| loop {
                 // Reap it if it is our child; otherwise init does.
-                let _ = waitpid(pgid, Some(WaitPidFlag::WNOHANG));
-                match stat(pid) {
-                    None => return true,
-                    Some(('Z', _)) => return true,
+                let _ = k.reap(pid);
+                match k.process(pid) {
+                    None | Some(('Z', _)) => return true,
                     Some((_, s)) if Some(s) != p.start => return true,
                     _ => {}
                 }
@@ -241,16 +160,16 @@ fn stop(p: &ProcRec, report: &mut Report) {
                 }
                 std::thread::sleep(Duration::from_millis(5));
             };
-            if !gone(Instant::now() + Duration::from_secs(2)) {
-                let _ = killpg(pgid, Signal::SIGKILL);
-                if !gone(Instant::now() + Duration::from_secs(2)) {
-                    report.failed.push(format!("{what}: still alive after SIGKILL"));
+            if !gone(k, Instant::now() + Duration::from_secs(2)) {
+                k.kill_group(pid, Signal::SIGKILL);
+                if !gone(k, Instant::now() + Duration::from_secs(2)) {
+                    report.failed(format!("{what}: still alive after SIGKILL"));
                     return;
                 }
             }
             // Members that ignored SIGTERM.
-            let _ = killpg(pgid, Signal::SIGKILL);
-            report.removed.push(what);
+            k.kill_group(pid, Signal::SIGKILL);
+            report.removed(what);
         }
     }
     for f in &p.files {
@@ -259,30 +178,8 @@ fn stop(p: &ProcRec, report: &mut Report) {
 }
 
 /// Stop every process of the lab, newest first (before its namespaces go).
-pub fn teardown(state: &LabState, report: &mut Report) {
-    for p in state.procs.iter().rev() {
-        stop(p, report);
-    }
-}
-
-impl LiveBackend {
-    pub(super) fn spawn(&mut self, ns: NsRef, cmd: Command, listen: Option<u16>, wait_ms: u32) -> Result<crate::op::Outcome> {
-        let text = match &cmd {
-            Command::Shell(line) => line.clone(),
-            Command::Argv(argv) => argv.join(" "),
-        };
-        let what =
-            if text.chars().count() > 60 { format!("`{}...`", text.chars().take(57).collect::<String>()) } else { format!("`{text}`") };
-        let ready = listen.map(Ready::Tcp).unwrap_or(Ready::Started);
-        let pid = self.start_process(&ns, &cmd, &what, Vec::new(), ready, Duration::from_millis(u64::from(wait_ms)))?;
-        Ok(crate::op::Outcome::Spawned { pid })
-    }
-
-    pub(super) fn exec_timeout(&mut self, ns: NsRef, cmd: Command, timeout_ms: u32) -> Result<crate::op::Outcome> {
-        let fd = match &ns {
-            NsRef::Host => None,
-            named => Some(self.nl.ns_fd(named)?.as_raw_fd()),
-        };
-        super::process::run_timeout(fd, &cmd, &ns.to_string(), Duration::from_millis(u64::from(timeout_ms))).map(crate::op::Outcome::Exec)
+pub fn stop_all<K: Kernel>(state: &LabState, k: &mut K, report: &mut Report) {
+    for (_, p) in state.procs().rev() {
+        stop(p, k, report);
     }
 }

@@ -1,10 +1,46 @@
-//! Traffic control payloads: the `TCA_OPTIONS` of a tbf (rate limit) or netem (delay,
-//! loss) root qdisc, encoded the way `tc` does. netlink-packet-route has no types for
-//! these two qdiscs, so the kernel structs are written here byte for byte; netlink.rs
-//! sends them.
+//! Traffic control messages: a root qdisc replaced or deleted. netlink-packet-route
+//! has no types for tbf's and netem's `TCA_OPTIONS`, so the kernel structs are written
+//! here byte for byte, the way `tc` does; the parameters come resolved from
+//! `ops::qdisc`, where the plan reads them too.
 
+use super::Netlink;
+use crate::backend::live::kernel::Kernel;
 use crate::error::{Code, Error, Result};
-use crate::op::Shape;
+use crate::ops::qdisc::{Netem, Qdisc, SetShape, Tbf};
+use rtnetlink::packet_core::{DefaultNla, NLM_F_CREATE, NLM_F_REPLACE};
+use rtnetlink::packet_route::tc::{TcAttribute, TcHandle, TcMessage};
+use rtnetlink::packet_route::RouteNetlinkMessage;
+
+impl<K: Kernel> Netlink<K> {
+    /// `tc qdisc replace dev LINK root ...`, or `tc qdisc del dev LINK root` for no shape
+    /// (no qdisc of ours there counts as done).
+    pub fn shape(&mut self, op: &SetShape) -> Result<()> {
+        let index = self.require_link(&op.ns, &op.link)?;
+        let mut msg = TcMessage::with_index(index as i32);
+        msg.header.parent = TcHandle::ROOT;
+        let Some(shape) = &op.shape else {
+            let what = || format!("cannot remove the shaping of link {:?} in {}", op.link, op.ns);
+            return match self.request_now(&op.ns, RouteNetlinkMessage::DelQueueDiscipline(msg), 0, |errno| {
+                Error::new(Code::KernelRefused, what()).errno(errno)
+            }) {
+                Err(e) if e.is_errno(libc::ENOENT) || e.is_errno(libc::EINVAL) => Ok(()),
+                other => other,
+            };
+        };
+        let qdisc = shape.qdisc()?;
+        let options = match &qdisc {
+            Qdisc::Tbf(t) => tbf_options(t),
+            Qdisc::Netem(n) => netem_options(n),
+        };
+        msg.header.handle = TcHandle { major: 1, minor: 0 };
+        msg.attributes.push(TcAttribute::Kind(qdisc.kind().to_string()));
+        // TCA_OPTIONS, raw: netem's payload is a struct followed by attributes.
+        msg.attributes.push(TcAttribute::Other(DefaultNla::new(2, options)));
+        self.request_now(&op.ns, RouteNetlinkMessage::NewQueueDiscipline(msg), NLM_F_CREATE | NLM_F_REPLACE, |errno| {
+            op.refused(qdisc.kind(), errno)
+        })
+    }
+}
 
 /// `PSCHED_NS2TICKS`: the kernel's scheduler ticks are 64 ns.
 fn ticks(ns: u64) -> u32 {
@@ -32,22 +68,11 @@ fn ratespec(bytes_per_sec: u64) -> [u8; 12] {
     r
 }
 
-/// The burst a rate needs when none is given: 10 ms worth of bytes, at least 4 KiB
-/// (more than one full frame, else tbf never lets a packet through).
-pub fn default_burst(rate_bits: u64) -> u32 {
-    (rate_bits / 8 / 100).clamp(4096, 16 << 20) as u32
-}
-
-pub const DEFAULT_LATENCY_US: u32 = 50_000;
-
 /// TCA_OPTIONS of a tbf qdisc: TCA_TBF_PARMS, TCA_TBF_RATE64 when needed, TCA_TBF_BURST.
-pub fn tbf_options(rate_bits: u64, burst: Option<u32>, latency_us: Option<u32>) -> Result<Vec<u8>> {
-    let rate = rate_bits / 8;
-    if rate == 0 {
-        return Err(Error::new(Code::BadValue, "cannot shape to a rate below 8 bit/s").help("use a rate such as \"10mbit\""));
-    }
-    let burst = burst.unwrap_or_else(|| default_burst(rate_bits));
-    let latency = u64::from(latency_us.unwrap_or(DEFAULT_LATENCY_US));
+fn tbf_options(t: &Tbf) -> Vec<u8> {
+    let rate = (t.rate_bits / 8).max(1);
+    let burst = t.burst;
+    let latency = u64::from(t.latency_us);
     // The queue holds what the rate drains in `latency`, plus one burst (as tc computes it).
     let limit = (rate.saturating_mul(latency) / 1_000_000).saturating_add(u64::from(burst)).min(u64::from(u32::MAX)) as u32;
     let buffer_ns = u64::from(burst).saturating_mul(1_000_000_000) / rate;
@@ -63,11 +88,12 @@ pub fn tbf_options(rate_bits: u64, burst: Option<u32>, latency_us: Option<u32>) 
         nla(&mut out, 4, &rate.to_ne_bytes()); // TCA_TBF_RATE64
     }
     nla(&mut out, 6, &burst.to_ne_bytes()); // TCA_TBF_BURST
-    Ok(out)
+    out
 }
 
 /// TCA_OPTIONS of a netem qdisc: `struct tc_netem_qopt`, then TCA_NETEM_RATE(64).
-pub fn netem_options(delay_us: Option<u32>, loss_pct: Option<f64>, rate_bits: Option<u64>) -> Vec<u8> {
+fn netem_options(n: &Netem) -> Vec<u8> {
+    let (delay_us, loss_pct, rate_bits) = (n.delay_us, n.loss_pct, n.rate_bits);
     let latency = ticks(u64::from(delay_us.unwrap_or(0)) * 1000);
     let loss = loss_pct.map(|p| ((p / 100.0).clamp(0.0, 1.0) * f64::from(u32::MAX)) as u32).unwrap_or(0);
     let mut out = Vec::new();
@@ -87,48 +113,13 @@ pub fn netem_options(delay_us: Option<u32>, loss_pct: Option<f64>, rate_bits: Op
     out
 }
 
-/// The qdisc kind and its options for a shape.
-pub fn qdisc_for(shape: &Shape) -> Result<(&'static str, Vec<u8>)> {
-    if shape.delay_us.is_some() || shape.loss_pct.is_some() {
-        return Ok(("netem", netem_options(shape.delay_us, shape.loss_pct, shape.rate)));
-    }
-    match shape.rate {
-        Some(rate) => Ok(("tbf", tbf_options(rate, shape.burst, shape.latency_us)?)),
-        None => Err(Error::new(Code::MissingOption, "nothing to shape").help("give a rate, e.g. shape(link, #{ rate: \"10mbit\" })")),
-    }
-}
-
-/// The kernel does not know the qdisc kind (ENOENT: "Specified qdisc kind is unknown").
-pub fn lacks_qdisc(err: Error, kind: &str) -> Error {
-    if !err.is_errno(libc::ENOENT) {
-        return err;
-    }
-    match kind {
-        "netem" => Error {
-            code: Code::KernelLacksFeature,
-            why: Some("this kernel lacks netem (sch_netem): Specified qdisc kind is unknown".into()),
-            ..err
-        }
-        .help(
-            "delay and loss need netem: load it with `modprobe sch_netem`, or use a kernel built with CONFIG_NET_SCH_NETEM; \
-             a rate limit alone works without it: shape(link, #{ rate: \"10mbit\" })",
-        ),
-        k => Error {
-            code: Code::KernelLacksFeature,
-            why: Some(format!("this kernel lacks the {k} qdisc (sch_{k}): Specified qdisc kind is unknown")),
-            ..err
-        }
-        .help(format!("load it with `modprobe sch_{k}`")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn tbf_layout() {
-        let o = tbf_options(10_000_000, Some(10_000), Some(50_000)).unwrap();
+        let o = tbf_options(&Tbf { rate_bits: 10_000_000, burst: 10_000, latency_us: 50_000 });
         // PARMS (4 + 36) then BURST (4 + 4).
         assert_eq!(o.len(), 40 + 8);
         assert_eq!(u16::from_ne_bytes([o[0], o[1]]), 40);
@@ -143,13 +134,13 @@ mod tests {
 
     #[test]
     fn big_rates_use_rate64() {
-        let o = tbf_options(100_000_000_000, None, None).unwrap();
+        let o = tbf_options(&Tbf { rate_bits: 100_000_000_000, burst: 4096, latency_us: 50_000 });
         assert_eq!(u16::from_ne_bytes([o[42], o[43]]), 4);
     }
 
     #[test]
     fn netem_struct_first() {
-        let o = netem_options(Some(100_000), Some(50.0), None);
+        let o = netem_options(&Netem { delay_us: Some(100_000), loss_pct: Some(50.0), rate_bits: None });
         assert_eq!(o.len(), 24);
         assert_eq!(u32::from_ne_bytes(o[0..4].try_into().unwrap()), (100_000_000u64 >> 6) as u32);
         assert_eq!(u32::from_ne_bytes(o[8..12].try_into().unwrap()), u32::MAX / 2);

@@ -4,7 +4,7 @@
 
 use crate::error::{Code, Error, Result};
 use crate::nsexec;
-use crate::op::{PingResult, PingSpec};
+use crate::ops::check::{PingResult, PingSpec};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -181,6 +181,27 @@ pub fn ping(ns: BorrowedFd<'_>, addr: IpAddr, spec: &PingSpec) -> Result<PingRes
         rtt_ms: if rtts.is_empty() { None } else { Some(rtts.iter().sum::<f64>() / f64::from(received)) },
         waited_ms: start.elapsed().as_millis() as u64,
     })
+}
+
+/// A raw ICMP socket for pingall, in the calling thread's namespace: non-blocking, echo
+/// replies only (ICMP_FILTER), with room for thousands of them.
+pub fn pingall_socket() -> Result<OwnedFd> {
+    // SAFETY: socket(2) and setsockopt(2) on the fd we own at once.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, libc::IPPROTO_ICMP);
+        if fd < 0 {
+            return Err(Error::io(Code::NotRoot, "cannot open a raw ICMP socket", &std::io::Error::last_os_error())
+                .help("raw sockets need CAP_NET_RAW: run nsscript as root"));
+        }
+        let fd = OwnedFd::from_raw_fd(fd);
+        const SOL_RAW: libc::c_int = 255;
+        const ICMP_FILTER: libc::c_int = 1;
+        let filter: u32 = !(1u32 << 0); // pass echo replies (type 0) only
+        libc::setsockopt(fd.as_raw_fd(), SOL_RAW, ICMP_FILTER, &filter as *const u32 as *const libc::c_void, 4);
+        let rcvbuf: libc::c_int = 4 << 20;
+        libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &rcvbuf as *const _ as *const libc::c_void, 4);
+        Ok(fd)
+    }
 }
 
 #[cfg(test)]

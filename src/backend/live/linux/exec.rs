@@ -1,8 +1,9 @@
-//! Programs run inside a namespace (`exec`): the program itself is the point.
+//! Running programs inside a namespace (`exec`, `spawn`, `nsscript exec`): the program
+//! itself is the point.
 
 use crate::error::{Code, Error, Result};
 use crate::nsexec;
-use crate::op::{Command, ExecOutput};
+use crate::ops::process::{Command, ExecOutput};
 use std::os::fd::RawFd;
 use std::process::Stdio;
 
@@ -123,4 +124,34 @@ pub fn attached(ns: Option<RawFd>, cmd: &Command, where_: &str, env: &[(&str, St
     nsexec::command_in(ns, &mut command);
     let status = command.status().map_err(|e| start_error(&program, where_, &e))?;
     Ok(exit_code(status))
+}
+
+/// `pid`'s state letter and start time (field 3 and 22 of /proc/PID/stat), or None.
+pub fn stat(pid: u32) -> Option<(char, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: skip past it.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    let start = fields.get(19)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// Whether a socket of ours listens on `port` in the namespace of `pid`.
+pub fn listening(pid: u32, ready: crate::backend::live::kernel::Ready) -> bool {
+    use crate::backend::live::kernel::Ready;
+    let (files, port, want_state): (&[&str], u16, Option<&str>) = match ready {
+        Ready::Started => return true,
+        Ready::Tcp(p) => (&["tcp", "tcp6"], p, Some("0A")),
+        Ready::Udp(p) => (&["udp", "udp6"], p, None),
+    };
+    let port_hex = format!(":{port:04X}");
+    files.iter().any(|f| {
+        std::fs::read_to_string(format!("/proc/{pid}/net/{f}")).is_ok_and(|t| {
+            t.lines().skip(1).any(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                cols.get(1).is_some_and(|local| local.ends_with(&port_hex)) && want_state.is_none_or(|s| cols.get(3) == Some(&s))
+            })
+        })
+    })
 }

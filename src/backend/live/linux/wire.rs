@@ -6,11 +6,11 @@
 //! it. rtnetlink's tokio connection, by contrast, costs a task wake-up, an epoll round
 //! and an extra recvfrom per request, and sends each request on its own; measured,
 //! that was most of what nsscript added to the kernel's own work. Every request and
-//! dump goes through here; netlink.rs builds them with rtnetlink's types.
+//! dump goes through here; the netlink module above the Kernel seam builds them.
 
+use crate::backend::live::kernel::Answer;
 use crate::error::{Code, Error, Result};
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP, NLM_F_REQUEST};
-use rtnetlink::packet_route::link::LinkMessage;
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::sys::Socket;
 
@@ -18,15 +18,6 @@ const RTM_NEWLINK: u16 = 16;
 const HEADER_LEN: usize = 16;
 /// Bytes per sendmsg(): the answers of one burst always fit the receive buffer.
 const BURST_BYTES: usize = 32 * 1024;
-
-/// The kernel's answer to one request.
-#[derive(Debug, Default)]
-pub struct Answer {
-    /// The errno it refused with, or None for a plain ack.
-    pub errno: Option<i32>,
-    /// The created link, for requests sent with NLM_F_ECHO.
-    pub echo: Option<LinkMessage>,
-}
 
 /// A netlink socket bound to one namespace (it was opened inside it).
 pub struct Wire {

@@ -1,0 +1,128 @@
+//! The seam between the live backend and the machine: everything the backend asks of
+//! the kernel (and of the programs that are the point: iptables, a user's command)
+//! goes through [`Kernel`]. [`super::linux::Linux`] is the real one; the unit tests use
+//! a recording double (`super::double`) that answers from a model and can refuse on
+//! demand, so the ledger, rollback, request batching and teardown order are tested
+//! without root. (youki's `Syscall` trait is the model.)
+//!
+//! The methods are low-level on purpose: netlink requests go through as rtnetlink
+//! messages (built by `super::netlink`), so what is above the seam (batching, ledger,
+//! ownership, undo) is the code under test, not a copy of it.
+
+use crate::error::Result;
+use crate::ops::check::{PingResult, PingSpec};
+use crate::ops::firewall::Rule;
+use crate::ops::process::{Command, ExecOutput};
+use crate::ops::NsRef;
+use rtnetlink::packet_core::NetlinkMessage;
+use rtnetlink::packet_route::link::LinkMessage;
+use rtnetlink::packet_route::RouteNetlinkMessage;
+use std::os::fd::{OwnedFd, RawFd};
+use std::path::Path;
+use std::time::Duration;
+
+pub type Request = NetlinkMessage<RouteNetlinkMessage>;
+
+/// The kernel's answer to one request.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Answer {
+    /// The errno it refused with, or None for a plain ack.
+    pub errno: Option<i32>,
+    /// The created or asked-for link, for requests sent with NLM_F_ECHO and RTM_GETLINK.
+    pub echo: Option<LinkMessage>,
+}
+
+/// A namespace just created, and what identifies it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NewNetns {
+    pub inode: u64,
+}
+
+/// What a background process is waiting for before it counts as started.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Ready {
+    /// Nothing: only that it did not fail at once.
+    Started,
+    /// A listening TCP socket on this port in the namespace.
+    Tcp(u16),
+    /// A bound UDP socket on this port in the namespace.
+    Udp(u16),
+}
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+/// Netlink exchanges running on a thread of their own (see [`Kernel::exchange_aside`]).
+pub type Aside = Box<dyn FnOnce() -> AsideDone + Send>;
+pub type AsideDone = Vec<Result<Vec<Answer>>>;
+
+pub trait Kernel {
+    // ---- namespaces ----
+    /// `ip netns add NAME`: the namespace, mounted at /run/netns/NAME, and a socket in it.
+    fn create_netns(&mut self, name: &str) -> Result<NewNetns>;
+    /// The identity of what /run/netns/NAME holds now (None: no namespace there).
+    fn netns_identity(&mut self, name: &str) -> Option<u64>;
+    /// `ip netns del NAME`.
+    fn delete_netns(&mut self, name: &str) -> Result<()>;
+    /// Remove the empty file a killed `create_netns` may leave (true when there was one).
+    fn remove_netns_placeholder(&mut self, name: &str) -> Result<bool>;
+    /// Check that a named namespace exists, and keep its handle.
+    fn open_netns(&mut self, name: &str) -> Result<()>;
+    /// The handle of a namespace, as a number for IFLA_NET_NS_FD (valid while held).
+    fn ns_fd(&mut self, ns: &NsRef) -> Result<RawFd>;
+    /// Drop everything held for ns (its socket pins it in the kernel).
+    fn forget(&mut self, ns: &NsRef);
+
+    // ---- rtnetlink ----
+    /// Send `requests` to ns in order (flags set by the caller, NLM_F_ACK included);
+    /// one answer per request. A refusal does not stop the ones after it.
+    fn exchange(&mut self, ns: &NsRef, requests: Vec<Request>) -> Result<Vec<Answer>>;
+    /// A dump: every message of the answer, or the errno the kernel refused with.
+    fn dump(&mut self, ns: &NsRef, request: RouteNetlinkMessage) -> Result<std::result::Result<Vec<RouteNetlinkMessage>, i32>>;
+    /// Start exchanges that may run while the caller goes on (each namespace's requests
+    /// in order); [`Aside`] gives their answers, in the order of `jobs`.
+    fn exchange_aside(&mut self, jobs: Vec<(NsRef, Vec<Request>)>) -> Result<Aside>;
+
+    // ---- sysctl ----
+    fn sysctl_read(&mut self, ns: &NsRef, key: &str) -> Result<String>;
+    fn sysctl_write(&mut self, ns: &NsRef, key: &str, value: &str) -> Result<()>;
+
+    // ---- firewall (iptables, IPv4) ----
+    fn rule_exists(&mut self, ns: &NsRef, rule: &Rule) -> Result<bool>;
+    /// Append, or insert at `pos` (1-based).
+    fn rule_add(&mut self, ns: &NsRef, rule: &Rule, pos: Option<u32>) -> Result<()>;
+    fn rule_delete(&mut self, ns: &NsRef, rule: &Rule) -> Result<()>;
+    fn chain_policy(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<String>;
+    fn set_chain_policy(&mut self, ns: &NsRef, table: &str, chain: &str, policy: &str) -> Result<()>;
+    /// `iptables ARGS` as given: its output.
+    fn iptables(&mut self, ns: &NsRef, args: &[String]) -> Result<String>;
+    /// Whether FORWARD drops by default in ns (asked of nftables, not iptables, where it can).
+    fn forward_drops(&mut self, ns: &NsRef) -> bool;
+
+    // ---- processes ----
+    /// Run a command inside ns and wait (past `timeout` its process group is killed: code 124).
+    fn run(&mut self, ns: &NsRef, cmd: &Command, timeout: Option<Duration>) -> Result<ExecOutput>;
+    /// Start a command inside ns in the background, in a process group of its own, its
+    /// output to `log`; `tied`: it dies with nsscript. Returns its pid.
+    fn start(&mut self, ns: &NsRef, cmd: &Command, log: &Path, tied: bool) -> Result<u32>;
+    /// A process's state letter and start time (fields 3 and 22 of /proc/PID/stat).
+    fn process(&mut self, pid: u32) -> Option<(char, u64)>;
+    /// Reap a child of ours that ended (None: it runs, or it is not ours).
+    fn reap(&mut self, pid: u32) -> Option<Exit>;
+    /// Whether the process listens as `ready` says, in its namespace.
+    fn listening(&mut self, pid: u32, ready: Ready) -> bool;
+    /// Signal a process group.
+    fn kill_group(&mut self, pgid: u32, signal: nix::sys::signal::Signal);
+
+    // ---- native sockets and devices ----
+    /// A persistent tap device in ns.
+    fn create_tap(&mut self, ns: &NsRef, name: &str, owner: Option<u32>, group: Option<u32>) -> Result<()>;
+    /// Echo requests from inside ns.
+    fn ping(&mut self, ns: &NsRef, addr: std::net::IpAddr, spec: &PingSpec) -> Result<PingResult>;
+    /// A raw ICMP socket opened inside ns (pingall drives many at once).
+    fn icmp_socket(&mut self, ns: &NsRef) -> Result<OwnedFd>;
+}

@@ -1,0 +1,37 @@
+//! Neighbour messages: permanent entries for pingall (they do not count against the
+//! kernel's shared neighbour table limit).
+
+use super::{acked, Netlink};
+use crate::backend::live::kernel::Kernel;
+use crate::error::{Code, Error, Result};
+use crate::ops::NsRef;
+use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_REPLACE};
+use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState};
+use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
+use std::net::IpAddr;
+
+impl<K: Kernel> Netlink<K> {
+    /// `ip neigh replace ADDR lladdr MAC dev IFINDEX nud permanent`, all sent at once.
+    pub fn add_permanent_neighbours(&mut self, ns: &NsRef, entries: &[(u32, IpAddr, [u8; 6])]) -> Result<()> {
+        self.flush()?;
+        let requests = entries.iter().map(|(index, ip, mac)| {
+            let mut msg = NeighbourMessage::default();
+            msg.header.family = if ip.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+            msg.header.ifindex = *index;
+            msg.header.state = NeighbourState::Permanent;
+            msg.attributes.push(NeighbourAttribute::Destination(match ip {
+                IpAddr::V4(a) => NeighbourAddress::Inet(*a),
+                IpAddr::V6(a) => NeighbourAddress::Inet6(*a),
+            }));
+            msg.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+            acked(RouteNetlinkMessage::NewNeighbour(msg), NLM_F_CREATE | NLM_F_REPLACE)
+        });
+        let answers = self.exchange(ns, requests.collect())?;
+        match answers.iter().zip(entries).find_map(|(a, (_, ip, _))| a.errno.map(|e| (e, ip))) {
+            Some((errno, ip)) => {
+                Err(Error::new(Code::KernelRefused, format!("cannot add a permanent neighbour entry for {ip} in {ns}")).errno(errno))
+            }
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The live backend against the recording double (no root): what the ledger holds
+//! and when, how requests are batched, what a rollback and `down` remove and in what
+//! order, and what they leave alone.
+
+use super::double::{Call, Double};
+use super::netlink::Netlink;
+use super::{teardown, LiveBackend};
+use crate::backend::Backend;
+use crate::error::Code;
+use crate::lab::{self, Entry, Object, Phase};
+use crate::ops::address::AddAddr;
+use crate::ops::firewall::{Firewall, FwOp, Masquerade};
+use crate::ops::link::{CreateBridge, CreateVeth, LinkChange, SetLink};
+use crate::ops::netns::CreateNetns;
+use crate::ops::route::{AddRoute, RouteVia};
+use crate::ops::sysctl::Sysctl;
+use crate::ops::{NsRef, Op};
+
+/// Ledgers and locks go to a directory of the tests' own.
+fn state_root() {
+    let root = std::env::temp_dir().join(format!("nsscript-unit-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&root);
+    lab::set_state_root(root);
+}
+
+fn backend(lab: &str) -> LiveBackend<Double> {
+    state_root();
+    LiveBackend::with_kernel(Double::new(), lab, "test.rhai").expect("a valid lab name")
+}
+
+fn ledger(lab: &str) -> Vec<Entry> {
+    let text = std::fs::read_to_string(lab::lab_dir(lab).join("ledger.jsonl")).unwrap_or_default();
+    text.lines().map(|l| serde_json::from_str(l).expect("ledger lines parse")).collect()
+}
+
+fn netns(name: &str) -> Op {
+    Op::CreateNetns(CreateNetns { name: name.into() })
+}
+
+fn veth(ns: &str, name: &str, peer_ns: &str, peer: &str, master: Option<&str>) -> Op {
+    let place = |n: &str| if n == "host" { NsRef::Host } else { NsRef::named(n) };
+    Op::CreateVeth(CreateVeth {
+        ns: place(ns),
+        name: name.into(),
+        peer_ns: place(peer_ns),
+        peer: peer.into(),
+        mtu: None,
+        up: true,
+        master: master.map(String::from),
+    })
+}
+
+fn addr(ns: &str, link: &str, cidr: &str) -> Op {
+    Op::AddAddr(AddAddr { ns: NsRef::named(ns), link: link.into(), addr: cidr.parse().unwrap() })
+}
+
+#[test]
+fn every_object_is_recorded_before_it_exists_and_identified_after() {
+    let mut b = backend("unit-ledger");
+    b.apply(netns("a")).unwrap();
+    b.apply(Op::CreateBridge(CreateBridge { ns: NsRef::Host, name: "br0".into() })).unwrap();
+    b.apply(veth("host", "a-eth0", "a", "eth0", Some("br0"))).unwrap();
+    b.finish().unwrap();
+    let phases: Vec<(String, Phase)> = ledger("unit-ledger")
+        .iter()
+        .filter_map(|e| match &e.object {
+            Object::Netns(n) => Some((format!("netns {} {:?}", n.name, n.inode.is_some()), e.phase)),
+            Object::Link(l) => Some((format!("link {} {:?}", l.name, l.index.is_some()), e.phase)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            ("netns a false".into(), Phase::Intent),
+            ("netns a true".into(), Phase::Done),
+            ("link br0 false".into(), Phase::Intent),
+            ("link br0 true".into(), Phase::Done),
+            ("link eth0 false".into(), Phase::Intent),
+            ("link a-eth0 false".into(), Phase::Intent),
+            ("link a-eth0 true".into(), Phase::Done),
+            ("link eth0 true".into(), Phase::Done),
+        ]
+    );
+    // The state replayed from the file is what the run holds.
+    assert_eq!(lab::load("unit-ledger").unwrap(), *b.state());
+    b.rollback();
+}
+
+#[test]
+fn a_refused_creation_is_recorded_as_failed_and_the_error_says_so() {
+    let mut b = backend("unit-refused");
+    b.apply(netns("r")).unwrap();
+    b.nl.kernel().refuse("newlink veth x", libc::EEXIST);
+    let err = b.apply(veth("r", "x", "r", "y", None)).unwrap_err();
+    assert_eq!(err.code, Code::NameTaken);
+    assert!(err.help.as_deref().unwrap_or("").contains("already exists"), "{err:?}");
+    let last: Vec<Phase> = ledger("unit-refused").iter().rev().take(2).map(|e| e.phase).collect();
+    assert_eq!(last, [Phase::Failed, Phase::Failed]);
+    assert!(b.state().link(&NsRef::named("r"), "x").is_none());
+    b.rollback();
+}
+
+#[test]
+fn requests_that_need_only_an_ack_wait_for_one_burst_per_namespace() {
+    let mut b = backend("unit-burst");
+    b.apply(netns("a")).unwrap();
+    b.apply(netns("b")).unwrap();
+    b.apply(veth("a", "eth0", "b", "eth0", None)).unwrap();
+    b.apply(addr("a", "eth0", "10.9.0.1/24")).unwrap();
+    b.apply(addr("b", "eth0", "10.9.0.2/24")).unwrap();
+    b.apply(Op::AddRoute(AddRoute { ns: NsRef::named("a"), dest: None, via: RouteVia::Gateway("10.9.0.2".parse().unwrap()) })).unwrap();
+    // Nothing queued is sent yet: only the creation went to the kernel.
+    assert_eq!(b.nl.kernel().bursts(&NsRef::named("a")), [vec!["newlink veth eth0".to_string()]]);
+    b.finish().unwrap();
+    let a = b.nl.kernel().bursts(&NsRef::named("a"));
+    assert_eq!(a[1], ["setlink #1 up", "newaddr #2 10.9.0.1/24", "newroute 0.0.0.0/0 via 10.9.0.2"]);
+    // b's lo, its veth end brought up (the kernel refuses IFF_UP for a peer made in
+    // another namespace), and its address: one burst.
+    let bb = b.nl.kernel().bursts(&NsRef::named("b"));
+    assert_eq!(bb, [vec!["setlink #1 up".to_string(), "setlink #2 up".into(), "newaddr #2 10.9.0.2/24".into()]]);
+    b.rollback();
+}
+
+#[test]
+fn a_refusal_found_at_a_later_flush_is_the_error_of_the_op_that_asked() {
+    let mut b = backend("unit-late");
+    b.apply(netns("l")).unwrap();
+    b.apply(veth("l", "e0", "l", "e1", None)).unwrap();
+    b.nl.kernel().refuse("newaddr", libc::EEXIST);
+    b.apply(addr("l", "e0", "10.8.0.1/24")).unwrap();
+    let err = b.finish().unwrap_err();
+    assert_eq!(err.code, Code::AddressRefused);
+    assert_eq!(err.help.as_deref(), Some("e0 already has 10.8.0.1/24"));
+    b.rollback();
+}
+
+#[test]
+fn rollback_stops_processes_then_deletes_bridges_aside_and_namespaces_then_restores_the_host() {
+    let mut b = backend("unit-rollback");
+    b.nl.kernel().set_sysctl(&NsRef::Host, "net.ipv4.ip_forward", "0");
+    b.apply(netns("n1")).unwrap();
+    b.apply(Op::CreateBridge(CreateBridge { ns: NsRef::Host, name: "brx".into() })).unwrap();
+    b.apply(veth("host", "n1-eth0", "n1", "eth0", Some("brx"))).unwrap();
+    b.apply(Op::Sysctl(Sysctl { ns: NsRef::Host, key: "net.ipv4.ip_forward".into(), value: "1".into() })).unwrap();
+    let masq = Masquerade { src: "10.1.0.0/24".parse().unwrap(), out: "eth9".into(), not_dst: None };
+    b.apply(Op::Firewall(Firewall { ns: NsRef::Host, op: FwOp::Masquerade(masq) })).unwrap();
+    b.apply(Op::Spawn(crate::ops::process::Spawn {
+        ns: NsRef::named("n1"),
+        cmd: crate::ops::process::Command::Shell("sleep 60".into()),
+        listen: None,
+        wait_ms: 100,
+    }))
+    .unwrap();
+    b.finish().unwrap();
+    let before = b.nl.kernel().calls.len();
+    let report = b.rollback();
+    assert!(report.failed.is_empty(), "{report:?}");
+    let k = b.nl.kernel();
+    let after: Vec<&Call> = k.calls[before..].iter().filter(|c| !matches!(c, Call::Dump(..))).collect();
+    let pos = |f: &dyn Fn(&Call) -> bool| after.iter().position(|c| f(c)).unwrap_or_else(|| panic!("not called: {after:?}"));
+    let killed = pos(&|c| matches!(c, Call::Kill(_, s) if s == "SIGTERM"));
+    let bridge = pos(&|c| matches!(c, Call::Aside(NsRef::Host, r) if r == &["setlink #2 down", "dellink #2"]));
+    let ns = pos(&|c| matches!(c, Call::DeleteNetns(n) if n == "n1"));
+    let sysctl = pos(&|c| matches!(c, Call::SysctlWrite(NsRef::Host, key, v) if key == "net.ipv4.ip_forward" && v == "0"));
+    let rule = pos(&|c| matches!(c, Call::RuleDelete(NsRef::Host, r) if r == "-s 10.1.0.0/24 -o eth9 -j MASQUERADE"));
+    assert!(killed < bridge && bridge < ns && ns < sysctl && sysctl < rule, "{after:?}");
+    // The host end went with the namespace: it was not deleted by hand.
+    assert!(!after.iter().any(|c| matches!(c, Call::Burst(NsRef::Host, r) if r.iter().any(|w| w.starts_with("dellink")))), "{after:?}");
+    assert!(k.link_names(&NsRef::Host).is_empty() && !k.has_netns("n1") && k.rules(&NsRef::Host).is_empty());
+    assert!(!lab::exists("unit-rollback"));
+}
+
+#[test]
+fn down_leaves_alone_what_is_no_longer_the_object_the_lab_made() {
+    let mut b = backend("unit-foreign");
+    b.apply(netns("mine")).unwrap();
+    b.apply(netns("swapped")).unwrap();
+    b.apply(Op::CreateBridge(CreateBridge { ns: NsRef::Host, name: "brf".into() })).unwrap();
+    b.finish().unwrap();
+    let state = lab::load("unit-foreign").unwrap();
+    let mut k = std::mem::take(b.nl.kernel());
+    // Someone deleted the namespace and the bridge and made their own under the names.
+    k.replace_netns("swapped");
+    let mut nl = Netlink::new(k);
+    let index = nl.link_index(&NsRef::Host, "brf").unwrap().unwrap();
+    nl.delete_index(&NsRef::Host, index).unwrap();
+    nl.kernel().add_foreign_link(&NsRef::Host, "brf", "bridge");
+    let report = teardown::teardown(&state, &mut nl, false);
+    assert!(report.skipped.iter().any(|s| s.starts_with("netns swapped: exists but is not the one")), "{report:?}");
+    assert!(report.skipped.iter().any(|s| s.starts_with("link brf in the host namespace: exists but is not the one")), "{report:?}");
+    let k = nl.kernel();
+    assert!(k.has_netns("swapped") && !k.has_netns("mine"));
+    assert_eq!(k.link_names(&NsRef::Host), ["brf"]);
+    lab::remove("unit-foreign").unwrap();
+}
+
+#[test]
+fn changes_to_a_link_that_is_not_the_labs_are_refused_before_the_kernel_is_asked() {
+    let mut b = backend("unit-owned");
+    b.nl.kernel().add_foreign_link(&NsRef::Host, "eth0", "");
+    let err = b.apply(Op::SetLink(SetLink { ns: NsRef::Host, name: "eth0".into(), change: LinkChange::Down })).unwrap_err();
+    assert_eq!(err.code, Code::NotOwned);
+    assert!(b.nl.kernel().calls.is_empty(), "{:?}", b.nl.kernel().calls);
+    assert!(!b.has_lab());
+}
+
+#[test]
+fn host_changes_are_recorded_and_undone_renames_followed() {
+    let mut b = backend("unit-host");
+    b.apply(Op::CreateBridge(CreateBridge { ns: NsRef::Host, name: "brh".into() })).unwrap();
+    b.apply(Op::AddAddr(AddAddr { ns: NsRef::Host, link: "brh".into(), addr: "10.7.0.1/24".parse().unwrap() })).unwrap();
+    b.apply(Op::AddRoute(AddRoute {
+        ns: NsRef::Host,
+        dest: Some("10.70.0.0/16".parse().unwrap()),
+        via: RouteVia::Gateway("10.7.0.2".parse().unwrap()),
+    }))
+    .unwrap();
+    b.apply(Op::SetLink(SetLink { ns: NsRef::Host, name: "brh".into(), change: LinkChange::Rename("brh2".into()) })).unwrap();
+    b.finish().unwrap();
+    let state = lab::load("unit-host").unwrap();
+    assert!(state.link(&NsRef::Host, "brh2").is_some() && state.link(&NsRef::Host, "brh").is_none());
+    assert_eq!(state.routes().count(), 1);
+    let before = b.nl.kernel().calls.len();
+    let report = b.rollback();
+    assert!(report.failed.is_empty(), "{report:?}");
+    let after = &b.nl.kernel().calls[before..];
+    assert!(after.iter().any(|c| matches!(c, Call::Burst(NsRef::Host, r) if r == &["delroute 10.70.0.0/16 via 10.7.0.2"])), "{after:?}");
+    assert!(b.nl.kernel().link_names(&NsRef::Host).is_empty());
+}

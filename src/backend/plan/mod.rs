@@ -1,0 +1,625 @@
+//! The recording backend: runs a lab script without root and without touching the
+//! kernel. Every op is checked as the run checks it (the op family's `validate`, and
+//! the refusals the model can predict, with the same errors), updates a model of the
+//! lab (model.rs), and is written down as the shell commands its family prints. Queries
+//! answer from the model, so `links(ns)` in plan mode returns what the plan created.
+//!
+//! `nsscript plan` prints [`PlanBackend::script`]; `nsscript graph` draws
+//! [`PlanBackend::model`].
+
+mod model;
+
+pub use model::{Model, PLink, PRule};
+
+use crate::backend::Backend;
+use crate::error::{Code, Error, Result};
+use crate::ops::address::AddAddr;
+use crate::ops::check::{planned_ping, Ping, PingAll, PingAllResult, PingResult};
+use crate::ops::dhcp::{self, DhcpLease, DhcpServer, Lease};
+use crate::ops::firewall::{deleted_rule, Firewall, FwOp, PortForward};
+use crate::ops::link::{self as ops_link, format_mac, CreateBridge, CreateVeth, DeleteLink, LinkChange, SetLink};
+use crate::ops::netns::{self as ops_netns, CreateNetns};
+use crate::ops::overlay::{CreateLink, FdbAppend, LinkKind};
+use crate::ops::process::{Exec, ExecOutput, Spawn};
+use crate::ops::qdisc::SetShape;
+use crate::ops::query::{family, AddrInfo, FdbEntry, LinkInfo, Query};
+use crate::ops::route::{AddRoute, RouteVia};
+use crate::ops::shell::{quote, Sh, Step};
+use crate::ops::sysctl::Sysctl;
+use crate::ops::{names, NsRef, Op, Outcome};
+use ipnetwork::IpNetwork;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+pub struct PlanBackend {
+    lab: String,
+    source: String,
+    model: Model,
+    steps: Vec<Step>,
+}
+
+impl PlanBackend {
+    /// The lab's name is checked as the run checks it: it lands in paths and comments.
+    pub fn new(lab: &str, source: &str) -> Result<Self> {
+        names::validate_lab_name(lab)?;
+        Ok(PlanBackend { lab: lab.to_string(), source: source.to_string(), model: Model::new(), steps: Vec::new() })
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The walkthrough as a bash script.
+    pub fn script(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "#!/bin/bash");
+        // The lab's name and file are the user's: no line break can end the comment.
+        let oneline = |s: &str| s.replace(['\n', '\r'], " ");
+        let _ = writeln!(out, "# Lab {} as shell commands (nsscript plan {}).", oneline(&self.lab), oneline(&self.source));
+        let _ = writeln!(out, "# Run it as root; it builds the same namespaces, links, addresses, routes and rules.");
+        let _ = writeln!(out, "set -e");
+        for step in &self.steps {
+            if let Some(c) = &step.comment {
+                let _ = writeln!(out, "\n# {}", oneline(c));
+            }
+            for cmd in &step.commands {
+                let _ = writeln!(out, "{cmd}");
+            }
+        }
+        let undo = self.undo();
+        if !undo.is_empty() {
+            let _ = writeln!(out, "\n# To take it down again:");
+            for u in undo {
+                let _ = writeln!(out, "#   {u}");
+            }
+        }
+        out
+    }
+
+    /// Where the host's background programs write their pids.
+    fn host_pid_file(&self) -> String {
+        format!("/run/nsscript-plan-{}.pids", self.lab)
+    }
+
+    /// The commands that take the lab down, from what it holds at the end: programs
+    /// first (a namespace with a process in it outlives `ip netns del`), then the host's
+    /// links and rules, then the namespaces with everything inside them.
+    fn undo(&self) -> Vec<String> {
+        let m = &self.model;
+        let mut out = Vec::new();
+        let named: Vec<&str> = m.netns.iter().filter(|n| m.ran_in.contains(&NsRef::named(n))).map(|n| n.as_str()).collect();
+        if !named.is_empty() {
+            let list = named.iter().map(|n| quote(n)).collect::<Vec<_>>().join(" ");
+            out.push(format!("for ns in {list}; do ip netns pids \"$ns\" | xargs -r kill; done   # what the lab left running"));
+        }
+        for server in &m.dhcp {
+            if server.ns == NsRef::Host {
+                out.extend(dhcp::plan_undo(server, &self.lab));
+            } else {
+                out.push(format!("rm -f {}", quote(&server.plan_lease_file(&self.lab))));
+            }
+        }
+        if m.host_background > 0 {
+            out.push(format!("kill $(cat {})", quote(&self.host_pid_file())));
+        }
+        for l in m.links_in(&NsRef::Host).iter().rev().filter(|l| l.kind != "loopback") {
+            // Deleting one end of a veth pair deletes the other: the newer end goes first.
+            let peer_gone_first = l.peer.and_then(|p| m.by_id(p)).is_some_and(|p| p.ns == NsRef::Host && p.id > l.id);
+            if !peer_gone_first {
+                out.push(Sh::ip(&NsRef::Host).raw("link del").w(&l.name).done());
+            }
+        }
+        for r in m.rules.iter().filter(|r| r.ns == NsRef::Host).rev() {
+            out.push(r.rule.shell(&NsRef::Host, "-D", None));
+        }
+        // What they were before is not known to a plan.
+        let mut changed: Vec<String> = m.sysctls.iter().filter(|(ns, _, _)| *ns == NsRef::Host).map(|(_, k, _)| k.clone()).collect();
+        changed.extend(m.policies.iter().filter(|(ns, ..)| *ns == NsRef::Host).map(|(_, t, c, _)| format!("iptables policy of {t} {c}")));
+        changed.dedup();
+        if !changed.is_empty() {
+            out.push(format!("# the host's {} changed: set back by hand what it was before", changed.join(", ")));
+        }
+        for n in m.netns.iter().rev() {
+            out.push(Sh::ip(&NsRef::Host).raw("netns del").w(n).done());
+        }
+        out
+    }
+
+    fn push(&mut self, step: Step) {
+        match (self.steps.last_mut(), step.comment.is_none()) {
+            // Commands without a comment of their own belong to the step before.
+            (Some(last), true) => last.commands.extend(step.commands),
+            // Runs of the same kind of step read better under one comment.
+            (Some(last), false) if last.comment == step.comment => last.commands.extend(step.commands),
+            _ => self.steps.push(step),
+        }
+    }
+
+    /// Remember that programs ran in ns (the undo stops what is left of them).
+    fn ran_in(&mut self, ns: &NsRef) {
+        if !self.model.ran_in.contains(ns) {
+            self.model.ran_in.push(ns.clone());
+        }
+    }
+
+    fn require_ns(&self, ns: &NsRef) -> Result<()> {
+        if self.model.has_ns(ns) {
+            return Ok(());
+        }
+        Err(ops_netns::unknown(ns.name().unwrap_or("")))
+    }
+
+    fn require_link(&self, ns: &NsRef, name: &str) -> Result<&PLink> {
+        self.require_ns(ns)?;
+        self.model.link(ns, name).ok_or_else(|| ops_link::unknown(ns, name))
+    }
+
+    fn create_netns(&mut self, op: CreateNetns) -> Result<Outcome> {
+        op.validate()?;
+        if self.model.netns.contains(&op.name) {
+            return Ok(Outcome::Done);
+        }
+        self.model.netns.push(op.name.clone());
+        self.model.add_link(NsRef::named(&op.name), "lo", "loopback", true, 65536);
+        self.push(op.shell());
+        Ok(Outcome::Done)
+    }
+
+    fn create_bridge(&mut self, op: CreateBridge) -> Result<Outcome> {
+        op.validate()?;
+        if self.model.link(&op.ns, &op.name).is_some_and(|l| l.kind == "bridge") {
+            return Ok(Outcome::Done);
+        }
+        self.require_ns(&op.ns)?;
+        if self.model.link(&op.ns, &op.name).is_some() {
+            return Err(op.refused(libc::EEXIST));
+        }
+        self.model.add_link(op.ns.clone(), &op.name, "bridge", true, 1500);
+        self.push(op.shell());
+        Ok(Outcome::Done)
+    }
+
+    fn create_veth(&mut self, op: CreateVeth) -> Result<Outcome> {
+        op.validate()?;
+        self.require_ns(&op.ns)?;
+        self.require_ns(&op.peer_ns)?;
+        if self.model.link(&op.ns, &op.name).is_some() || self.model.link(&op.peer_ns, &op.peer).is_some() {
+            return Err(op.refused(libc::EEXIST));
+        }
+        if let Some(br) = &op.master {
+            self.require_link(&op.ns, br)?;
+        }
+        let mtu = op.mtu.unwrap_or(1500);
+        let a = self.model.add_link(op.ns.clone(), &op.name, "veth", op.up, mtu);
+        let b = self.model.add_link(op.peer_ns.clone(), &op.peer, "veth", op.up, mtu);
+        for (x, y) in [(a, b), (b, a)] {
+            if let Some(l) = self.model.by_id_mut(x) {
+                l.peer = Some(y);
+                if x == a {
+                    l.master = op.master.clone();
+                }
+            }
+        }
+        self.push(op.shell());
+        Ok(Outcome::Done)
+    }
+
+    fn set_link(&mut self, op: SetLink) -> Result<Outcome> {
+        op.validate()?;
+        self.require_link(&op.ns, &op.name)?;
+        let (ns, name) = (op.ns.clone(), op.name.clone());
+        match &op.change {
+            LinkChange::Master(br) if self.require_link(&ns, br)?.kind != "bridge" => return Err(op.refused(libc::EOPNOTSUPP)),
+            LinkChange::Rename(new) if self.model.link(&ns, new).is_some() => return Err(op.refused(libc::EEXIST)),
+            LinkChange::MoveTo(target) => {
+                self.require_ns(target)?;
+                if self.model.link(target, &name).is_some() {
+                    return Err(op.refused(libc::EEXIST));
+                }
+            }
+            _ => {}
+        }
+        let m = &mut self.model;
+        match &op.change {
+            LinkChange::Up => m.link_mut(&ns, &name).expect("checked").up = true,
+            LinkChange::Down => m.link_mut(&ns, &name).expect("checked").up = false,
+            LinkChange::Mtu(mtu) => m.link_mut(&ns, &name).expect("checked").mtu = *mtu,
+            LinkChange::Mac(mac) => m.link_mut(&ns, &name).expect("checked").mac = Some(format_mac(mac)),
+            LinkChange::Master(br) => m.link_mut(&ns, &name).expect("checked").master = Some(br.clone()),
+            LinkChange::NoMaster => m.link_mut(&ns, &name).expect("checked").master = None,
+            LinkChange::Rename(new) => {
+                for a in m.addrs.iter_mut().filter(|a| a.ns == ns && a.link == name) {
+                    a.link = new.clone();
+                }
+                for r in m.routes.iter_mut().filter(|r| r.ns == ns && r.via == RouteVia::Device(name.clone())) {
+                    r.via = RouteVia::Device(new.clone());
+                }
+                for l in m.links.iter_mut().filter(|l| l.ns == ns) {
+                    if l.master.as_deref() == Some(&name) {
+                        l.master = Some(new.clone());
+                    }
+                    if l.parent.as_deref() == Some(&name) {
+                        l.parent = Some(new.clone());
+                    }
+                }
+                m.link_mut(&ns, &name).expect("checked").name = new.clone();
+            }
+            LinkChange::MoveTo(target) => {
+                // Like the kernel: a moved link arrives down, without addresses or master.
+                m.addrs.retain(|a| !(a.ns == ns && a.link == name));
+                m.routes.retain(|r| !(r.ns == ns && r.via == RouteVia::Device(name.clone())));
+                let l = m.link_mut(&ns, &name).expect("checked");
+                l.ns = target.clone();
+                l.up = false;
+                l.master = None;
+            }
+        }
+        self.push(op.shell());
+        if op.keeps_identity() {
+            return Ok(Outcome::Done);
+        }
+        let (ns, name) = op.result();
+        Ok(Outcome::Link { ns, name })
+    }
+
+    fn delete_link(&mut self, op: DeleteLink) -> Result<Outcome> {
+        let l = self.require_link(&op.ns, &op.name)?.clone();
+        self.model.remove_link(l.id);
+        if let Some(p) = l.peer {
+            self.model.remove_link(p);
+        }
+        self.push(op.shell());
+        Ok(Outcome::Done)
+    }
+
+    fn add_addr(&mut self, op: AddAddr) -> Result<Outcome> {
+        self.require_link(&op.ns, &op.link)?;
+        if self.model.addrs.contains(&op) {
+            return Err(op.refused(libc::EEXIST));
+        }
+        self.push(op.shell());
+        self.model.addrs.push(op);
+        Ok(Outcome::Done)
+    }
+
+    fn add_route(&mut self, op: AddRoute) -> Result<Outcome> {
+        op.validate()?;
+        self.require_ns(&op.ns)?;
+        match &op.via {
+            RouteVia::Gateway(gw) => {
+                if !self.model.addrs.iter().any(|a| a.ns == op.ns && a.addr.contains(*gw)) {
+                    return Err(op.refused(libc::ENETUNREACH));
+                }
+            }
+            RouteVia::Device(dev) => {
+                self.require_link(&op.ns, dev)?;
+            }
+        }
+        if self.model.routes.iter().any(|r| r.ns == op.ns && r.dest == op.dest) {
+            return Err(op.refused(libc::EEXIST));
+        }
+        self.push(op.shell());
+        self.model.routes.push(op);
+        Ok(Outcome::Done)
+    }
+
+    fn sysctl(&mut self, op: Sysctl) -> Result<Outcome> {
+        op.validate()?;
+        self.require_ns(&op.ns)?;
+        self.model.sysctls.retain(|(n, k, _)| !(n == &op.ns && k == &op.key));
+        self.model.sysctls.push((op.ns.clone(), op.key.clone(), op.value.clone()));
+        self.push(op.shell());
+        Ok(Outcome::Done)
+    }
+
+    fn create_link(&mut self, op: CreateLink) -> Result<Outcome> {
+        op.validate()?;
+        self.require_ns(&op.ns)?;
+        if self.model.link(&op.ns, &op.name).is_some() {
+            return Err(op.name_taken());
+        }
+        // Without an explicit MTU the kernel derives one from the lower device.
+        let lower_mtu = match op.kind.lower() {
+            Some(lower) => Some(self.require_link(&op.ns, lower).map_err(|e| op.needing(e))?.mtu),
+            None => None,
+        };
+        let mtu = op.mtu.or(lower_mtu.map(|m| op.kind.derived_mtu(m))).unwrap_or(1500);
+        let id = self.model.add_link(op.ns.clone(), &op.name, op.kind.kind_name(), op.up, mtu);
+        let l = self.model.by_id_mut(id).expect("just added");
+        match &op.kind {
+            LinkKind::Vxlan(v) => l.remote = v.remote.or(v.group),
+            LinkKind::Vlan { parent, .. } | LinkKind::Macvlan { parent, .. } => l.parent = Some(parent.clone()),
+            LinkKind::Tap { .. } => {}
+        }
+        self.push(op.shell());
+        Ok(Outcome::Link { ns: op.ns, name: op.name })
+    }
+
+    fn firewall(&mut self, op: Firewall) -> Result<Outcome> {
+        op.validate()?;
+        self.require_ns(&op.ns)?;
+        let ns = op.ns.clone();
+        match &op.op {
+            FwOp::Raw { args } => {
+                // `-D CHAIN RULE` takes a rule out of the model (appends, inserts and
+                // policies come as their own ops).
+                if let Some(gone) = deleted_rule(args) {
+                    self.model.rules.retain(|r| !(r.ns == ns && r.rule.same(&gone)));
+                }
+                self.push(op.shell());
+                return Ok(Outcome::Text(String::new()));
+            }
+            FwOp::Policy { table, chain, policy } => {
+                self.model.policies.push((ns, table.clone(), chain.clone(), policy.clone()));
+                self.push(op.shell());
+                return Ok(Outcome::Done);
+            }
+            _ => {}
+        }
+        let mut rules = op.rules().unwrap_or_default();
+        if matches!(op.op, FwOp::PortForward(_)) && self.model.policy(&ns, "filter", "FORWARD") == "DROP" {
+            rules.push(PortForward::forward_rule());
+        }
+        let nat = op.source_nat();
+        let mut cmds = Vec::new();
+        for rule in rules {
+            // Added once, as the run does (`iptables -C` first).
+            if self.model.rules.iter().any(|r| r.ns == ns && r.rule.same(&rule)) {
+                continue;
+            }
+            cmds.push(match &op.op {
+                FwOp::Insert { pos, .. } => rule.shell(&ns, "-I", Some(*pos)),
+                _ => rule.shell(&ns, "-A", None),
+            });
+            self.model.rules.push(PRule { ns: ns.clone(), rule, source_nat: nat.clone() });
+        }
+        if !cmds.is_empty() {
+            self.push(Step::new(format!("iptables in {ns}"), cmds));
+        }
+        Ok(Outcome::Done)
+    }
+
+    fn shape(&mut self, op: SetShape) -> Result<Outcome> {
+        op.validate()?;
+        self.require_link(&op.ns, &op.link)?;
+        self.push(op.shell()?);
+        Ok(Outcome::Done)
+    }
+
+    fn dhcp_server(&mut self, op: DhcpServer) -> Result<Outcome> {
+        op.validate()?;
+        self.require_link(&op.ns, &op.iface)?;
+        let nets: Vec<_> = self
+            .model
+            .addrs_of(&op.ns, &op.iface)
+            .into_iter()
+            .filter_map(|a| match a {
+                IpNetwork::V4(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        op.subnet(&nets)?;
+        self.push(op.shell(&self.lab));
+        self.ran_in(&op.ns);
+        self.model.dhcp.push(op);
+        Ok(Outcome::Done)
+    }
+
+    /// The lease a client would get: the first free address of the first server's range.
+    fn dhcp_lease(&mut self, op: DhcpLease) -> Result<Outcome> {
+        self.require_link(&op.ns, &op.iface)?;
+        let Some(server) = self.model.dhcp.first().cloned() else {
+            return Err(op
+                .no_lease("no DHCP server in this plan answers".into())
+                .help("start one first with dhcp_server(ns, #{ iface, range, router })"));
+        };
+        let own = |a: &&AddAddr| a.ns == server.ns && a.link == server.iface;
+        let prefix =
+            self.model.addrs.iter().filter(own).find(|a| a.addr.contains(IpAddr::V4(server.first))).map(|a| a.addr.prefix()).unwrap_or(24);
+        let taken: Vec<IpAddr> = self.model.addrs.iter().map(|a| a.addr.ip()).collect();
+        let addr = (u32::from(server.first)..=u32::from(server.last))
+            .map(std::net::Ipv4Addr::from)
+            .find(|a| !taken.contains(&IpAddr::V4(*a)))
+            .unwrap_or(server.first);
+        let server_ip = self.model.addrs.iter().filter(own).find_map(|a| match a.addr.ip() {
+            IpAddr::V4(s) => Some(s),
+            _ => None,
+        });
+        self.push(op.shell());
+        Ok(Outcome::Lease(Lease {
+            addr,
+            prefix,
+            // Without a router option dnsmasq offers its own address as the router.
+            router: server.router.or(server_ip),
+            server: server_ip,
+            dns: server.dns.iter().map(|d| d.to_string()).collect(),
+            lease_secs: Some(3600),
+            ms: 0,
+        }))
+    }
+
+    fn query(&mut self, q: Query) -> Result<Outcome> {
+        match q {
+            Query::Links(ns) => {
+                self.require_ns(&ns)?;
+                let links = self
+                    .model
+                    .links_in(&ns)
+                    .into_iter()
+                    .map(|l| LinkInfo {
+                        name: l.name.clone(),
+                        index: l.id as u32 + 1,
+                        kind: if l.kind == "loopback" { String::new() } else { l.kind.clone() },
+                        up: l.up,
+                        state: if l.kind == "loopback" {
+                            "UNKNOWN"
+                        } else if l.up {
+                            "UP"
+                        } else {
+                            "DOWN"
+                        }
+                        .to_string(),
+                        mtu: l.mtu,
+                        mac: l.mac.clone().unwrap_or_default(),
+                        master: l.master.clone(),
+                    })
+                    .collect();
+                Ok(Outcome::Links(links))
+            }
+            Query::Addrs(ns) => {
+                self.require_ns(&ns)?;
+                let mut addrs = vec![AddrInfo { link: "lo".into(), addr: "127.0.0.1/8".into(), family: 4 }];
+                addrs.extend(self.model.addrs.iter().filter(|a| a.ns == ns).map(|a| AddrInfo {
+                    link: a.link.clone(),
+                    addr: a.addr.to_string(),
+                    family: family(&a.addr.ip()),
+                }));
+                Ok(Outcome::Addrs(addrs))
+            }
+            Query::Routes(ns) => {
+                self.require_ns(&ns)?;
+                Ok(Outcome::Routes(self.model.routes_in(&ns)))
+            }
+            Query::Fdb(ns) => {
+                self.require_ns(&ns)?;
+                Ok(Outcome::Fdb(self.model.fdb.iter().filter(|(n, _)| n == &ns).map(|(_, e)| e.clone()).collect()))
+            }
+            Query::VethPeer { ns, name } => {
+                let l = self.require_link(&ns, &name)?;
+                match l.peer.and_then(|p| self.model.by_id(p)) {
+                    Some(p) => Ok(Outcome::Link { ns: p.ns.clone(), name: p.name.clone() }),
+                    None => Err(Error::new(Code::NoPeer, format!("cannot find the peer of {name:?} in {ns}"))
+                        .why(format!("it is a {} link, not a veth", l.kind))
+                        .help(".peer() works on veth links")),
+                }
+            }
+        }
+    }
+
+    fn exec(&mut self, op: Exec) -> Result<Outcome> {
+        op.cmd.validate()?;
+        self.require_ns(&op.ns)?;
+        self.ran_in(&op.ns);
+        self.push(op.shell());
+        Ok(Outcome::Exec(ExecOutput::default()))
+    }
+
+    fn spawn(&mut self, op: Spawn) -> Result<Outcome> {
+        op.cmd.validate()?;
+        self.require_ns(&op.ns)?;
+        if op.ns == NsRef::Host {
+            self.model.host_background += 1;
+        }
+        self.ran_in(&op.ns);
+        self.push(op.shell(&self.host_pid_file()));
+        Ok(Outcome::Spawned { pid: 0 })
+    }
+
+    fn fdb_append(&mut self, op: FdbAppend) -> Result<Outcome> {
+        self.require_link(&op.ns, &op.link)?;
+        let entry = FdbEntry {
+            mac: format_mac(&op.mac),
+            dev: op.link.clone(),
+            master: None,
+            dst: Some(op.dst.to_string()),
+            vlan: None,
+            vni: None,
+            state: "permanent".into(),
+            is_self: true,
+        };
+        self.model.fdb.push((op.ns.clone(), entry));
+        self.push(op.shell());
+        Ok(Outcome::Done)
+    }
+
+    fn ping(&mut self, op: Ping) -> Result<Outcome> {
+        self.require_ns(&op.ns)?;
+        let ok = self.model.reaches(&op.ns, op.addr);
+        let words = if ok { "an answer" } else { "no answer" };
+        self.push(Step::new(
+            format!("ping {} from {} (the plan expects {words})", op.addr, op.ns),
+            vec![planned_ping(&op.ns, op.addr, ok)],
+        ));
+        let sent = op.spec.count.max(1);
+        Ok(Outcome::Ping(PingResult { sent, received: if ok { sent } else { 0 }, rtt_ms: ok.then_some(0.0), waited_ms: 0 }))
+    }
+
+    fn pingall(&mut self, op: PingAll) -> Result<Outcome> {
+        let mut rtt_ms = Vec::new();
+        let mut lines = Vec::new();
+        for (i, src) in op.nodes.iter().enumerate() {
+            self.require_ns(&src.ns)?;
+            let mut row = Vec::new();
+            for (j, dst) in op.nodes.iter().enumerate() {
+                let ok = i != j && self.model.reaches(&src.ns, dst.addr);
+                if i != j {
+                    lines.push(planned_ping(&src.ns, dst.addr, ok));
+                }
+                row.push(ok.then_some(0.0));
+            }
+            rtt_ms.push(row);
+        }
+        let answered = rtt_ms.iter().flatten().filter(|r| r.is_some()).count();
+        let pairs = op.nodes.len() * op.nodes.len().saturating_sub(1);
+        self.push(Step::new(
+            format!("pingall: {} nodes, every ordered pair (the plan expects answers in {answered} of {pairs})", op.nodes.len()),
+            lines,
+        ));
+        Ok(Outcome::PingAll(PingAllResult { rtt_ms, elapsed_ms: 0.0 }))
+    }
+}
+
+impl Backend for PlanBackend {
+    fn apply(&mut self, op: Op) -> Result<Outcome> {
+        match op {
+            Op::CreateNetns(o) => self.create_netns(o),
+            Op::CreateBridge(o) => self.create_bridge(o),
+            Op::CreateVeth(o) => self.create_veth(o),
+            Op::CreateLink(o) => self.create_link(o),
+            Op::SetLink(o) => self.set_link(o),
+            Op::DeleteLink(o) => self.delete_link(o),
+            Op::AddAddr(o) => self.add_addr(o),
+            Op::AddRoute(o) => self.add_route(o),
+            Op::Sysctl(o) => self.sysctl(o),
+            Op::Exec(o) => self.exec(o),
+            Op::Spawn(o) => self.spawn(o),
+            Op::Query(q) => self.query(q),
+            Op::FdbAppend(o) => self.fdb_append(o),
+            Op::Shape(o) => self.shape(o),
+            Op::BridgeVlanFiltering(o) => {
+                self.require_link(&o.ns, &o.bridge)?;
+                self.push(o.shell());
+                Ok(Outcome::Done)
+            }
+            Op::BridgeVlan(o) => {
+                self.require_link(&o.ns, &o.port)?;
+                self.push(o.shell());
+                Ok(Outcome::Done)
+            }
+            Op::Firewall(o) => self.firewall(o),
+            Op::DhcpServer(o) => self.dhcp_server(o),
+            Op::DhcpLease(o) => self.dhcp_lease(o),
+            Op::Ping(o) => self.ping(o),
+            Op::PingAll(o) => self.pingall(o),
+        }
+    }
+
+    fn lab_name(&self) -> String {
+        self.lab.clone()
+    }
+
+    fn checks_are_advisory(&self) -> bool {
+        true
+    }
+
+    fn set_lab_name(&mut self, name: &str) -> Result<()> {
+        names::validate_lab_name(name)?;
+        if !self.steps.is_empty() {
+            return Err(Error::new(Code::LateLabName, format!("cannot rename lab {:?} to {name:?}", self.lab))
+                .why("it has already created objects")
+                .help("call lab(\"NAME\") at the top of the script, before anything is created"));
+        }
+        self.lab = name.to_string();
+        Ok(())
+    }
+}

@@ -1,0 +1,124 @@
+//! Questions about a namespace (`links`, `addrs`, `routes`, `fdb`, `link.peer()`),
+//! and the views their answers come in. They change nothing.
+
+use super::NsRef;
+use ipnetwork::IpNetwork;
+use serde::Serialize;
+use std::net::IpAddr;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Query {
+    Links(NsRef),
+    Addrs(NsRef),
+    Routes(NsRef),
+    /// The bridge and VXLAN forwarding tables of ns (`bridge fdb show`).
+    Fdb(NsRef),
+    /// The other end of a veth: its namespace and name.
+    VethPeer {
+        ns: NsRef,
+        name: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LinkInfo {
+    pub name: String,
+    pub index: u32,
+    pub kind: String,
+    pub up: bool,
+    pub state: String,
+    pub mtu: u32,
+    pub mac: String,
+    pub master: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AddrInfo {
+    pub link: String,
+    /// `10.0.0.1/24`
+    pub addr: String,
+    pub family: u8,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RouteInfo {
+    /// `default` or a CIDR
+    pub dest: String,
+    pub via: Option<String>,
+    pub dev: Option<String>,
+    pub family: u8,
+}
+
+/// One entry of a bridge or VXLAN forwarding table (`bridge fdb`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FdbEntry {
+    pub mac: String,
+    pub dev: String,
+    pub master: Option<String>,
+    pub dst: Option<String>,
+    pub vlan: Option<u16>,
+    pub vni: Option<u32>,
+    /// `permanent`, `static`, `reachable`, `stale`...
+    pub state: String,
+    /// The entry is the device's own (`self`), not the bridge's (`master`).
+    pub is_self: bool,
+}
+
+/// 4 or 6, as the `family` fields say it.
+pub fn family(ip: &IpAddr) -> u8 {
+    if ip.is_ipv4() {
+        4
+    } else {
+        6
+    }
+}
+
+/// The route a namespace would use for `addr` (longest prefix of its main table), in words.
+pub fn route_used(routes: &[RouteInfo], addr: IpAddr) -> Option<String> {
+    let family = family(&addr);
+    routes
+        .iter()
+        .filter(|r| r.family == family)
+        .filter_map(|r| {
+            let prefix = if r.dest == "default" {
+                0
+            } else {
+                let net: IpNetwork = r.dest.parse().or_else(|_| r.dest.parse::<IpAddr>().map(IpNetwork::from)).ok()?;
+                if !net.contains(addr) {
+                    return None;
+                }
+                net.prefix()
+            };
+            Some((prefix, r))
+        })
+        .max_by_key(|(p, _)| *p)
+        .map(|(_, r)| {
+            let mut s = r.dest.clone();
+            if let Some(v) = &r.via {
+                s.push_str(&format!(" via {v}"));
+            }
+            if let Some(d) = &r.dev {
+                s.push_str(&format!(" dev {d}"));
+            }
+            s
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longest_prefix() {
+        let r = |dest: &str, via: Option<&str>, dev: &str| RouteInfo {
+            dest: dest.into(),
+            via: via.map(String::from),
+            dev: Some(dev.into()),
+            family: 4,
+        };
+        let routes = vec![r("default", Some("10.0.0.254"), "eth0"), r("10.0.0.0/24", None, "eth0")];
+        assert_eq!(route_used(&routes, "10.0.0.9".parse().unwrap()).unwrap(), "10.0.0.0/24 dev eth0");
+        assert_eq!(route_used(&routes, "203.0.113.1".parse().unwrap()).unwrap(), "default via 10.0.0.254 dev eth0");
+        assert_eq!(route_used(&routes[1..], "203.0.113.1".parse().unwrap()), None);
+    }
+}
