@@ -385,16 +385,20 @@ impl<K: Kernel> Backend for LiveBackend<K> {
         if !ahead_of_queue {
             self.nl.flush()?;
         }
-        // What sends packets (a check, a user's command, a DHCP client) waits until the
-        // links that came up can carry them: the kernel drops packets on a link its
-        // link-watch work has not seen yet, up to ~1 s after it came up.
+        // What sends packets (a check, a user's command, a DHCP client) first makes the
+        // links that came up able to carry them (see Netlink::settle).
+        let started = std::time::Instant::now();
         if matches!(op, Op::Ping(_) | Op::PingAll(_) | Op::Exec(_) | Op::DhcpLease(_)) {
             self.nl.settle()?;
         }
         let netns = self.state.netns().count();
         self.progress.tick(|| format!("{netns} namespaces in lab {}", self.lab));
         let is_exec = matches!(op, Op::Exec(_) | Op::Spawn(_));
-        let out = self.apply_one(op);
+        let mut out = self.apply_one(op);
+        // pingall's time is what its caller waited, the links' settling included.
+        if let Ok(Outcome::PingAll(r)) = &mut out {
+            r.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        }
         if is_exec {
             // A user's command may have renamed, moved or deleted links.
             self.nl.forget_indexes();

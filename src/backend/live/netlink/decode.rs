@@ -102,14 +102,12 @@ pub fn state_name(s: rtnetlink::packet_route::neighbour::NeighbourState) -> Stri
     })
 }
 
-/// Up, with a carrier, but not yet seen by the kernel's link-watch work, which is what
-/// activates its transmit queue (until then what is sent is dropped) and sets its
-/// operational state. Veths and bridges start at "unknown" and always get there; lo and
-/// kinds without carrier events stay "unknown" for good, so they are not waited for.
-pub fn awaits_activation(link: &LinkMessage) -> bool {
+/// Up, with a carrier, but perhaps not yet seen by the kernel's link-watch work, which
+/// is what activates its transmit queue (until then what is sent is dropped) and sets
+/// its operational state: veths and bridges start at "unknown".
+pub fn may_await_activation(link: &LinkMessage) -> bool {
     use rtnetlink::packet_route::link::State;
-    let flags = link.header.flags;
-    flags.contains(LinkFlags::Up | LinkFlags::LowerUp)
+    link.header.flags.contains(LinkFlags::Up | LinkFlags::LowerUp)
         && matches!(kind_of(link).as_str(), "veth" | "bridge")
         && link.attributes.iter().any(|a| matches!(a, LinkAttribute::OperState(State::Unknown)))
 }

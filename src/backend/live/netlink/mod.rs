@@ -22,6 +22,7 @@ use crate::error::{Code, Error, Origin, Result};
 use crate::ops::NsRef;
 use rtnetlink::packet_core::{NetlinkMessage, NLM_F_ACK, NLM_F_REQUEST};
 use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::LinkUnspec;
 use std::collections::{HashMap, HashSet};
 
 /// The netlink side of a live run: the kernel it talks to, what it knows of the
@@ -145,23 +146,26 @@ impl<K: Kernel> Netlink<K> {
         self.queued.clear();
     }
 
-    /// Wait (at most 2 s) until every link that is up with a carrier, in the namespaces
-    /// whose links changed since the last call, can carry packets. The kernel activates
-    /// a link's transmit queue only when its link-watch work runs after the carrier
-    /// comes up, and drops what is sent before: a check right after a build could find a
-    /// healthy lab broken (seen: a whole 1 s `assert_no_ping` window, while the kernel
-    /// was still busy making namespaces).
+    /// Make every link that came up, in the namespaces whose links changed since the
+    /// last call, able to send before a check or a command sends: the kernel drops what
+    /// is sent on a link its link-watch work has not activated yet, and that work may
+    /// wait up to a second (seen: a whole 1 s `assert_no_ping` window right after a
+    /// build). Asking the kernel for one link by index runs that link's pending
+    /// link-watch event at once, so one round trip per namespace does it; nothing waits
+    /// for a state that will not change (an empty bridge stays "unknown" for good).
     pub fn settle(&mut self) -> Result<()> {
         self.flush()?;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        let mut pending: Vec<NsRef> = std::mem::take(&mut self.unsettled).into_iter().collect();
-        while !pending.is_empty() {
+        for ns in std::mem::take(&mut self.unsettled) {
             // A namespace that cannot be listed any more has nothing to wait for.
-            pending.retain(|ns| self.dump_links(ns).is_ok_and(|links| links.iter().any(decode::awaits_activation)));
-            if pending.is_empty() || std::time::Instant::now() >= deadline {
-                break;
+            let Ok(links) = self.dump_links(&ns) else { continue };
+            let asks: Vec<Request> = links
+                .iter()
+                .filter(|l| decode::may_await_activation(l))
+                .map(|l| acked(RouteNetlinkMessage::GetLink(LinkUnspec::new_with_index(l.header.index).build()), 0))
+                .collect();
+            if !asks.is_empty() {
+                self.exchange(&ns, asks)?;
             }
-            std::thread::sleep(std::time::Duration::from_millis(1));
         }
         Ok(())
     }
