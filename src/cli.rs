@@ -10,7 +10,9 @@ use std::path::PathBuf;
     about = "Linux network-namespace labs as scripts",
     long_about = "Runs a lab script (Rhai) that builds network namespaces, veth pairs, bridges and routes over netlink, \
                   and leaves the lab up until `nsscript down LAB`. Without a script, starts a REPL.",
-    args_conflicts_with_subcommands = true
+    // A script or a subcommand, not both (main.rs refuses a run's arguments before a
+    // subcommand; -q and -v go anywhere).
+    override_usage = "nsscript [OPTIONS] [SCRIPT]\n       nsscript [-q] [-v] <COMMAND>"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -21,6 +23,14 @@ pub struct Cli {
 
     #[command(flatten)]
     pub run: RunOpts,
+
+    /// Print no warnings (errors are still reported)
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
+    /// Log what nsscript does on stderr: each operation, each flush, timings (-vv: more)
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 #[derive(Args, Debug, Default, Clone)]

@@ -4,9 +4,9 @@
 
 use crate::error::{Code, Error};
 use crate::script::registry;
+use crate::sources::{self, Sources};
 use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceCode, SourceSpan};
 use rhai::{EvalAltResult, Position};
-use std::collections::HashMap;
 use std::fmt;
 use std::io::IsTerminal;
 
@@ -89,28 +89,6 @@ impl Diagnostic for Report {
     }
 }
 
-/// The texts of the scripts an error may point into, by source name.
-#[derive(Default)]
-pub struct Sources {
-    texts: HashMap<String, String>,
-}
-
-impl Sources {
-    pub fn add(&mut self, name: &str, text: &str) {
-        self.texts.insert(name.to_string(), text.to_string());
-    }
-
-    fn text(&self, name: &str) -> Option<String> {
-        if let Some(t) = self.texts.get(name) {
-            return Some(t.clone());
-        }
-        if let Some(s) = crate::stdlib::source_of(name) {
-            return Some(s.to_string());
-        }
-        std::fs::read_to_string(name).ok().map(|t| crate::script::strip_shebang(&t))
-    }
-}
-
 /// Rhai positions are line + character column; miette wants a byte span.
 fn span_at(text: &str, pos: Position) -> Option<SourceSpan> {
     let line = pos.line()?;
@@ -187,7 +165,7 @@ fn describe(err: &EvalAltResult) -> (Code, String, String, Option<String>) {
             "imported here".into(),
             Some(format!(
                 "stdlib modules: {}; other imports are files relative to the lab (\"./name\" for name.rhai)",
-                crate::stdlib::MODULES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                sources::STDLIB.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
             )),
         ),
         other => {
@@ -202,21 +180,6 @@ fn origin_of(err: &EvalAltResult) -> Option<crate::error::Origin> {
     match err {
         EvalAltResult::ErrorRuntime(value, _) => value.clone().try_cast::<Error>().and_then(|e| e.origin.map(|o| *o)),
         _ => None,
-    }
-}
-
-/// The innermost error's message, in one line (for notes that are not reports).
-pub fn message(err: &EvalAltResult) -> String {
-    let mut cur = err;
-    while let EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) = cur {
-        cur = inner;
-    }
-    match cur {
-        EvalAltResult::ErrorRuntime(value, _) => match value.clone().try_cast::<Error>() {
-            Some(e) => e.to_string(),
-            None => describe(cur).1,
-        },
-        _ => describe(cur).1,
     }
 }
 
@@ -236,7 +199,7 @@ pub fn from_rhai(err: &EvalAltResult, main: &str, sources: &Sources) -> Report {
             }
             EvalAltResult::ErrorInModule(path, inner, pos) => {
                 frames.push((source.clone(), *pos, format!("while importing {path:?}")));
-                source = crate::stdlib::source_of(path).map(|_| format!("stdlib/{path}.rhai")).unwrap_or_else(|| path.clone());
+                source = sources::stdlib(path).map(|_| format!("stdlib/{path}.rhai")).unwrap_or_else(|| path.clone());
                 cur = inner;
             }
             _ => break,
@@ -248,7 +211,7 @@ pub fn from_rhai(err: &EvalAltResult, main: &str, sources: &Sources) -> Report {
     if let Some(origin) = origin_of(cur) {
         let source = match origin.source.as_str() {
             "" => main.to_string(),
-            s if !s.starts_with("stdlib/") && crate::stdlib::source_of(s).is_some() => format!("stdlib/{s}.rhai"),
+            s if !s.starts_with("stdlib/") && sources::stdlib(s).is_some() => format!("stdlib/{s}.rhai"),
             s => s.to_string(),
         };
         let at = Position::new(origin.line as u16, origin.column as u16);

@@ -8,46 +8,26 @@ use crate::cli::GraphFormat;
 use crate::diag;
 use crate::error::{Code, Error, Result};
 use crate::ops::process::Command;
-use crate::script::{self, ScriptEngine, Shared};
+use crate::script::{ScriptFile, Shared};
 use std::cell::RefCell;
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::rc::Rc;
 
 /// Run `path` against the recording backend. `Ok(None)`: the script failed and its
 /// report was printed.
 pub fn record(path: &Path, vars: &[(String, String)], name: Option<&str>) -> Result<Option<Rc<RefCell<PlanBackend>>>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::io(Code::MissingScript, format!("cannot read {}", path.display()), &e).help("check the path of the lab script")
-    })?;
-    let text = script::strip_shebang(&text);
-    let lab = name
-        .map(str::to_string)
-        .unwrap_or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "lab".into()));
-    let shown = path.display().to_string();
-    let plan = Rc::new(RefCell::new(PlanBackend::new(&lab, &shown)?));
+    let file = ScriptFile::read(Some(path), name)?;
+    let plan = Rc::new(RefCell::new(PlanBackend::new(&file.lab, &file.shown)?));
     let shared: Shared = plan.clone();
-    let base_dir = path.parent().map(|d| if d.as_os_str().is_empty() { PathBuf::from(".") } else { d.to_path_buf() });
-    let mut engine = ScriptEngine::new(shared, base_dir.as_deref());
+    let (mut engine, sources) = file.engine(shared, vars);
     // The plan goes to stdout: the script's own output goes to stderr.
     engine.engine.on_print(|s| eprintln!("{s}"));
-    // Commands are not run in a plan: what a script asserts about their results
-    // cannot be known, so a failed assert() is reported and the plan goes on.
-    engine.engine.register_fn("assert", |ok: bool, message: &str| {
-        if !ok {
-            eprintln!("plan: not checked (needs the real lab): {message}");
-        }
-    });
-    for (k, v) in vars {
-        engine.set_var(k, script::var_value(v));
-    }
-    let mut sources = diag::Sources::default();
-    sources.add(&shown, &text);
-    match engine.compile(&shown, &text).and_then(|ast| engine.run(ast)) {
-        Ok(_) => Ok(Some(plan)),
+    match file.run(&mut engine) {
+        Ok(()) => Ok(Some(plan)),
         Err(err) => {
-            eprint!("{}", diag::render(&diag::from_rhai(&err, &shown, &sources)));
+            eprint!("{}", diag::render(&diag::from_rhai(&err, &file.shown, &sources)));
             Ok(None)
         }
     }

@@ -15,24 +15,27 @@ mod recipes;
 mod repl;
 mod script;
 mod signals;
+mod sources;
 mod stdlib;
+mod warnings;
 
 use backend::live::LiveBackend;
-use clap::Parser;
 use cli::{Cli, Cmd, RunOpts};
 use diag::Report;
 use error::{Code, Error};
-use script::{ScriptEngine, Shared};
+use script::{ScriptFile, Shared};
 use std::cell::RefCell;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::rc::Rc;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse_command_line() {
         Ok(cli) => cli,
         Err(e) => return command_line_error(e),
     };
+    warnings::set_quiet(cli.quiet);
+    init_logs(cli.verbose);
     let result = match cli.command {
         Some(Cmd::Down { lab, no_wait }) => down(&lab, !no_wait),
         Some(Cmd::Ls) => ls(),
@@ -90,22 +93,11 @@ fn start(script: Option<&Path>, opts: &RunOpts, repl: bool) -> Result<ExitCode, 
         // A lab script (not a bare REPL) almost always creates namespaces: start now.
         nsexec::make_namespaces_ahead();
     }
-    let source = match script {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                Error::io(Code::MissingScript, format!("cannot read {}", path.display()), &e).help("check the path of the lab script")
-            })?;
-            Some((path.to_path_buf(), script::strip_shebang(&text)))
-        }
-        None => None,
-    };
-    let lab_name = match (&opts.name, script) {
-        (Some(n), _) => n.clone(),
-        (None, Some(path)) => path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "lab".into()),
-        (None, None) => "repl".into(),
-    };
+    let file = ScriptFile::read(script, opts.name.as_deref())?;
+    let lab_name = file.lab.clone();
     // One run per lab at a time (held until exit; a second run is refused with our pid).
     lab::lock::hold(&lab_name, "building it")?;
+    tracing::debug!(lab = lab_name, sandbox = opts.sandbox, "the lab's lock is held");
     if lab::exists(&lab_name) {
         if !opts.replace {
             return Err(Error::new(Code::LabUp, format!("lab {lab_name:?} is already up")).help(format!(
@@ -114,51 +106,39 @@ fn start(script: Option<&Path>, opts: &RunOpts, repl: bool) -> Result<ExitCode, 
         }
         report_down(&lab_name, &backend::live::down(&lab_name, true)?);
     }
-    let script_display = script.map(|p| p.display().to_string()).unwrap_or_else(|| "<repl>".into());
-    let live = Rc::new(RefCell::new(LiveBackend::new(&lab_name, &script_display)?));
+    let live = Rc::new(RefCell::new(LiveBackend::new(&lab_name, &file.shown)?));
     live.borrow_mut().set_sandboxed(opts.sandbox);
     let shared: Shared = live.clone();
-    let base_dir = script.and_then(|p| p.parent()).map(|d| if d.as_os_str().is_empty() { PathBuf::from(".") } else { d.to_path_buf() });
-    let mut engine = ScriptEngine::new(shared, base_dir.as_deref());
-    for (k, v) in &opts.vars {
-        engine.set_var(k, script::var_value(v));
-    }
-    let mut sources = diag::Sources::default();
+    let (mut engine, mut sources) = file.engine(shared, &opts.vars);
 
-    if let Some((path, text)) = source {
-        let name = path.display().to_string();
-        sources.add(&name, &text);
-        let outcome = engine.compile(&name, &text).and_then(|ast| engine.run(ast));
-        if let Err(err) = outcome {
-            let signal = signals::interrupted();
-            let report = diag::from_rhai(&err, &name, &sources);
-            let report = match signal {
-                // Whatever error the signal surfaced as, the run stopped because of it.
-                Some(sig) => report.interrupted(format!("interrupted by {} while running {name}", sig.as_str())),
-                None => report,
-            };
-            eprint!("{}", diag::render(&report));
-            let mut live = live.borrow_mut();
-            let lab = live.state().clone();
-            if !live.has_lab() {
-                eprintln!("nothing was built.");
-            } else if opts.keep {
-                eprintln!("kept what was built (--keep): `nsscript down {}` removes it.", lab_name_of(&live));
-            } else {
-                let report = live.rollback();
-                eprintln!(
-                    "rolled back: removed {} object(s){}.",
-                    report.removed.len(),
-                    if report.failed.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", {} could not be removed: {}", report.failed.len(), report.failed.join("; "))
-                    }
-                );
-                let _ = lab;
-            }
-            return Ok(ExitCode::from(signal.map(signals::exit_code).unwrap_or(1)));
+    if let Err(err) = file.run(&mut engine) {
+        let signal = signals::interrupted();
+        let report = diag::from_rhai(&err, &file.shown, &sources);
+        let report = match signal {
+            // Whatever error the signal surfaced as, the run stopped because of it.
+            Some(sig) => report.interrupted(format!("interrupted by {} while running {}", sig.as_str(), file.shown)),
+            None => report,
+        };
+        eprint!("{}", diag::render(&report));
+        let mut live = live.borrow_mut();
+        if !live.has_lab() {
+            eprintln!("nothing was built.");
+        } else if opts.keep {
+            eprintln!("kept what was built (--keep): `nsscript down {}` removes it.", lab_name_of(&live));
+        } else {
+            let report = live.rollback();
+            tracing::debug!(removed = report.removed.len(), failed = report.failed.len(), "rolled back");
+            eprintln!(
+                "rolled back: removed {} object(s){}.",
+                report.removed.len(),
+                if report.failed.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} could not be removed: {}", report.failed.len(), report.failed.join("; "))
+                }
+            );
         }
+        return Ok(ExitCode::from(signal.map(signals::exit_code).unwrap_or(1)));
     }
 
     if repl {
@@ -220,38 +200,150 @@ fn ls() -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// clap's own errors, as reports with a code like every other error (help and
-/// --version are not errors: clap prints them).
-fn command_line_error(e: clap::Error) -> ExitCode {
+/// The command line. `-q` and `-v` go anywhere (`nsscript -v plan lab.rhai`); what a
+/// run takes (a script, `--sandbox`, `--var`...) is refused before a subcommand, which
+/// would ignore it.
+fn parse_command_line() -> Result<Cli, clap::Error> {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
+    use clap::parser::ValueSource;
+    use clap::{CommandFactory, FromArgMatches};
+    let mut cmd = Cli::command();
+    let matches = cmd.try_get_matches_from_mut(std::env::args_os())?;
+    if let Some((sub, _)) = matches.subcommand() {
+        let given: Vec<String> = cmd
+            .get_arguments()
+            .filter(|a| !a.is_global_set() && matches.value_source(a.get_id().as_str()) == Some(ValueSource::CommandLine))
+            .map(|a| a.to_string())
+            .collect();
+        if !given.is_empty() {
+            let mut e = clap::Error::new(ErrorKind::ArgumentConflict).with_cmd(&cmd);
+            e.insert(ContextKind::InvalidSubcommand, ContextValue::String(sub.to_string()));
+            e.insert(ContextKind::PriorArg, ContextValue::Strings(given));
+            e.insert(ContextKind::Usage, ContextValue::StyledStr(cmd.render_usage()));
+            return Err(e);
+        }
+    }
+    Cli::from_arg_matches(&matches)
+}
+
+/// clap's own errors, as reports with a code like every other error (help and
+/// --version are not errors: clap prints them), written from the error's kind and
+/// context: what went wrong, then the tips, the usage and where to read more.
+fn command_line_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
     if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
         e.exit();
     }
-    let context = |kind| match e.get(kind) {
-        Some(ContextValue::String(s)) => Some(s.clone()),
-        _ => None,
-    };
-    let arg = context(ContextKind::InvalidArg).unwrap_or_default();
-    let err = if e.kind() == ErrorKind::ValueValidation && arg.starts_with("--var") {
-        let value = context(ContextKind::InvalidValue).unwrap_or_default();
-        let why = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default();
-        Error::new(Code::BadVar, format!("invalid --var {value:?}")).why(why)
-    } else {
-        // clap's text: a first paragraph "error: WHAT" (with the missing arguments
-        // indented below it), then tips, the usage line and where to read more.
-        let text = e.render().to_string();
-        let (first, rest) = text.split_once("\n\n").unwrap_or((&text, ""));
-        let what = first.lines().map(str::trim).collect::<Vec<_>>().join(" ");
-        let rest: Vec<&str> = rest.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-        let err = Error::new(Code::Usage, what.strip_prefix("error: ").unwrap_or(&what));
-        if rest.is_empty() {
-            err
-        } else {
-            err.help(rest.join("\n"))
-        }
-    };
-    eprint!("{}", diag::render(&Report::plain(&err)));
+    eprint!("{}", diag::render(&Report::plain(&usage_error(&e))));
     ExitCode::from(2)
+}
+
+/// The values a clap error carries, as text.
+struct Context<'e>(&'e clap::Error);
+
+impl Context<'_> {
+    fn all(&self, kind: clap::error::ContextKind) -> Vec<String> {
+        use clap::error::ContextValue as V;
+        match self.0.get(kind) {
+            Some(V::String(s)) => vec![s.clone()],
+            Some(V::Strings(v)) => v.clone(),
+            Some(V::StyledStr(s)) => vec![s.to_string()],
+            Some(V::StyledStrs(v)) => v.iter().map(|s| s.to_string()).collect(),
+            Some(V::Number(n)) => vec![n.to_string()],
+            _ => Vec::new(),
+        }
+    }
+
+    fn one(&self, kind: clap::error::ContextKind) -> String {
+        self.all(kind).join(", ")
+    }
+
+    fn quoted(&self, kind: clap::error::ContextKind) -> String {
+        self.all(kind).iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ")
+    }
+}
+
+fn usage_error(e: &clap::Error) -> Error {
+    use clap::error::{ContextKind as K, ErrorKind};
+    let c = Context(e);
+    let (arg, value) = (c.one(K::InvalidArg), c.one(K::InvalidValue));
+    let why = std::error::Error::source(e).map(|s| s.to_string());
+    let provided = |n: String| if n == "1" { "1 was provided".to_string() } else { format!("{n} were provided") };
+    let what = match e.kind() {
+        ErrorKind::ValueValidation if arg.starts_with("--var") => {
+            return Error::new(Code::BadVar, format!("invalid --var {value:?}")).why(why.unwrap_or_default());
+        }
+        ErrorKind::UnknownArgument => format!("unexpected argument '{arg}' found"),
+        ErrorKind::InvalidSubcommand => format!("unrecognized subcommand '{}'", c.one(K::InvalidSubcommand)),
+        ErrorKind::InvalidValue if value.is_empty() => format!("a value is required for '{arg}' but none was supplied"),
+        ErrorKind::InvalidValue => format!("invalid value '{value}' for '{arg}'"),
+        ErrorKind::ValueValidation => format!("invalid value '{value}' for '{arg}': {}", why.unwrap_or_default()),
+        ErrorKind::MissingRequiredArgument => format!("the following required arguments were not provided: {arg}"),
+        ErrorKind::MissingSubcommand => format!("'{}' requires a subcommand but one was not provided", c.one(K::InvalidSubcommand)),
+        ErrorKind::ArgumentConflict if c.all(K::PriorArg) == [arg.clone()] => format!("the argument '{arg}' cannot be used multiple times"),
+        ErrorKind::ArgumentConflict => {
+            let this =
+                if arg.is_empty() { format!("the subcommand '{}'", c.one(K::InvalidSubcommand)) } else { format!("the argument '{arg}'") };
+            match c.quoted(K::PriorArg) {
+                prior if prior.is_empty() => format!("{this} cannot be used with one or more of the other specified arguments"),
+                prior => format!("{this} cannot be used with {prior}"),
+            }
+        }
+        ErrorKind::NoEquals => format!("equal sign is needed when assigning values to '{arg}'"),
+        ErrorKind::TooManyValues => format!("unexpected value '{value}' for '{arg}' found; no more were expected"),
+        ErrorKind::TooFewValues => {
+            format!("{} values required by '{arg}'; only {}", c.one(K::MinValues), provided(c.one(K::ActualNumValues)))
+        }
+        ErrorKind::WrongNumberOfValues => {
+            format!("{} values required for '{arg}' but {}", c.one(K::ExpectedNumValues), provided(c.one(K::ActualNumValues)))
+        }
+        // Not about one argument (input that is not UTF-8, a failed write): clap's words.
+        kind => kind.as_str().unwrap_or("the command line is not one nsscript understands").to_string(),
+    };
+    let mut help = Vec::new();
+    for (kind, what) in [(K::ValidValue, "possible values"), (K::ValidSubcommand, "subcommands")] {
+        if !c.all(kind).is_empty() {
+            help.push(format!("{what}: {}", c.one(kind)));
+        }
+    }
+    for (kind, what) in [(K::SuggestedSubcommand, "subcommand"), (K::SuggestedArg, "argument"), (K::SuggestedValue, "value")] {
+        match c.all(kind).len() {
+            0 => {}
+            1 => help.push(format!("tip: a similar {what} exists: {}", c.quoted(kind))),
+            _ => help.push(format!("tip: some similar {what}s exist: {}", c.quoted(kind))),
+        }
+    }
+    help.extend(c.all(K::Suggested).into_iter().map(|tip| format!("tip: {tip}")));
+    help.extend(c.all(K::Usage));
+    help.push("For more information, try '--help'.".to_string());
+    Error::new(Code::Usage, what).help(help.join("\n"))
+}
+
+/// `-v`: debug logs on stderr (each op applied, each flush, timings); `-vv`: trace too.
+/// Only nsscript's own events, and the progress line is taken away while one prints.
+fn init_logs(verbose: u8) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let level = match verbose {
+        0 => return,
+        1 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    struct Stderr;
+    impl std::io::Write for Stderr {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            progress::suspend(|| std::io::stderr().write(buf))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            std::io::stderr().flush()
+        }
+    }
+    use std::io::IsTerminal;
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let logs =
+        tracing_subscriber::fmt::layer().with_writer(|| Stderr).with_ansi(colour).with_timer(tracing_subscriber::fmt::time::uptime());
+    let only_ours = tracing_subscriber::filter::Targets::new().with_target("nsscript", level);
+    tracing_subscriber::registry().with(logs).with(only_ours).init();
 }
 
 /// `nsscript errors [CODE]`: the catalogue, or one code in full.

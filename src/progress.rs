@@ -1,9 +1,24 @@
 //! A progress line for long builds: shown on a terminal once a run has taken more than
-//! a second, never otherwise (pipes, CI and short labs stay silent).
+//! a second, never otherwise (pipes, CI and short labs stay silent). Whatever else
+//! prints to stderr meanwhile (warnings, `-v` logs) goes through [`suspend`], so the
+//! line is redrawn below it instead of being written over.
 
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// The progress line on screen, if any.
+static SHOWN: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Run `f` (which prints to stderr) with the progress line taken away meanwhile.
+pub fn suspend<R>(f: impl FnOnce() -> R) -> R {
+    let shown = SHOWN.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match shown {
+        Some(bar) => bar.suspend(f),
+        None => f(),
+    }
+}
 
 pub struct Progress {
     start: Instant,
@@ -32,6 +47,7 @@ impl Progress {
             let bar = ProgressBar::new_spinner();
             bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("a valid template"));
             bar.enable_steady_tick(Duration::from_millis(120));
+            *SHOWN.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
             self.bar = Some(bar);
         }
         if let Some(bar) = &self.bar {
@@ -42,6 +58,7 @@ impl Progress {
     /// The build is over (or failed): take the line away.
     pub fn done(&mut self) {
         if let Some(bar) = self.bar.take() {
+            SHOWN.lock().unwrap_or_else(|e| e.into_inner()).take();
             bar.finish_and_clear();
         }
         self.start = Instant::now();

@@ -15,6 +15,7 @@ use crate::error::{Code, Error, Result};
 use crate::ops::query::Query;
 use crate::ops::{NsRef, Op, Outcome};
 use crate::script::{registry, ScriptEngine, Shared};
+use crate::sources::Sources;
 use rhai::{EvalAltResult, ParseErrorType};
 use rustyline::completion::{Completer, FilenameCompleter, Pair};
 use rustyline::error::ReadlineError;
@@ -28,9 +29,13 @@ use std::cell::RefCell;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 static ON_EXIT: OnceLock<OnExit> = OnceLock::new();
+
+/// Whether a line is being edited at the prompt now.
+static EDITING: AtomicBool = AtomicBool::new(false);
 
 /// What Ctrl-D does with the lab (`nsscript repl --on-exit`).
 pub fn set_on_exit(on_exit: OnExit) {
@@ -130,7 +135,7 @@ impl NsHelper {
             let start = cmd.len() + 1 + rest[..pos - cmd.len() - 1].rfind(' ').map(|i| i + 1).unwrap_or(0);
             let prefix = &line[start..pos];
             return match cmd {
-                ":help" => (start, pairs(registry::FUNCTIONS.iter().map(|f| f.name.to_string()), prefix)),
+                ":help" => (start, pairs(registry::functions().map(|f| f.name.to_string()), prefix)),
                 ":show" => {
                     let (netns, _) = live_names(&self.backend);
                     (start, pairs(std::iter::once("host".to_string()).chain(netns), prefix))
@@ -347,7 +352,7 @@ fn history_path() -> Option<PathBuf> {
 
 struct Session<'a> {
     engine: &'a mut ScriptEngine,
-    sources: &'a mut diag::Sources,
+    sources: &'a mut Sources,
     live: Rc<RefCell<LiveBackend>>,
     n: usize,
 }
@@ -355,7 +360,9 @@ struct Session<'a> {
 impl Session<'_> {
     fn eval(&mut self, name: &str, text: &str) {
         self.sources.add(name, text);
+        let start = std::time::Instant::now();
         let result = self.engine.compile(name, text).and_then(|ast| self.engine.run(ast));
+        tracing::debug!(entry = name, ms = start.elapsed().as_millis() as u64, ok = result.is_ok(), "entry ran");
         match result {
             Ok(v) if !v.is_unit() => println!("{}", show(v)),
             Ok(_) => {}
@@ -375,8 +382,8 @@ impl Session<'_> {
         let (cmd, arg) = line.split_once(char::is_whitespace).map(|(c, a)| (c, a.trim())).unwrap_or((line, ""));
         match cmd {
             ":help" | ":h" if arg.is_empty() => {
-                let width = registry::FUNCTIONS.iter().map(|f| f.name.len()).max().unwrap_or(8);
-                for f in registry::FUNCTIONS {
+                let width = registry::functions().map(|f| f.name.len()).max().unwrap_or(8);
+                for f in registry::functions() {
                     println!("  {:width$}  {}", f.name, f.doc);
                 }
                 println!("\n  stdlib (import \"NAME\" as NAME;):");
@@ -448,11 +455,8 @@ impl Session<'_> {
                 }
             }
             ":load" if arg.is_empty() => eprintln!("usage: :load FILE"),
-            ":load" => match std::fs::read_to_string(arg) {
-                Ok(text) => {
-                    let text = crate::script::strip_shebang(&text);
-                    self.eval(arg, &text);
-                }
+            ":load" => match crate::sources::read_file(arg) {
+                Ok(text) => self.eval(arg, &text),
                 Err(e) => {
                     eprint!("{}", diag::render(&diag::Report::plain(&Error::io(Code::MissingScript, format!("cannot read {arg}"), &e))))
                 }
@@ -478,7 +482,23 @@ impl Session<'_> {
     }
 }
 
-pub fn run(engine: &mut ScriptEngine, sources: &mut diag::Sources, live: Rc<RefCell<LiveBackend>>) -> Result<()> {
+/// Warnings come while an entry runs, and print as anywhere else (the progress line
+/// out of the way); one that comes while a line is being edited at a terminal is
+/// printed above the prompt, which is drawn again below it.
+fn route_warnings(rl: &mut Editor<NsHelper, DefaultHistory>) {
+    use rustyline::ExternalPrinter;
+    if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+        return;
+    }
+    let Ok(mut printer) = rl.create_external_printer() else { return };
+    crate::warnings::route(move |message| {
+        if !EDITING.load(Ordering::SeqCst) || printer.print(message.to_string()).is_err() {
+            crate::warnings::print(message);
+        }
+    });
+}
+
+pub fn run(engine: &mut ScriptEngine, sources: &mut Sources, live: Rc<RefCell<LiveBackend>>) -> Result<()> {
     let backend: Shared = live.clone();
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let config = rustyline::Config::builder()
@@ -495,10 +515,14 @@ pub fn run(engine: &mut ScriptEngine, sources: &mut diag::Sources, live: Rc<RefC
     }
     eprintln!("nsscript REPL: Rhai statements; Tab completes, :help lists the functions, Ctrl-C drops the entry, Ctrl-D leaves.");
     let mut session = Session { engine, sources, live: live.clone(), n: 0 };
+    route_warnings(&mut rl);
     let mut entry = String::new();
     loop {
         let prompt = if entry.is_empty() { "nsscript> " } else { "     ...> " };
-        match rl.readline(prompt) {
+        EDITING.store(true, Ordering::SeqCst);
+        let line = rl.readline(prompt);
+        EDITING.store(false, Ordering::SeqCst);
+        match line {
             Ok(line) => {
                 if entry.is_empty() && line.trim_start().starts_with(':') {
                     let _ = rl.add_history_entry(line.trim());
@@ -538,6 +562,7 @@ pub fn run(engine: &mut ScriptEngine, sources: &mut diag::Sources, live: Rc<RefC
             Err(e) => return Err(Error::new(Code::IoFailed, "cannot read input").why(e.to_string())),
         }
     }
+    crate::warnings::unroute();
     if let Some(h) = &history {
         let _ = rl.save_history(h);
     }

@@ -1,20 +1,9 @@
-//! The Rhai modules shipped with nsscript (`stdlib/`), embedded in the binary so an
-//! installed `nsscript` needs no files beside it: `import "topo" as topo;`.
+//! The Rhai modules shipped with nsscript (`stdlib/`, embedded in the binary: see
+//! `sources::STDLIB`): how `import` finds them and lab-relative files, and their
+//! documentation from their `///` comments.
 
-use rhai::{Engine, EvalAltResult, Module, Position, Scope, Shared};
-
-pub const MODULES: &[(&str, &str)] = &[
-    ("topo", include_str!("../stdlib/topo.rhai")),
-    ("machine", include_str!("../stdlib/machine.rhai")),
-    ("roles", include_str!("../stdlib/roles.rhai")),
-    ("checks", include_str!("../stdlib/checks.rhai")),
-];
-
-pub fn source_of(name: &str) -> Option<&'static str> {
-    let name = name.strip_prefix("stdlib/").unwrap_or(name);
-    let name = name.strip_suffix(".rhai").unwrap_or(name);
-    MODULES.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
-}
+use crate::sources::{self, STDLIB};
+use rhai::{Engine, EvalAltResult, Module, Position, Scope};
 
 /// Resolves `import "NAME"` to an embedded module, and `import "./name"` (or "../",
 /// or an absolute path) to name.rhai next to the file that imports it: the lab, or a
@@ -25,20 +14,27 @@ pub fn source_of(name: &str) -> Option<&'static str> {
 pub struct Resolver;
 
 impl rhai::ModuleResolver for Resolver {
-    fn resolve(&self, engine: &Engine, source: Option<&str>, path: &str, pos: Position) -> Result<Shared<Module>, Box<EvalAltResult>> {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        source: Option<&str>,
+        path: &str,
+        pos: Position,
+    ) -> Result<rhai::Shared<Module>, Box<EvalAltResult>> {
         let not_found = || Box::new(EvalAltResult::ErrorModuleNotFound(path.to_string(), pos));
-        let (name, text) = match MODULES.iter().find(|(n, _)| *n == path) {
+        let (name, text) = match STDLIB.iter().find(|(n, _)| *n == path) {
             Some((_, src)) => (format!("stdlib/{path}.rhai"), src.to_string()),
             None => {
                 let file = relative_file(source, path).ok_or_else(not_found)?;
-                let text = std::fs::read_to_string(&file).map_err(|_| not_found())?;
-                (file, crate::script::strip_shebang(&text))
+                let text = sources::read_file(&file).map_err(|_| not_found())?;
+                (file, text)
             }
         };
         // Errors name the module's file, so the report can show its lines.
         let label = if name.starts_with("stdlib/") { path.to_string() } else { name.clone() };
         let in_module = |e: Box<EvalAltResult>| Box::new(EvalAltResult::ErrorInModule(label.clone(), e, pos));
         let mut ast = engine.compile(&text).map_err(|e| in_module(e.into()))?;
+        tracing::debug!(module = path, source = name, "import");
         ast.set_source(name);
         let module = Module::eval_ast_as_new(Scope::new(), &ast, engine).map_err(in_module)?;
         Ok(module.into())
@@ -79,7 +75,7 @@ pub struct StdlibDoc {
 /// `private fn` and functions without a `///` comment are left out.
 pub fn docs() -> Vec<StdlibDoc> {
     let mut out = Vec::new();
-    for (module, src) in MODULES {
+    for (module, src) in STDLIB {
         let mut comment: Vec<&str> = Vec::new();
         for line in src.lines() {
             let line = line.trim();
@@ -121,7 +117,7 @@ mod tests {
     #[test]
     fn every_public_stdlib_function_is_documented() {
         let docs = docs();
-        for (module, src) in MODULES {
+        for (module, src) in STDLIB {
             for line in src.lines().filter(|l| l.starts_with("fn ")) {
                 let name = line[3..].split('(').next().unwrap().trim();
                 let arity = line.split('(').nth(1).unwrap().split(')').next().unwrap().split(',').filter(|a| !a.trim().is_empty()).count();
@@ -158,7 +154,7 @@ mod tests {
     fn every_module_compiles() {
         let mut engine = rhai::Engine::new();
         engine.set_max_expr_depths(64, 32); // as ScriptEngine sets them
-        for (name, src) in MODULES {
+        for (name, src) in STDLIB {
             engine.compile(src).unwrap_or_else(|e| panic!("stdlib/{name}.rhai: {e}"));
         }
     }

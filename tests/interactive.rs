@@ -158,8 +158,8 @@ section bash-load; bash -c 'source <($NSS completions bash) && complete -p nsscr
     }
     assert!(run.section("help-graph").contains("ascii") && run.section("help-graph").contains("mermaid"));
     assert!(run.section("help-repl").contains("--on-exit"));
-    assert!(run.section("help-exec").contains("Usage: nsscript exec <LAB> <NS> -- <CMD>..."), "{}", run.section("help-exec"));
-    assert!(run.section("help-errors").contains("Usage: nsscript errors [CODE]"), "{}", run.section("help-errors"));
+    assert!(run.section("help-exec").contains("Usage: nsscript exec [OPTIONS] <LAB> <NS> -- <CMD>..."), "{}", run.section("help-exec"));
+    assert!(run.section("help-errors").contains("Usage: nsscript errors [OPTIONS] [CODE]"), "{}", run.section("help-errors"));
 }
 
 // ---- the diagnostics catalogue ----

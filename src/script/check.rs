@@ -1,13 +1,14 @@
 //! Reachability checks over many nodes: `pingall()`.
 
 use super::args::Opts;
+use super::registrar::{FnDoc, Registrar};
 use super::types::Netns;
 use super::{apply, fail, RhaiResult, Shared};
 use crate::error::{Code, Error};
 use crate::ops::check::{PingAll, PingNode};
 use crate::ops::query::Query;
 use crate::ops::{NsRef, Op, Outcome};
-use rhai::{Array, Dynamic, Engine, Map};
+use rhai::{Array, Dynamic, Map};
 use std::net::IpAddr;
 
 /// The first global IPv4 address of a namespace: what other nodes ping.
@@ -58,7 +59,9 @@ fn pingall(b: &Shared, nodes: Array, opts: &Map) -> RhaiResult<Map> {
         match node(b, item) {
             Ok(n) => resolved.push(n),
             // A plan does not run the commands that may have given a node its address.
-            Err(e) if advisory => eprintln!("plan: not checked (needs the real lab): a pingall node: {}", crate::diag::message(&e)),
+            Err(e) if advisory => {
+                crate::warnings::warning!("plan: not checked (needs the real lab): a pingall node: {}", super::message(&e))
+            }
             Err(e) => return Err(e),
         }
     }
@@ -92,7 +95,7 @@ fn pingall(b: &Shared, nodes: Array, opts: &Map) -> RhaiResult<Map> {
     }
     let pairs = nodes.len() * (nodes.len() - 1);
     if check && !failed.is_empty() && advisory {
-        eprintln!("plan: not checked (needs the real lab): pingall of {} nodes", nodes.len());
+        crate::warnings::warning!("plan: not checked (needs the real lab): pingall of {} nodes", nodes.len());
     } else if check && !failed.is_empty() {
         let shown: Vec<String> = failed.iter().take(20).map(|f| f.to_string()).collect();
         let more = if failed.len() > 20 { format!(" and {} more", failed.len() - 20) } else { String::new() };
@@ -111,18 +114,25 @@ fn pingall(b: &Shared, nodes: Array, opts: &Map) -> RhaiResult<Map> {
     Ok(out)
 }
 
-pub fn register(engine: &mut Engine, backend: &Shared) {
+/// Checks over many nodes, in the order of the reference.
+pub const DOCS: &[FnDoc] = &[FnDoc::new(
+    "pingall",
+    "pingall() / pingall(nodes, #{ timeout, static_arp, check }) -> #{ ok, pairs, reached, failed, matrix, elapsed_ms }",
+    "native ICMP between every ordered pair of nodes (namespaces or #{ ns, addr }) at once; fails naming each unreachable pair",
+)];
+
+pub fn register(r: &mut Registrar, backend: &Shared) {
     let b = backend.clone();
-    engine.register_fn("pingall", move |nodes: Array, opts: Map| pingall(&b, nodes, &opts));
+    r.func("pingall", move |nodes: Array, opts: Map| pingall(&b, nodes, &opts));
     let b = backend.clone();
-    engine.register_fn("pingall", move |nodes: Array| pingall(&b, nodes, &Map::new()));
+    r.func("pingall", move |nodes: Array| pingall(&b, nodes, &Map::new()));
     let b = backend.clone();
-    engine.register_fn("pingall", move || {
+    r.func("pingall", move || {
         let all: Array = b.borrow().lab_netns().into_iter().map(|n| Dynamic::from(Netns(NsRef::Named(n)))).collect();
         pingall(&b, all, &Map::new())
     });
     let b = backend.clone();
-    engine.register_fn("pingall", move |opts: Map| {
+    r.func("pingall", move |opts: Map| {
         let all: Array = b.borrow().lab_netns().into_iter().map(|n| Dynamic::from(Netns(NsRef::Named(n)))).collect();
         pingall(&b, all, &opts)
     });

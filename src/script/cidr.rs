@@ -3,10 +3,10 @@
 //! done on the address as an integer, IPv4 and IPv6 alike. Pure functions: they work
 //! the same in a run, a plan and the REPL.
 
-use super::{fail, RhaiResult};
+use super::registrar::{FnDoc, Registrar};
+use super::{fail, RhaiResult, Shared};
 use crate::error::{Code, Error};
 use ipnetwork::IpNetwork;
-use rhai::Engine;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 fn parse(text: &str) -> RhaiResult<IpNetwork> {
@@ -96,19 +96,47 @@ fn subnet(cidr: &str, prefix: i64, i: i64) -> RhaiResult<String> {
     Ok(format!("{addr}/{prefix}"))
 }
 
-pub fn register(engine: &mut Engine) {
-    engine.register_fn("cidr_host", |cidr: &str, n: i64| -> RhaiResult<String> { host(cidr, n).map(|a| a.to_string()) });
-    engine.register_fn("cidr_addr", |cidr: &str, n: i64| -> RhaiResult<String> {
+/// Address arithmetic, in the order of the reference.
+pub const DOCS: &[FnDoc] = &[
+    FnDoc::new(
+        "cidr_host",
+        "cidr_host(cidr, n) -> String",
+        r#"the n-th address of cidr's network: cidr_host("10.1.0.0/24", 5) is "10.1.0.5"; -1 is the last usable host"#,
+    ),
+    FnDoc::new(
+        "cidr_addr",
+        "cidr_addr(cidr, n) -> String",
+        r#"the n-th address with the prefix, for link.addr(): cidr_addr("10.1.0.0/24", 5) is "10.1.0.5/24""#,
+    ),
+    FnDoc::new(
+        "cidr_subnet",
+        "cidr_subnet(cidr, prefix, i) -> String",
+        r#"the i-th /prefix subnet of the block: cidr_subnet("10.0.0.0/16", 30, 1) is "10.0.0.4/30""#,
+    ),
+    FnDoc::new("cidr_prefix", "cidr_prefix(cidr) -> i64", r#"the prefix length: cidr_prefix("10.1.0.5/24") is 24"#),
+    FnDoc::new("cidr_ip", "cidr_ip(cidr) -> String", r#"the address without its prefix: cidr_ip("10.1.0.5/24") is "10.1.0.5""#),
+    FnDoc::new(
+        "cidr_network",
+        "cidr_network(cidr) -> String",
+        r#"the network in CIDR form, for routes: cidr_network("10.1.0.5/24") is "10.1.0.0/24""#,
+    ),
+    FnDoc::new("cidr_size", "cidr_size(cidr) -> i64", "how many addresses the network holds (network and broadcast included)"),
+    FnDoc::new("cidr_contains", "cidr_contains(cidr, ip) -> bool", "whether ip lies inside the network cidr"),
+];
+
+/// Pure functions: the backend is not needed.
+pub fn register(r: &mut Registrar, _: &Shared) {
+    r.func("cidr_host", |cidr: &str, n: i64| -> RhaiResult<String> { host(cidr, n).map(|a| a.to_string()) });
+    r.func("cidr_addr", |cidr: &str, n: i64| -> RhaiResult<String> {
         let prefix = parse(cidr)?.prefix();
         host(cidr, n).map(|a| format!("{a}/{prefix}"))
     });
-    engine.register_fn("cidr_subnet", subnet);
-    engine.register_fn("cidr_prefix", |cidr: &str| -> RhaiResult<i64> { parse(cidr).map(|n| i64::from(n.prefix())) });
-    engine.register_fn("cidr_ip", |cidr: &str| -> RhaiResult<String> { parse(cidr).map(|n| n.ip().to_string()) });
-    engine
-        .register_fn("cidr_network", |cidr: &str| -> RhaiResult<String> { parse(cidr).map(|n| format!("{}/{}", n.network(), n.prefix())) });
-    engine.register_fn("cidr_size", |cidr: &str| -> RhaiResult<i64> { parse(cidr).map(|n| i64::try_from(size(&n)).unwrap_or(i64::MAX)) });
-    engine.register_fn("cidr_contains", |cidr: &str, ip: &str| -> RhaiResult<bool> {
+    r.func("cidr_subnet", subnet);
+    r.func("cidr_prefix", |cidr: &str| -> RhaiResult<i64> { parse(cidr).map(|n| i64::from(n.prefix())) });
+    r.func("cidr_ip", |cidr: &str| -> RhaiResult<String> { parse(cidr).map(|n| n.ip().to_string()) });
+    r.func("cidr_network", |cidr: &str| -> RhaiResult<String> { parse(cidr).map(|n| format!("{}/{}", n.network(), n.prefix())) });
+    r.func("cidr_size", |cidr: &str| -> RhaiResult<i64> { parse(cidr).map(|n| i64::try_from(size(&n)).unwrap_or(i64::MAX)) });
+    r.func("cidr_contains", |cidr: &str, ip: &str| -> RhaiResult<bool> {
         let net = parse(cidr)?;
         let ip = super::args::ip(ip.split('/').next().unwrap_or(ip))?;
         Ok(net.contains(ip))

@@ -1,6 +1,7 @@
 //! Links: `bridge`, `veth`, `link`, `connect`, and the link methods.
 
 use super::args::{self, Opts};
+use super::registrar::{FnDoc, Registrar};
 use super::types::{Link, Netns};
 use super::{apply, apply_from, fail, from_call, RhaiResult, Shared};
 use crate::error::{Code, Error};
@@ -9,7 +10,7 @@ use crate::ops::link::{CreateBridge, CreateVeth, DeleteLink, LinkChange, SetLink
 use crate::ops::query::Query;
 use crate::ops::{NsRef, Op, Outcome};
 use crate::recipes::{self, ConnectOpts, Target};
-use rhai::{Engine, Map, NativeCallContext};
+use rhai::{Map, NativeCallContext};
 
 fn set(ctx: &NativeCallContext, b: &Shared, l: &Link, change: LinkChange) -> RhaiResult<Link> {
     match apply_from(ctx, b, Op::SetLink(SetLink { ns: l.ns.clone(), name: l.name.clone(), change }))? {
@@ -48,21 +49,73 @@ fn connect(ctx: &NativeCallContext, b: &Shared, ns: &Netns, target: Target, opts
     Ok(Link { ns, name })
 }
 
-pub fn register(engine: &mut Engine, backend: &Shared) {
-    engine.register_type_with_name::<Link>("Link");
-    engine.register_fn("to_string", |l: &mut Link| l.to_string());
-    engine.register_fn("to_debug", |l: &mut Link| l.to_string());
-    engine.register_get("name", |l: &mut Link| l.name.clone());
-    engine.register_get("ns", |l: &mut Link| Netns(l.ns.clone()));
-    engine.register_fn("==", |a: Link, b: Link| a == b);
+/// The link functions and methods, in the order of the reference.
+pub const DOCS: &[FnDoc] = &[
+    FnDoc::new("bridge", "bridge(name) / bridge(ns, name) -> Link", "create a bridge (up) in the host namespace or in ns")
+        .details(
+            "A Linux bridge, created up. Give it an address to make it the gateway of the namespaces plugged into it.",
+            r#"let br = bridge("br0").addr("10.0.0.1/24");"#,
+        ),
+    FnDoc::new("veth", "veth(a, b) -> Link", "a veth pair a/b in the host namespace, down, like `ip link add a type veth peer name b`; returns a")
+        .details(
+            "Both ends in the host namespace and down, exactly like `ip link add a type veth peer name b`; move the ends with .move_to(ns). connect() does the same in one call, faster.",
+            "veth(\"veth0\", \"veth1\");\nlink(\"veth1\").move_to(netns(\"ns1\"));",
+        ),
+    FnDoc::new("link", "link(name) / link(ns, name) -> Link", "a handle on an existing link")
+        .details(
+            "A handle on a link that exists now; an unknown name is an error that lists the links there.",
+            r#"link(ns1, "veth1").addr("192.168.1.2/24").up();"#,
+        ),
+    FnDoc::new("up", "link.up() -> Link", "bring the link up")
+        .details(
+            "Sets the link up (`ip link set NAME up`).",
+            r#"link("veth0").up();"#,
+        ),
+    FnDoc::new("down", "link.down() -> Link", "bring the link down"),
+    FnDoc::new("addr", "link.addr(cidr) -> Link", "add an IPv4 or IPv6 address (IPv6 without DAD delay)")
+        .details(
+            "Adds an address with its prefix length; IPv6 addresses skip duplicate address detection so they work at once.",
+            r#"link(ns0, "veth0").addr("192.168.1.1/24").up();"#,
+        ),
+    FnDoc::new("master", "link.master(bridge) -> Link", "enslave the link to a bridge in the same namespace")
+        .details(
+            "Enslaves the link to a bridge in the same namespace (`ip link set NAME master BR`).",
+            r#"link("veth0").master(br).up();"#,
+        ),
+    FnDoc::new("nomaster", "link.nomaster() -> Link", "release the link from its bridge"),
+    FnDoc::new("move_to", "link.move_to(ns) -> Link", "move the link into another namespace; returns the moved link")
+        .details(
+            "Moves the link into ns; the kernel takes it down and drops its addresses. Returns the handle in its new namespace.",
+            r#"let inner = link("veth1").move_to(ns1);"#,
+        ),
+    FnDoc::new("rename", "link.rename(name) -> Link", "rename the link; returns the renamed link")
+        .details(
+            "Renames the link (it must be down on older kernels).",
+            r#"link(rt, "link-in-rt").rename("eth0");"#,
+        ),
+    FnDoc::new("mtu", "link.mtu(n) -> Link", "set the MTU"),
+    FnDoc::new("mac", r#"link.mac("02:00:00:00:00:01") -> Link"#, "set the MAC address"),
+    FnDoc::new("peer", "link.peer() -> Link", "the other end of a veth"),
+    FnDoc::new("delete", "link.delete()", "delete the link (a veth takes its peer with it)"),
+    FnDoc::new("connect", "connect(ns, bridge|netns, #{ ifname, peer, addr, gw, mtu, peer_addr }) -> Link", "a veth from ns to a bridge or another namespace, created in place, both ends up; returns the inner end")
+        .details(
+            "A veth whose inner end (ifname, default the first free ethN) is created inside ns and whose outer end goes to the bridge (enslaved) or the other namespace; both ends up; then addr and a default route via gw.",
+            r#"connect(netns("vm1"), br, #{ ifname: "eth0", addr: "10.0.0.2/24", gw: "10.0.0.1" });"#,
+        ),
+];
+
+pub fn register(r: &mut Registrar, backend: &Shared) {
+    r.handle::<Link>("Link");
+    r.property("name", |l: &mut Link| l.name.clone());
+    r.property("ns", |l: &mut Link| Netns(l.ns.clone()));
 
     let b = backend.clone();
-    engine.register_fn("bridge", move |name: &str| bridge(&b, NsRef::Host, name));
+    r.func("bridge", move |name: &str| bridge(&b, NsRef::Host, name));
     let b = backend.clone();
-    engine.register_fn("bridge", move |ns: Netns, name: &str| bridge(&b, ns.0, name));
+    r.func("bridge", move |ns: Netns, name: &str| bridge(&b, ns.0, name));
 
     let b = backend.clone();
-    engine.register_fn("veth", move |a: &str, p: &str| -> RhaiResult<Link> {
+    r.func("veth", move |a: &str, p: &str| -> RhaiResult<Link> {
         // Exactly like `ip link add A type veth peer name B`: both ends here, down.
         let spec = CreateVeth {
             ns: NsRef::Host,
@@ -78,72 +131,68 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
     });
 
     let b = backend.clone();
-    engine.register_fn("link", move |name: &str| -> RhaiResult<Link> { existing(&b, NsRef::Host, name) });
+    r.func("link", move |name: &str| -> RhaiResult<Link> { existing(&b, NsRef::Host, name) });
     let b = backend.clone();
-    engine.register_fn("link", move |ns: Netns, name: &str| -> RhaiResult<Link> { existing(&b, ns.0, name) });
+    r.func("link", move |ns: Netns, name: &str| -> RhaiResult<Link> { existing(&b, ns.0, name) });
 
     let b = backend.clone();
-    engine.register_fn("up", move |ctx: NativeCallContext, l: &mut Link| set(&ctx, &b, l, LinkChange::Up));
+    r.func("up", move |ctx: NativeCallContext, l: &mut Link| set(&ctx, &b, l, LinkChange::Up));
     let b = backend.clone();
-    engine.register_fn("down", move |ctx: NativeCallContext, l: &mut Link| set(&ctx, &b, l, LinkChange::Down));
+    r.func("down", move |ctx: NativeCallContext, l: &mut Link| set(&ctx, &b, l, LinkChange::Down));
     let b = backend.clone();
-    engine.register_fn("addr", move |ctx: NativeCallContext, l: &mut Link, cidr: &str| -> RhaiResult<Link> {
+    r.func("addr", move |ctx: NativeCallContext, l: &mut Link, cidr: &str| -> RhaiResult<Link> {
         apply_from(&ctx, &b, Op::AddAddr(AddAddr { ns: l.ns.clone(), link: l.name.clone(), addr: args::cidr(cidr)? }))?;
         Ok(l.clone())
     });
     let b = backend.clone();
-    engine.register_fn("master", move |ctx: NativeCallContext, l: &mut Link, br: Link| master(&ctx, &b, l, &br));
+    r.func("master", move |ctx: NativeCallContext, l: &mut Link, br: Link| master(&ctx, &b, l, &br));
     let b = backend.clone();
-    engine.register_fn("master", move |ctx: NativeCallContext, l: &mut Link, br: &str| {
+    r.func("master", move |ctx: NativeCallContext, l: &mut Link, br: &str| {
         master(&ctx, &b, l, &Link { ns: l.ns.clone(), name: br.to_string() })
     });
     let b = backend.clone();
-    engine.register_fn("nomaster", move |ctx: NativeCallContext, l: &mut Link| set(&ctx, &b, l, LinkChange::NoMaster));
+    r.func("nomaster", move |ctx: NativeCallContext, l: &mut Link| set(&ctx, &b, l, LinkChange::NoMaster));
     let b = backend.clone();
-    engine.register_fn("move_to", move |ctx: NativeCallContext, l: &mut Link, ns: Netns| set(&ctx, &b, l, LinkChange::MoveTo(ns.0)));
+    r.func("move_to", move |ctx: NativeCallContext, l: &mut Link, ns: Netns| set(&ctx, &b, l, LinkChange::MoveTo(ns.0)));
     let b = backend.clone();
-    engine.register_fn("rename", move |ctx: NativeCallContext, l: &mut Link, name: &str| {
-        set(&ctx, &b, l, LinkChange::Rename(name.to_string()))
-    });
+    r.func("rename", move |ctx: NativeCallContext, l: &mut Link, name: &str| set(&ctx, &b, l, LinkChange::Rename(name.to_string())));
     let b = backend.clone();
-    engine.register_fn("mtu", move |ctx: NativeCallContext, l: &mut Link, mtu: i64| -> RhaiResult<Link> {
+    r.func("mtu", move |ctx: NativeCallContext, l: &mut Link, mtu: i64| -> RhaiResult<Link> {
         let mtu = args::u32_in("mtu", mtu, 68, 65535)?;
         set(&ctx, &b, l, LinkChange::Mtu(mtu))
     });
     let b = backend.clone();
-    engine.register_fn("mac", move |ctx: NativeCallContext, l: &mut Link, mac: &str| -> RhaiResult<Link> {
+    r.func("mac", move |ctx: NativeCallContext, l: &mut Link, mac: &str| -> RhaiResult<Link> {
         let mac = args::mac(mac)?;
         set(&ctx, &b, l, LinkChange::Mac(mac))
     });
     let b = backend.clone();
-    engine.register_fn("peer", move |l: &mut Link| -> RhaiResult<Link> {
+    r.func("peer", move |l: &mut Link| -> RhaiResult<Link> {
         match apply(&b, Op::Query(Query::VethPeer { ns: l.ns.clone(), name: l.name.clone() }))? {
             Outcome::Link { ns, name } => Ok(Link { ns, name }),
             _ => Err(fail(Error::new(Code::NoPeer, format!("cannot find the peer of {}", l.name)))),
         }
     });
     let b = backend.clone();
-    engine.register_fn("delete", move |l: &mut Link| -> RhaiResult<()> {
+    r.func("delete", move |l: &mut Link| -> RhaiResult<()> {
         apply(&b, Op::DeleteLink(DeleteLink { ns: l.ns.clone(), name: l.name.clone() }))?;
         Ok(())
     });
 
     let b = backend.clone();
-    engine.register_fn("connect", move |ctx: NativeCallContext, ns: Netns, br: Link, opts: Map| {
+    r.func("connect", move |ctx: NativeCallContext, ns: Netns, br: Link, opts: Map| {
         connect(&ctx, &b, &ns, Target::Bridge { ns: br.ns, name: br.name }, &opts)
     });
     let b = backend.clone();
-    engine.register_fn("connect", move |ctx: NativeCallContext, ns: Netns, br: Link| {
+    r.func("connect", move |ctx: NativeCallContext, ns: Netns, br: Link| {
         connect(&ctx, &b, &ns, Target::Bridge { ns: br.ns, name: br.name }, &Map::new())
     });
     let b = backend.clone();
-    engine.register_fn("connect", move |ctx: NativeCallContext, ns: Netns, other: Netns, opts: Map| {
+    r.func("connect", move |ctx: NativeCallContext, ns: Netns, other: Netns, opts: Map| {
         connect(&ctx, &b, &ns, Target::Netns(other.0), &opts)
     });
     let b = backend.clone();
-    engine.register_fn("connect", move |ctx: NativeCallContext, ns: Netns, other: Netns| {
-        connect(&ctx, &b, &ns, Target::Netns(other.0), &Map::new())
-    });
+    r.func("connect", move |ctx: NativeCallContext, ns: Netns, other: Netns| connect(&ctx, &b, &ns, Target::Netns(other.0), &Map::new()));
 }
 
 /// `link(ns, name)`: a handle on a link that must exist now.

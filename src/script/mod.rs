@@ -5,17 +5,23 @@
 mod args;
 mod check;
 mod cidr;
+mod control;
+mod file;
 mod link;
 mod ns;
 mod overlay;
 mod query;
+mod registrar;
 pub mod registry;
 mod router;
 pub mod types;
 
+pub use file::ScriptFile;
+
 use crate::backend::Backend;
 use crate::error::{Error, Origin};
 use crate::ops::{Op, Outcome};
+use registrar::{FnDoc, Registrar};
 use rhai::module_resolvers::{FileModuleResolver, ModuleResolversCollection};
 use rhai::{Dynamic, EvalAltResult, NativeCallContext, Position, Scope, AST};
 use std::cell::RefCell;
@@ -32,8 +38,43 @@ pub fn fail(e: Error) -> Box<EvalAltResult> {
     Box::new(EvalAltResult::ErrorRuntime(Dynamic::from(e), Position::NONE))
 }
 
+/// The text of an error a script function raised (the innermost, when it passed
+/// through calls): ours in words, else Rhai's.
+pub(crate) fn message(mut err: &EvalAltResult) -> String {
+    while let EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) = err {
+        err = inner;
+    }
+    match err {
+        EvalAltResult::ErrorRuntime(value, _) => match value.clone().try_cast::<Error>() {
+            Some(e) => e.to_string(),
+            None => value.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
 pub(crate) fn apply(b: &Shared, op: Op) -> RhaiResult<Outcome> {
-    b.borrow_mut().apply(op).map_err(fail)
+    traced(op, |op| b.borrow_mut().apply(op)).map_err(fail)
+}
+
+/// Apply `op`, logged at debug level (`-v`) with how long the backend took (a request
+/// it queues goes to the kernel at the next flush) and, at trace level, its answer.
+fn traced(op: Op, apply: impl FnOnce(Op) -> crate::error::Result<Outcome>) -> crate::error::Result<Outcome> {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return apply(op);
+    }
+    let shown = format!("{op:?}");
+    let start = std::time::Instant::now();
+    let out = apply(op);
+    let us = start.elapsed().as_micros() as u64;
+    match &out {
+        Ok(outcome) => {
+            tracing::debug!(op = %shown, us, "op");
+            tracing::trace!(?outcome, "answer");
+        }
+        Err(e) => tracing::debug!(op = %shown, us, error = %e, "op refused"),
+    }
+    out
 }
 
 /// Serve one script call with the backend told where the call is: a request it
@@ -58,20 +99,7 @@ pub(crate) fn from_call<T>(
 
 /// [`apply`] for ops whose requests may be queued (see [`from_call`]).
 pub(crate) fn apply_from(ctx: &NativeCallContext, b: &Shared, op: Op) -> RhaiResult<Outcome> {
-    from_call(ctx, b, |backend| backend.apply(op))
-}
-
-/// A leading `#!` line is not Rhai: blank it, keeping line numbers, so lab files can
-/// be executable.
-pub fn strip_shebang(source: &str) -> String {
-    if source.starts_with("#!") {
-        match source.find('\n') {
-            Some(i) => source[i..].to_string(),
-            None => String::new(),
-        }
-    } else {
-        source.to_string()
-    }
+    from_call(ctx, b, |backend| traced(op, |op| backend.apply(op)))
 }
 
 /// `--var KEY=VALUE`: integers and booleans arrive typed, everything else as a string.
@@ -84,6 +112,43 @@ pub fn var_value(text: &str) -> Dynamic {
         "false" => false.into(),
         _ => text.into(),
     }
+}
+
+/// A family of script functions: the documentation of its functions, and how it
+/// registers them (see [`registrar`]).
+struct Family {
+    name: &'static str,
+    docs: &'static [FnDoc],
+    register: fn(&mut Registrar, &Shared),
+}
+
+/// Every family, in the order of the function reference.
+const FAMILIES: &[Family] = &[
+    Family { name: "namespaces", docs: ns::DOCS, register: ns::register },
+    Family { name: "links", docs: link::DOCS, register: link::register },
+    Family { name: "queries", docs: query::DOCS, register: query::register },
+    Family { name: "control", docs: control::DOCS, register: control::register },
+    Family { name: "overlays", docs: overlay::DOCS, register: overlay::register },
+    Family { name: "router labs", docs: router::DOCS, register: router::register },
+    Family { name: "checks", docs: check::DOCS, register: check::register },
+    Family { name: "address arithmetic", docs: cidr::DOCS, register: cidr::register },
+];
+
+/// Every script function's documentation, in the order of the reference.
+pub fn functions() -> impl Iterator<Item = &'static FnDoc> {
+    FAMILIES.iter().flat_map(|f| f.docs)
+}
+
+/// Register every family into `engine`; the names registered, by family.
+fn register_all(engine: &mut rhai::Engine, backend: &Shared) -> Vec<(&'static str, Vec<&'static str>)> {
+    FAMILIES
+        .iter()
+        .map(|family| {
+            let mut r = Registrar::new(engine, family.name, family.docs);
+            (family.register)(&mut r, backend);
+            (family.name, r.finish())
+        })
+        .collect()
 }
 
 /// An engine bound to a backend, with a persistent scope (variables and functions
@@ -112,13 +177,9 @@ impl ScriptEngine {
         // SIGINT/SIGTERM stop a running script (a loop between two ops too).
         engine.on_progress(|_| crate::signals::stop_requested().map(|sig| Dynamic::from(sig.as_str())));
         engine.register_type_with_name::<Error>("Error");
-        ns::register(&mut engine, &backend);
-        link::register(&mut engine, &backend);
-        query::register(&mut engine, &backend);
-        router::register(&mut engine, &backend);
-        overlay::register(&mut engine, &backend);
-        check::register(&mut engine, &backend);
-        cidr::register(&mut engine);
+        // A caught error (`try { .. } catch (err) { print(`${err}`) }`) reads as its message.
+        engine.register_fn("to_string", |e: &mut Error| e.to_string());
+        register_all(&mut engine, &backend);
         ScriptEngine { engine, scope: Scope::new(), functions: AST::empty(), backend }
     }
 
@@ -139,9 +200,41 @@ impl ScriptEngine {
         let value = self.engine.eval_ast_with_scope::<Dynamic>(&mut self.scope, &combined);
         // Whatever the backend still has queued is done when a script (or a REPL entry)
         // is, also one that failed halfway: what came before the error happened.
+        let start = std::time::Instant::now();
         let finished = self.backend.borrow_mut().finish().map_err(fail);
+        tracing::debug!(
+            source = ast.source().unwrap_or(""),
+            us = start.elapsed().as_micros() as u64,
+            "the queue is flushed: the entry is done"
+        );
         let value = value?;
         finished?;
         Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// Every documented function is registered, and every registered one documented
+    /// (the registrars also panic at either; this holds even if they stopped).
+    #[test]
+    fn the_reference_and_the_engine_hold_the_same_functions() {
+        let backend: Shared = Rc::new(RefCell::new(crate::backend::plan::PlanBackend::new("test", "test.rhai").expect("a valid lab name")));
+        let mut engine = rhai::Engine::new();
+        let registered = register_all(&mut engine, &backend);
+        for (family, names) in &registered {
+            let documented: Vec<&str> = FAMILIES.iter().find(|f| f.name == *family).unwrap().docs.iter().map(|d| d.name).collect();
+            let (names, documented): (BTreeSet<_>, BTreeSet<_>) = (names.iter().copied().collect(), documented.into_iter().collect());
+            assert_eq!(names, documented, "the {family} family registers other functions than it documents");
+        }
+        let all: Vec<&str> = functions().map(|f| f.name).collect();
+        let unique: BTreeSet<&str> = all.iter().copied().collect();
+        assert_eq!(all.len(), unique.len(), "a function is documented twice (in two families?): {all:?}");
+        assert_eq!(registered.iter().map(|(_, n)| n.len()).sum::<usize>(), all.len());
+        // And the engine answers to them.
+        assert_eq!(engine.eval::<i64>(r#"cidr_prefix("10.1.0.0/24")"#).unwrap(), 24);
     }
 }

@@ -2,6 +2,8 @@
 //! `forward`, `exec`, `route`, `sysctl`.
 
 use super::args;
+use super::registrar::{FnDoc, Registrar};
+use super::router;
 use super::types::Netns;
 use super::{apply, apply_from, fail, RhaiResult, Shared};
 use crate::error::{Code, Error};
@@ -12,7 +14,7 @@ use crate::ops::route::{AddRoute, RouteVia};
 use crate::ops::sysctl::Sysctl;
 use crate::ops::{NsRef, Op, Outcome};
 use crate::recipes;
-use rhai::{Array, Engine, Map, NativeCallContext};
+use rhai::{Array, Map, NativeCallContext};
 
 fn exec(b: &Shared, ns: &Netns, cmd: Command) -> RhaiResult<Map> {
     match apply(b, Op::Exec(Exec { ns: ns.0.clone(), cmd, timeout_ms: None }))? {
@@ -44,23 +46,65 @@ fn sysctl(b: &Shared, ns: &Netns, key: &str, value: String) -> RhaiResult<Netns>
     Ok(ns.clone())
 }
 
-pub fn register(engine: &mut Engine, backend: &Shared) {
-    engine.register_type_with_name::<Netns>("Netns");
-    engine.register_fn("to_string", |n: &mut Netns| n.to_string());
-    engine.register_fn("to_debug", |n: &mut Netns| n.to_string());
-    engine.register_get("name", |n: &mut Netns| n.0.name().unwrap_or("").to_string());
-    engine.register_fn("==", |a: Netns, b: Netns| a == b);
+/// The namespace functions, in the order of the reference.
+pub const DOCS: &[FnDoc] = &[
+    FnDoc::new("host", "host() -> Netns", "the namespace nsscript runs in (the machine's, or the sandbox's)")
+        .details(
+            "The namespace nsscript itself runs in: the machine's, or the sandbox's with --sandbox.",
+            r#"bridge("br0");  // same as bridge(host(), "br0")"#,
+        ),
+    FnDoc::new("netns", "netns(name) -> Netns", "create a named namespace (/run/netns/NAME, visible to `ip netns`) with lo up")
+        .details(
+            "Creates /run/netns/NAME (so `ip netns` sees it) with lo up. Creating a namespace the lab already has is a no-op; a name taken by someone else is an error.",
+            r#"let vm1 = netns("vm1");"#,
+        ),
+    FnDoc::new("ns", "ns(name) -> Netns", "a handle on a namespace that already exists (not created, not owned by the lab)")
+        .details(
+            "A handle on a namespace made by someone else; nsscript does not own it and never deletes it.",
+            r#"let other = ns("existing");"#,
+        ),
+    FnDoc::new("lab", "lab(name) / lab() -> String", "name the lab (before anything is created) / the lab's name")
+        .details(
+            "Names the lab before it creates anything (the default is the script file's stem); lab() returns the name.",
+            r#"lab("router");"#,
+        ),
+    FnDoc::new("forward", "ns.forward(on: bool) -> Netns", "IPv4 and IPv6 forwarding on or off in ns")
+        .details(
+            "Sets net.ipv4.ip_forward (and IPv6 forwarding when IPv6 is on) inside ns.",
+            r#"netns("rt").forward(true);"#,
+        ),
+    FnDoc::new("ipv6", "ns.ipv6(on: bool) -> Netns", "IPv6 on or off in ns (off keeps big labs quiet: no DAD/MLD multicast from every interface)"),
+    FnDoc::new("exec", "ns.exec(cmd: String | Array, #{ timeout? }) -> #{ code, stdout, stderr }", "run a command inside ns (a string runs by sh -c; an array runs without a shell); past timeout ms it is killed, code 124")
+        .details(
+            "Runs a command inside ns and waits; a string runs by sh -c, an array without a shell. Returns #{ code, stdout, stderr }.",
+            "let r = vm1.exec(\"ping -c1 -W1 10.0.0.254\");\nassert(r.code == 0, r.stderr);",
+        ),
+    FnDoc::new("route", "ns.route(dest, via) -> Netns", r#"add a route: dest is "default" or a CIDR, via a gateway IP or a device name"#)
+        .details(
+            r#"dest is "default" or a network (host bits zero); via is a gateway address on a connected subnet, or a device name."#,
+            "vm1.route(\"default\", \"10.0.0.254\");\nrt.route(\"10.1.0.0/24\", \"eth1\");",
+        ),
+    FnDoc::new("sysctl", "ns.sysctl(key, value) -> Netns", r#"set a sysctl inside ns, e.g. "net.ipv4.ip_forward""#)
+        .details(
+            "Writes /proc/sys inside ns; integers and booleans are accepted as values.",
+            r#"rt.sysctl("net.ipv4.ip_forward", 1);"#,
+        ),
+];
 
-    engine.register_fn("host", || Netns(NsRef::Host));
+pub fn register(r: &mut Registrar, backend: &Shared) {
+    r.handle::<Netns>("Netns");
+    r.property("name", |n: &mut Netns| n.0.name().unwrap_or("").to_string());
+
+    r.func("host", || Netns(NsRef::Host));
 
     let b = backend.clone();
-    engine.register_fn("netns", move |ctx: NativeCallContext, name: &str| -> RhaiResult<Netns> {
+    r.func("netns", move |ctx: NativeCallContext, name: &str| -> RhaiResult<Netns> {
         apply_from(&ctx, &b, Op::CreateNetns(CreateNetns { name: name.to_string() }))?;
         Ok(Netns(NsRef::named(name)))
     });
 
     let b = backend.clone();
-    engine.register_fn("ns", move |name: &str| -> RhaiResult<Netns> {
+    r.func("ns", move |name: &str| -> RhaiResult<Netns> {
         // A handle on a namespace that exists already (the lab does not own it).
         let ns = NsRef::named(name);
         apply(&b, Op::Query(Query::Links(ns.clone())))?;
@@ -68,26 +112,26 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
     });
 
     let b = backend.clone();
-    engine.register_fn("lab", move |name: &str| -> RhaiResult<()> { b.borrow_mut().set_lab_name(name).map_err(fail) });
+    r.func("lab", move |name: &str| -> RhaiResult<()> { b.borrow_mut().set_lab_name(name).map_err(fail) });
     let b = backend.clone();
-    engine.register_fn("lab", move || -> String { b.borrow().lab_name() });
+    r.func("lab", move || -> String { b.borrow().lab_name() });
 
     let b = backend.clone();
-    engine.register_fn("forward", move |ns: &mut Netns, on: bool| -> RhaiResult<Netns> {
+    r.func("forward", move |ns: &mut Netns, on: bool| -> RhaiResult<Netns> {
         recipes::forward(&mut *b.borrow_mut(), &ns.0, on).map_err(fail)?;
         Ok(ns.clone())
     });
 
     let b = backend.clone();
-    engine.register_fn("ipv6", move |ns: &mut Netns, on: bool| -> RhaiResult<Netns> {
+    r.func("ipv6", move |ns: &mut Netns, on: bool| -> RhaiResult<Netns> {
         recipes::ipv6(&mut *b.borrow_mut(), &ns.0, on).map_err(fail)?;
         Ok(ns.clone())
     });
 
     let b = backend.clone();
-    engine.register_fn("exec", move |ns: &mut Netns, cmd: &str| exec(&b, ns, Command::Shell(cmd.to_string())));
+    r.func("exec", move |ns: &mut Netns, cmd: &str| exec(&b, ns, Command::Shell(cmd.to_string())));
     let b = backend.clone();
-    engine.register_fn("exec", move |ns: &mut Netns, argv: Array| -> RhaiResult<Map> {
+    r.func("exec", move |ns: &mut Netns, argv: Array| -> RhaiResult<Map> {
         let argv =
             argv.into_iter().map(|a| a.into_immutable_string().map(|s| s.to_string())).collect::<Result<Vec<_>, _>>().map_err(|ty| {
                 fail(
@@ -97,39 +141,19 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
             })?;
         exec(&b, ns, Command::Argv(argv))
     });
+    // With options (a timeout): a process of the router family's kind.
+    let b = backend.clone();
+    r.func("exec", move |ns: &mut Netns, cmd: &str, opts: Map| router::exec_timeout(&b, ns, cmd.into(), &opts));
+    let b = backend.clone();
+    r.func("exec", move |ns: &mut Netns, cmd: Array, opts: Map| router::exec_timeout(&b, ns, cmd.into(), &opts));
 
     let b = backend.clone();
-    engine.register_fn("route", move |ctx: NativeCallContext, ns: &mut Netns, dest: &str, via: &str| route(&ctx, &b, ns, dest, via));
+    r.func("route", move |ctx: NativeCallContext, ns: &mut Netns, dest: &str, via: &str| route(&ctx, &b, ns, dest, via));
 
     let b = backend.clone();
-    engine.register_fn("sysctl", move |ns: &mut Netns, key: &str, value: &str| sysctl(&b, ns, key, value.to_string()));
+    r.func("sysctl", move |ns: &mut Netns, key: &str, value: &str| sysctl(&b, ns, key, value.to_string()));
     let b = backend.clone();
-    engine.register_fn("sysctl", move |ns: &mut Netns, key: &str, value: i64| sysctl(&b, ns, key, value.to_string()));
+    r.func("sysctl", move |ns: &mut Netns, key: &str, value: i64| sysctl(&b, ns, key, value.to_string()));
     let b = backend.clone();
-    engine.register_fn("sysctl", move |ns: &mut Netns, key: &str, value: bool| {
-        sysctl(&b, ns, key, if value { "1" } else { "0" }.to_string())
-    });
-
-    let b = backend.clone();
-    engine.register_fn("sleep", move |ms: i64| -> RhaiResult<()> {
-        let ms = args::u32_in("sleep of", ms, 0, 3_600_000)?;
-        // A pause is for the lab to settle: it must be all there first.
-        b.borrow_mut().flush().map_err(fail)?;
-        std::thread::sleep(std::time::Duration::from_millis(ms.into()));
-        Ok(())
-    });
-    let b = backend.clone();
-    engine.register_fn("assert", move |ok: bool, message: &str| -> RhaiResult<()> {
-        // A plan runs nothing, so what the script asserts about results is not known
-        // there: report it and go on, like the planned reachability checks.
-        let advisory = !ok && b.borrow().checks_are_advisory();
-        if advisory {
-            eprintln!("plan: not checked (needs the real lab): {message}");
-        }
-        if ok || advisory {
-            Ok(())
-        } else {
-            Err(fail(Error::new(Code::AssertFailed, format!("assertion failed: {message}"))))
-        }
-    });
+    r.func("sysctl", move |ns: &mut Netns, key: &str, value: bool| sysctl(&b, ns, key, if value { "1" } else { "0" }.to_string()));
 }

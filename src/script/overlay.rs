@@ -2,6 +2,7 @@
 //! filtering, `macvlan`, `tap`, `shape`/`unshape`.
 
 use super::args::{self, Opts};
+use super::registrar::{FnDoc, Registrar};
 use super::types::{Link, Netns};
 use super::{apply, fail, RhaiResult, Shared};
 use crate::error::{Code, Error};
@@ -9,7 +10,7 @@ use crate::ops::overlay::{BridgeVlan, CreateLink, FdbAppend, LinkKind, MacvlanMo
 use crate::ops::qdisc::{SetShape, Shape};
 use crate::ops::query::Query;
 use crate::ops::{NsRef, Op, Outcome};
-use rhai::{Array, Dynamic, Engine, Map};
+use rhai::{Array, Dynamic, Map};
 use std::net::IpAddr;
 
 fn bad(what: String, help: &str) -> Box<rhai::EvalAltResult> {
@@ -302,30 +303,74 @@ fn fdb(b: &Shared, ns: NsRef) -> RhaiResult<Array> {
         .collect())
 }
 
-pub fn register(engine: &mut Engine, backend: &Shared) {
-    // A caught error (`try { .. } catch (err) { print(`${err}`) }`) reads as its message.
-    engine.register_fn("to_string", |e: &mut Error| e.to_string());
+/// Overlays and more link kinds, in the order of the reference.
+pub const DOCS: &[FnDoc] = &[
+    FnDoc::new(
+        "vxlan",
+        "vxlan(ns, name, #{ id, remote, group, local, dev, dstport, mtu, up }) -> Link",
+        "a VXLAN link (VNI id, UDP dstport 4789 unless given); group needs dev; down unless up: true",
+    ),
+    FnDoc::new(
+        "fdb_append",
+        "fdb_append(link, mac, dst) -> Link",
+        "append MAC -> remote VTEP dst to a VXLAN's forwarding table (00:00:00:00:00:00 = flood list)",
+    ),
+    FnDoc::new(
+        "fdb",
+        "fdb(ns) -> [#{ mac, dev, master, dst, vlan, vni, state, self }]",
+        "the bridge and VXLAN forwarding tables of ns (`bridge fdb show`)",
+    ),
+    FnDoc::new(
+        "vlan",
+        "vlan(link, id) / vlan(link, id, #{ name, mtu, up }) -> Link",
+        "an 802.1Q sub-interface named PARENT.ID (needs the kernel's 8021q)",
+    ),
+    FnDoc::new("vlan_filtering", "bridge.vlan_filtering(on) -> Link", "turn VLAN filtering on a bridge on or off"),
+    FnDoc::new(
+        "bridge_vlan",
+        "port.bridge_vlan(vid) / port.bridge_vlan(vid, #{ pvid, untagged }) -> Link",
+        "allow VLAN vid on a bridge port (pvid + untagged: an access port)",
+    ),
+    FnDoc::new(
+        "macvlan",
+        "macvlan(parent, name, mode) / macvlan(parent, name, mode, #{ mtu, up }) -> Link",
+        "a macvlan child of parent; mode is bridge, private, vepa or passthru",
+    ),
+    FnDoc::new(
+        "tap",
+        "tap(name) / tap(ns, name, #{ owner, group, mtu, up }) -> Link",
+        "a persistent tap device for a VM or a userspace peer (qemu -netdev tap,ifname=NAME,script=no)",
+    ),
+    FnDoc::new(
+        "shape",
+        "link.shape(#{ rate, burst, latency, delay, loss }) -> Link",
+        r#"limit the link's egress rate with tbf (rate "10mbit"); delay and loss need netem"#,
+    ),
+    FnDoc::new("unshape", "link.unshape() -> Link", "remove the link's shaping"),
+];
+
+pub fn register(r: &mut Registrar, backend: &Shared) {
     let b = backend.clone();
-    engine.register_fn("vxlan", move |ns: Netns, name: &str, opts: Map| vxlan(&b, ns.0, name, &opts));
+    r.func("vxlan", move |ns: Netns, name: &str, opts: Map| vxlan(&b, ns.0, name, &opts));
     let b = backend.clone();
-    engine.register_fn("vxlan", move |name: &str, opts: Map| vxlan(&b, NsRef::Host, name, &opts));
+    r.func("vxlan", move |name: &str, opts: Map| vxlan(&b, NsRef::Host, name, &opts));
 
     let b = backend.clone();
-    engine.register_fn("fdb_append", move |l: Link, mac: &str, dst: &str| -> RhaiResult<Link> {
+    r.func("fdb_append", move |l: Link, mac: &str, dst: &str| -> RhaiResult<Link> {
         let mac = args::mac(mac)?;
         let dst = args::ip(dst)?;
         apply(&b, Op::FdbAppend(FdbAppend { ns: l.ns.clone(), link: l.name.clone(), mac, dst }))?;
         Ok(l)
     });
     let b = backend.clone();
-    engine.register_fn("fdb", move |ns: Netns| fdb(&b, ns.0));
+    r.func("fdb", move |ns: Netns| fdb(&b, ns.0));
 
     let b = backend.clone();
-    engine.register_fn("vlan", move |l: Link, id: i64| vlan(&b, &l, id, &Map::new()));
+    r.func("vlan", move |l: Link, id: i64| vlan(&b, &l, id, &Map::new()));
     let b = backend.clone();
-    engine.register_fn("vlan", move |l: Link, id: i64, opts: Map| vlan(&b, &l, id, &opts));
+    r.func("vlan", move |l: Link, id: i64, opts: Map| vlan(&b, &l, id, &opts));
     let b = backend.clone();
-    engine.register_fn("vlan_filtering", move |l: &mut Link, on: bool| -> RhaiResult<Link> {
+    r.func("vlan_filtering", move |l: &mut Link, on: bool| -> RhaiResult<Link> {
         apply(&b, Op::BridgeVlanFiltering(VlanFiltering { ns: l.ns.clone(), bridge: l.name.clone(), on }))?;
         Ok(l.clone())
     });
@@ -347,28 +392,28 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
         Ok(l.clone())
     };
     let b = backend.clone();
-    engine.register_fn("bridge_vlan", move |l: &mut Link, vid: i64| bridge_vlan(&b, l, vid, &Map::new()));
+    r.func("bridge_vlan", move |l: &mut Link, vid: i64| bridge_vlan(&b, l, vid, &Map::new()));
     let b = backend.clone();
-    engine.register_fn("bridge_vlan", move |l: &mut Link, vid: i64, opts: Map| bridge_vlan(&b, l, vid, &opts));
+    r.func("bridge_vlan", move |l: &mut Link, vid: i64, opts: Map| bridge_vlan(&b, l, vid, &opts));
 
     let b = backend.clone();
-    engine.register_fn("macvlan", move |l: Link, name: &str, mode: &str| macvlan(&b, &l, name, mode, &Map::new()));
+    r.func("macvlan", move |l: Link, name: &str, mode: &str| macvlan(&b, &l, name, mode, &Map::new()));
     let b = backend.clone();
-    engine.register_fn("macvlan", move |l: Link, name: &str, mode: &str, opts: Map| macvlan(&b, &l, name, mode, &opts));
+    r.func("macvlan", move |l: Link, name: &str, mode: &str, opts: Map| macvlan(&b, &l, name, mode, &opts));
 
     let b = backend.clone();
-    engine.register_fn("tap", move |name: &str| tap(&b, NsRef::Host, name, &Map::new()));
+    r.func("tap", move |name: &str| tap(&b, NsRef::Host, name, &Map::new()));
     let b = backend.clone();
-    engine.register_fn("tap", move |name: &str, opts: Map| tap(&b, NsRef::Host, name, &opts));
+    r.func("tap", move |name: &str, opts: Map| tap(&b, NsRef::Host, name, &opts));
     let b = backend.clone();
-    engine.register_fn("tap", move |ns: Netns, name: &str| tap(&b, ns.0, name, &Map::new()));
+    r.func("tap", move |ns: Netns, name: &str| tap(&b, ns.0, name, &Map::new()));
     let b = backend.clone();
-    engine.register_fn("tap", move |ns: Netns, name: &str, opts: Map| tap(&b, ns.0, name, &opts));
+    r.func("tap", move |ns: Netns, name: &str, opts: Map| tap(&b, ns.0, name, &opts));
 
     let b = backend.clone();
-    engine.register_fn("shape", move |l: &mut Link, opts: Map| shape(&b, l, &opts));
+    r.func("shape", move |l: &mut Link, opts: Map| shape(&b, l, &opts));
     let b = backend.clone();
-    engine.register_fn("unshape", move |l: &mut Link| -> RhaiResult<Link> {
+    r.func("unshape", move |l: &mut Link| -> RhaiResult<Link> {
         apply(&b, Op::Shape(SetShape { ns: l.ns.clone(), link: l.name.clone(), shape: None }))?;
         Ok(l.clone())
     });

@@ -1,11 +1,12 @@
 //! Queries: `links(ns)`, `addrs(ns)`, `routes(ns)` as arrays of maps, so scripts can
 //! reason about state.
 
+use super::registrar::{FnDoc, Registrar};
 use super::types::Netns;
 use super::{apply, RhaiResult, Shared};
 use crate::ops::query::Query;
 use crate::ops::{Op, Outcome};
-use rhai::{Array, Dynamic, Engine, Map};
+use rhai::{Array, Dynamic, Map};
 
 fn opt(v: Option<String>) -> Dynamic {
     v.map(Dynamic::from).unwrap_or(Dynamic::UNIT)
@@ -47,11 +48,27 @@ fn to_array(out: Outcome) -> Array {
     rows
 }
 
-pub fn register(engine: &mut Engine, backend: &Shared) {
+/// The queries, in the order of the reference.
+pub const DOCS: &[FnDoc] = &[
+    FnDoc::new("links", "links(ns) -> [#{ name, index, kind, up, state, mtu, mac, master }]", "the links of ns")
+        .details(
+            "The links of ns as maps; in `nsscript plan` the answer comes from the plan's model.",
+            "for l in links(vm1) { print(`${l.name} ${l.state}`); }",
+        )
+        .also_method(),
+    FnDoc::new("addrs", "addrs(ns) -> [#{ link, addr, family }]", "the addresses of ns")
+        .details("The addresses of ns as maps.", "addrs(vm1).filter(|a| a.family == 4)")
+        .also_method(),
+    FnDoc::new("routes", "routes(ns) -> [#{ dest, via, dev, family }]", "the main-table routes of ns")
+        .details("The main-table routes of ns as maps.", "routes(vm1).map(|r| r.dest)")
+        .also_method(),
+];
+
+pub fn register(r: &mut Registrar, backend: &Shared) {
     let b = backend.clone();
-    engine.register_fn("links", move |ns: Netns| -> RhaiResult<Array> { apply(&b, Op::Query(Query::Links(ns.0))).map(to_array) });
+    r.func("links", move |ns: Netns| -> RhaiResult<Array> { apply(&b, Op::Query(Query::Links(ns.0))).map(to_array) });
     let b = backend.clone();
-    engine.register_fn("addrs", move |ns: Netns| -> RhaiResult<Array> { apply(&b, Op::Query(Query::Addrs(ns.0))).map(to_array) });
+    r.func("addrs", move |ns: Netns| -> RhaiResult<Array> { apply(&b, Op::Query(Query::Addrs(ns.0))).map(to_array) });
     let b = backend.clone();
-    engine.register_fn("routes", move |ns: Netns| -> RhaiResult<Array> { apply(&b, Op::Query(Query::Routes(ns.0))).map(to_array) });
+    r.func("routes", move |ns: Netns| -> RhaiResult<Array> { apply(&b, Op::Query(Query::Routes(ns.0))).map(to_array) });
 }

@@ -5,6 +5,7 @@
 //! the typed op.
 
 use super::args::{self, Opts};
+use super::registrar::{FnDoc, Registrar};
 use super::types::Netns;
 use super::{apply, fail, RhaiResult, Shared};
 use crate::backend::Backend;
@@ -18,7 +19,7 @@ use crate::ops::query::{route_used, Query};
 use crate::ops::route::{AddRoute, RouteVia};
 use crate::ops::{NsRef, Op, Outcome};
 use ipnetwork::{IpNetwork, Ipv4Network};
-use rhai::{Array, Dynamic, Engine, Map};
+use rhai::{Array, Dynamic, Map};
 use std::net::{IpAddr, Ipv4Addr};
 
 // ---- arguments ----
@@ -174,7 +175,7 @@ fn exec_map(out: Outcome) -> Map {
     m
 }
 
-fn exec_timeout(b: &Shared, ns: &Netns, cmd: Dynamic, opts: &Map) -> RhaiResult<Map> {
+pub(super) fn exec_timeout(b: &Shared, ns: &Netns, cmd: Dynamic, opts: &Map) -> RhaiResult<Map> {
     let o = Opts::new("exec", opts, &["timeout"])?;
     let cmd = command_of("exec", cmd)?;
     let timeout_ms = o.int("timeout")?.map(|t| ms("exec", "timeout", t)).transpose()?;
@@ -313,7 +314,7 @@ fn assert_reach(b: &Shared, ns: Netns, addr: &str, opts: &Map, expect: bool) -> 
         return Ok(());
     }
     if b.borrow().checks_are_advisory() {
-        eprintln!("plan: not checked (needs the real lab): {func}({}, {addr:?})", ns.0.name().unwrap_or("host()"));
+        crate::warnings::warning!("plan: not checked (needs the real lab): {func}({}, {addr:?})", ns.0.name().unwrap_or("host()"));
         return Ok(());
     }
     let routes = match apply(b, Op::Query(Query::Routes(ns.0.clone())))? {
@@ -342,7 +343,7 @@ fn assert_reach(b: &Shared, ns: Netns, addr: &str, opts: &Map, expect: bool) -> 
 /// `spawn` is a reserved keyword in Rhai, so no function may take the name: the call
 /// `spawn(ns, cmd)` / `spawn(ns, cmd, opts)` is a custom syntax that reads exactly
 /// like one.
-fn register_spawn(engine: &mut Engine, backend: &Shared) {
+fn register_spawn(r: &mut Registrar, backend: &Shared) {
     let b = backend.clone();
     let parse =
         |symbols: &[rhai::ImmutableString], look_ahead: &str, _: &mut Dynamic| -> Result<Option<rhai::ImmutableString>, rhai::ParseError> {
@@ -359,62 +360,117 @@ fn register_spawn(engine: &mut Engine, backend: &Shared) {
             };
             Ok(Some(next.into()))
         };
-    engine.register_custom_syntax_with_state_raw(
-        "spawn",
-        parse,
-        false,
-        move |ctx: &mut rhai::EvalContext, exprs: &[rhai::Expression], _: &Dynamic| -> RhaiResult<Dynamic> {
-            // Errors point at `spawn` (just before its first argument).
-            let at = exprs[0].position();
-            let at = match (at.line(), at.position()) {
-                (Some(l), Some(c)) if c > 6 => rhai::Position::new(l as u16, (c - 6) as u16),
-                _ => at,
-            };
-            let located = |mut e: Box<rhai::EvalAltResult>| {
-                if e.position().is_none() {
-                    e.set_position(at);
-                }
-                e
-            };
-            let ns = ctx.eval_expression_tree(&exprs[0])?;
-            let ty = ns.type_name();
-            let ns = ns.try_cast::<Netns>().ok_or_else(|| {
-                located(fail(
-                    Error::new(Code::BadValue, format!("spawn(): the first argument must be a namespace, not {ty}"))
-                        .help("spawn(netns(\"vm1\"), \"sleep 60\")"),
-                ))
-            })?;
-            let cmd = ctx.eval_expression_tree(&exprs[1])?;
-            let opts = match exprs.get(2) {
-                Some(e) => {
-                    let v = ctx.eval_expression_tree(e)?;
-                    let ty = v.type_name();
-                    v.try_cast::<Map>().ok_or_else(|| {
-                        located(fail(
-                            Error::new(Code::BadValue, format!("spawn(): options must be a map, not {ty}")).help("e.g. #{ listen: 80 }"),
-                        ))
-                    })?
-                }
-                None => Map::new(),
-            };
-            spawn(&b, ns, cmd, &opts).map(Dynamic::from).map_err(located)
-        },
-    );
+    r.syntax("spawn", parse, false, move |ctx: &mut rhai::EvalContext, exprs: &[rhai::Expression], _: &Dynamic| -> RhaiResult<Dynamic> {
+        // Errors point at `spawn` (just before its first argument).
+        let at = exprs[0].position();
+        let at = match (at.line(), at.position()) {
+            (Some(l), Some(c)) if c > 6 => rhai::Position::new(l as u16, (c - 6) as u16),
+            _ => at,
+        };
+        let located = |mut e: Box<rhai::EvalAltResult>| {
+            if e.position().is_none() {
+                e.set_position(at);
+            }
+            e
+        };
+        let ns = ctx.eval_expression_tree(&exprs[0])?;
+        let ty = ns.type_name();
+        let ns = ns.try_cast::<Netns>().ok_or_else(|| {
+            located(fail(
+                Error::new(Code::BadValue, format!("spawn(): the first argument must be a namespace, not {ty}"))
+                    .help("spawn(netns(\"vm1\"), \"sleep 60\")"),
+            ))
+        })?;
+        let cmd = ctx.eval_expression_tree(&exprs[1])?;
+        let opts = match exprs.get(2) {
+            Some(e) => {
+                let v = ctx.eval_expression_tree(e)?;
+                let ty = v.type_name();
+                v.try_cast::<Map>().ok_or_else(|| {
+                    located(fail(
+                        Error::new(Code::BadValue, format!("spawn(): options must be a map, not {ty}")).help("e.g. #{ listen: 80 }"),
+                    ))
+                })?
+            }
+            None => Map::new(),
+        };
+        spawn(&b, ns, cmd, &opts).map(Dynamic::from).map_err(located)
+    });
 }
 
-pub fn register(engine: &mut Engine, backend: &Shared) {
+/// The router-lab functions, in the order of the reference (`exec` with options is
+/// registered with the other `exec`s, in the namespace family).
+pub const DOCS: &[FnDoc] = &[
+    FnDoc::new(
+        "snat",
+        "snat(ns, #{ src, to, out?, dst?, not_dst? })",
+        "iptables -t nat POSTROUTING -s SRC [-d DST | ! -d NOT_DST] [-o OUT] -j SNAT --to-source TO, added once",
+    ),
+    FnDoc::new(
+        "masquerade",
+        "masquerade(ns, #{ src, out, not_dst? })",
+        "iptables -t nat POSTROUTING -s SRC -o OUT -j MASQUERADE, added once",
+    ),
+    FnDoc::new(
+        "dnat",
+        r#"dnat(ns, #{ proto, dport, to: "IP:PORT", "in"? | iif? })"#,
+        "forward a port of ns's own addresses to IP:PORT (PREROUTING and OUTPUT, so ns itself reaches it too)",
+    ),
+    FnDoc::new(
+        "forward_accept",
+        r#"forward_accept(ns, #{ "in"? | iif?, out? | oif? })"#,
+        "iptables -A FORWARD [-i IN] [-o OUT] -j ACCEPT, added once",
+    ),
+    FnDoc::new(
+        "iptables",
+        r#"iptables(ns, "args") -> String"#,
+        "any iptables command inside ns; -A/-I/-P are added once and undone at down, others run as given (returns the output)",
+    ),
+    FnDoc::new(
+        "spawn",
+        "spawn(ns, cmd: String | Array, #{ listen?, wait? }) -> pid",
+        "start a background process inside ns, stopped at down (or when a --sandbox run ends); listen: wait until that TCP port listens",
+    ),
+    FnDoc::new(
+        "dhcp_server",
+        "dhcp_server(ns, #{ iface, range: [first, last], router?, dns? }) -> pid",
+        "run dnsmasq as DHCP server on iface inside ns (no ping delay), stopped at down",
+    ),
+    FnDoc::new(
+        "dhcp_client",
+        "dhcp_client(ns, iface, #{ timeout? }) -> #{ addr, prefix, router, server, dns, lease, ms }",
+        "obtain a DHCP lease on iface, add the address and the default route via the router (never touches /etc/resolv.conf)",
+    ),
+    FnDoc::new(
+        "ping",
+        "ping(ns, addr, #{ count?, interval?, timeout? }) -> #{ ok, sent, received, rtt_ms, ms }",
+        "ICMP echo sent natively from inside ns (no ping process)",
+    ),
+    FnDoc::new(
+        "assert_ping",
+        "assert_ping(ns, addr, #{ timeout?, interval? })",
+        "fail unless addr answers a ping from ns within the window (default 2000 ms); the report names the route used",
+    ),
+    FnDoc::new(
+        "assert_no_ping",
+        "assert_no_ping(ns, addr, #{ timeout?, interval? })",
+        "fail if addr answers a ping from ns within the window (default 1000 ms)",
+    ),
+];
+
+pub fn register(r: &mut Registrar, backend: &Shared) {
     let b = backend.clone();
-    engine.register_fn("snat", move |ns: Netns, opts: Map| snat(&b, ns, &opts));
+    r.func("snat", move |ns: Netns, opts: Map| snat(&b, ns, &opts));
     let b = backend.clone();
-    engine.register_fn("masquerade", move |ns: Netns, opts: Map| masquerade(&b, ns, &opts));
+    r.func("masquerade", move |ns: Netns, opts: Map| masquerade(&b, ns, &opts));
     let b = backend.clone();
-    engine.register_fn("dnat", move |ns: Netns, opts: Map| dnat(&b, ns, &opts));
+    r.func("dnat", move |ns: Netns, opts: Map| dnat(&b, ns, &opts));
     let b = backend.clone();
-    engine.register_fn("forward_accept", move |ns: Netns, opts: Map| forward_accept(&b, ns, &opts));
+    r.func("forward_accept", move |ns: Netns, opts: Map| forward_accept(&b, ns, &opts));
     let b = backend.clone();
-    engine.register_fn("forward_accept", move |ns: Netns| forward_accept(&b, ns, &Map::new()));
+    r.func("forward_accept", move |ns: Netns| forward_accept(&b, ns, &Map::new()));
     let b = backend.clone();
-    engine.register_fn("iptables", move |ns: Netns, text: &str| -> RhaiResult<String> {
+    r.func("iptables", move |ns: Netns, text: &str| -> RhaiResult<String> {
         let op = firewall::parse(text).map_err(fail)?;
         match fw(&b, &ns.0, op)? {
             Outcome::Text(t) => Ok(t),
@@ -422,29 +478,25 @@ pub fn register(engine: &mut Engine, backend: &Shared) {
         }
     });
 
-    let b = backend.clone();
-    engine.register_fn("exec", move |ns: &mut Netns, cmd: &str, opts: Map| exec_timeout(&b, ns, cmd.into(), &opts));
-    let b = backend.clone();
-    engine.register_fn("exec", move |ns: &mut Netns, cmd: Array, opts: Map| exec_timeout(&b, ns, cmd.into(), &opts));
-    register_spawn(engine, backend);
+    register_spawn(r, backend);
 
     let b = backend.clone();
-    engine.register_fn("dhcp_server", move |ns: Netns, opts: Map| dhcp_server(&b, ns, &opts));
+    r.func("dhcp_server", move |ns: Netns, opts: Map| dhcp_server(&b, ns, &opts));
     let b = backend.clone();
-    engine.register_fn("dhcp_client", move |ns: Netns, iface: &str| dhcp_client_fn(&b, ns, iface, &Map::new()));
+    r.func("dhcp_client", move |ns: Netns, iface: &str| dhcp_client_fn(&b, ns, iface, &Map::new()));
     let b = backend.clone();
-    engine.register_fn("dhcp_client", move |ns: Netns, iface: &str, opts: Map| dhcp_client_fn(&b, ns, iface, &opts));
+    r.func("dhcp_client", move |ns: Netns, iface: &str, opts: Map| dhcp_client_fn(&b, ns, iface, &opts));
 
     let b = backend.clone();
-    engine.register_fn("ping", move |ns: Netns, addr: &str| ping(&b, ns, addr, &Map::new()));
+    r.func("ping", move |ns: Netns, addr: &str| ping(&b, ns, addr, &Map::new()));
     let b = backend.clone();
-    engine.register_fn("ping", move |ns: Netns, addr: &str, opts: Map| ping(&b, ns, addr, &opts));
+    r.func("ping", move |ns: Netns, addr: &str, opts: Map| ping(&b, ns, addr, &opts));
     let b = backend.clone();
-    engine.register_fn("assert_ping", move |ns: Netns, addr: &str| assert_reach(&b, ns, addr, &Map::new(), true));
+    r.func("assert_ping", move |ns: Netns, addr: &str| assert_reach(&b, ns, addr, &Map::new(), true));
     let b = backend.clone();
-    engine.register_fn("assert_ping", move |ns: Netns, addr: &str, opts: Map| assert_reach(&b, ns, addr, &opts, true));
+    r.func("assert_ping", move |ns: Netns, addr: &str, opts: Map| assert_reach(&b, ns, addr, &opts, true));
     let b = backend.clone();
-    engine.register_fn("assert_no_ping", move |ns: Netns, addr: &str| assert_reach(&b, ns, addr, &Map::new(), false));
+    r.func("assert_no_ping", move |ns: Netns, addr: &str| assert_reach(&b, ns, addr, &Map::new(), false));
     let b = backend.clone();
-    engine.register_fn("assert_no_ping", move |ns: Netns, addr: &str, opts: Map| assert_reach(&b, ns, addr, &opts, false));
+    r.func("assert_no_ping", move |ns: Netns, addr: &str, opts: Map| assert_reach(&b, ns, addr, &opts, false));
 }

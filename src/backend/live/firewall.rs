@@ -86,7 +86,7 @@ impl<K: Kernel> LiveBackend<K> {
             return;
         }
         let target = ns.in_script();
-        eprintln!(
+        crate::warnings::warning!(
             "warning: bridge {bridge} in {ns}: the FORWARD policy there is DROP and net.bridge.bridge-nf-call-iptables is 1, \
              so traffic between the bridge's ports is dropped.\n  fix: forward_accept({target}, #{{ iif: \"{bridge}\", oif: \"{bridge}\" }}) \
              (removed at down), or {target}.sysctl(\"net.bridge.bridge-nf-call-iptables\", 0) in a namespace of the lab"

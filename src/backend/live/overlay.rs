@@ -68,7 +68,7 @@ impl<K: Kernel> LiveBackend<K> {
         let Some(vx) = ports.iter().filter(|l| l.kind == "vxlan").min_by_key(|l| l.mtu) else { return Ok(()) };
         let newcomer_is_vxlan = ports.iter().any(|l| l.name == port && l.kind == "vxlan");
         for p in ports.iter().filter(|l| l.kind != "vxlan" && l.mtu > vx.mtu && (newcomer_is_vxlan || l.name == port)) {
-            eprintln!(
+            crate::warnings::warning!(
                 "warning: bridge {bridge} in {ns}: port {} has MTU {} but VXLAN port {} carries at most {}: full-size frames from {} \
                  are dropped silently.\n  help: give the links feeding the bridge MTU {} (connect(ns, br, #{{ mtu: {} }}), or \
                  .mtu({}) on both ends of the veth), or give the underlay MTU {} and the VXLAN MTU {} so it carries full frames",
