@@ -218,6 +218,12 @@ fn parse_command_line() -> Result<Cli, clap::Error> {
         if !given.is_empty() {
             let mut e = clap::Error::new(ErrorKind::ArgumentConflict).with_cmd(&cmd);
             e.insert(ContextKind::InvalidSubcommand, ContextValue::String(sub.to_string()));
+            // `nsscript --sandbox repl`: the run's options belong after the subcommand.
+            let takes_them = cmd.find_subcommand(sub).is_some_and(|s| s.get_arguments().any(|a| given.contains(&a.to_string())));
+            if takes_them {
+                let tip = format!("the options of `{sub}` come after it: `nsscript {sub} {}`", given.join(" "));
+                e.insert(ContextKind::Suggested, ContextValue::StyledStrs(vec![tip.into()]));
+            }
             e.insert(ContextKind::PriorArg, ContextValue::Strings(given));
             e.insert(ContextKind::Usage, ContextValue::StyledStr(cmd.render_usage()));
             return Err(e);

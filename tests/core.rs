@@ -476,3 +476,39 @@ fn a_refusal_found_at_a_later_flush_points_at_the_call_that_asked() {
     assert!(err.contains("cannot add route 10.5.0.0/16 via 10.9.9.1") && err.contains("bad.rhai:2:"), "{err}");
     assert_eq!(left.trim(), "lo", "rolled back: {left}");
 }
+
+/// Rough edges of issue 13: a plan refuses what the run refuses (the host's own lo is
+/// not the lab's) and writes a pause into the walkthrough instead of waiting itself; in
+/// the sandbox, `host()` is a namespace of the lab's with lo up; a name the lab holds
+/// already is reported as the lab's; `nsscript --sandbox repl` says where the options go.
+#[test]
+fn plans_refuse_what_runs_refuse_and_do_not_sleep_and_the_sandbox_host_has_lo_up() {
+    let run = isolated(
+        &[
+            ("lo.rhai", "link(\"lo\").down();\n"),
+            ("pause.rhai", "netns(\"p\");\nsleep(4000);\nprint(\"after the pause\");\n"),
+            ("local.rhai", "let p = ping(host(), \"127.0.0.1\");\nprint(`local ${p.ok} ${p.error}`);\n"),
+            ("twice.rhai", "bridge(\"tb\");\nbridge(netns(\"t\"), \"x\");\nveth(\"tb\", \"tc\");\n"),
+        ],
+        r#"
+section plan-lo; $NSS plan lo.rhai 2>&1; echo "code=$?"
+section plan-pause; $NSS plan pause.rhai 2>&1; echo "code=$?"
+section local; $NSS --sandbox local.rhai 2>&1; echo "code=$?"
+section twice; $NSS --sandbox twice.rhai 2>&1; echo "code=$?"
+section plan-twice; $NSS plan twice.rhai 2>&1; echo "code=$?"
+section repl-first; $NSS --sandbox repl 2>&1; echo "code=$?"
+"#,
+    );
+    let lo = run.section("plan-lo");
+    assert!(lo.contains("nsscript::not_owned") && lo.contains("refusing to change link \"lo\"") && lo.contains("code=1"), "{lo}");
+    let pause = run.section("plan-pause");
+    assert!(pause.contains("\nsleep 4\n") && pause.contains("after the pause") && pause.contains("code=0"), "{pause}");
+    let local = run.section("local");
+    assert!(local.contains("local true") && local.contains("code=0"), "{local}");
+    for section in ["twice", "plan-twice"] {
+        let twice = run.section(section);
+        assert!(twice.contains("nsscript::name_taken") && twice.contains("this lab already made a link named tb"), "{section}: {twice}");
+    }
+    let repl = run.section("repl-first");
+    assert!(repl.contains("the options of `repl` come after it: `nsscript repl --sandbox`") && repl.contains("code=2"), "{repl}");
+}

@@ -225,6 +225,7 @@ catalogue! {
     diag_pingall_node_without_an_address: [("lab.rhai", "pingall([netns(\"a\"), netns(\"b\")]);\n")], "$NSS --sandbox lab.rhai";
     diag_namespace_connected_to_itself: [("lab.rhai", "let a = netns(\"a\");\nconnect(a, a);\n")], "$NSS plan lab.rhai";
     diag_unknown_sysctl_errno_in_words: [("lab.rhai", "netns(\"a\").sysctl(\"net.ipv4.nosuchkey\", \"1\");\n")], "$NSS --sandbox lab.rhai";
+    diag_script_grows_past_the_limit: [("lab.rhai", "let s = \"x\";\nloop { s += s; }\n")], "$NSS plan lab.rhai";
     // the lab's objects
     diag_unknown_namespace: [("lab.rhai", "let a = ns(\"ghost\");\n")], "$NSS plan lab.rhai";
     diag_unknown_link_lists_the_links: [("lab.rhai", "let a = netns(\"a\");\nconnect(a, bridge(\"br0\"), #{ ifname: \"eth0\" });\nlink(a, \"eth1\").up();\n")], "$NSS plan lab.rhai";

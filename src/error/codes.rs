@@ -60,6 +60,9 @@ catalogue! {
     UnknownModule "unknown_module":
         "a script imports a module that is neither in stdlib/ nor a file beside the lab",
         help: "stdlib modules are imported by name (import \"topo\" as topo); other imports are files relative to the lab";
+    ScriptLimit "script_limit":
+        "a script grew a string, array or map past nsscript's limits (16 MiB, 1,048,576 items), or called itself too deep",
+        help: "a lab never needs that much: look for a loop that doubles a value, or a function that calls itself without end";
     ScriptError "script_error":
         "the script failed by itself: throw, a type mismatch, an index out of range, a division by zero...",
         help: "the message is the script's own (or Rhai's): fix the script at the place shown";

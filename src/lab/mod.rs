@@ -155,12 +155,14 @@ impl LabState {
                 if self.sysctls().any(|(x, r)| r.ns == s.ns && r.key == s.key && x.id != e.id) => {}
             _ if e.phase == Phase::Failed => self.forget(e.id),
             object => {
+                // A name the lab already holds keeps pointing at the object that holds it
+                // (a second create of the name can only fail).
                 match object {
                     Object::Netns(n) => {
-                        self.netns_by_name.insert(n.name.clone(), e.id);
+                        self.netns_by_name.entry(n.name.clone()).or_insert(e.id);
                     }
                     Object::Link(l) => {
-                        self.link_by_place.insert((l.ns.clone(), l.name.clone()), e.id);
+                        self.link_by_place.entry((l.ns.clone(), l.name.clone())).or_insert(e.id);
                     }
                     _ => {}
                 }
@@ -169,12 +171,14 @@ impl LabState {
         }
     }
 
+    /// Drop an object (gone, or never made). Its name stays indexed when it now names
+    /// another object of the lab (a failed create of a name the lab already holds).
     fn forget(&mut self, id: u64) {
         match self.entries.remove(&id).map(|e| e.object) {
-            Some(Object::Netns(n)) => {
+            Some(Object::Netns(n)) if self.netns_by_name.get(&n.name) == Some(&id) => {
                 self.netns_by_name.remove(&n.name);
             }
-            Some(Object::Link(l)) => {
+            Some(Object::Link(l)) if self.link_by_place.get(&(l.ns.clone(), l.name.clone())) == Some(&id) => {
                 self.link_by_place.remove(&(l.ns, l.name));
             }
             _ => {}
@@ -492,6 +496,15 @@ mod tests {
         s.apply(&sysctl(4, "0"));
         s.apply(&sysctl(5, "1"));
         assert_eq!(s.sysctls().map(|(_, r)| r.old.as_str()).collect::<Vec<_>>(), ["0"]);
+    }
+
+    #[test]
+    fn a_failed_create_of_a_name_the_lab_holds_keeps_the_first() {
+        let mut s = LabState::default();
+        s.apply(&Entry { id: 1, phase: Phase::Done, object: link("a", "v1") });
+        s.apply(&Entry::intent(2, link("a", "v1")));
+        s.apply(&Entry::intent(2, link("a", "v1")).at(Phase::Failed));
+        assert_eq!(s.link(&NsRef::named("a"), "v1").map(|(e, _)| e.id), Some(1));
     }
 
     #[test]

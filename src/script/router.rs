@@ -275,7 +275,7 @@ fn dhcp_client_fn(b: &Shared, ns: Netns, iface: &str, opts: &Map) -> RhaiResult<
 fn ping_op(b: &Shared, ns: &NsRef, addr: IpAddr, spec: PingSpec) -> RhaiResult<PingResult> {
     match apply(b, Op::Ping(Ping { ns: ns.clone(), addr, spec }))? {
         Outcome::Ping(r) => Ok(r),
-        _ => Ok(PingResult { sent: 0, received: 0, rtt_ms: None, waited_ms: 0 }),
+        _ => Ok(PingResult { sent: 0, received: 0, rtt_ms: None, waited_ms: 0, unsent: None }),
     }
 }
 
@@ -292,6 +292,8 @@ fn ping(b: &Shared, ns: Netns, addr: &str, opts: &Map) -> RhaiResult<Map> {
     m.insert("received".into(), i64::from(r.received).into());
     m.insert("rtt_ms".into(), r.rtt_ms.map(Dynamic::from).unwrap_or(Dynamic::UNIT));
     m.insert("ms".into(), (r.waited_ms as i64).into());
+    // Why nothing was sent (no route, the link down...), in the kernel's words.
+    m.insert("error".into(), r.unsent.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT));
     Ok(m)
 }
 
@@ -327,8 +329,11 @@ fn assert_reach(b: &Shared, ns: Netns, addr: &str, opts: &Map, expect: bool) -> 
         None => format!("{src} has no route to {target}: add one, e.g. {}.route(\"default\", GATEWAY)", ns.0.in_script()),
     };
     let err = if expect {
-        let sent =
-            if r.sent == 0 { "no echo request could be sent".to_string() } else { format!("{} echo request(s) sent, no reply", r.sent) };
+        let sent = match (r.sent, &r.unsent) {
+            (0, Some(why)) => format!("no echo request could be sent: {why}"),
+            (0, None) => "no echo request could be sent".to_string(),
+            (n, _) => format!("{n} echo request(s) sent, no reply"),
+        };
         Error::new(Code::PingFailed, format!("{target} does not answer a ping from {src}"))
             .why(format!("waited {} ms: {sent}", r.waited_ms))
             .help(format!("{route}; check each hop's addresses and routes, forwarding on routers, NAT for addresses the far side cannot route back to, and FORWARD rules; a longer window: {func}(ns, addr, #{{ timeout: ms }})"))
@@ -443,7 +448,7 @@ pub const DOCS: &[FnDoc] = &[
     ),
     FnDoc::new(
         "ping",
-        "ping(ns, addr, #{ count?, interval?, timeout? }) -> #{ ok, sent, received, rtt_ms, ms }",
+        "ping(ns, addr, #{ count?, interval?, timeout? }) -> #{ ok, sent, received, rtt_ms, ms, error }",
         "ICMP echo sent natively from inside ns (no ping process)",
     ),
     FnDoc::new(

@@ -537,7 +537,7 @@ impl Kernel for Double {
     }
 
     fn ping(&mut self, _ns: &NsRef, _addr: std::net::IpAddr, spec: &PingSpec) -> Result<PingResult> {
-        Ok(PingResult { sent: spec.count, received: 0, rtt_ms: None, waited_ms: 0 })
+        Ok(PingResult { sent: spec.count, received: 0, rtt_ms: None, waited_ms: 0, unsent: None })
     }
 
     fn icmp_socket(&mut self, _ns: &NsRef) -> Result<OwnedFd> {

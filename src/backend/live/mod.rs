@@ -66,6 +66,11 @@ impl<K: Kernel> LiveBackend<K> {
 
     pub fn set_sandboxed(&mut self, on: bool) {
         self.sandboxed = on;
+        if on {
+            // The sandbox's own namespace starts with lo down: `host()` is a namespace
+            // of the lab's there, and reaching 127.0.0.1 in it should just work.
+            self.nl.queue_lo_up(&NsRef::Host);
+        }
     }
 
     pub fn state(&self) -> &LabState {
@@ -130,6 +135,15 @@ impl<K: Kernel> LiveBackend<K> {
         }
     }
 
+    /// A creation refused because a name is taken: when the lab itself holds the name,
+    /// say so (the default help blames someone else).
+    fn name_taken_by_us(&self, err: Error, names: &[(&NsRef, &str)]) -> Error {
+        match names.iter().find(|(ns, name)| err.code == Code::NameTaken && self.state.link(ns, name).is_some()) {
+            Some((ns, name)) => ops_link::taken_by_the_lab(err, ns, name),
+            None => err,
+        }
+    }
+
     fn require_owned_link(&self, ns: &NsRef, name: &str, action: &str) -> Result<()> {
         if self.state.owns_link(ns, name) {
             return Ok(());
@@ -159,7 +173,8 @@ impl<K: Kernel> LiveBackend<K> {
             return Ok(Outcome::Done);
         }
         let record = LinkRecord { ns: op.ns.clone(), name: op.name.clone(), kind: "bridge".into(), index: None, pair: None };
-        self.created(Object::Link(record), |b| b.nl.create_bridge(&op), with_index)?;
+        self.created(Object::Link(record), |b| b.nl.create_bridge(&op), with_index)
+            .map_err(|e| self.name_taken_by_us(e, &[(&op.ns, &op.name)]))?;
         if !self.state.owns_ns(&op.ns) {
             self.warn_bridge_filtering(&op.ns, &op.name);
         }
@@ -183,7 +198,7 @@ impl<K: Kernel> LiveBackend<K> {
             Ok((ia, ib)) => self.record_all(vec![done_with_index(near, ia), done_with_index(far, ib)])?,
             Err(e) => {
                 self.record_all(vec![near.at(Phase::Failed), far.at(Phase::Failed)])?;
-                return Err(e);
+                return Err(self.name_taken_by_us(e, &[(&op.ns, &op.name), (&op.peer_ns, &op.peer)]));
             }
         }
         Ok(Outcome::Done)
@@ -391,8 +406,11 @@ impl<K: Kernel> Backend for LiveBackend<K> {
         if matches!(op, Op::Ping(_) | Op::PingAll(_) | Op::Exec(_) | Op::DhcpLease(_)) {
             self.nl.settle()?;
         }
-        let netns = self.state.netns().count();
-        self.progress.tick(|| format!("{netns} namespaces in lab {}", self.lab));
+        // Questions are not building (the REPL's completion asks them at every Tab).
+        if !matches!(op, Op::Query(_)) {
+            let netns = self.state.netns().count();
+            self.progress.tick(|| format!("{netns} namespaces in lab {}", self.lab));
+        }
         let is_exec = matches!(op, Op::Exec(_) | Op::Spawn(_));
         let mut out = self.apply_one(op);
         // pingall's time is what its caller waited, the links' settling included.

@@ -19,7 +19,7 @@ impl<K: Kernel> LiveBackend<K> {
             return Ok(done);
         }
         if self.nl.link_index(&op.ns, &op.name)?.is_some() {
-            return Err(op.name_taken());
+            return Err(self.name_taken_by_us(op.name_taken(), &[(&op.ns, &op.name)]));
         }
         let record = LinkRecord { ns: op.ns.clone(), name: op.name.clone(), kind: kind.into(), index: None, pair: None };
         self.created(Object::Link(record), |b| b.make_link(&op), super::with_index)?;

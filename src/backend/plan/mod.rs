@@ -154,6 +154,25 @@ impl PlanBackend {
         self.model.link(ns, name).ok_or_else(|| ops_link::unknown(ns, name))
     }
 
+    /// A link the lab may change or delete: every link of the model but the host's own
+    /// lo, which the lab found there (the run refuses it the same way).
+    fn require_owned(&self, ns: &NsRef, name: &str, action: &str) -> Result<&PLink> {
+        let l = self.require_link(ns, name)?;
+        if *ns == NsRef::Host && l.kind == "loopback" {
+            return Err(ops_link::not_owned(ns, name, action, &self.lab));
+        }
+        Ok(l)
+    }
+
+    /// A creation whose name is taken: by the lab itself (every link of the model but
+    /// the host's lo), or by what the host had.
+    fn taken(&self, err: Error, ns: &NsRef, name: &str) -> Error {
+        match self.model.link(ns, name) {
+            Some(l) if !(*ns == NsRef::Host && l.kind == "loopback") => ops_link::taken_by_the_lab(err, ns, name),
+            _ => err,
+        }
+    }
+
     fn create_netns(&mut self, op: CreateNetns) -> Result<Outcome> {
         op.validate()?;
         if self.model.netns.contains(&op.name) {
@@ -172,7 +191,7 @@ impl PlanBackend {
         }
         self.require_ns(&op.ns)?;
         if self.model.link(&op.ns, &op.name).is_some() {
-            return Err(op.refused(libc::EEXIST));
+            return Err(self.taken(op.refused(libc::EEXIST), &op.ns, &op.name));
         }
         self.model.add_link(op.ns.clone(), &op.name, "bridge", true, 1500);
         self.push(op.shell());
@@ -183,8 +202,10 @@ impl PlanBackend {
         op.validate()?;
         self.require_ns(&op.ns)?;
         self.require_ns(&op.peer_ns)?;
-        if self.model.link(&op.ns, &op.name).is_some() || self.model.link(&op.peer_ns, &op.peer).is_some() {
-            return Err(op.refused(libc::EEXIST));
+        for (ns, name) in [(&op.ns, &op.name), (&op.peer_ns, &op.peer)] {
+            if self.model.link(ns, name).is_some() {
+                return Err(self.taken(op.refused(libc::EEXIST), ns, name));
+            }
         }
         if let Some(br) = &op.master {
             self.require_link(&op.ns, br)?;
@@ -206,7 +227,7 @@ impl PlanBackend {
 
     fn set_link(&mut self, op: SetLink) -> Result<Outcome> {
         op.validate()?;
-        self.require_link(&op.ns, &op.name)?;
+        self.require_owned(&op.ns, &op.name, "change")?;
         let (ns, name) = (op.ns.clone(), op.name.clone());
         match &op.change {
             LinkChange::Master(br) if self.require_link(&ns, br)?.kind != "bridge" => return Err(op.refused(libc::EOPNOTSUPP)),
@@ -263,7 +284,7 @@ impl PlanBackend {
     }
 
     fn delete_link(&mut self, op: DeleteLink) -> Result<Outcome> {
-        let l = self.require_link(&op.ns, &op.name)?.clone();
+        let l = self.require_owned(&op.ns, &op.name, "delete")?.clone();
         self.model.remove_link(l.id);
         if let Some(p) = l.peer {
             self.model.remove_link(p);
@@ -316,7 +337,7 @@ impl PlanBackend {
         op.validate()?;
         self.require_ns(&op.ns)?;
         if self.model.link(&op.ns, &op.name).is_some() {
-            return Err(op.name_taken());
+            return Err(self.taken(op.name_taken(), &op.ns, &op.name));
         }
         // Without an explicit MTU the kernel derives one from the lower device.
         let lower_mtu = match op.kind.lower() {
@@ -381,7 +402,7 @@ impl PlanBackend {
 
     fn shape(&mut self, op: SetShape) -> Result<Outcome> {
         op.validate()?;
-        self.require_link(&op.ns, &op.link)?;
+        self.require_owned(&op.ns, &op.link, "shape")?;
         self.push(op.shell()?);
         Ok(Outcome::Done)
     }
@@ -516,7 +537,7 @@ impl PlanBackend {
     }
 
     fn fdb_append(&mut self, op: FdbAppend) -> Result<Outcome> {
-        self.require_link(&op.ns, &op.link)?;
+        self.require_owned(&op.ns, &op.link, "change the forwarding table of")?;
         let entry = FdbEntry {
             mac: format_mac(&op.mac),
             dev: op.link.clone(),
@@ -541,7 +562,7 @@ impl PlanBackend {
             vec![planned_ping(&op.ns, op.addr, ok)],
         ));
         let sent = op.spec.count.max(1);
-        Ok(Outcome::Ping(PingResult { sent, received: if ok { sent } else { 0 }, rtt_ms: ok.then_some(0.0), waited_ms: 0 }))
+        Ok(Outcome::Ping(PingResult { sent, received: if ok { sent } else { 0 }, rtt_ms: ok.then_some(0.0), waited_ms: 0, unsent: None }))
     }
 
     fn pingall(&mut self, op: PingAll) -> Result<Outcome> {
@@ -587,12 +608,12 @@ impl Backend for PlanBackend {
             Op::FdbAppend(o) => self.fdb_append(o),
             Op::Shape(o) => self.shape(o),
             Op::BridgeVlanFiltering(o) => {
-                self.require_link(&o.ns, &o.bridge)?;
+                self.require_owned(&o.ns, &o.bridge, "change")?;
                 self.push(o.shell());
                 Ok(Outcome::Done)
             }
             Op::BridgeVlan(o) => {
-                self.require_link(&o.ns, &o.port)?;
+                self.require_owned(&o.ns, &o.port, "change")?;
                 self.push(o.shell());
                 Ok(Outcome::Done)
             }
@@ -606,6 +627,13 @@ impl Backend for PlanBackend {
 
     fn lab_name(&self) -> String {
         self.lab.clone()
+    }
+
+    /// The walkthrough waits where the script does; making the plan does not.
+    fn pause(&mut self, ms: u32) -> Result<()> {
+        let secs = f64::from(ms) / 1000.0;
+        self.push(Step::new(format!("wait {secs} s, as the script does"), vec![format!("sleep {secs}")]));
+        Ok(())
     }
 
     fn checks_are_advisory(&self) -> bool {
