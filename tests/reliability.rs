@@ -291,8 +291,10 @@ fn sigint_and_sigterm_roll_back_or_keep_and_a_kernel_refusal_rolls_back() {
         &script(
             r#"
 snap > before
-# the test shell starts jobs with SIGINT ignored; env gives nsscript a default one back
-start() { env --default-signal=INT $NSS "$@" > run.out 2> run.err & pid=$!; for i in $(seq 100); do grep -q built run.out && break; sleep 0.05; done; }
+# the test shell starts jobs with SIGINT ignored; env gives nsscript a default one back.
+# The files go first: "built" left in run.out by the run before would be seen at once,
+# and the signal would hit the job before nsscript (or even its output files) exists.
+start() { rm -f run.out run.err; env --default-signal=INT $NSS "$@" > run.out 2> run.err & pid=$!; for i in $(seq 600); do grep -qs built run.out && break; sleep 0.05; done; }
 for sig in INT TERM; do
     start sg.rhai; kill -$sig $pid; wait $pid; echo "$sig code=$?" >> codes
     cat run.err >> errs; snap > now; diff before now >/dev/null && echo "$sig same" >> codes
