@@ -649,7 +649,10 @@ fn soak_ten_cycles_leave_nothing_and_grow_nothing() {
     };
     assert_eq!(field("leftovers"), "0");
     assert_eq!(field("mounts_before"), field("mounts_after"));
-    assert_eq!(field("shell_fds_before"), field("shell_fds_after"));
+    // Descriptors must not grow; fewer at the end is fine (a transient one has closed).
+    let count = |key: &str| -> u64 { field(key).parse().unwrap_or_else(|_| panic!("{key}={}", field(key))) };
+    assert!(count("shell_fds_after") <= count("shell_fds_before"), "the soak shell's descriptors grew:\n{}", run.stdout);
+    assert_eq!(field("fd_growth"), "0", "bench/soak.sh saw descriptors grow:\n{}", run.stdout);
     let procs = |k: &str| run.stdout.split(&format!("{k}=[")).nth(1).unwrap().split(']').next().unwrap().to_string();
     assert_eq!(procs("procs_before"), procs("procs_after"));
     let pair = |k: &str| -> (u64, u64) {
@@ -657,14 +660,21 @@ fn soak_ten_cycles_leave_nothing_and_grow_nothing() {
         let (a, b) = v.split_once(',').unwrap_or_else(|| panic!("{k}={v}"));
         (a.parse().unwrap(), b.parse().unwrap())
     };
-    let (fd_first, rss_first) = pair("build_fds_rss_first");
-    let (fd_last, rss_last) = pair("build_fds_rss_last");
-    assert_eq!(fd_first, fd_last, "an nsscript run holds as many fds in cycle 10 as in cycle 1");
+    let (_, rss_first) = pair("build_fds_rss_first");
+    let (_, rss_last) = pair("build_fds_rss_last");
     assert!(rss_last < rss_first + 2048, "RSS at the end of a build: {rss_first} KB then {rss_last} KB");
-    let (fd_early, rss_early) = pair("churn_early");
-    let (fd_late, rss_late) = pair("churn_late");
-    assert_eq!(fd_early, fd_late, "one process adding and deleting links leaks no fd");
+    let (_, rss_early) = pair("churn_early");
+    let (_, rss_late) = pair("churn_late");
     assert!(rss_late < rss_early + 2048, "one process adding and deleting links: {rss_early} KB then {rss_late} KB");
+    // The least count over a few samples, early and late: a descriptor open for a moment
+    // raises one sample, a leak raises all the later ones.
+    let (early, late) = (count("build_fds_min_early"), count("build_fds_min_late"));
+    assert!(
+        late <= early,
+        "an nsscript run holds more fds at the end of a build in the last cycles than in the first: {early} then {late}"
+    );
+    let (early, late) = (count("churn_fds_min_early"), count("churn_fds_min_late"));
+    assert!(late <= early, "one process adding and deleting links leaks fds: {early} then {late}");
 }
 
 // ---------------------------------------------------------------------------------
