@@ -26,7 +26,7 @@ dump() {
   section "$1-netns"; ip netns list | awk '{print $1}' | sort
   for ns in host $(ip netns list | awk '{print $1}' | sort); do
     if [ "$ns" = host ]; then ipn=ip; tcn=tc; ex=; else ipn="ip -n $ns"; tcn="tc -n $ns"; ex="ip netns exec $ns"; fi
-    section "$1-$ns-qdiscs"; $tcn -j qdisc show
+    section "$1-$ns-qdiscs"; $tcn -raw -j qdisc show
     [ "$level" = qdiscs ] && continue
     section "$1-$ns-links"; $ipn -j -d link show
     section "$1-$ns-addrs"; $ipn -j addr show
@@ -223,7 +223,7 @@ fn arr(v: &Value) -> &[Value] {
     v.as_array().map(Vec::as_slice).unwrap_or_else(|| panic!("not a JSON array: {v}"))
 }
 
-/// One qdisc of `tc -j qdisc show`: "DEV KIND handle=H parent=P OPTION=VALUE ...",
+/// One qdisc of `tc -raw -j qdisc show`: "DEV KIND handle=H parent=P OPTION=VALUE ...",
 /// without its refcnt (a count of users, not a parameter).
 fn qdisc_text(q: &Value) -> String {
     let parent = if q["root"] == true { "root".to_string() } else { q["parent"].as_str().unwrap_or("?").to_string() };
@@ -235,7 +235,9 @@ fn qdisc_text(q: &Value) -> String {
     let mut text = format!("{} {} handle={handle} parent={parent}", q["dev"].as_str().unwrap_or("?"), q["kind"].as_str().unwrap_or("?"));
     let mut options = Vec::new();
     flatten("", &q["options"], &mut options);
-    for (k, v) in options {
+    // -raw adds what tc otherwise leaves out (tbf's limit), and the same numbers again
+    // in the kernel's units (burst_raw: the burst as a time), which add nothing.
+    for (k, v) in options.into_iter().filter(|(k, _)| !k.ends_with("_raw")) {
         text.push_str(&format!(" {k}={v}"));
     }
     text
@@ -511,7 +513,7 @@ a.exec("true");
   at the lab's command #1 (`true`), before it ran:
     namespace a, qdisc:
       - eth0 noqueue handle=0: parent=root
-      + eth0 tbf handle=1: parent=root burst=4000 lat=40000 rate=125000
+      + eth0 tbf handle=1: parent=root burst=4000 lat=40000 limit=9000 rate=125000
 ";
     assert_eq!(c.drift, want, "\n--- plan\n{}", c.run.section("plan"));
     assert!(c.not_undone.is_empty(), "{}", c.not_undone);
