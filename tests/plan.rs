@@ -45,12 +45,19 @@ dump() {
 # builtins only, so none of its helpers is seen): "NS COMM", NS the named namespace it
 # runs in, or host. First, up to 5 s for the plan's `ip netns exec NS PROG &` lines to
 # have become PROG.
+# comm and state of the process of /proc directory $1 (false if gone or a zombie).
+proc_of() {
+  local st
+  read -r st < "$1/stat" 2>/dev/null || return 1
+  comm=${st#*\(}; comm=${comm%\)*}; state=${st##*\) }; state=${state%% *}
+  [ "$state" != Z ]
+}
 programs() {
-  local i d p st comm state where n busy
+  local i d p comm state where n busy
   for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25; do
     busy=
     for d in /proc/[0-9]*; do
-      read -r comm < "$d/comm" 2>/dev/null && [ "$comm" = ip ] && busy=1
+      proc_of "$d" && [ "$comm" = ip ] && busy=1
     done
     [ -z "$busy" ] && break
     sleep 0.2
@@ -58,9 +65,7 @@ programs() {
   for d in /proc/[0-9]*; do
     p=${d#/proc/}
     [ "$p" = 1 ] || [ "$p" = "$BASHPID" ] && continue
-    read -r st < "$d/stat" 2>/dev/null || continue
-    comm=${st#*\(}; comm=${comm%\)*}; state=${st##*\) }; state=${state%% *}
-    [ "$state" = Z ] && continue
+    proc_of "$d" || continue
     where=
     if [ "$d/ns/net" -ef /proc/1/ns/net ]; then where=host; else
       for n in /run/netns/*; do [ "$d/ns/net" -ef "$n" ] && { where=${n#/run/netns/}; break; }; done
