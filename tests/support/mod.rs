@@ -82,7 +82,9 @@ pub fn why_no_kernel() -> Option<String> {
         if euid != "0" {
             Some(format!("runs as uid {euid}, and making network namespaces (unshare --net --mount --pid) needs root"))
         } else if caps & (CAP_NET_ADMIN | CAP_SYS_ADMIN) != CAP_NET_ADMIN | CAP_SYS_ADMIN {
-            Some(format!("root without CAP_SYS_ADMIN and CAP_NET_ADMIN (CapEff {caps:x}), which namespaces and links need"))
+            Some(format!(
+                "root, but CAP_SYS_ADMIN and CAP_NET_ADMIN are not both in effect (CapEff {caps:x}): namespaces and links need them"
+            ))
         } else {
             None
         }
