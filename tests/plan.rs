@@ -718,7 +718,7 @@ print("the end");
     assert_eq!(not_checked, ["plan: not checked (needs the real lab): b has a load average"], "{}", run.stderr);
     assert!(run.stderr.contains("the end"), "{}", run.stderr);
     // It is a warning: --quiet drops it (the script's own output stays).
-    let quiet = isolated(&[("lab.rhai", lab)], "$NSS -q plan lab.rhai >/dev/null");
+    let quiet = plain(&[("lab.rhai", lab)], "$NSS -q plan lab.rhai >/dev/null");
     quiet.ok();
     assert_eq!(quiet.stderr.trim(), "the end", "{}", quiet.stderr);
     // Each planned ping probes once, says what the model expects, and never stops the walkthrough.
