@@ -52,6 +52,13 @@ impl<K: Kernel> LiveBackend<K> {
         let leases = lab::lab_dir(&self.lab).join(format!("dnsmasq-{}-{iface}.leases", ns.name().unwrap_or("host")));
         let mut argv: Vec<String> =
             vec![dnsmasq.display().to_string(), "--keep-in-foreground".into(), "--pid-file=".into(), "--log-facility=-".into()];
+        if crate::nsexec::in_user_sandbox() {
+            // Only this user's uid and gid exist in the user namespace of a sandbox
+            // without sudo: dnsmasq cannot switch to nobody and group dip there (it
+            // fails with "failed to change group-id to dip"). It stays root of that
+            // namespace, which is this user outside it.
+            argv.extend(["--user=root".to_string(), "--group=".to_string()]);
+        }
         argv.extend(op.dnsmasq_args(&leases.display().to_string()));
         let pid = self.start_process(ns, &Command::Argv(argv), &op.describe(), vec![leases], Ready::Udp(67), Duration::from_secs(5))?;
         Ok(Outcome::Spawned { pid })
@@ -61,7 +68,10 @@ impl<K: Kernel> LiveBackend<K> {
         let busybox = require_program("busybox", "busybox", "dhcp_client()")?;
         let (ns, iface, timeout_ms) = (&op.ns, &op.iface, op.timeout_ms);
         self.nl.require_link(ns, iface)?;
-        let hook = write_hook()?;
+        // In the lab's own directory when it has one: a run killed meanwhile leaves it
+        // where `down` removes it.
+        let dir = if self.has_lab() { lab::lab_dir(&self.lab) } else { std::env::temp_dir() };
+        let hook = write_hook(&dir)?;
         let tries = timeout_ms.div_ceil(1000).max(1);
         let argv: Vec<String> = vec![
             busybox.display().to_string(),
@@ -116,10 +126,12 @@ impl<K: Kernel> LiveBackend<K> {
 }
 
 /// Our hook, in a fresh private file (removed after use).
-fn write_hook() -> Result<std::path::PathBuf> {
+fn write_hook(dir: &std::path::Path) -> Result<std::path::PathBuf> {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!("nsscript-udhcpc-{}-{n}.sh", std::process::id()));
+    // /tmp is shared with runs in other PID namespaces (a sandbox is pid 1 in its own):
+    // the pid alone does not make the name ours.
+    let path = dir.join(format!("nsscript-udhcpc-{}-{n}-{:016x}.sh", std::process::id(), super::random_u64()));
     let _ = std::fs::remove_file(&path);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
