@@ -11,3 +11,4 @@ mod plan;
 mod reliability;
 mod router;
 mod scale;
+mod trust;
