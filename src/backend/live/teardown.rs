@@ -128,12 +128,18 @@ pub fn teardown<K: Kernel>(state: &LabState, nl: &mut Netlink<K>, wait: bool) ->
     let trusted = trusted_outside(state, nl, &mut report);
 
     // Every other process inside the lab's namespaces (those still the lab's own).
+    let mut seen: HashMap<String, NetnsAt> = state.netns().map(|(_, ns)| (ns.name.clone(), nl.kernel().netns_at(&ns.name))).collect();
     let lab_namespaces: Vec<String> = state
         .netns()
-        .filter(|(_, ns)| ns.cookie.is_some_and(|c| nl.kernel().netns_at(&ns.name) == NetnsAt::Namespace(c)))
+        .filter(|(_, ns)| ns.cookie.is_some_and(|c| seen.get(&ns.name) == Some(&NetnsAt::Namespace(c))))
         .map(|(_, ns)| ns.name.clone())
         .collect();
+    let waits = report.waited.len();
     super::procs::stop_in_namespaces(&lab_namespaces, nl.kernel(), &mut report);
+    if report.waited.len() != waits {
+        // Time passed while processes ended: each name is looked at again before it goes.
+        seen.clear();
+    }
 
     // The links outside the lab's namespaces, judged against one dump per namespace.
     let mut standing: HashMap<NsRef, HashMap<String, (u32, String)>> = HashMap::new();
@@ -185,7 +191,10 @@ pub fn teardown<K: Kernel>(state: &LabState, nl: &mut Netlink<K>, wait: bool) ->
     // 2. Namespaces: each goes with every link inside it.
     let mut deleted = Vec::new();
     for (entry, ns) in state.netns().rev() {
-        let at = nl.kernel().netns_at(&ns.name);
+        let at = match seen.remove(&ns.name) {
+            Some(at) => at,
+            None => nl.kernel().netns_at(&ns.name),
+        };
         let what = format!("netns {}", ns.name);
         let Some(cookie) = ns.cookie else {
             if at != NetnsAt::Nothing {
