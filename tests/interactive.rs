@@ -270,6 +270,7 @@ catalogue! {
     // (listen: the run waits for a port that never opens, so it sees the exit however slow the machine)
     diag_spawned_program_exits_at_once: [("lab.rhai", "spawn(netns(\"a\"), \"echo no config; exit 3\", #{ listen: 8080, wait: 30000 });\n")], "$NSS --sandbox lab.rhai";
     diag_iptables_refuses_a_rule: [("lab.rhai", "iptables(netns(\"a\"), \"-A FORWARD -j NOSUCHTARGET\");\n")], "$NSS --sandbox lab.rhai";
+    diag_iptables_old_negation_says_how_iptables_1_8_writes_it: [("lab.rhai", "let gw = netns(\"gw\");\niptables(gw, \"-A INPUT -i ! ppp0 -j ACCEPT\");\n")], "$NSS plan lab.rhai";
     diag_no_dhcp_lease: [("lab.rhai", "let a = netns(\"a\");\nconnect(a, bridge(\"br0\"), #{ ifname: \"eth0\" });\ndhcp_client(a, \"eth0\");\n")], "$NSS plan lab.rhai";
     // checks
     diag_assertion_failed: [("lab.rhai", "let r = netns(\"a\").exec(\"exit 3\");\nassert(r.code == 0, `exit code ${r.code}`);\n")], "$NSS --sandbox lab.rhai";

@@ -4,6 +4,7 @@
 mod support;
 
 mod core;
+mod firewall;
 mod gallery;
 mod interactive;
 mod overlay;

@@ -7,6 +7,7 @@ mod check;
 mod cidr;
 mod control;
 mod file;
+mod firewall;
 mod link;
 mod ns;
 mod overlay;
@@ -130,6 +131,7 @@ const FAMILIES: &[Family] = &[
     Family { name: "control", docs: control::DOCS, register: control::register },
     Family { name: "overlays", docs: overlay::DOCS, register: overlay::register },
     Family { name: "router labs", docs: router::DOCS, register: router::register },
+    Family { name: "firewall", docs: firewall::DOCS, register: firewall::register },
     Family { name: "checks", docs: check::DOCS, register: check::register },
     Family { name: "address arithmetic", docs: cidr::DOCS, register: cidr::register },
 ];

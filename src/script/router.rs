@@ -24,7 +24,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 // ---- arguments ----
 
-fn ipv4_net(func: &str, key: &str, text: &str) -> RhaiResult<Ipv4Network> {
+pub(super) fn ipv4_net(func: &str, key: &str, text: &str) -> RhaiResult<Ipv4Network> {
     let net = args::cidr(text).or_else(|_| args::ip(text).map(|ip| IpNetwork::new(ip, 32).expect("a /32 is valid")))?;
     match net {
         IpNetwork::V4(n) => Ok(n),
@@ -35,7 +35,7 @@ fn ipv4_net(func: &str, key: &str, text: &str) -> RhaiResult<Ipv4Network> {
     }
 }
 
-fn ipv4(func: &str, key: &str, text: &str) -> RhaiResult<Ipv4Addr> {
+pub(super) fn ipv4(func: &str, key: &str, text: &str) -> RhaiResult<Ipv4Addr> {
     match args::ip(text)? {
         IpAddr::V4(a) => Ok(a),
         IpAddr::V6(_) => Err(fail(
@@ -44,7 +44,7 @@ fn ipv4(func: &str, key: &str, text: &str) -> RhaiResult<Ipv4Addr> {
     }
 }
 
-fn required(o: &Opts, func: &str, key: &str, example: &str) -> RhaiResult<String> {
+pub(super) fn required(o: &Opts, func: &str, key: &str, example: &str) -> RhaiResult<String> {
     o.string(key)?.ok_or_else(|| {
         fail(
             Error::new(Code::MissingOption, format!("{func}() needs the option {key:?}"))
@@ -53,7 +53,7 @@ fn required(o: &Opts, func: &str, key: &str, example: &str) -> RhaiResult<String
     })
 }
 
-fn port(func: &str, what: &str, v: &Dynamic) -> RhaiResult<u16> {
+pub(super) fn port(func: &str, what: &str, v: &Dynamic) -> RhaiResult<u16> {
     let n = if let Ok(n) = v.as_int() {
         n
     } else if let Ok(s) = v.clone().into_immutable_string() {
@@ -96,7 +96,7 @@ fn command_of(func: &str, v: Dynamic) -> RhaiResult<Command> {
     }
 }
 
-fn ms(func: &str, key: &str, n: i64) -> RhaiResult<u32> {
+pub(super) fn ms(func: &str, key: &str, n: i64) -> RhaiResult<u32> {
     args::u32_in(&format!("{func}(): {key} of"), n, 1, 3_600_000)
 }
 
@@ -104,11 +104,11 @@ fn ms(func: &str, key: &str, n: i64) -> RhaiResult<u32> {
 
 /// `in` is a Rhai keyword, so a map writes it quoted (`#{ "in": "eth1" }`); `iif` is
 /// the same option unquoted.
-fn in_iface(o: &Opts) -> RhaiResult<Option<String>> {
+pub(super) fn in_iface(o: &Opts) -> RhaiResult<Option<String>> {
     Ok(o.string("in")?.or(o.string("iif")?))
 }
 
-fn fw(b: &Shared, ns: &NsRef, op: FwOp) -> RhaiResult<Outcome> {
+pub(super) fn fw(b: &Shared, ns: &NsRef, op: FwOp) -> RhaiResult<Outcome> {
     apply(b, Op::Firewall(Firewall { ns: ns.clone(), op }))
 }
 
@@ -134,9 +134,10 @@ fn masquerade(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<()> {
     Ok(())
 }
 
-/// Port forwarding (see `ops::firewall::PortForward` for the rules it adds).
+/// Port forwarding (see `ops::firewall::PortForward` for the rules it adds): `to` is one
+/// back end or an array of them.
 fn dnat(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<()> {
-    let o = Opts::new("dnat", opts, &["proto", "dport", "to", "in", "iif"])?;
+    let o = Opts::new("dnat", opts, &["proto", "dport", "to", "in", "iif", "dst"])?;
     let example = "proto: \"tcp\", dport: 8080, to: \"10.0.0.1:80\"";
     let proto = required(&o, "dnat", "proto", example)?.trim().to_ascii_lowercase();
     let dport = match opts.get("dport").filter(|v| !v.is_unit()) {
@@ -147,19 +148,33 @@ fn dnat(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<()> {
             ))
         }
     };
-    let to_text = required(&o, "dnat", "to", example)?;
-    let (to, to_port) = match to_text.rsplit_once(':') {
-        Some((ip, p)) if !ip.contains(':') => (ipv4("dnat", "to", ip)?, port("dnat", "port in \"to\"", &Dynamic::from(p.to_string()))?),
-        _ => (ipv4("dnat", "to", &to_text)?, dport),
+    let backends: Vec<Dynamic> = match opts.get("to").filter(|v| !v.is_unit()) {
+        Some(v) if v.is_array() => v.clone().cast::<Array>(),
+        Some(v) => vec![v.clone()],
+        None => return required(&o, "dnat", "to", example).map(|_| ()),
     };
-    fw(b, &ns.0, FwOp::PortForward(PortForward { proto, dport, to, to_port, iif: in_iface(&o)? }))?;
+    let mut to = Vec::new();
+    for v in backends {
+        let text = v
+            .into_immutable_string()
+            .map_err(|ty| fail(Error::new(Code::BadValue, format!("dnat(): a back end must be a string \"IP:PORT\", not {ty}"))))?;
+        let (ip, p) = match text.rsplit_once(':') {
+            Some((ip, p)) if !ip.contains(':') => (ipv4("dnat", "to", ip)?, port("dnat", "port in \"to\"", &Dynamic::from(p.to_string()))?),
+            _ => (ipv4("dnat", "to", &text)?, dport),
+        };
+        to.push(std::net::SocketAddrV4::new(ip, p));
+    }
+    let dst = o.string("dst")?.map(|d| ipv4_net("dnat", "dst", &d)).transpose()?;
+    fw(b, &ns.0, FwOp::PortForward(PortForward { proto, dport, to, iif: in_iface(&o)?, dst }))?;
     Ok(())
 }
 
 fn forward_accept(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<()> {
-    let o = Opts::new("forward_accept", opts, &["in", "iif", "out", "oif"])?;
+    let o = Opts::new("forward_accept", opts, &["in", "iif", "out", "oif", "src", "dst"])?;
     let oif = o.string("out")?.or(o.string("oif")?);
-    fw(b, &ns.0, FwOp::ForwardAccept(ForwardAccept { iif: in_iface(&o)?, oif }))?;
+    let net = |key: &str| o.string(key)?.map(|t| super::firewall::net_or_host(&t)).transpose();
+    let (src, dst) = (net("src")?, net("dst")?);
+    fw(b, &ns.0, FwOp::ForwardAccept(ForwardAccept { iif: in_iface(&o)?, oif, src, dst }))?;
     Ok(())
 }
 
@@ -418,18 +433,18 @@ pub const DOCS: &[FnDoc] = &[
     ),
     FnDoc::new(
         "dnat",
-        r#"dnat(ns, #{ proto, dport, to: "IP:PORT", "in"? | iif? })"#,
-        "forward a port of ns's own addresses to IP:PORT (PREROUTING and OUTPUT, so ns itself reaches it too)",
+        r#"dnat(ns, #{ proto, dport, to: "IP:PORT" | ["IP:PORT", ...], "in"? | iif?, dst? })"#,
+        "forward a port of ns's own addresses (or of dst) to IP:PORT (PREROUTING and OUTPUT, so ns itself reaches it too); several back ends share the connections evenly (-m statistic --mode nth)",
     ),
     FnDoc::new(
         "forward_accept",
-        r#"forward_accept(ns, #{ "in"? | iif?, out? | oif? })"#,
-        "iptables -A FORWARD [-i IN] [-o OUT] -j ACCEPT, added once",
+        r#"forward_accept(ns, #{ "in"? | iif?, out? | oif?, src?, dst? })"#,
+        "iptables -A FORWARD [-s SRC] [-d DST] [-i IN] [-o OUT] -j ACCEPT, added once",
     ),
     FnDoc::new(
         "iptables",
         r#"iptables(ns, "args") -> String"#,
-        "any iptables command inside ns; -A/-I/-P are added once and undone at down, others run as given (returns the output)",
+        "any iptables command inside ns; -A/-I/-P/-N are added once and undone at down, others run as given (returns the output)",
     ),
     FnDoc::new(
         "spawn",

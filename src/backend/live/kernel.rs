@@ -116,13 +116,19 @@ pub trait Kernel {
     fn sysctl_read(&mut self, ns: &NsRef, key: &str) -> Result<String>;
     fn sysctl_write(&mut self, ns: &NsRef, key: &str, value: &str) -> Result<()>;
 
-    // ---- firewall (iptables, IPv4) ----
+    // ---- firewall (iptables; a rule says when it is ip6tables') ----
     fn rule_exists(&mut self, ns: &NsRef, rule: &Rule) -> Result<bool>;
     /// Append, or insert at `pos` (1-based).
     fn rule_add(&mut self, ns: &NsRef, rule: &Rule, pos: Option<u32>) -> Result<()>;
     fn rule_delete(&mut self, ns: &NsRef, rule: &Rule) -> Result<()>;
     fn chain_policy(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<String>;
     fn set_chain_policy(&mut self, ns: &NsRef, table: &str, chain: &str, policy: &str) -> Result<()>;
+    /// Whether a chain exists (`iptables -t TABLE -S CHAIN` succeeds).
+    fn chain_exists(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<bool>;
+    /// `iptables -t TABLE -N CHAIN`.
+    fn chain_add(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<()>;
+    /// `iptables -t TABLE -F CHAIN` and `-X CHAIN`.
+    fn chain_delete(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<()>;
     /// `iptables ARGS` as given: its output.
     fn iptables(&mut self, ns: &NsRef, args: &[String]) -> Result<String>;
     /// Whether FORWARD drops by default in ns (asked of nftables, not iptables, where it can).

@@ -220,6 +220,20 @@ impl Kernel for Linux {
         iptables::set_policy(self.fd(ns)?, table, chain, policy, &what)
     }
 
+    fn chain_exists(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<bool> {
+        iptables::chain_exists(self.fd(ns)?, table, chain)
+    }
+
+    fn chain_add(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<()> {
+        let what = format!("in {ns}");
+        iptables::chain_add(self.fd(ns)?, table, chain, &what)
+    }
+
+    fn chain_delete(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<()> {
+        let what = format!("in {ns}");
+        iptables::chain_delete(self.fd(ns)?, table, chain, &what)
+    }
+
     fn iptables(&mut self, ns: &NsRef, args: &[String]) -> Result<String> {
         let what = format!("iptables {} failed in {ns}", args.join(" "));
         iptables::raw(self.fd(ns)?, args, what)
