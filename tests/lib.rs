@@ -12,4 +12,5 @@ mod plan;
 mod reliability;
 mod router;
 mod scale;
+mod services;
 mod trust;

@@ -592,6 +592,7 @@ plan_equivalence! {
     dnat: &[];
     load_balancer: &[];
     macvlan: &[];
+    relay_dns: &["c1 eth0"];
     seed000_router: &["vm2 eth0"];
     seed000_router_short: &["vm2 eth0"];
     seed001_homework: &["vm2 eth0"];

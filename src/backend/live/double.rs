@@ -687,4 +687,10 @@ impl Kernel for Double {
     fn icmp_socket(&mut self, _ns: &NsRef) -> Result<OwnedFd> {
         Err(Error::new(Code::Internal, "the test double has no sockets"))
     }
+
+    /// A real socket of the test's own namespace (loopback servers answer it).
+    fn udp_socket(&mut self, _ns: &NsRef, v6: bool) -> Result<OwnedFd> {
+        let bind = if v6 { "[::1]:0" } else { "127.0.0.1:0" };
+        std::net::UdpSocket::bind(bind).map(OwnedFd::from).map_err(|e| Error::io(Code::Internal, "cannot open a UDP socket", &e))
+    }
 }

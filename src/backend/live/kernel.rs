@@ -63,6 +63,8 @@ pub enum Ready {
     Tcp(u16),
     /// A bound UDP socket on this port in the namespace.
     Udp(u16),
+    /// A raw ICMPv6 socket (router advertisements).
+    Icmpv6,
 }
 
 /// How a process ended.
@@ -169,4 +171,6 @@ pub trait Kernel {
     fn ping(&mut self, ns: &NsRef, addr: std::net::IpAddr, spec: &PingSpec) -> Result<PingResult>;
     /// A raw ICMP socket opened inside ns (pingall drives many at once).
     fn icmp_socket(&mut self, ns: &NsRef) -> Result<OwnedFd>;
+    /// A UDP socket opened inside ns, unbound (IPv6 for `v6`): resolve's DNS queries.
+    fn udp_socket(&mut self, ns: &NsRef, v6: bool) -> Result<OwnedFd>;
 }

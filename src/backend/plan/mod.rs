@@ -8,26 +8,26 @@
 //! [`PlanBackend::model`].
 
 mod model;
+mod services;
 
 pub use model::{Model, PLink, PRule, Reach};
+pub use services::PService;
 
 use crate::backend::Backend;
 use crate::error::{Code, Error, Result};
 use crate::ops::address::AddAddr;
 use crate::ops::check::{planned_ping, Ping, PingAll, PingAllResult, PingResult};
-use crate::ops::dhcp::{self, DhcpLease, DhcpServer, Lease};
 use crate::ops::firewall::{chain_undo_shell, deleted_chain, deleted_rule, FilterRule, Firewall, FwOp, PortForward, Rule};
 use crate::ops::link::{self as ops_link, format_mac, CreateBridge, CreateVeth, DeleteLink, LinkChange, SetLink};
 use crate::ops::netns::{self as ops_netns, CreateNetns};
 use crate::ops::overlay::{CreateLink, FdbAppend, LinkKind};
 use crate::ops::process::{Exec, ExecOutput, Spawn};
 use crate::ops::qdisc::SetShape;
-use crate::ops::query::{family, AddrInfo, FdbEntry, LinkInfo, Query};
+use crate::ops::query::{AddrInfo, FdbEntry, LinkInfo, Query};
 use crate::ops::route::{AddRoute, RouteVia};
 use crate::ops::shell::{quote, Sh, Step};
 use crate::ops::sysctl::Sysctl;
 use crate::ops::{names, NsRef, Op, Outcome};
-use ipnetwork::IpNetwork;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -92,12 +92,8 @@ impl PlanBackend {
             let list = named.iter().map(|n| quote(n)).collect::<Vec<_>>().join(" ");
             out.push(format!("for ns in {list}; do ip netns pids \"$ns\" | xargs -r kill; done   # what the lab left running"));
         }
-        for server in &m.dhcp {
-            if server.ns == NsRef::Host {
-                out.extend(dhcp::plan_undo(server, &self.lab));
-            } else {
-                out.push(format!("rm -f {}", quote(&server.plan_lease_file(&self.lab))));
-            }
+        for s in &m.services {
+            out.extend(s.run.plan_undo(&self.lab));
         }
         if m.host_background > 0 {
             out.push(format!("kill $(cat {})", quote(&self.host_pid_file())));
@@ -425,58 +421,6 @@ impl PlanBackend {
         Ok(Outcome::Done)
     }
 
-    fn dhcp_server(&mut self, op: DhcpServer) -> Result<Outcome> {
-        op.validate()?;
-        self.require_link(&op.ns, &op.iface)?;
-        let nets: Vec<_> = self
-            .model
-            .addrs_of(&op.ns, &op.iface)
-            .into_iter()
-            .filter_map(|a| match a {
-                IpNetwork::V4(n) => Some(n),
-                _ => None,
-            })
-            .collect();
-        op.subnet(&nets)?;
-        self.push(op.shell(&self.lab));
-        self.ran_in(&op.ns);
-        self.model.dhcp.push(op);
-        Ok(Outcome::Done)
-    }
-
-    /// The lease a client would get: the first free address of the first server's range.
-    fn dhcp_lease(&mut self, op: DhcpLease) -> Result<Outcome> {
-        self.require_link(&op.ns, &op.iface)?;
-        let Some(server) = self.model.dhcp.first().cloned() else {
-            return Err(op
-                .no_lease("no DHCP server in this plan answers".into())
-                .help("start one first with dhcp_server(ns, #{ iface, range, router })"));
-        };
-        let own = |a: &&AddAddr| a.ns == server.ns && a.link == server.iface;
-        let prefix =
-            self.model.addrs.iter().filter(own).find(|a| a.addr.contains(IpAddr::V4(server.first))).map(|a| a.addr.prefix()).unwrap_or(24);
-        let taken: Vec<IpAddr> = self.model.addrs.iter().map(|a| a.addr.ip()).collect();
-        let addr = (u32::from(server.first)..=u32::from(server.last))
-            .map(std::net::Ipv4Addr::from)
-            .find(|a| !taken.contains(&IpAddr::V4(*a)))
-            .unwrap_or(server.first);
-        let server_ip = self.model.addrs.iter().filter(own).find_map(|a| match a.addr.ip() {
-            IpAddr::V4(s) => Some(s),
-            _ => None,
-        });
-        self.push(op.shell());
-        Ok(Outcome::Lease(Lease {
-            addr,
-            prefix,
-            // Without a router option dnsmasq offers its own address as the router.
-            router: server.router.or(server_ip),
-            server: server_ip,
-            dns: server.dns.iter().map(|d| d.to_string()).collect(),
-            lease_secs: Some(3600),
-            ms: 0,
-        }))
-    }
-
     fn query(&mut self, q: Query) -> Result<Outcome> {
         match q {
             Query::Links(ns) => {
@@ -507,12 +451,8 @@ impl PlanBackend {
             }
             Query::Addrs(ns) => {
                 self.require_ns(&ns)?;
-                let mut addrs = vec![AddrInfo { link: "lo".into(), addr: "127.0.0.1/8".into(), family: 4 }];
-                addrs.extend(self.model.addrs.iter().filter(|a| a.ns == ns).map(|a| AddrInfo {
-                    link: a.link.clone(),
-                    addr: a.addr.to_string(),
-                    family: family(&a.addr.ip()),
-                }));
+                let mut addrs = vec![AddrInfo::permanent("lo", "127.0.0.1/8".parse().expect("an address"))];
+                addrs.extend(self.model.addrs_in(&ns));
                 Ok(Outcome::Addrs(addrs))
             }
             Query::Routes(ns) => {
@@ -648,6 +588,11 @@ impl Backend for PlanBackend {
             Op::Firewall(o) => self.firewall(o),
             Op::DhcpServer(o) => self.dhcp_server(o),
             Op::DhcpLease(o) => self.dhcp_lease(o),
+            Op::DhcpRelay(o) => self.dhcp_relay(o),
+            Op::DnsServer(o) => self.dns_server(o),
+            Op::RouterAdv(o) => self.router_adv(o),
+            Op::Resolve(o) => self.resolve(o),
+            Op::WaitAddr(o) => self.wait_addr(o),
             Op::Ping(o) => self.ping(o),
             Op::PingAll(o) => self.pingall(o),
         }

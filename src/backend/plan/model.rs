@@ -2,9 +2,8 @@
 //! from it and a reachability check can be judged without running anything.
 
 use crate::ops::address::AddAddr;
-use crate::ops::dhcp::DhcpServer;
 use crate::ops::firewall::{Chain, Echo, FilterRule, Rule, SourceNat};
-use crate::ops::query::{family, FdbEntry, RouteInfo};
+use crate::ops::query::{family, AddrInfo, FdbEntry, RouteInfo};
 use crate::ops::route::{AddRoute, RouteVia};
 use crate::ops::NsRef;
 use ipnetwork::IpNetwork;
@@ -81,9 +80,15 @@ pub struct Model {
     pub rules: Vec<PRule>,
     /// Chain policies set, as (namespace, table, chain, policy).
     pub policies: Vec<(NsRef, String, String, String)>,
+    /// Addresses the kernel forms from router advertisements (also in `addrs`): no
+    /// command of the plan adds them.
+    pub slaac: Vec<AddAddr>,
     /// Chains of the lab's own (`-N`), as (namespace, table, chain).
     pub chains: Vec<(NsRef, String, String)>,
-    pub dhcp: Vec<DhcpServer>,
+    /// The lab's dnsmasqs (DHCP, relays, DNS, router advertisements).
+    pub services: Vec<super::PService>,
+    /// The DNS servers the DHCP leases named, by namespace (resolve's default).
+    pub leased_dns: Vec<(NsRef, Vec<IpAddr>)>,
     /// Namespaces in which the plan runs or starts programs (exec, spawn, dnsmasq): some
     /// may still run when the lab is taken down.
     pub ran_in: Vec<NsRef>,
@@ -148,6 +153,15 @@ impl Model {
 
     pub fn links_in(&self, ns: &NsRef) -> Vec<&PLink> {
         self.links.iter().filter(|l| &l.ns == ns).collect()
+    }
+
+    /// The addresses of ns as a query answers them (those SLAAC forms are dynamic).
+    pub fn addrs_in(&self, ns: &NsRef) -> Vec<AddrInfo> {
+        self.addrs
+            .iter()
+            .filter(|a| &a.ns == ns)
+            .map(|a| AddrInfo { dynamic: self.slaac.contains(a), ..AddrInfo::permanent(&a.link, a.addr) })
+            .collect()
     }
 
     pub fn addrs_of(&self, ns: &NsRef, link: &str) -> Vec<IpNetwork> {

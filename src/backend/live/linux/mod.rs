@@ -347,4 +347,12 @@ impl Kernel for Linux {
     fn icmp_socket(&mut self, ns: &NsRef) -> Result<OwnedFd> {
         nsexec::run_in(self.fd(ns)?, icmp::pingall_socket)
     }
+
+    fn udp_socket(&mut self, ns: &NsRef, v6: bool) -> Result<OwnedFd> {
+        // A socket stays in the namespace it was made in: only its creation needs the switch.
+        nsexec::run_in(self.fd(ns)?, move || {
+            let bind = if v6 { "[::]:0" } else { "0.0.0.0:0" };
+            std::net::UdpSocket::bind(bind).map(OwnedFd::from).map_err(|e| Error::io(Code::Internal, "cannot open a UDP socket", &e))
+        })
+    }
 }
