@@ -214,27 +214,5 @@ fn service_mistakes_are_refused_by_the_run_and_the_plan_alike() {
         ("prefix", r#"router_adv(s, "eth0", #{ prefix: "fd00::/48" });"#, &["hosts form SLAAC addresses from a /64 only"]),
         ("noserver", r#"resolve(s, "web");"#, &["nsscript::missing_option", "no DNS server to ask"]),
     ];
-    let mut files = Vec::new();
-    let mut bash = format!("{SNAPSHOT}\nsnapshot > before\n");
-    for (name, body, _) in cases {
-        files.push((format!("{name}.rhai"), format!("{head}{body}\n")));
-        bash.push_str(&format!(
-            "section {name}; $NSS {name}.rhai 2>&1; echo \"exit $?\"; snapshot > after; diff before after >/dev/null && echo clean\n\
-             section plan-{name}; $NSS plan {name}.rhai 2>&1 >/dev/null; echo \"exit $?\"\n"
-        ));
-    }
-    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-    let run = isolated(&refs, &bash);
-    run.ok();
-    for (name, _, expect) in cases {
-        for phase in [name.to_string(), format!("plan-{name}")] {
-            let out = run.section(&phase);
-            let flat = out.split_whitespace().filter(|w| *w != "|").collect::<Vec<_>>().join(" ");
-            for e in *expect {
-                assert!(flat.contains(e), "{phase}: expected {e:?} in:\n{out}");
-            }
-            assert!(out.contains(&format!("{name}.rhai:4:")) && out.contains("exit 1"), "{phase}: fails at line 4:\n{out}");
-        }
-        assert!(run.section(name).ends_with("clean\n"), "{name} left something behind:\n{}", run.section(name));
-    }
+    crate::firewall::refused_alike(head, cases);
 }
