@@ -231,6 +231,7 @@ assert_ping(b, "10.1.0.1");
 
 /// Each case (name, the failing call, what its report says) runs after `head`: the run
 /// and the plan refuse it at its line with the same words, and the run leaves nothing behind.
+#[track_caller]
 pub(crate) fn refused_alike(head: &str, cases: &[(&str, &str, &[&str])]) {
     let line = head.lines().count() + 1;
     let mut files = Vec::new();
