@@ -10,5 +10,6 @@ mod overlay;
 mod plan;
 mod reliability;
 mod router;
+mod routing;
 mod scale;
 mod trust;

@@ -129,6 +129,9 @@ catalogue! {
     GatewayUnreachable "gateway_unreachable":
         "a route's gateway is not on any subnet the namespace is connected to",
         help: "add an address on the gateway's subnet (and bring its link up) before the route";
+    NoRoute "no_route":
+        "route_get found no way for the packet: no route to it, or an unreachable, prohibit or blackhole route",
+        help: "routes(ns, #{ table: \"all\" }) and rules(ns) show the tables and the rules that lead to them";
     KernelLacksFeature "kernel_lacks_feature":
         "this kernel lacks something the lab uses: VLAN, VXLAN, macvlan, a qdisc (netem), the tun driver...",
         help: "load the module (modprobe) or use a kernel built with it";

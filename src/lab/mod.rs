@@ -622,11 +622,7 @@ mod tests {
         assert_eq!(serde_json::from_str::<Entry>(&text).unwrap(), e);
         let route = Entry::intent(
             4,
-            Object::Route(AddRoute {
-                ns: NsRef::Host,
-                dest: Some("10.1.0.0/24".parse().unwrap()),
-                via: RouteVia::Gateway("10.0.0.1".parse().unwrap()),
-            }),
+            Object::Route(AddRoute::new(NsRef::Host, Some("10.1.0.0/24".parse().unwrap()), RouteVia::Gateway("10.0.0.1".parse().unwrap()))),
         );
         assert_eq!(serde_json::from_str::<Entry>(&serde_json::to_string(&route).unwrap()).unwrap(), route);
         // A damaged address makes the line (and so the ledger) unreadable.

@@ -107,6 +107,8 @@ pub enum Outcome {
     Links(Vec<query::LinkInfo>),
     Addrs(Vec<query::AddrInfo>),
     Routes(Vec<query::RouteInfo>),
+    /// The route the kernel picks (`route_get`).
+    Route(route::RouteAnswer),
     Fdb(Vec<query::FdbEntry>),
     Exec(process::ExecOutput),
     Text(String),

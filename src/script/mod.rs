@@ -14,6 +14,7 @@ mod query;
 mod registrar;
 pub mod registry;
 mod router;
+mod routing;
 pub mod types;
 
 pub use file::ScriptFile;
@@ -127,6 +128,7 @@ const FAMILIES: &[Family] = &[
     Family { name: "namespaces", docs: ns::DOCS, register: ns::register },
     Family { name: "links", docs: link::DOCS, register: link::register },
     Family { name: "queries", docs: query::DOCS, register: query::register },
+    Family { name: "policy routing", docs: routing::DOCS, register: routing::register },
     Family { name: "control", docs: control::DOCS, register: control::register },
     Family { name: "overlays", docs: overlay::DOCS, register: overlay::register },
     Family { name: "router labs", docs: router::DOCS, register: router::register },

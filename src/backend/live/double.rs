@@ -212,10 +212,10 @@ impl Double {
         let words = describe(msg);
         if let Some(at) = self.refusals.iter().position(|(w, _)| words.starts_with(w.as_str())) {
             let (_, errno) = self.refusals.remove(at);
-            return (words, Answer { errno: Some(errno), echo: None });
+            return (words, Answer { errno: Some(errno), ..Default::default() });
         }
         let ok = Answer::default();
-        let refuse = |errno| Answer { errno: Some(errno), echo: None };
+        let refuse = |errno| Answer { errno: Some(errno), ..Default::default() };
         let answer = match msg {
             RouteNetlinkMessage::NewLink(m) if m.header.index != 0 && !creating => ok, // changelink
             RouteNetlinkMessage::NewLink(m) => {
@@ -265,10 +265,10 @@ impl Double {
                 }
                 let echo = self.message(&link);
                 self.links.push(link);
-                Answer { errno: None, echo: Some(echo) }
+                Answer { echo: Some(echo), ..Default::default() }
             }
             RouteNetlinkMessage::GetLink(m) => match ifname(m).and_then(|n| self.link_named(ns, &n)) {
-                Some(i) => Answer { errno: None, echo: Some(self.message(&self.links[i])) },
+                Some(i) => Answer { echo: Some(self.message(&self.links[i])), ..Default::default() },
                 None => refuse(libc::ENODEV),
             },
             RouteNetlinkMessage::SetLink(m) => {

@@ -370,7 +370,13 @@ impl<K: Kernel> LiveBackend<K> {
         match q {
             Query::Links(ns) => self.nl.links(&ns).map(Outcome::Links),
             Query::Addrs(ns) => self.nl.addrs(&ns).map(Outcome::Addrs),
+            Query::Link { ns, name } => match self.nl.link_info(&ns, &name)? {
+                Some(l) => Ok(Outcome::Links(vec![l])),
+                None => Err(ops_link::unknown(&ns, &name)),
+            },
             Query::Routes(ns) => self.nl.routes(&ns).map(Outcome::Routes),
+            Query::RoutesIn(ns, tables) => self.nl.routes_in(&ns, tables).map(Outcome::Routes),
+            Query::RouteGet(ns, q) => self.nl.route_get(&ns, &q).map(Outcome::Route),
             Query::Fdb(ns) => self.nl.fdb(&ns).map(Outcome::Fdb),
             Query::VethPeer { ns, name } => self.veth_peer(ns, name),
         }

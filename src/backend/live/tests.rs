@@ -114,7 +114,7 @@ fn requests_that_need_only_an_ack_wait_for_one_burst_per_namespace() {
     b.apply(veth("a", "eth0", "b", "eth0", None)).unwrap();
     b.apply(addr("a", "eth0", "10.9.0.1/24")).unwrap();
     b.apply(addr("b", "eth0", "10.9.0.2/24")).unwrap();
-    b.apply(Op::AddRoute(AddRoute { ns: NsRef::named("a"), dest: None, via: RouteVia::Gateway("10.9.0.2".parse().unwrap()) })).unwrap();
+    b.apply(Op::AddRoute(AddRoute::new(NsRef::named("a"), None, RouteVia::Gateway("10.9.0.2".parse().unwrap())))).unwrap();
     // Nothing queued is sent yet: only the creation went to the kernel.
     assert_eq!(b.nl.kernel().bursts(&NsRef::named("a")), [vec!["newlink veth eth0".to_string()]]);
     b.finish().unwrap();
@@ -217,11 +217,11 @@ fn host_changes_are_recorded_and_undone_renames_followed() {
     let mut b = backend("unit-host");
     b.apply(Op::CreateBridge(CreateBridge { ns: NsRef::Host, name: "brh".into() })).unwrap();
     b.apply(Op::AddAddr(AddAddr { ns: NsRef::Host, link: "brh".into(), addr: "10.7.0.1/24".parse().unwrap() })).unwrap();
-    b.apply(Op::AddRoute(AddRoute {
-        ns: NsRef::Host,
-        dest: Some("10.70.0.0/16".parse().unwrap()),
-        via: RouteVia::Gateway("10.7.0.2".parse().unwrap()),
-    }))
+    b.apply(Op::AddRoute(AddRoute::new(
+        NsRef::Host,
+        Some("10.70.0.0/16".parse().unwrap()),
+        RouteVia::Gateway("10.7.0.2".parse().unwrap()),
+    )))
     .unwrap();
     b.apply(Op::SetLink(SetLink { ns: NsRef::Host, name: "brh".into(), change: LinkChange::Rename("brh2".into()) })).unwrap();
     b.finish().unwrap();

@@ -102,6 +102,10 @@ impl PlanBackend {
         if m.host_background > 0 {
             out.push(format!("kill $(cat {})", quote(&self.host_pid_file())));
         }
+        // Routes before the links they go by (deleting a link takes its routes along).
+        for r in m.routes.iter().rev().filter(|r| r.ns == NsRef::Host) {
+            out.push(r.undo_shell());
+        }
         for l in m.links_in(&NsRef::Host).iter().rev().filter(|l| l.kind != "loopback") {
             // Deleting one end of a veth pair deletes the other: the newer end goes first.
             let peer_gone_first = l.peer.and_then(|p| m.by_id(p)).is_some_and(|p| p.ns == NsRef::Host && p.id > l.id);
@@ -306,17 +310,26 @@ impl PlanBackend {
     fn add_route(&mut self, op: AddRoute) -> Result<Outcome> {
         op.validate()?;
         self.require_ns(&op.ns)?;
-        match &op.via {
-            RouteVia::Gateway(gw) => {
-                if !self.model.addrs.iter().any(|a| a.ns == op.ns && a.addr.contains(*gw)) {
-                    return Err(op.refused(libc::ENETUNREACH));
-                }
-            }
-            RouteVia::Device(dev) => {
-                self.require_link(&op.ns, dev)?;
+        if let Some(dev) = op.device() {
+            self.require_link(&op.ns, dev)?;
+        }
+        if let RouteVia::Gateway(gw) = &op.via {
+            if !op.onlink && !self.model.addrs.iter().any(|a| a.ns == op.ns && a.addr.contains(*gw)) {
+                return Err(op.refused(libc::ENETUNREACH));
             }
         }
-        if self.model.routes.iter().any(|r| r.ns == op.ns && r.dest == op.dest) {
+        if let Some(src) = op.src {
+            if !self.model.addrs.iter().any(|a| a.ns == op.ns && a.addr.ip() == src) {
+                return Err(op.refused(libc::EINVAL));
+            }
+        }
+        let same = |r: &AddRoute| {
+            r.ns == op.ns
+                && r.dest_or_default() == op.dest_or_default()
+                && r.table_id() == op.table_id()
+                && r.metric_or_default() == op.metric_or_default()
+        };
+        if self.model.routes.iter().any(same) {
             return Err(op.refused(libc::EEXIST));
         }
         self.push(op.shell());
@@ -463,30 +476,9 @@ impl PlanBackend {
         match q {
             Query::Links(ns) => {
                 self.require_ns(&ns)?;
-                let links = self
-                    .model
-                    .links_in(&ns)
-                    .into_iter()
-                    .map(|l| LinkInfo {
-                        name: l.name.clone(),
-                        index: l.id as u32 + 1,
-                        kind: if l.kind == "loopback" { String::new() } else { l.kind.clone() },
-                        up: l.up,
-                        state: if l.kind == "loopback" {
-                            "UNKNOWN"
-                        } else if l.up {
-                            "UP"
-                        } else {
-                            "DOWN"
-                        }
-                        .to_string(),
-                        mtu: l.mtu,
-                        mac: l.mac.clone().unwrap_or_default(),
-                        master: l.master.clone(),
-                    })
-                    .collect();
-                Ok(Outcome::Links(links))
+                Ok(Outcome::Links(self.model.links_in(&ns).into_iter().map(link_info).collect()))
             }
+            Query::Link { ns, name } => Ok(Outcome::Links(vec![link_info(self.require_link(&ns, &name)?)])),
             Query::Addrs(ns) => {
                 self.require_ns(&ns)?;
                 let mut addrs = vec![AddrInfo { link: "lo".into(), addr: "127.0.0.1/8".into(), family: 4 }];
@@ -500,6 +492,18 @@ impl PlanBackend {
             Query::Routes(ns) => {
                 self.require_ns(&ns)?;
                 Ok(Outcome::Routes(self.model.routes_in(&ns)))
+            }
+            Query::RoutesIn(ns, tables) => {
+                self.require_ns(&ns)?;
+                Ok(Outcome::Routes(self.model.routes_of(&ns, tables)))
+            }
+            Query::RouteGet(ns, q) => {
+                self.require_ns(&ns)?;
+                q.validate()?;
+                if let Some(iif) = &q.iif {
+                    self.require_link(&ns, iif)?;
+                }
+                self.model.route_get(&ns, &q).map(Outcome::Route).map_err(|errno| q.refused(&ns, errno))
             }
             Query::Fdb(ns) => {
                 self.require_ns(&ns)?;
@@ -587,6 +591,28 @@ impl PlanBackend {
             lines,
         ));
         Ok(Outcome::PingAll(PingAllResult { rtt_ms, elapsed_ms: 0.0 }))
+    }
+}
+
+/// A link of the model as `links(ns)` shows it (the plan has no ifindex: the model's
+/// ids stand in).
+fn link_info(l: &PLink) -> LinkInfo {
+    LinkInfo {
+        name: l.name.clone(),
+        index: l.id as u32 + 1,
+        kind: if l.kind == "loopback" { String::new() } else { l.kind.clone() },
+        up: l.up,
+        state: if l.kind == "loopback" {
+            "UNKNOWN"
+        } else if l.up {
+            "UP"
+        } else {
+            "DOWN"
+        }
+        .to_string(),
+        mtu: l.mtu,
+        mac: l.mac.clone().unwrap_or_default(),
+        master: l.master.clone(),
     }
 }
 

@@ -4,8 +4,8 @@
 use crate::ops::address::AddAddr;
 use crate::ops::dhcp::DhcpServer;
 use crate::ops::firewall::{Rule, SourceNat};
-use crate::ops::query::{family, FdbEntry, RouteInfo};
-use crate::ops::route::{AddRoute, RouteVia};
+use crate::ops::query::{family, FdbEntry, RouteInfo, Tables};
+use crate::ops::route::{AddRoute, RouteAnswer, RouteQuery, RouteVia, TABLE_LOCAL, TABLE_MAIN};
 use crate::ops::NsRef;
 use ipnetwork::IpNetwork;
 use std::net::IpAddr;
@@ -128,23 +128,99 @@ impl Model {
         self.policies.iter().rev().find(|(n, t, c, _)| n == ns && t == table && c == chain).map(|(.., p)| p.as_str()).unwrap_or("ACCEPT")
     }
 
-    /// Connected routes (of up links with addresses) and the routes the script added.
+    /// The main table: connected routes (of up links with addresses) and the routes the
+    /// script added there.
     pub fn routes_in(&self, ns: &NsRef) -> Vec<RouteInfo> {
+        self.routes_of(ns, Tables::One(TABLE_MAIN))
+    }
+
+    /// The routes of `tables`, as the kernel lists them (connected routes in main, with
+    /// their source address; IPv6 ones with metric 256).
+    pub fn routes_of(&self, ns: &NsRef, tables: Tables) -> Vec<RouteInfo> {
         let mut out = Vec::new();
-        for a in self.addrs.iter().filter(|a| &a.ns == ns) {
+        for a in self.addrs.iter().filter(|a| &a.ns == ns && tables.holds(TABLE_MAIN)) {
             if self.link(ns, &a.link).is_some_and(|l| l.up) && a.addr.prefix() < if a.addr.is_ipv4() { 32 } else { 128 } {
                 let net = IpNetwork::new(a.addr.network(), a.addr.prefix()).unwrap_or(a.addr);
-                out.push(RouteInfo { dest: net.to_string(), via: None, dev: Some(a.link.clone()), family: family(&a.addr.ip()) });
+                out.push(RouteInfo {
+                    dest: net.to_string(),
+                    via: None,
+                    dev: Some(a.link.clone()),
+                    family: family(&a.addr.ip()),
+                    table: TABLE_MAIN,
+                    metric: if a.addr.is_ipv4() { 0 } else { 256 },
+                    src: a.addr.is_ipv4().then(|| a.addr.ip().to_string()),
+                });
             }
         }
-        for r in self.routes.iter().filter(|r| &r.ns == ns) {
-            let (via, dev, fam) = match &r.via {
-                RouteVia::Gateway(gw) => (Some(gw.to_string()), self.dev_for(ns, gw), family(gw)),
-                RouteVia::Device(d) => (None, Some(d.clone()), r.dest.map(|d| family(&d.ip())).unwrap_or(4)),
+        for r in self.routes.iter().filter(|r| &r.ns == ns && tables.holds(r.table_id())) {
+            let (via, dev) = match &r.via {
+                RouteVia::Gateway(gw) => (Some(gw.to_string()), r.dev.clone().or_else(|| self.dev_for(ns, gw))),
+                RouteVia::Device(d) => (None, Some(d.clone())),
             };
-            out.push(RouteInfo { dest: r.dest.map(|d| d.to_string()).unwrap_or_else(|| "default".into()), via, dev, family: fam });
+            out.push(RouteInfo {
+                dest: r.dest.map(|d| d.to_string()).unwrap_or_else(|| "default".into()),
+                via,
+                dev,
+                family: if r.is_ipv6() { 6 } else { 4 },
+                table: r.table_id(),
+                metric: r.metric_or_default(),
+                src: r.src.map(|s| s.to_string()),
+            });
         }
         out
+    }
+
+    /// The route of `table` for `dst`: the longest prefix, then the lowest metric.
+    fn pick(&self, ns: &NsRef, table: u32, dst: IpAddr) -> Option<RouteInfo> {
+        let mut best: Option<(u8, u32, RouteInfo)> = None;
+        for r in self.routes_of(ns, Tables::One(table)) {
+            if r.family != family(&dst) {
+                continue;
+            }
+            let prefix = if r.dest == "default" {
+                0
+            } else {
+                match r.dest.parse::<IpNetwork>() {
+                    Ok(n) if n.contains(dst) => n.prefix(),
+                    _ => continue,
+                }
+            };
+            if best.as_ref().is_none_or(|(p, m, _)| prefix > *p || (prefix == *p && r.metric < *m)) {
+                best = Some((prefix, r.metric, r));
+            }
+        }
+        best.map(|(_, _, r)| r)
+    }
+
+    /// What `ip route get` would answer in ns, from the model; Err(errno) as the kernel
+    /// refuses.
+    pub fn route_get(&self, ns: &NsRef, q: &RouteQuery) -> Result<RouteAnswer, i32> {
+        if self.addrs.iter().any(|a| &a.ns == ns && a.addr.ip() == q.dst) {
+            // Until a namespace has rules of its own, the kernel keeps IPv4's local table
+            // merged into main, and says main.
+            let table = if q.dst.is_ipv4() && !self.has_own_rules(ns, 4) { TABLE_MAIN } else { TABLE_LOCAL };
+            return Ok(RouteAnswer { dev: Some("lo".into()), via: None, src: Some(q.dst), table });
+        }
+        if q.iif.is_some() && !self.forwards(ns) {
+            return Err(libc::EHOSTUNREACH);
+        }
+        let (table, r) = self.route_for(ns, q.dst, q.from).ok_or(libc::ENETUNREACH)?;
+        let dev = r.dev.clone();
+        let src = r.src.as_deref().and_then(|s| s.parse().ok()).or(q.from).or_else(|| {
+            let dev = dev.as_deref()?;
+            self.addrs.iter().find(|a| &a.ns == ns && a.link == dev && a.addr.is_ipv4() == q.dst.is_ipv4()).map(|a| a.addr.ip())
+        });
+        Ok(RouteAnswer { dev, via: r.via.as_deref().and_then(|v| v.parse().ok()), src, table })
+    }
+
+    /// Whether ns has policy rules beyond the kernel's own (of family 4 or 6).
+    fn has_own_rules(&self, _ns: &NsRef, _family: u8) -> bool {
+        false
+    }
+
+    /// The table and route a packet from `src` (None: one ns sends itself) to `dst` takes.
+    fn route_for(&self, ns: &NsRef, dst: IpAddr, _src: Option<IpAddr>) -> Option<(u32, RouteInfo)> {
+        self.pick(ns, TABLE_MAIN, dst).map(|r| (TABLE_MAIN, r))
     }
 
     /// The link whose subnet holds `gw`.
@@ -167,26 +243,10 @@ impl Model {
         }
     }
 
-    /// Longest-prefix match in ns: (gateway, device).
-    fn lookup(&self, ns: &NsRef, dst: IpAddr) -> Option<(Option<IpAddr>, Option<String>)> {
-        let mut best: Option<(u8, Option<IpAddr>, Option<String>)> = None;
-        for r in self.routes_in(ns) {
-            let (net, prefix) = if r.dest == "default" {
-                (None, 0)
-            } else {
-                match r.dest.parse::<IpNetwork>() {
-                    Ok(n) if n.contains(dst) => (Some(n), n.prefix()),
-                    _ => continue,
-                }
-            };
-            if net.is_none() && family(&dst) != r.family {
-                continue;
-            }
-            if best.as_ref().is_none_or(|(p, _, _)| prefix > *p) {
-                best = Some((prefix, r.via.as_deref().and_then(|v| v.parse().ok()), r.dev.clone()));
-            }
-        }
-        best.map(|(_, via, dev)| (via, dev))
+    /// The next hop from ns: (gateway, device).
+    fn lookup(&self, ns: &NsRef, dst: IpAddr, src: Option<IpAddr>) -> Option<(Option<IpAddr>, Option<String>)> {
+        let (_, r) = self.route_for(ns, dst, src)?;
+        Some((r.via.as_deref().and_then(|v| v.parse().ok()), r.dev))
     }
 
     fn forwards(&self, ns: &NsRef) -> bool {
@@ -204,7 +264,7 @@ impl Model {
             if hop > 0 && !self.forwards(&cur) {
                 return None;
             }
-            let (via, dev) = self.lookup(&cur, dst)?;
+            let (via, dev) = self.lookup(&cur, dst, src)?;
             let dev = dev?;
             if src.is_none() {
                 src = self.addrs.iter().find(|a| a.ns == cur && a.link == dev && a.addr.is_ipv4() == dst.is_ipv4()).map(|a| a.addr.ip());

@@ -41,6 +41,30 @@ impl<K: Kernel> Netlink<K> {
         }
     }
 
+    /// The name of the link with ifindex `index` in `ns`, or None.
+    pub fn link_name(&mut self, ns: &NsRef, index: u32) -> Result<Option<String>> {
+        let query = LinkUnspec::new_with_index(index).build();
+        let answer = self.exchange(ns, vec![acked(RouteNetlinkMessage::GetLink(query), 0)])?.pop().unwrap_or_default();
+        match answer.errno {
+            None => Ok(answer.echo.as_ref().map(name_of)),
+            Some(libc::ENODEV) => Ok(None),
+            Some(errno) => Err(Error::new(Code::KernelRefused, format!("cannot look up link #{index} in {ns}")).errno(errno)),
+        }
+    }
+
+    /// A link as scripts see it (`link.info()`), read now; None when there is none.
+    pub fn link_info(&mut self, ns: &NsRef, name: &str) -> Result<Option<LinkInfo>> {
+        let Some(msg) = self.get_link(ns, name)? else { return Ok(None) };
+        let master = match msg.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Controller(i) => Some(*i),
+            _ => None,
+        }) {
+            Some(i) => self.link_name(ns, i)?.map(|n| (i, n)),
+            None => None,
+        };
+        Ok(Some(decode::link_info(&msg, &master.into_iter().collect())))
+    }
+
     pub fn link_index(&mut self, ns: &NsRef, name: &str) -> Result<Option<u32>> {
         Ok(self.link_identity(ns, name)?.map(|(index, _)| index))
     }
