@@ -28,6 +28,9 @@ dump() {
     section "$1-$ns-links"; $ipn -j -d link show
     section "$1-$ns-addrs"; $ipn -j addr show
     section "$1-$ns-routes"; $ipn -j route show
+    section "$1-$ns-alltables"; $ipn -j route show table all
+    section "$1-$ns-iprules4"; $ipn -j rule show
+    section "$1-$ns-iprules6"; $ipn -6 -j rule show
     section "$1-$ns-rules"; $ex iptables-save 2>/dev/null; $ex ip6tables-save 2>/dev/null | sed 's/^\*/*6:/'
     [ "$level" = full ] || continue
     section "$1-$ns-sysctls"; $ex sysctl -a 2>/dev/null | grep '^net\.'
@@ -223,6 +226,23 @@ fn normalised(run: &Run, phase: &str, dynamic: &[&str], level: Level) -> State {
                     r["dev"].as_str().unwrap_or("-")
                 ),
             );
+        }
+        // Every table's routes with all ip says of them (metric, src, mtu, table...),
+        // but the kernel's local table; and the policy rules of both families.
+        for mut r in arr(&run.json(&format!("{phase}-{ns}-alltables"))).clone() {
+            if r["table"] == "local" {
+                continue;
+            }
+            // A DHCP address is the source of its link's connected route.
+            if dynamic.contains(&format!("{ns} {}", r["dev"].as_str().unwrap_or("")).as_str()) {
+                r.as_object_mut().unwrap().remove("prefsrc");
+            }
+            add(&ns, "route+", r.to_string());
+        }
+        for fam in ["4", "6"] {
+            for r in arr(&run.json(&format!("{phase}-{ns}-iprules{fam}"))) {
+                add(&ns, &format!("iprule{fam}"), r.to_string());
+            }
         }
         for rule in firewall_rules(&run.section(&format!("{phase}-{ns}-rules"))) {
             add(&ns, "firewall", rule);
@@ -591,6 +611,7 @@ macro_rules! plan_equivalence {
 plan_equivalence! {
     dnat: &[];
     macvlan: &[];
+    policy_routing: &[];
     seed000_router: &["vm2 eth0"];
     seed000_router_short: &["vm2 eth0"];
     seed001_homework: &["vm2 eth0"];

@@ -185,3 +185,119 @@ section link; ip -n a -j -d link show eth0
     assert!(out.contains("after 1300"), "link.mtu(n) still sets it, link.mtu reads it: {out}");
     assert_eq!(link["mtu"], 1300);
 }
+
+#[test]
+fn rules_reach_the_kernel_pick_tables_and_a_host_rule_goes_at_down() {
+    let lab = format!(
+        r#"{PAIR}
+a.route("default", "10.0.0.2", #{{ table: 100 }});
+a.route("203.0.113.0/24", "eth0", #{{ table: 70000 }});
+a.rule(#{{ from: "10.0.0.0/24", table: 100 }});
+a.rule(#{{ to: "203.0.113.0/24", iif: "eth0", table: 70000, pref: 200 }});
+a.rule(#{{ fwmark: 7, table: 100, pref: 50 }});
+a.rule(#{{ oif: "eth0", table: "main" }});
+a.rule(#{{ from: "fd00::/64", table: 100, pref: 300 }});
+host().rule(#{{ from: "198.51.100.0/24", table: 123, pref: 1234 }});
+for r in rules(a) {{ print(`rule ${{r.family}} ${{r.pref}} ${{r.from}} ${{r.to}} ${{r.iif}} ${{r.oif}} ${{r.fwmark}} ${{r.table}}`); }}
+let m = route_get(a, "192.0.2.9", #{{ fwmark: 7 }});
+print(`marked: ${{m.dev}} ${{m.via}} ${{m.table}}`);
+try {{ route_get(a, "192.0.2.9"); }} catch (err) {{ print(`unmarked: ${{err}}`); }}
+"#
+    );
+    let run = isolated(
+        &[("lab.rhai", &lab)],
+        r#"$NSS lab.rhai >out.txt 2>&1 || { cat out.txt; exit 1; }
+section out; cat out.txt
+section rules; ip -n a -j rule show
+section rules6; ip -n a -6 -j rule show
+section host; ip -j rule show
+section marked; ip -n a -j route get 192.0.2.9 mark 7
+$NSS down lab >/dev/null || exit 1
+section host_after; ip -j rule show
+"#,
+    );
+    run.ok();
+    let out = run.section("out");
+    let rules = run.json("rules");
+    // Every rule `ip rule` shows is in rules(a), with the same numbers.
+    for r in arr(&rules) {
+        let sel = |k: &str, len: &str| match (r[k].as_str(), r[len].as_i64()) {
+            (Some("all") | None, _) => "all".to_string(),
+            (Some(a), Some(l)) => format!("{a}/{l}"),
+            (Some(a), None) => a.to_string(),
+        };
+        let table = match r["table"].as_str().unwrap() {
+            "local" => "255".to_string(),
+            "main" => "254".to_string(),
+            "default" => "253".to_string(),
+            t => t.to_string(),
+        };
+        let fwmark = r["fwmark"].as_str().map(|m| i64::from_str_radix(m.trim_start_matches("0x"), 16).unwrap().to_string());
+        let line = format!(
+            "rule 4 {} {} {} {} {} {} {table}",
+            r["priority"],
+            sel("src", "srclen"),
+            sel("dst", "dstlen"),
+            r["iif"].as_str().unwrap_or(""),
+            r["oif"].as_str().unwrap_or(""),
+            fwmark.unwrap_or_default()
+        );
+        assert!(out.contains(&line), "rules(a) lacks what `ip rule` shows ({r}):\n{line}\n{out}");
+    }
+    let find = |pref: i64| arr(&rules).iter().find(|r| r["priority"] == pref).cloned().unwrap_or_else(|| panic!("no rule {pref}: {rules}"));
+    assert_eq!(find(32765)["src"], "10.0.0.0", "the kernel numbered the first rule without pref 32765: {rules}");
+    assert_eq!(find(49)["oif"], "eth0", "the next one without pref goes before the lowest one after local (50): {rules}");
+    assert_eq!(find(200)["table"], "70000");
+    assert_eq!(find(200)["iif"], "eth0");
+    assert_eq!(find(50)["fwmark"], "0x7");
+    assert!(arr(&run.json("rules6")).iter().any(|r| r["priority"] == 300 && r["src"] == "fd00::" && r["table"] == "100"));
+    assert!(out.contains("rule 6 300 fd00::/64 all    100"), "{out}");
+    let marked = run.json("marked");
+    let marked = &arr(&marked)[0];
+    assert_eq!(marked["gateway"], "10.0.0.2");
+    assert!(out.contains("marked: eth0 10.0.0.2 100"), "fwmark 7 leads to table 100 ({marked}):\n{out}");
+    assert!(out.contains("unmarked: no route to 192.0.2.9 in namespace a"), "{out}");
+    assert!(arr(&run.json("host")).iter().any(|r| r["priority"] == 1234 && r["table"] == "123"), "{}", run.section("host"));
+    assert!(
+        !arr(&run.json("host_after")).iter().any(|r| r["priority"] == 1234),
+        "down removed the host's rule: {}",
+        run.section("host_after")
+    );
+}
+
+/// The two-uplink lab, observed from outside: the rule is there, h2's own connection
+/// reaches the far server from isp2's side (the server prints the peer it sees), and
+/// on the wire between rt and isp2 its packets carry rt's isp2 address.
+#[test]
+fn policy_routing_lab_sends_the_source_routed_host_out_of_the_other_uplink() {
+    let run = isolated(
+        &[],
+        r#"$NSS $SCRIPTS/policy_routing.rhai > lab.txt 2>&1 || { cat lab.txt; exit 1; }
+section lab; cat lab.txt
+section rules; ip -n rt -j rule show
+section table2; ip -n rt -j route show table 2
+section h1; ip netns exec h1 socat -T 2 -u TCP:203.0.113.1:7000,connect-timeout=2 STDOUT
+section h2; ip netns exec h2 socat -T 2 -u TCP:203.0.113.1:7000,connect-timeout=2 STDOUT
+ip netns exec isp2 timeout 8 tcpdump -i eth0 -nn -c 1 'icmp and host 203.0.113.1' > cap.txt 2>/dev/null &
+T=$!; sleep 1
+ip netns exec h2 ping -c 2 -W 1 203.0.113.1 >/dev/null
+wait $T
+section cap; cat cap.txt
+ip netns exec isp1 timeout 4 tcpdump -i eth0 -nn -c 1 'icmp and host 203.0.113.1' > cap1.txt 2>/dev/null &
+T=$!; sleep 1
+ip netns exec h2 ping -c 2 -W 1 203.0.113.1 >/dev/null
+wait $T
+section cap1; cat cap1.txt
+$NSS down policy_routing >/dev/null || exit 1
+"#,
+    );
+    run.ok();
+    assert!(run.section("lab").contains("the far server sees h1 as 100.64.1.2 and h2 as 100.64.2.2"), "{}", run.section("lab"));
+    let rules = run.json("rules");
+    assert!(arr(&rules).iter().any(|r| r["priority"] == 100 && r["src"] == "10.0.0.12" && r["table"] == "2"), "{rules}");
+    assert_eq!(arr(&run.json("table2"))[0]["gateway"], "100.64.2.1");
+    assert_eq!(run.section("h1").trim(), "100.64.1.2", "h1 leaves by isp1");
+    assert_eq!(run.section("h2").trim(), "100.64.2.2", "h2 leaves by isp2");
+    assert!(run.section("cap").contains("100.64.2.2 > 203.0.113.1: ICMP echo request"), "on isp2's wire: {}", run.section("cap"));
+    assert!(run.section("cap1").trim().is_empty(), "nothing of h2's on isp1's wire: {}", run.section("cap1"));
+}

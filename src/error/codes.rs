@@ -129,6 +129,9 @@ catalogue! {
     GatewayUnreachable "gateway_unreachable":
         "a route's gateway is not on any subnet the namespace is connected to",
         help: "add an address on the gateway's subnet (and bring its link up) before the route";
+    RuleRefused "rule_refused":
+        "the kernel refused to add a policy rule (ip rule): one like it exists, or a selector is wrong",
+        help: "rules(ns) lists the rules of a namespace (`ip rule` shows the same)";
     NoRoute "no_route":
         "route_get found no way for the packet: no route to it, or an unreachable, prohibit or blackhole route",
         help: "routes(ns, #{ table: \"all\" }) and rules(ns) show the tables and the rules that lead to them";

@@ -23,6 +23,7 @@ pub mod process;
 pub mod qdisc;
 pub mod query;
 pub mod route;
+pub mod rule;
 pub mod shell;
 pub mod sysctl;
 
@@ -80,6 +81,7 @@ pub enum Op {
     DeleteLink(link::DeleteLink),
     AddAddr(address::AddAddr),
     AddRoute(route::AddRoute),
+    AddRule(rule::AddRule),
     Sysctl(sysctl::Sysctl),
     FdbAppend(overlay::FdbAppend),
     BridgeVlanFiltering(overlay::VlanFiltering),
@@ -109,6 +111,7 @@ pub enum Outcome {
     Routes(Vec<query::RouteInfo>),
     /// The route the kernel picks (`route_get`).
     Route(route::RouteAnswer),
+    Rules(Vec<rule::RuleInfo>),
     Fdb(Vec<query::FdbEntry>),
     Exec(process::ExecOutput),
     Text(String),

@@ -22,6 +22,8 @@ pub enum Query {
     RoutesIn(NsRef, Tables),
     /// Which route the kernel picks for a packet (`ip route get`).
     RouteGet(NsRef, RouteQuery),
+    /// The policy rules of ns (`ip rule`, both families).
+    Rules(NsRef),
     /// The bridge and VXLAN forwarding tables of ns (`bridge fdb show`).
     Fdb(NsRef),
     /// The other end of a veth: its namespace and name.

@@ -15,6 +15,7 @@ use rtnetlink::packet_core::NetlinkPayload;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
+use rtnetlink::packet_route::rule::RuleAttribute;
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use std::collections::HashMap;
 use std::os::fd::{OwnedFd, RawFd};
@@ -407,6 +408,19 @@ fn describe(msg: &RouteNetlinkMessage) -> String {
         }
         RouteNetlinkMessage::NewRoute(m) => format!("newroute {}", route_words(m)),
         RouteNetlinkMessage::DelRoute(m) => format!("delroute {}", route_words(m)),
+        RouteNetlinkMessage::NewRule(m) | RouteNetlinkMessage::DelRule(m) => {
+            let verb = if matches!(msg, RouteNetlinkMessage::NewRule(_)) { "newrule" } else { "delrule" };
+            let mut w = verb.to_string();
+            for a in &m.attributes {
+                match a {
+                    RuleAttribute::Source(ip) => w.push_str(&format!(" from {ip}/{}", m.header.src_len)),
+                    RuleAttribute::Table(t) => w.push_str(&format!(" table {t}")),
+                    RuleAttribute::Priority(p) => w.push_str(&format!(" pref {p}")),
+                    _ => {}
+                }
+            }
+            w
+        }
         RouteNetlinkMessage::NewNeighbour(_) => "newneigh".into(),
         RouteNetlinkMessage::NewQueueDiscipline(_) => "newqdisc".into(),
         RouteNetlinkMessage::DelQueueDiscipline(_) => "delqdisc".into(),

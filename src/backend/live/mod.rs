@@ -26,6 +26,7 @@ use crate::ops::link::{self as ops_link, CreateBridge, CreateVeth, DeleteLink, L
 use crate::ops::netns::{CreateNetns, NetnsRecord};
 use crate::ops::query::Query;
 use crate::ops::route::AddRoute;
+use crate::ops::rule::AddRule;
 use crate::ops::sysctl::{Sysctl, SysctlRecord};
 use crate::ops::{names, NsRef, Op, Outcome};
 use kernel::Kernel;
@@ -350,6 +351,16 @@ impl<K: Kernel> LiveBackend<K> {
         Ok(Outcome::Done)
     }
 
+    fn add_policy_rule(&mut self, op: AddRule) -> Result<Outcome> {
+        op.validate()?;
+        if self.state.owns_ns(&op.ns) {
+            self.nl.add_rule(&op)?;
+            return Ok(Outcome::Done);
+        }
+        self.created(Object::Rule(op.clone()), |b| b.nl.add_rule(&op), |_, o| o)?;
+        Ok(Outcome::Done)
+    }
+
     fn set_sysctl(&mut self, op: Sysctl) -> Result<Outcome> {
         op.validate()?;
         if self.state.owns_ns(&op.ns) {
@@ -377,6 +388,7 @@ impl<K: Kernel> LiveBackend<K> {
             Query::Routes(ns) => self.nl.routes(&ns).map(Outcome::Routes),
             Query::RoutesIn(ns, tables) => self.nl.routes_in(&ns, tables).map(Outcome::Routes),
             Query::RouteGet(ns, q) => self.nl.route_get(&ns, &q).map(Outcome::Route),
+            Query::Rules(ns) => self.nl.rules(&ns).map(Outcome::Rules),
             Query::Fdb(ns) => self.nl.fdb(&ns).map(Outcome::Fdb),
             Query::VethPeer { ns, name } => self.veth_peer(ns, name),
         }
@@ -414,6 +426,7 @@ impl<K: Kernel> LiveBackend<K> {
             }
             Op::AddAddr(a) if self.state.owns_link(&a.ns, &a.link) => Some(self.nl.queue_add_addr(a)),
             Op::AddRoute(r) if self.state.owns_ns(&r.ns) => Some(r.validate().and_then(|_| self.nl.queue_add_route(r))),
+            Op::AddRule(r) if self.state.owns_ns(&r.ns) => Some(r.validate().map(|_| self.nl.queue_add_rule(r))),
             _ => None,
         }
     }
@@ -440,6 +453,7 @@ impl<K: Kernel> LiveBackend<K> {
             Op::DeleteLink(o) => self.delete_link(o),
             Op::AddAddr(o) => self.add_addr(o),
             Op::AddRoute(o) => self.add_route(o),
+            Op::AddRule(o) => self.add_policy_rule(o),
             Op::Sysctl(o) => self.set_sysctl(o),
             Op::Exec(o) => {
                 o.cmd.validate()?;

@@ -273,6 +273,12 @@ pub fn teardown<K: Kernel>(state: &LabState, nl: &mut Netlink<K>, wait: bool) ->
 
     // 4. Changes to namespaces that outlive the lab, newest first.
     let undo_here = |ns: &NsRef| !state.owns_ns(ns) && trusted.contains(ns);
+    for (_, r) in state.rules().rev().filter(|(_, r)| undo_here(&r.ns)) {
+        match nl.del_rule(r) {
+            Ok(()) => report.removed(format!("rule {} in {}", r.describe(), r.ns)),
+            Err(e) => report.failed(e.to_string()),
+        }
+    }
     for (_, r) in state.routes().rev().filter(|(_, r)| undo_here(&r.ns)) {
         match nl.del_route(r) {
             Ok(()) => report.removed(format!("route {} in {}", r.describe(), r.ns)),

@@ -13,6 +13,7 @@ use crate::ops::firewall::{Firewall, FwOp, Masquerade};
 use crate::ops::link::{CreateBridge, CreateVeth, LinkChange, SetLink};
 use crate::ops::netns::CreateNetns;
 use crate::ops::route::{AddRoute, RouteVia};
+use crate::ops::rule::AddRule;
 use crate::ops::sysctl::Sysctl;
 use crate::ops::{NsRef, Op};
 
@@ -223,16 +224,31 @@ fn host_changes_are_recorded_and_undone_renames_followed() {
         RouteVia::Gateway("10.7.0.2".parse().unwrap()),
     )))
     .unwrap();
+    let rule = AddRule {
+        ns: NsRef::Host,
+        from: Some("10.7.0.0/24".parse().unwrap()),
+        to: None,
+        iif: None,
+        oif: None,
+        fwmark: None,
+        table: 7,
+        pref: None,
+    };
+    b.apply(Op::AddRule(rule)).unwrap();
     b.apply(Op::SetLink(SetLink { ns: NsRef::Host, name: "brh".into(), change: LinkChange::Rename("brh2".into()) })).unwrap();
     b.finish().unwrap();
     let state = lab::load("unit-host").unwrap();
     assert!(state.link(&NsRef::Host, "brh2").is_some() && state.link(&NsRef::Host, "brh").is_none());
     assert_eq!(state.routes().count(), 1);
+    assert_eq!(state.rules().count(), 1, "a rule in the host's namespace is in the ledger");
     let before = b.nl.kernel().calls.len();
     let report = b.rollback();
     assert!(report.failed.is_empty(), "{report:?}");
     let after = &b.nl.kernel().calls[before..];
     assert!(after.iter().any(|c| matches!(c, Call::Burst(NsRef::Host, r) if r == &["delroute 10.70.0.0/16 via 10.7.0.2"])), "{after:?}");
+    let undone_rule = after.iter().position(|c| matches!(c, Call::Burst(NsRef::Host, r) if r == &["delrule table 7 from 10.7.0.0/24"]));
+    let undone_route = after.iter().position(|c| matches!(c, Call::Burst(NsRef::Host, r) if r[0].starts_with("delroute")));
+    assert!(undone_rule.is_some() && undone_rule < undone_route, "the rule goes before the routes: {after:?}");
     assert!(b.nl.kernel().link_names(&NsRef::Host).is_empty());
 }
 

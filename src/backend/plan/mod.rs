@@ -24,6 +24,7 @@ use crate::ops::process::{Exec, ExecOutput, Spawn};
 use crate::ops::qdisc::SetShape;
 use crate::ops::query::{family, AddrInfo, FdbEntry, LinkInfo, Query};
 use crate::ops::route::{AddRoute, RouteVia};
+use crate::ops::rule::AddRule;
 use crate::ops::shell::{quote, Sh, Step};
 use crate::ops::sysctl::Sysctl;
 use crate::ops::{names, NsRef, Op, Outcome};
@@ -101,6 +102,9 @@ impl PlanBackend {
         }
         if m.host_background > 0 {
             out.push(format!("kill $(cat {})", quote(&self.host_pid_file())));
+        }
+        for r in m.ip_rules.iter().rev().filter(|r| r.ns == NsRef::Host) {
+            out.push(r.undo_shell());
         }
         // Routes before the links they go by (deleting a link takes its routes along).
         for r in m.routes.iter().rev().filter(|r| r.ns == NsRef::Host) {
@@ -337,6 +341,20 @@ impl PlanBackend {
         Ok(Outcome::Done)
     }
 
+    fn add_rule(&mut self, op: AddRule) -> Result<Outcome> {
+        op.validate()?;
+        self.require_ns(&op.ns)?;
+        // The priority the kernel would give it, then its check for the very same rule.
+        let pref = op.pref.unwrap_or_else(|| self.model.next_rule_pref(&op.ns, op.is_ipv6()));
+        let resolved = AddRule { pref: Some(pref), ..op.clone() };
+        if self.model.ip_rules.contains(&resolved) {
+            return Err(op.refused(libc::EEXIST));
+        }
+        self.push(op.shell());
+        self.model.ip_rules.push(resolved);
+        Ok(Outcome::Done)
+    }
+
     fn sysctl(&mut self, op: Sysctl) -> Result<Outcome> {
         op.validate()?;
         self.require_ns(&op.ns)?;
@@ -497,6 +515,10 @@ impl PlanBackend {
                 self.require_ns(&ns)?;
                 Ok(Outcome::Routes(self.model.routes_of(&ns, tables)))
             }
+            Query::Rules(ns) => {
+                self.require_ns(&ns)?;
+                Ok(Outcome::Rules(self.model.rule_infos(&ns)))
+            }
             Query::RouteGet(ns, q) => {
                 self.require_ns(&ns)?;
                 q.validate()?;
@@ -627,6 +649,7 @@ impl Backend for PlanBackend {
             Op::DeleteLink(o) => self.delete_link(o),
             Op::AddAddr(o) => self.add_addr(o),
             Op::AddRoute(o) => self.add_route(o),
+            Op::AddRule(o) => self.add_rule(o),
             Op::Sysctl(o) => self.sysctl(o),
             Op::Exec(o) => self.exec(o),
             Op::Spawn(o) => self.spawn(o),

@@ -6,6 +6,7 @@ use crate::ops::dhcp::DhcpServer;
 use crate::ops::firewall::{Rule, SourceNat};
 use crate::ops::query::{family, FdbEntry, RouteInfo, Tables};
 use crate::ops::route::{AddRoute, RouteAnswer, RouteQuery, RouteVia, TABLE_LOCAL, TABLE_MAIN};
+use crate::ops::rule::{kernel_rules, selector, AddRule, RuleInfo};
 use crate::ops::NsRef;
 use ipnetwork::IpNetwork;
 use std::net::IpAddr;
@@ -47,6 +48,9 @@ pub struct Model {
     pub links: Vec<PLink>,
     pub addrs: Vec<AddAddr>,
     pub routes: Vec<AddRoute>,
+    /// Policy rules the script added, each with its priority (the kernel's when the
+    /// script gave none), in the order the kernel keeps them.
+    pub ip_rules: Vec<AddRule>,
     pub sysctls: Vec<(NsRef, String, String)>,
     pub fdb: Vec<(NsRef, FdbEntry)>,
     pub rules: Vec<PRule>,
@@ -204,7 +208,8 @@ impl Model {
         if q.iif.is_some() && !self.forwards(ns) {
             return Err(libc::EHOSTUNREACH);
         }
-        let (table, r) = self.route_for(ns, q.dst, q.from).ok_or(libc::ENETUNREACH)?;
+        let iif = q.iif.as_deref().unwrap_or("lo");
+        let (table, r) = self.route_for(ns, q.dst, q.from, iif, q.fwmark.unwrap_or(0)).ok_or(libc::ENETUNREACH)?;
         let dev = r.dev.clone();
         let src = r.src.as_deref().and_then(|s| s.parse().ok()).or(q.from).or_else(|| {
             let dev = dev.as_deref()?;
@@ -214,13 +219,61 @@ impl Model {
     }
 
     /// Whether ns has policy rules beyond the kernel's own (of family 4 or 6).
-    fn has_own_rules(&self, _ns: &NsRef, _family: u8) -> bool {
-        false
+    fn has_own_rules(&self, ns: &NsRef, family: u8) -> bool {
+        self.ip_rules.iter().any(|r| &r.ns == ns && r.family() == family)
     }
 
-    /// The table and route a packet from `src` (None: one ns sends itself) to `dst` takes.
-    fn route_for(&self, ns: &NsRef, dst: IpAddr, _src: Option<IpAddr>) -> Option<(u32, RouteInfo)> {
-        self.pick(ns, TABLE_MAIN, dst).map(|r| (TABLE_MAIN, r))
+    /// The rules of ns of one family in the order they apply: the kernel's own and the
+    /// script's, each as (pref, rule).
+    fn rules_of(&self, ns: &NsRef, v6: bool) -> Vec<AddRule> {
+        let own = kernel_rules(v6).iter().map(|(pref, table)| AddRule {
+            ns: ns.clone(),
+            from: None,
+            to: None,
+            iif: None,
+            oif: None,
+            fwmark: None,
+            table: *table,
+            pref: Some(*pref),
+        });
+        let mut all: Vec<AddRule> = own.chain(self.ip_rules.iter().filter(|r| &r.ns == ns && r.is_ipv6() == v6).cloned()).collect();
+        // Stable: a rule goes after those of its priority that came before it.
+        all.sort_by_key(|r| r.pref.unwrap_or(0));
+        all
+    }
+
+    /// The priority the kernel gives a rule added without one: one less than that of
+    /// the second rule of its family (the one after the local rule).
+    pub fn next_rule_pref(&self, ns: &NsRef, v6: bool) -> u32 {
+        self.rules_of(ns, v6).get(1).and_then(|r| r.pref).filter(|p| *p > 0).map(|p| p - 1).unwrap_or(0)
+    }
+
+    /// `rules(ns)` from the model, both families.
+    pub fn rule_infos(&self, ns: &NsRef) -> Vec<RuleInfo> {
+        [false, true]
+            .into_iter()
+            .flat_map(|v6| self.rules_of(ns, v6))
+            .map(|r| RuleInfo {
+                family: r.family(),
+                pref: r.pref.unwrap_or(0),
+                from: selector(r.from),
+                to: selector(r.to),
+                iif: r.iif.clone(),
+                oif: r.oif.clone(),
+                fwmark: r.fwmark,
+                table: r.table,
+            })
+            .collect()
+    }
+
+    /// The table and route a packet takes: the rules in order, and in the first table
+    /// they lead to that has a route, that route. `src` None: ns sends it and has not
+    /// chosen a source yet; `iif` "lo" for what ns sends itself.
+    fn route_for(&self, ns: &NsRef, dst: IpAddr, src: Option<IpAddr>, iif: &str, mark: u32) -> Option<(u32, RouteInfo)> {
+        self.rules_of(ns, dst.is_ipv6())
+            .iter()
+            .filter(|r| r.matches(src, dst, iif, None, mark))
+            .find_map(|r| self.pick(ns, r.table, dst).map(|route| (r.table, route)))
     }
 
     /// The link whose subnet holds `gw`.
@@ -243,9 +296,10 @@ impl Model {
         }
     }
 
-    /// The next hop from ns: (gateway, device).
-    fn lookup(&self, ns: &NsRef, dst: IpAddr, src: Option<IpAddr>) -> Option<(Option<IpAddr>, Option<String>)> {
-        let (_, r) = self.route_for(ns, dst, src)?;
+    /// The next hop from ns for a packet that arrived on `iif` ("lo": ns sends it):
+    /// (gateway, device).
+    fn lookup(&self, ns: &NsRef, dst: IpAddr, src: Option<IpAddr>, iif: &str) -> Option<(Option<IpAddr>, Option<String>)> {
+        let (_, r) = self.route_for(ns, dst, src, iif, 0)?;
         Some((r.via.as_deref().and_then(|v| v.parse().ok()), r.dev))
     }
 
@@ -257,6 +311,7 @@ impl Model {
     /// on the way. Some(the source address dst sees) when it gets there.
     fn deliver(&self, from: &NsRef, mut src: Option<IpAddr>, dst: IpAddr) -> Option<IpAddr> {
         let mut cur = from.clone();
+        let mut iif = "lo".to_string();
         for hop in 0..16 {
             if self.addrs.iter().any(|a| a.ns == cur && a.addr.ip() == dst) || (dst.is_loopback() && hop == 0) {
                 return src.or(Some(dst));
@@ -264,7 +319,7 @@ impl Model {
             if hop > 0 && !self.forwards(&cur) {
                 return None;
             }
-            let (via, dev) = self.lookup(&cur, dst, src)?;
+            let (via, dev) = self.lookup(&cur, dst, src, &iif)?;
             let dev = dev?;
             if src.is_none() {
                 src = self.addrs.iter().find(|a| a.ns == cur && a.link == dev && a.addr.is_ipv4() == dst.is_ipv4()).map(|a| a.addr.ip());
@@ -280,11 +335,12 @@ impl Model {
                 };
             }
             let next = via.unwrap_or(dst);
-            let (ns, _) = self.owner_of(&next)?;
+            let (ns, link) = self.owner_of(&next)?;
             if *ns == cur {
                 return None;
             }
             cur = ns.clone();
+            iif = link.to_string();
         }
         None
     }
