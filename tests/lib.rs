@@ -3,6 +3,7 @@
 
 mod support;
 
+mod bridges;
 mod core;
 mod gallery;
 mod interactive;

@@ -192,6 +192,9 @@ catalogue! {
     PingFailed "ping_failed":
         "a ping check failed: no reply where one was expected, or a reply where none was",
         help: "check each hop's addresses and routes (routes(ns), addrs(ns)), forwarding, NAT and firewall rules";
+    StpTimeout "stp_timeout":
+        "wait_stp's bridge still had ports listening, learning or disabled when the time was up",
+        help: "each port needs its link up; listening and learning take forward_delay each (bridge(name, #{ stp: true, forward_delay: 2000 }))";
     NeighbourLimit "neighbour_limit":
         "pingall would need more neighbour (ARP) entries than the kernel keeps",
         help: "pass #{ static_arp: true } to pingall, or probe fewer nodes at a time";

@@ -12,6 +12,7 @@
 //! the kernel.
 
 pub mod address;
+pub mod bridge;
 pub mod check;
 pub mod dhcp;
 pub mod firewall;
@@ -86,6 +87,8 @@ pub enum Op {
     FdbAppend(overlay::FdbAppend),
     BridgeVlanFiltering(overlay::VlanFiltering),
     BridgeVlan(overlay::BridgeVlan),
+    BridgePort(bridge::SetBridgePort),
+    WaitStp(bridge::WaitStp),
     Shape(qdisc::SetShape),
     Firewall(firewall::Firewall),
     Exec(process::Exec),
@@ -112,6 +115,7 @@ pub enum Outcome {
     /// The route the kernel picks (`route_get`).
     Route(route::RouteAnswer),
     Rules(Vec<rule::RuleInfo>),
+    BridgePorts(Vec<bridge::BridgePortInfo>),
     Fdb(Vec<query::FdbEntry>),
     Exec(process::ExecOutput),
     Text(String),

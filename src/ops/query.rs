@@ -24,6 +24,11 @@ pub enum Query {
     RouteGet(NsRef, RouteQuery),
     /// The policy rules of ns (`ip rule`, both families).
     Rules(NsRef),
+    /// The ports of a bridge with their STP state (`bridge link`).
+    BridgePorts {
+        ns: NsRef,
+        bridge: String,
+    },
     /// The bridge and VXLAN forwarding tables of ns (`bridge fdb show`).
     Fdb(NsRef),
     /// The other end of a veth: its namespace and name.

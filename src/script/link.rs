@@ -19,8 +19,9 @@ fn set(ctx: &NativeCallContext, b: &Shared, l: &Link, change: LinkChange) -> Rha
     }
 }
 
-fn bridge(b: &Shared, ns: NsRef, name: &str) -> RhaiResult<Link> {
-    apply(b, Op::CreateBridge(CreateBridge { ns: ns.clone(), name: name.to_string() }))?;
+fn bridge(b: &Shared, ns: NsRef, name: &str, opts: &Map) -> RhaiResult<Link> {
+    let opts = super::bridge::bridge_opts(opts)?;
+    apply(b, Op::CreateBridge(CreateBridge { opts, ..CreateBridge::new(ns.clone(), name) }))?;
     Ok(Link { ns, name: name.to_string() })
 }
 
@@ -51,10 +52,10 @@ fn connect(ctx: &NativeCallContext, b: &Shared, ns: &Netns, target: Target, opts
 
 /// The link functions and methods, in the order of the reference.
 pub const DOCS: &[FnDoc] = &[
-    FnDoc::new("bridge", "bridge(name) / bridge(ns, name) -> Link", "create a bridge (up) in the host namespace or in ns")
+    FnDoc::new("bridge", "bridge(name) / bridge(ns, name) / bridge(name, opts) / bridge(ns, name, opts) -> Link", "create a bridge (up) in the host namespace or in ns; opts #{ stp?, priority?, forward_delay?, hello_time?, max_age?, ageing?, mcast_snooping? } (times in ms)")
         .details(
-            "A Linux bridge, created up. Give it an address to make it the gateway of the namespaces plugged into it.",
-            r#"let br = bridge("br0").addr("10.0.0.1/24");"#,
+            "A Linux bridge, created up. Give it an address to make it the gateway of the namespaces plugged into it. Options: stp (the kernel's spanning tree), priority (0..65535, the lowest is the root), forward_delay (2000..30000 ms with STP), hello_time (1000..10000 ms), max_age (6000..40000 ms), ageing (ms a learned MAC is kept), mcast_snooping; times are multiples of 10 ms. On a bridge the lab has already, the options are changed.",
+            "let br = bridge(\"br0\").addr(\"10.0.0.1/24\");\nlet s1 = bridge(netns(\"s1\"), \"br0\", #{ stp: true, priority: 4096, forward_delay: 2000 });",
         ),
     FnDoc::new("veth", "veth(a, b) -> Link", "a veth pair a/b in the host namespace, down, like `ip link add a type veth peer name b`; returns a")
         .details(
@@ -133,9 +134,13 @@ pub fn register(r: &mut Registrar, backend: &Shared) {
     r.getter("master", move |l: &mut Link| info(&b, l).map(|i| i.master.map(Dynamic::from).unwrap_or(Dynamic::UNIT)));
 
     let b = backend.clone();
-    r.func("bridge", move |name: &str| bridge(&b, NsRef::Host, name));
+    r.func("bridge", move |name: &str| bridge(&b, NsRef::Host, name, &Map::new()));
     let b = backend.clone();
-    r.func("bridge", move |ns: Netns, name: &str| bridge(&b, ns.0, name));
+    r.func("bridge", move |ns: Netns, name: &str| bridge(&b, ns.0, name, &Map::new()));
+    let b = backend.clone();
+    r.func("bridge", move |name: &str, opts: Map| bridge(&b, NsRef::Host, name, &opts));
+    let b = backend.clone();
+    r.func("bridge", move |ns: Netns, name: &str, opts: Map| bridge(&b, ns.0, name, &opts));
 
     let b = backend.clone();
     r.func("veth", move |a: &str, p: &str| -> RhaiResult<Link> {

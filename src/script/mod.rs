@@ -3,6 +3,7 @@
 //! into Rhai values. Nothing here knows netlink.
 
 mod args;
+mod bridge;
 mod check;
 mod cidr;
 mod control;
@@ -131,6 +132,7 @@ const FAMILIES: &[Family] = &[
     Family { name: "policy routing", docs: routing::DOCS, register: routing::register },
     Family { name: "control", docs: control::DOCS, register: control::register },
     Family { name: "overlays", docs: overlay::DOCS, register: overlay::register },
+    Family { name: "bridges", docs: bridge::DOCS, register: bridge::register },
     Family { name: "router labs", docs: router::DOCS, register: router::register },
     Family { name: "checks", docs: check::DOCS, register: check::register },
     Family { name: "address arithmetic", docs: cidr::DOCS, register: cidr::register },

@@ -3,6 +3,7 @@
 //! errors, records) is in `crate::ops`; this file decides what is recorded, what is
 //! refused because it is not the lab's, and what may be batched.
 
+mod bridge;
 mod dhcp;
 #[cfg(test)]
 mod double;
@@ -231,7 +232,7 @@ impl<K: Kernel> LiveBackend<K> {
     fn create_bridge(&mut self, op: CreateBridge) -> Result<Outcome> {
         op.validate()?;
         if self.state.link(&op.ns, &op.name).is_some_and(|(_, l)| l.kind == "bridge") {
-            return Ok(Outcome::Done);
+            return self.change_bridge(&op);
         }
         for attempt in 0.. {
             let index = self.outside_index(&op.ns);
@@ -389,6 +390,7 @@ impl<K: Kernel> LiveBackend<K> {
             Query::RoutesIn(ns, tables) => self.nl.routes_in(&ns, tables).map(Outcome::Routes),
             Query::RouteGet(ns, q) => self.nl.route_get(&ns, &q).map(Outcome::Route),
             Query::Rules(ns) => self.nl.rules(&ns).map(Outcome::Rules),
+            Query::BridgePorts { ns, bridge } => self.nl.bridge_ports(&ns, &bridge).map(Outcome::BridgePorts),
             Query::Fdb(ns) => self.nl.fdb(&ns).map(Outcome::Fdb),
             Query::VethPeer { ns, name } => self.veth_peer(ns, name),
         }
@@ -474,6 +476,8 @@ impl<K: Kernel> LiveBackend<K> {
                 self.require_owned_link(&o.ns, &o.bridge, "change")?;
                 self.nl.bridge_vlan_filtering(&o).map(|_| Outcome::Done)
             }
+            Op::BridgePort(o) => self.bridge_port(o),
+            Op::WaitStp(o) => self.wait_stp(o),
             Op::BridgeVlan(o) => {
                 self.require_owned_link(&o.ns, &o.port, "change")?;
                 self.nl.bridge_vlan(&o).map(|_| Outcome::Done)

@@ -59,7 +59,7 @@ fn addr(ns: &str, link: &str, cidr: &str) -> Op {
 fn every_object_is_recorded_before_it_exists_and_identified_after() {
     let mut b = backend("unit-ledger");
     b.apply(netns("a")).unwrap();
-    b.apply(Op::CreateBridge(CreateBridge { ns: NsRef::Host, name: "br0".into() })).unwrap();
+    b.apply(Op::CreateBridge(CreateBridge::new(NsRef::Host, "br0"))).unwrap();
     b.apply(veth("host", "a-eth0", "a", "eth0", Some("br0"))).unwrap();
     b.finish().unwrap();
     let phases: Vec<(String, Phase)> = ledger("unit-ledger")
@@ -146,7 +146,7 @@ fn rollback_stops_processes_then_deletes_bridges_aside_and_namespaces_then_resto
     let mut b = backend("unit-rollback");
     b.nl.kernel().set_sysctl(&NsRef::Host, "net.ipv4.ip_forward", "0");
     b.apply(netns("n1")).unwrap();
-    b.apply(Op::CreateBridge(CreateBridge { ns: NsRef::Host, name: "brx".into() })).unwrap();
+    b.apply(Op::CreateBridge(CreateBridge::new(NsRef::Host, "brx"))).unwrap();
     b.apply(veth("host", "n1-eth0", "n1", "eth0", Some("brx"))).unwrap();
     b.apply(Op::Sysctl(Sysctl { ns: NsRef::Host, key: "net.ipv4.ip_forward".into(), value: "1".into() })).unwrap();
     let masq = Masquerade { src: "10.1.0.0/24".parse().unwrap(), out: "eth9".into(), not_dst: None };
@@ -184,7 +184,7 @@ fn down_leaves_alone_what_is_no_longer_the_object_the_lab_made() {
     let mut b = backend("unit-foreign");
     b.apply(netns("mine")).unwrap();
     b.apply(netns("swapped")).unwrap();
-    b.apply(Op::CreateBridge(CreateBridge { ns: NsRef::Host, name: "brf".into() })).unwrap();
+    b.apply(Op::CreateBridge(CreateBridge::new(NsRef::Host, "brf"))).unwrap();
     b.finish().unwrap();
     let state = lab::load("unit-foreign").unwrap();
     let mut k = std::mem::take(b.nl.kernel());
@@ -216,7 +216,7 @@ fn changes_to_a_link_that_is_not_the_labs_are_refused_before_the_kernel_is_asked
 #[test]
 fn host_changes_are_recorded_and_undone_renames_followed() {
     let mut b = backend("unit-host");
-    b.apply(Op::CreateBridge(CreateBridge { ns: NsRef::Host, name: "brh".into() })).unwrap();
+    b.apply(Op::CreateBridge(CreateBridge::new(NsRef::Host, "brh"))).unwrap();
     b.apply(Op::AddAddr(AddAddr { ns: NsRef::Host, link: "brh".into(), addr: "10.7.0.1/24".parse().unwrap() })).unwrap();
     b.apply(Op::AddRoute(AddRoute::new(
         NsRef::Host,

@@ -14,6 +14,7 @@ pub use model::{Model, PLink, PRule};
 use crate::backend::Backend;
 use crate::error::{Code, Error, Result};
 use crate::ops::address::AddAddr;
+use crate::ops::bridge::{self as ops_bridge, BridgePortInfo, SetBridgePort};
 use crate::ops::check::{planned_ping, Ping, PingAll, PingAllResult, PingResult};
 use crate::ops::dhcp::{self, DhcpLease, DhcpServer, Lease};
 use crate::ops::firewall::{deleted_rule, Firewall, FwOp, PortForward};
@@ -194,16 +195,52 @@ impl PlanBackend {
 
     fn create_bridge(&mut self, op: CreateBridge) -> Result<Outcome> {
         op.validate()?;
-        if self.model.link(&op.ns, &op.name).is_some_and(|l| l.kind == "bridge") {
+        if let Some(l) = self.model.link(&op.ns, &op.name).filter(|l| l.kind == "bridge") {
+            if op.opts.is_empty() {
+                return Ok(Outcome::Done);
+            }
+            // The kernel applies the forward delay before the STP state: checked against
+            // the state the bridge is in.
+            if l.stp && op.opts.forward_delay_ms.is_some_and(|fd| fd < ops_bridge::FORWARD_DELAY_STP.0) {
+                return Err(ops_bridge::options_refused(&op.ns, &op.name, &op.opts, libc::ERANGE));
+            }
+            let stp = op.opts.stp.unwrap_or(l.stp);
+            self.model.link_mut(&op.ns, &op.name).expect("just found").stp = stp;
+            self.push(ops_bridge::change_shell(&op.ns, &op.name, &op.opts));
             return Ok(Outcome::Done);
         }
         self.require_ns(&op.ns)?;
         if self.model.link(&op.ns, &op.name).is_some() {
             return Err(self.taken(op.refused(libc::EEXIST), &op.ns, &op.name));
         }
-        self.model.add_link(op.ns.clone(), &op.name, "bridge", true, 1500);
+        let id = self.model.add_link(op.ns.clone(), &op.name, "bridge", true, 1500);
+        self.model.by_id_mut(id).expect("just added").stp = op.opts.stp == Some(true);
         self.push(op.shell());
         Ok(Outcome::Done)
+    }
+
+    fn bridge_port(&mut self, op: SetBridgePort) -> Result<Outcome> {
+        op.validate()?;
+        if self.require_link(&op.ns, &op.port)?.master.is_none() {
+            return Err(op.refused(libc::EOPNOTSUPP));
+        }
+        self.push(op.shell());
+        Ok(Outcome::Done)
+    }
+
+    /// The ports of a bridge as the plan knows them: up ports forward (what STP would
+    /// block is not known to a plan).
+    fn bridge_ports(&self, ns: &NsRef, bridge: &str) -> Result<Vec<BridgePortInfo>> {
+        self.require_link(ns, bridge)?;
+        let ports = self.model.links_in(ns).into_iter().filter(|l| l.master.as_deref() == Some(bridge));
+        Ok(ports
+            .map(|l| BridgePortInfo {
+                name: l.name.clone(),
+                state: if l.up { "forwarding" } else { "disabled" }.into(),
+                cost: 2,
+                priority: 32,
+            })
+            .collect())
     }
 
     fn create_veth(&mut self, op: CreateVeth) -> Result<Outcome> {
@@ -515,6 +552,7 @@ impl PlanBackend {
                 self.require_ns(&ns)?;
                 Ok(Outcome::Routes(self.model.routes_of(&ns, tables)))
             }
+            Query::BridgePorts { ns, bridge } => self.bridge_ports(&ns, &bridge).map(Outcome::BridgePorts),
             Query::Rules(ns) => {
                 self.require_ns(&ns)?;
                 Ok(Outcome::Rules(self.model.rule_infos(&ns)))
@@ -658,6 +696,12 @@ impl Backend for PlanBackend {
             Op::Shape(o) => self.shape(o),
             Op::BridgeVlanFiltering(o) => {
                 self.require_owned(&o.ns, &o.bridge, "change")?;
+                self.push(o.shell());
+                Ok(Outcome::Done)
+            }
+            Op::BridgePort(o) => self.bridge_port(o),
+            Op::WaitStp(o) => {
+                self.require_link(&o.ns, &o.bridge)?;
                 self.push(o.shell());
                 Ok(Outcome::Done)
             }

@@ -29,6 +29,8 @@ pub struct PLink {
     pub remote: Option<IpAddr>,
     /// A vlan's or macvlan's parent (same namespace).
     pub parent: Option<String>,
+    /// A bridge running STP.
+    pub stp: bool,
 }
 
 /// An iptables rule in the model, with what it means to a packet's source if the
@@ -87,6 +89,7 @@ impl Model {
             peer: None,
             remote: None,
             parent: None,
+            stp: false,
         });
         id
     }

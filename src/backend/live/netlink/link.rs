@@ -105,7 +105,11 @@ impl<K: Kernel> Netlink<K> {
 
     /// `index`: the ifindex to create it with (None: the kernel's choice).
     pub fn create_bridge(&mut self, op: &CreateBridge, index: Option<u32>) -> Result<u32> {
-        let mut msg = LinkBridge::new(&op.name).up().build();
+        let mut b = LinkBridge::new(&op.name).up();
+        if !op.opts.is_empty() {
+            b = b.set_info_data(InfoData::Bridge(super::bridge::bridge_info(&op.opts)));
+        }
+        let mut msg = b.build();
         msg.header.index = index.unwrap_or(0);
         let echo = self.create_echo(&op.ns, msg, |errno| op.refused(errno))?;
         self.learn(&op.ns, &op.name, echo.map(|m| m.header.index))
