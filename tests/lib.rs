@@ -6,6 +6,7 @@ mod support;
 mod bridges;
 mod core;
 mod gallery;
+mod htb;
 mod interactive;
 mod overlay;
 mod plan;

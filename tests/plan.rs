@@ -31,6 +31,11 @@ dump() {
     section "$1-$ns-alltables"; $ipn -j route show table all
     section "$1-$ns-iprules4"; $ipn -j rule show
     section "$1-$ns-iprules6"; $ipn -6 -j rule show
+    section "$1-$ns-tc"
+    for d in $($ipn -o link show | awk -F': ' '{print $2}' | cut -d@ -f1); do
+      $tcn -d -raw class show dev "$d" | sed "s/^/$d class /"; echo
+      $tcn -j filter show dev "$d" | sed "s/^/$d filter /"; echo
+    done
     section "$1-$ns-rules"; $ex iptables-save 2>/dev/null; $ex ip6tables-save 2>/dev/null | sed 's/^\*/*6:/'
     [ "$level" = full ] || continue
     section "$1-$ns-sysctls"; $ex sysctl -a 2>/dev/null | grep '^net\.'
@@ -259,6 +264,10 @@ fn normalised(run: &Run, phase: &str, dynamic: &[&str], level: Level) -> State {
                 r.as_object_mut().unwrap().remove("prefsrc");
             }
             add(&ns, "route+", r.to_string());
+        }
+        // HTB classes (with their parameters, as `tc -d -raw class` writes them) and filters.
+        for line in run.section(&format!("{phase}-{ns}-tc")).lines().filter(|l| !l.trim().is_empty()) {
+            add(&ns, "tc", line.trim_end().to_string());
         }
         for fam in ["4", "6"] {
             for r in arr(&run.json(&format!("{phase}-{ns}-iprules{fam}"))) {
@@ -631,6 +640,9 @@ macro_rules! plan_equivalence {
 
 plan_equivalence! {
     dnat: &[];
+    // Its measurements are not known to a plan (reported as not checked); the classes
+    // and filters it builds are compared.
+    htb_per_destination: &[];
     macvlan: &[];
     policy_routing: &[];
     seed000_router: &["vm2 eth0"];

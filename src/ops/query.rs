@@ -24,6 +24,8 @@ pub enum Query {
     RouteGet(NsRef, RouteQuery),
     /// The policy rules of ns (`ip rule`, both families).
     Rules(NsRef),
+    /// The qdiscs of ns and their HTB classes (`tc qdisc show`, `tc class show`).
+    Qdiscs(NsRef),
     /// The ports of a bridge with their STP state (`bridge link`).
     BridgePorts {
         ns: NsRef,

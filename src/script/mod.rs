@@ -16,6 +16,7 @@ mod registrar;
 pub mod registry;
 mod router;
 mod routing;
+mod tc;
 pub mod types;
 
 pub use file::ScriptFile;
@@ -133,6 +134,7 @@ const FAMILIES: &[Family] = &[
     Family { name: "control", docs: control::DOCS, register: control::register },
     Family { name: "overlays", docs: overlay::DOCS, register: overlay::register },
     Family { name: "bridges", docs: bridge::DOCS, register: bridge::register },
+    Family { name: "traffic control", docs: tc::DOCS, register: tc::register },
     Family { name: "router labs", docs: router::DOCS, register: router::register },
     Family { name: "checks", docs: check::DOCS, register: check::register },
     Family { name: "address arithmetic", docs: cidr::DOCS, register: cidr::register },

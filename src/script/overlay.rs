@@ -183,7 +183,7 @@ pub fn parse_rate(text: &str) -> Result<u64, Error> {
 }
 
 /// "32kb", "1500b", "1mb", or a number of bytes.
-fn parse_size(v: &Dynamic, key: &str) -> Result<u32, Error> {
+pub(super) fn parse_size(v: &Dynamic, key: &str) -> Result<u32, Error> {
     if let Ok(n) = v.as_int() {
         return u32::try_from(n).map_err(|_| Error::new(Code::BadValue, format!("{key} {n} is out of range")));
     }

@@ -390,6 +390,7 @@ impl<K: Kernel> LiveBackend<K> {
             Query::RoutesIn(ns, tables) => self.nl.routes_in(&ns, tables).map(Outcome::Routes),
             Query::RouteGet(ns, q) => self.nl.route_get(&ns, &q).map(Outcome::Route),
             Query::Rules(ns) => self.nl.rules(&ns).map(Outcome::Rules),
+            Query::Qdiscs(ns) => self.nl.qdiscs(&ns).map(Outcome::Qdiscs),
             Query::BridgePorts { ns, bridge } => self.nl.bridge_ports(&ns, &bridge).map(Outcome::BridgePorts),
             Query::Fdb(ns) => self.nl.fdb(&ns).map(Outcome::Fdb),
             Query::VethPeer { ns, name } => self.veth_peer(ns, name),
@@ -472,6 +473,7 @@ impl<K: Kernel> LiveBackend<K> {
             Op::CreateLink(o) => self.create_link(o),
             Op::FdbAppend(o) => self.fdb_append(o),
             Op::Shape(o) => self.shape(o),
+            Op::Htb(o) => self.htb(o),
             Op::BridgeVlanFiltering(o) => {
                 self.require_owned_link(&o.ns, &o.bridge, "change")?;
                 self.nl.bridge_vlan_filtering(&o).map(|_| Outcome::Done)

@@ -9,7 +9,7 @@
 
 mod model;
 
-pub use model::{Model, PLink, PRule};
+pub use model::{Model, PLink, PRule, RootQdisc};
 
 use crate::backend::Backend;
 use crate::error::{Code, Error, Result};
@@ -22,7 +22,7 @@ use crate::ops::link::{self as ops_link, format_mac, CreateBridge, CreateVeth, D
 use crate::ops::netns::{self as ops_netns, CreateNetns};
 use crate::ops::overlay::{CreateLink, FdbAppend, LinkKind};
 use crate::ops::process::{Exec, ExecOutput, Spawn};
-use crate::ops::qdisc::SetShape;
+use crate::ops::qdisc::{SetHtb, SetShape};
 use crate::ops::query::{family, AddrInfo, FdbEntry, LinkInfo, Query};
 use crate::ops::route::{AddRoute, RouteVia};
 use crate::ops::rule::AddRule;
@@ -308,11 +308,15 @@ impl PlanBackend {
                         l.parent = Some(new.clone());
                     }
                 }
+                for q in m.qdiscs.iter_mut().filter(|(n, l, _)| *n == ns && *l == name) {
+                    q.1 = new.clone();
+                }
                 m.link_mut(&ns, &name).expect("checked").name = new.clone();
             }
             LinkChange::MoveTo(target) => {
-                // Like the kernel: a moved link arrives down, without addresses or master.
+                // Like the kernel: a moved link arrives down, without addresses, master or qdisc.
                 m.addrs.retain(|a| !(a.ns == ns && a.link == name));
+                m.qdiscs.retain(|(n, l, _)| !(*n == ns && *l == name));
                 m.routes.retain(|r| !(r.ns == ns && r.via == RouteVia::Device(name.clone())));
                 let l = m.link_mut(&ns, &name).expect("checked");
                 l.ns = target.clone();
@@ -472,6 +476,20 @@ impl PlanBackend {
         op.validate()?;
         self.require_owned(&op.ns, &op.link, "shape")?;
         self.push(op.shell()?);
+        self.model.qdiscs.retain(|(ns, name, _)| !(*ns == op.ns && *name == op.link));
+        if let Some(shape) = &op.shape {
+            self.model.qdiscs.push((op.ns.clone(), op.link.clone(), RootQdisc::Shape(shape.qdisc()?)));
+        }
+        Ok(Outcome::Done)
+    }
+
+    fn htb(&mut self, op: SetHtb) -> Result<Outcome> {
+        let htb = op.resolve()?;
+        self.require_link(&op.ns, &op.link)?;
+        let replacing = self.model.qdiscs.iter().any(|(ns, name, _)| *ns == op.ns && *name == op.link);
+        self.push(op.shell(replacing)?);
+        self.model.qdiscs.retain(|(ns, name, _)| !(*ns == op.ns && *name == op.link));
+        self.model.qdiscs.push((op.ns.clone(), op.link.clone(), RootQdisc::Htb(htb)));
         Ok(Outcome::Done)
     }
 
@@ -553,6 +571,10 @@ impl PlanBackend {
                 Ok(Outcome::Routes(self.model.routes_of(&ns, tables)))
             }
             Query::BridgePorts { ns, bridge } => self.bridge_ports(&ns, &bridge).map(Outcome::BridgePorts),
+            Query::Qdiscs(ns) => {
+                self.require_ns(&ns)?;
+                Ok(Outcome::Qdiscs(self.model.qdisc_infos(&ns)))
+            }
             Query::Rules(ns) => {
                 self.require_ns(&ns)?;
                 Ok(Outcome::Rules(self.model.rule_infos(&ns)))
@@ -694,6 +716,7 @@ impl Backend for PlanBackend {
             Op::Query(q) => self.query(q),
             Op::FdbAppend(o) => self.fdb_append(o),
             Op::Shape(o) => self.shape(o),
+            Op::Htb(o) => self.htb(o),
             Op::BridgeVlanFiltering(o) => {
                 self.require_owned(&o.ns, &o.bridge, "change")?;
                 self.push(o.shell());

@@ -4,6 +4,7 @@
 use crate::ops::address::AddAddr;
 use crate::ops::dhcp::DhcpServer;
 use crate::ops::firewall::{Rule, SourceNat};
+use crate::ops::qdisc::{handle_text, Htb, Qdisc, QdiscInfo};
 use crate::ops::query::{family, FdbEntry, RouteInfo, Tables};
 use crate::ops::route::{AddRoute, RouteAnswer, RouteQuery, RouteVia, TABLE_LOCAL, TABLE_MAIN};
 use crate::ops::rule::{kernel_rules, selector, AddRule, RuleInfo};
@@ -42,6 +43,13 @@ pub struct PRule {
     pub source_nat: Option<SourceNat>,
 }
 
+/// A link's root qdisc as the script set it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RootQdisc {
+    Shape(Qdisc),
+    Htb(Htb),
+}
+
 /// What the lab holds once the script has run.
 #[derive(Clone, Debug, Default)]
 pub struct Model {
@@ -59,6 +67,8 @@ pub struct Model {
     /// Chain policies set, as (namespace, table, chain, policy).
     pub policies: Vec<(NsRef, String, String, String)>,
     pub dhcp: Vec<DhcpServer>,
+    /// The root qdiscs the script gave links: (namespace, link, qdisc).
+    pub qdiscs: Vec<(NsRef, String, RootQdisc)>,
     /// Namespaces in which the plan runs or starts programs (exec, spawn, dnsmasq): some
     /// may still run when the lab is taken down.
     pub ran_in: Vec<NsRef>,
@@ -279,6 +289,41 @@ impl Model {
             .find_map(|r| self.pick(ns, r.table, dst).map(|route| (r.table, route)))
     }
 
+    /// `qdiscs(ns)` from the model: each link's root qdisc (noqueue, or noop while it was
+    /// never up, unless the script set one) and the classes of its HTB.
+    pub fn qdisc_infos(&self, ns: &NsRef) -> Vec<QdiscInfo> {
+        let mut out = Vec::new();
+        for l in self.links_in(ns) {
+            let info = |kind: &str, handle: String, parent: &str, class: bool, rate, ceil| QdiscInfo {
+                link: l.name.clone(),
+                kind: kind.into(),
+                handle,
+                parent: parent.into(),
+                class,
+                rate,
+                ceil,
+            };
+            match self.qdiscs.iter().find(|(n, name, _)| n == ns && *name == l.name).map(|(_, _, q)| q) {
+                None => out.push(info(if l.up { "noqueue" } else { "noop" }, "0:".into(), "root", false, None, None)),
+                Some(RootQdisc::Shape(q)) => {
+                    let rate = match q {
+                        Qdisc::Tbf(t) => Some(t.rate_bits),
+                        Qdisc::Netem(_) => None,
+                    };
+                    out.push(info(q.kind(), "1:".into(), "root", false, rate, None));
+                }
+                Some(RootQdisc::Htb(h)) => {
+                    out.push(info("htb", "1:".into(), "root", false, None, None));
+                    for c in &h.classes {
+                        let parent = handle_text(1, c.parent);
+                        out.push(info("htb", handle_text(1, c.minor), &parent, true, Some(c.rate_bits), Some(c.ceil_bits)));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The link whose subnet holds `gw`.
     pub fn dev_for(&self, ns: &NsRef, gw: &IpAddr) -> Option<String> {
         self.addrs.iter().find(|a| &a.ns == ns && a.addr.contains(*gw)).map(|a| a.link.clone())
@@ -292,6 +337,7 @@ impl Model {
     pub fn remove_link(&mut self, id: usize) {
         let Some(l) = self.by_id(id).cloned() else { return };
         self.links.retain(|x| x.id != id);
+        self.qdiscs.retain(|(ns, name, _)| !(*ns == l.ns && *name == l.name));
         self.addrs.retain(|a| !(a.ns == l.ns && a.link == l.name));
         self.routes.retain(|r| !(r.ns == l.ns && r.via == RouteVia::Device(l.name.clone())));
         for other in self.links.iter_mut().filter(|x| x.ns == l.ns && x.master.as_deref() == Some(&l.name)) {
