@@ -8,6 +8,7 @@ mod core;
 mod gallery;
 mod htb;
 mod interactive;
+mod linkkinds;
 mod overlay;
 mod plan;
 mod reliability;

@@ -152,7 +152,7 @@ impl SetLink {
                 err.help(format!("{t} already has a link named {:?}: rename one of them first", self.name))
             }
             (LinkChange::Mtu(_), libc::EINVAL) => err.help("the MTU is outside what this kind of link accepts (68..65535 for veth)"),
-            (LinkChange::Master(_), _) => err.help("the master must be a bridge in the same namespace as the link"),
+            (LinkChange::Master(_), _) => err.help("the master must be a bridge, bond or VRF in the same namespace as the link"),
             _ => err,
         }
     }

@@ -8,6 +8,7 @@ mod check;
 mod cidr;
 mod control;
 mod file;
+mod kinds;
 mod link;
 mod ns;
 mod overlay;
@@ -133,6 +134,7 @@ const FAMILIES: &[Family] = &[
     Family { name: "policy routing", docs: routing::DOCS, register: routing::register },
     Family { name: "control", docs: control::DOCS, register: control::register },
     Family { name: "overlays", docs: overlay::DOCS, register: overlay::register },
+    Family { name: "more link kinds", docs: kinds::DOCS, register: kinds::register },
     Family { name: "bridges", docs: bridge::DOCS, register: bridge::register },
     Family { name: "traffic control", docs: tc::DOCS, register: tc::register },
     Family { name: "router labs", docs: router::DOCS, register: router::register },

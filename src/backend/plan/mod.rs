@@ -33,6 +33,9 @@ use ipnetwork::IpNetwork;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+/// The kinds a link can be enslaved to (`link.master(m)`).
+const MASTER_KINDS: &[&str] = &["bridge", "bond", "vrf"];
+
 pub struct PlanBackend {
     lab: String,
     source: String,
@@ -275,7 +278,9 @@ impl PlanBackend {
         self.require_owned(&op.ns, &op.name, "change")?;
         let (ns, name) = (op.ns.clone(), op.name.clone());
         match &op.change {
-            LinkChange::Master(br) if self.require_link(&ns, br)?.kind != "bridge" => return Err(op.refused(libc::EOPNOTSUPP)),
+            LinkChange::Master(br) if !MASTER_KINDS.contains(&self.require_link(&ns, br)?.kind.as_str()) => {
+                return Err(op.refused(libc::EOPNOTSUPP))
+            }
             LinkChange::Rename(new) if self.model.link(&ns, new).is_some() => return Err(op.refused(libc::EEXIST)),
             LinkChange::MoveTo(target) => {
                 self.require_ns(target)?;
@@ -416,14 +421,11 @@ impl PlanBackend {
             Some(lower) => Some(self.require_link(&op.ns, lower).map_err(|e| op.needing(e))?.mtu),
             None => None,
         };
-        let mtu = op.mtu.or(lower_mtu.map(|m| op.kind.derived_mtu(m))).unwrap_or(1500);
+        let mtu = op.mtu.or(lower_mtu.map(|m| op.kind.derived_mtu(m))).unwrap_or(op.kind.own_mtu());
         let id = self.model.add_link(op.ns.clone(), &op.name, op.kind.kind_name(), op.up, mtu);
         let l = self.model.by_id_mut(id).expect("just added");
-        match &op.kind {
-            LinkKind::Vxlan(v) => l.remote = v.remote.or(v.group),
-            LinkKind::Vlan { parent, .. } | LinkKind::Macvlan { parent, .. } => l.parent = Some(parent.clone()),
-            LinkKind::Tap { .. } => {}
-        }
+        l.remote = op.kind.remote();
+        l.parent = op.kind.lower().filter(|_| !matches!(op.kind, LinkKind::Vxlan(_))).map(String::from);
         self.push(op.shell());
         Ok(Outcome::Link { ns: op.ns, name: op.name })
     }
