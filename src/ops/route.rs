@@ -203,23 +203,14 @@ impl AddRoute {
         c
     }
 
-    fn ip(&self) -> Sh {
-        let c = Sh::ip(&self.ns);
-        if self.is_ipv6() {
-            c.raw("-6")
-        } else {
-            c
-        }
-    }
-
     pub fn shell(&self) -> Step {
-        let add = self.spec(self.ip().raw("route add")).raw("proto static").done();
+        let add = self.spec(Sh::ip_family(&self.ns, self.is_ipv6()).raw("route add")).raw("proto static").done();
         Step::new(format!("route {} in {}", self.describe(), self.ns), vec![add])
     }
 
     /// `ip route del ...` of the same route (the plan's undo).
     pub fn undo_shell(&self) -> String {
-        self.spec(self.ip().raw("route del")).done()
+        self.spec(Sh::ip_family(&self.ns, self.is_ipv6()).raw("route del")).done()
     }
 }
 

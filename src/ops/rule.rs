@@ -155,22 +155,16 @@ impl AddRule {
         c.raw("table").w(table_name(self.table)).opt("pref", self.pref)
     }
 
-    fn ip(&self) -> Sh {
-        let c = Sh::ip(&self.ns);
-        if self.is_ipv6() {
-            c.raw("-6")
-        } else {
-            c
-        }
-    }
-
     pub fn shell(&self) -> Step {
-        Step::new(format!("rule {} in {}", self.describe(), self.ns), vec![self.spec(self.ip().raw("rule add")).done()])
+        Step::new(
+            format!("rule {} in {}", self.describe(), self.ns),
+            vec![self.spec(Sh::ip_family(&self.ns, self.is_ipv6()).raw("rule add")).done()],
+        )
     }
 
     /// `ip rule del ...` of the same rule (the plan's undo).
     pub fn undo_shell(&self) -> String {
-        self.spec(self.ip().raw("rule del")).done()
+        self.spec(Sh::ip_family(&self.ns, self.is_ipv6()).raw("rule del")).done()
     }
 }
 
