@@ -21,7 +21,7 @@ let plain = bridge(s, "br1");
 bridge(s, "br1", #{ priority: 100, ageing: 12340 });
 for p in bridge_ports(br) { print(`port ${p.name} ${p.state} ${p.cost} ${p.priority}`); }
 "#;
-    let run = isolated(
+    let Some(run) = isolated(
         &[("lab.rhai", lab)],
         r#"$NSS lab.rhai > out.txt 2>&1 || { cat out.txt; exit 1; }
 section out; cat out.txt
@@ -29,7 +29,9 @@ section br0; ip -n s -d -j link show br0
 section br1; ip -n s -d -j link show br1
 section p1; bridge -n s -d -j link show dev p1
 "#,
-    );
+    ) else {
+        return;
+    };
     run.ok();
     let br0 = run.json("br0");
     let d = &arr(&br0)[0]["linkinfo"]["info_data"];
@@ -65,10 +67,12 @@ fn the_kernels_limits_are_checked_before_anything_is_made_and_the_plan_says_the_
         ("let b = bridge(\"br0\");\nveth(\"v0\", \"v1\").master(b).bridge_port(#{ priority: 64 });\n", "priority"),
     ] {
         let file = format!("netns(\"a\");\n{lab}");
-        let run = isolated(
+        let Some(run) = isolated(
             &[("lab.rhai", &file)],
             &format!("{SNAPSHOT}\nsnapshot > before\n$NSS lab.rhai; echo \"rc $?\"\nsnapshot > after\nsection diff; diff before after && echo same\nsection plan; $NSS plan lab.rhai 2>&1 >/dev/null; echo \"rc $?\""),
-        );
+        ) else {
+        return;
+    };
         assert!(run.stdout.contains("rc 1"), "{lab}: {}\n{}", run.stdout, run.stderr);
         assert!(run.stderr.contains("nsscript::bad_value") && run.stderr.contains(words), "{lab}:\n{}", run.stderr);
         assert!(run.stderr.contains("lab.rhai:"), "points at the call:\n{}", run.stderr);
@@ -84,7 +88,7 @@ fn the_kernels_limits_are_checked_before_anything_is_made_and_the_plan_says_the_
 /// number of times.
 #[test]
 fn stp_ring_blocks_one_port_and_every_host_reaches_every_other() {
-    let run = isolated(
+    let Some(run) = isolated(
         &[],
         r#"$NSS $SCRIPTS/stp_loop.rhai > lab.txt 2>&1 || { cat lab.txt; exit 1; }
 section lab; cat lab.txt
@@ -95,7 +99,9 @@ for a in 1 2 3; do for b in 1 2 3; do [ $a = $b ] && continue
 section storm; ip -n s2 -s -j link show to-s3
 $NSS down stp_loop >/dev/null || exit 1
 "#,
-    );
+    ) else {
+        return;
+    };
     run.ok();
     let mut blocking = Vec::new();
     for i in 1..=3 {
@@ -121,7 +127,9 @@ $NSS down stp_loop >/dev/null || exit 1
 fn wait_stp_names_each_ports_state_when_stp_does_not_settle() {
     // The second port's link is down (its peer end never comes up): it stays disabled.
     let lab = "let s = netns(\"s\");\nlet br = bridge(s, \"br0\", #{ stp: true, forward_delay: 2000 });\nconnect(netns(\"h\"), br, #{ ifname: \"eth0\", peer: \"up1\" });\nconnect(s, br, #{ ifname: \"loose\", peer: \"down1\" });\nlink(s, \"loose\").down();\nbr.wait_stp(#{ timeout: 5000 });\n";
-    let run = isolated(&[("lab.rhai", lab)], "$NSS --sandbox lab.rhai; echo \"rc $?\"");
+    let Some(run) = isolated(&[("lab.rhai", lab)], "$NSS --sandbox lab.rhai; echo \"rc $?\"") else {
+        return;
+    };
     assert!(run.stdout.contains("rc 1"), "{}\n{}", run.stdout, run.stderr);
     let err = &run.stderr;
     assert!(err.contains("nsscript::stp_timeout"), "{err}");

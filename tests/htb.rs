@@ -18,7 +18,7 @@ const RATE: &str = r#"rate() {
 
 #[test]
 fn htb_classes_filters_and_rates_are_the_kernels_and_the_traffics() {
-    let run = isolated(
+    let Some(run) = isolated(
         &[],
         &format!(
             r#"{RATE}
@@ -37,7 +37,9 @@ section borrow; cat s1.rate
 $NSS down htb_per_destination >/dev/null || exit 1
 "#
         ),
-    );
+    ) else {
+        return;
+    };
     run.ok();
     let qdisc = run.json("qdisc");
     let q = &arr(&qdisc)[0];
@@ -80,7 +82,7 @@ e.htb(#{ "default": 20, classes: [#{ id: 20, rate: "5mbit", ceil: "8mbit", prio:
 a.exec("tc -j qdisc show dev eth0 > replaced.json; tc class show dev eth0 > replaced.txt");
 e.unshape();
 "#;
-    let run = isolated(
+    let Some(run) = isolated(
         &[("lab.rhai", lab)],
         r#"$NSS lab.rhai > out.txt 2>&1 || { cat out.txt; exit 1; }
 section replaced; cat replaced.json
@@ -88,7 +90,9 @@ section replaced_classes; cat replaced.txt
 section after; tc -n a -j qdisc show dev eth0
 section after_classes; tc -n a class show dev eth0
 "#,
-    );
+    ) else {
+        return;
+    };
     run.ok();
     assert_eq!(arr(&run.json("replaced"))[0]["options"]["default"], "0x20", "a second htb() replaces the first");
     let classes = run.section("replaced_classes");
@@ -105,10 +109,12 @@ section after_classes; tc -n a class show dev eth0
         (r#"#{ classes: [#{ id: 10, rate: "1mbit", "match": #{ dst: "fd00::1" } }] }"#, "bad_value", "IPv4"),
     ] {
         let file = format!("let a = netns(\"a\");\nlet e = connect(a, netns(\"b\"), #{{ ifname: \"eth0\" }});\ne.htb({opts});\n");
-        let run = isolated(
+        let Some(run) = isolated(
             &[("lab.rhai", &file)],
             "$NSS lab.rhai; echo \"rc $?\"; section left; ip netns list; section plan; $NSS plan lab.rhai 2>&1 >/dev/null",
-        );
+        ) else {
+            return;
+        };
         assert!(run.section("left").trim().is_empty() && run.stdout.contains("rc 1"), "{opts}: {}\n{}", run.stdout, run.stderr);
         assert!(run.stderr.contains(&format!("nsscript::{code}")) && run.stderr.contains(words), "{opts}:\n{}", run.stderr);
         assert!(run.stderr.contains("lab.rhai:3"), "points at the call:\n{}", run.stderr);

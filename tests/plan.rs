@@ -255,7 +255,7 @@ fn normalised(run: &Run, phase: &str, dynamic: &[&str], level: Level) -> State {
         }
         // Every table's routes with all ip says of them (metric, src, mtu, table...),
         // but the kernel's local table; and the policy rules of both families.
-        for mut r in arr(&run.json(&format!("{phase}-{ns}-alltables"))).clone() {
+        for mut r in arr(&run.json(&format!("{phase}-{ns}-alltables"))).to_vec() {
             if r["table"] == "local" {
                 continue;
             }

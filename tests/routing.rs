@@ -37,7 +37,7 @@ tables.dedup();
 print(`all: ${{tables}}`);
 "#
     );
-    let run = isolated(
+    let Some(run) = isolated(
         &[("lab.rhai", &lab)],
         r#"$NSS lab.rhai >out.txt 2>&1 || { cat out.txt; exit 1; }
 section out; cat out.txt
@@ -49,7 +49,9 @@ section ledger; grep -c '"table":100' /run/nsscript/labs/lab/ledger.jsonl
 $NSS down lab >/dev/null || exit 1
 section host_after; ip -j route show table 100
 "#,
-    );
+    ) else {
+        return;
+    };
     run.ok();
     let t100 = run.json("t100");
     let r = &arr(&t100)[0];
@@ -91,17 +93,19 @@ for d in ["10.30.0.1", "10.31.0.1", "10.32.0.1", "203.0.113.1"] {{
 }}
 "#
     );
-    let run = isolated(
+    let Some(run) = isolated(
         &[("lab.rhai", &lab)],
         r#"$NSS --sandbox lab.rhai >out.txt 2>&1; echo "rc $?" >> out.txt
 section out; cat out.txt
 "#,
-    );
+    ) else {
+        return;
+    };
     let out = run.section("out");
     assert!(out.contains("rc 0"), "{out}\n{}", run.stderr);
     // What iproute2 says of the same lab (built the same way by hand: the answers below
     // are the ones `ip -j route get` gives there).
-    let expect = isolated(
+    let Some(expect) = isolated(
         &[],
         r#"ip netns add a; ip netns add b; ip -n b link add eth0 type veth peer name eth0 netns a
 ip -n a link set lo up; ip -n b link set lo up; ip -n a link set eth0 up; ip -n b link set eth0 up
@@ -109,7 +113,9 @@ ip -n a addr add 10.0.0.1/24 dev eth0; ip -n b addr add 10.0.0.2/24 dev eth0
 ip -n a route add 10.20.0.0/16 via 10.0.0.2 src 10.0.0.1
 for q in "10.0.0.2" "10.20.3.4" "10.0.0.1" "10.20.3.4 from 10.0.0.1"; do section "q $q"; ip -n a -d -j route get $q; done
 "#,
-    );
+    ) else {
+        return;
+    };
     expect.ok();
     for (q, shown) in [
         ("10.0.0.2", "get 10.0.0.2 : "),
@@ -140,14 +146,18 @@ for q in "10.0.0.2" "10.20.3.4" "10.0.0.1" "10.20.3.4 from 10.0.0.1"; do section
 #[test]
 fn route_get_without_a_route_points_at_the_call() {
     let lab = "let a = netns(\"a\");\nlet r = route_get(a, \"203.0.113.1\");\n";
-    let run = isolated(&[("lab.rhai", lab)], "$NSS --sandbox lab.rhai; echo \"rc $?\"");
+    let Some(run) = isolated(&[("lab.rhai", lab)], "$NSS --sandbox lab.rhai; echo \"rc $?\"") else {
+        return;
+    };
     assert!(run.stdout.contains("rc 1"), "{}\n{}", run.stdout, run.stderr);
     let err = &run.stderr;
     assert!(err.contains("nsscript::no_route"), "{err}");
     assert!(err.contains("let r = route_get(a, \"203.0.113.1\");") && err.contains("lab.rhai:2"), "{err}");
     assert!(err.contains("help: no table the rules lead to has a route to it"), "{err}");
     // The plan predicts the same refusal from its model.
-    let plan = isolated(&[("lab.rhai", lab)], "$NSS plan lab.rhai >/dev/null; echo \"rc $?\"");
+    let Some(plan) = isolated(&[("lab.rhai", lab)], "$NSS plan lab.rhai >/dev/null; echo \"rc $?\"") else {
+        return;
+    };
     assert!(plan.stdout.contains("rc 1") && plan.stderr.contains("nsscript::no_route"), "{}\n{}", plan.stdout, plan.stderr);
 }
 
@@ -167,13 +177,15 @@ e.mtu(1300);
 print(`after ${{e.mtu}}`);
 "#
     );
-    let run = isolated(
+    let Some(run) = isolated(
         &[("lab.rhai", &lab)],
         r#"$NSS lab.rhai >out.txt 2>&1 || { cat out.txt; exit 1; }
 section out; cat out.txt
 section link; ip -n a -j -d link show eth0
 "#,
-    );
+    ) else {
+        return;
+    };
     run.ok();
     let links = run.json("link");
     let link = &arr(&links)[0];
@@ -204,7 +216,7 @@ print(`marked: ${{m.dev}} ${{m.via}} ${{m.table}}`);
 try {{ route_get(a, "192.0.2.9"); }} catch (err) {{ print(`unmarked: ${{err}}`); }}
 "#
     );
-    let run = isolated(
+    let Some(run) = isolated(
         &[("lab.rhai", &lab)],
         r#"$NSS lab.rhai >out.txt 2>&1 || { cat out.txt; exit 1; }
 section out; cat out.txt
@@ -215,7 +227,9 @@ section marked; ip -n a -j route get 192.0.2.9 mark 7
 $NSS down lab >/dev/null || exit 1
 section host_after; ip -j rule show
 "#,
-    );
+    ) else {
+        return;
+    };
     run.ok();
     let out = run.section("out");
     let rules = run.json("rules");
@@ -270,7 +284,7 @@ section host_after; ip -j rule show
 /// on the wire between rt and isp2 its packets carry rt's isp2 address.
 #[test]
 fn policy_routing_lab_sends_the_source_routed_host_out_of_the_other_uplink() {
-    let run = isolated(
+    let Some(run) = isolated(
         &[],
         r#"$NSS $SCRIPTS/policy_routing.rhai > lab.txt 2>&1 || { cat lab.txt; exit 1; }
 section lab; cat lab.txt
@@ -290,7 +304,9 @@ wait $T
 section cap1; cat cap1.txt
 $NSS down policy_routing >/dev/null || exit 1
 "#,
-    );
+    ) else {
+        return;
+    };
     run.ok();
     assert!(run.section("lab").contains("the far server sees h1 as 100.64.1.2 and h2 as 100.64.2.2"), "{}", run.section("lab"));
     let rules = run.json("rules");

@@ -494,6 +494,7 @@ fn object_ns(o: &Object) -> Option<&NsRef> {
         Object::Link(l) => Some(&l.ns),
         Object::Addr(a) => Some(&a.ns),
         Object::Route(r) => Some(&r.ns),
+        Object::Rule(r) => Some(&r.ns),
         Object::Sysctl(s) => Some(&s.ns),
         Object::Fw(f) => Some(&f.ns),
         Object::Proc(p) => Some(&p.ns),

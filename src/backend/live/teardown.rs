@@ -86,6 +86,7 @@ fn trusted_outside<K: Kernel>(state: &LabState, nl: &mut Netlink<K>, report: &mu
     state.links().for_each(|(_, l)| note(&l.ns, format!("link {}", l.name)));
     state.addrs().for_each(|(_, a)| note(&a.ns, format!("address {} on {}", a.addr, a.link)));
     state.routes().for_each(|(_, r)| note(&r.ns, format!("route {}", r.describe())));
+    state.rules().for_each(|(_, r)| note(&r.ns, format!("rule {}", r.describe())));
     state.sysctls().for_each(|(_, s)| note(&s.ns, format!("sysctl {}", s.key)));
     state.fw().for_each(|(_, f)| note(&f.ns, format!("iptables {} {}", f.table, f.chain)));
     let mut trusted = HashSet::new();
