@@ -5,6 +5,7 @@ mod support;
 
 mod bridges;
 mod core;
+mod firewall;
 mod gallery;
 mod htb;
 mod interactive;
@@ -15,4 +16,5 @@ mod reliability;
 mod router;
 mod routing;
 mod scale;
+mod services;
 mod trust;

@@ -15,6 +15,8 @@ pub mod address;
 pub mod bridge;
 pub mod check;
 pub mod dhcp;
+pub mod dns;
+pub mod dnsmasq;
 pub mod firewall;
 pub mod link;
 pub mod names;
@@ -23,6 +25,7 @@ pub mod overlay;
 pub mod process;
 pub mod qdisc;
 pub mod query;
+pub mod ra;
 pub mod route;
 pub mod rule;
 pub mod shell;
@@ -96,6 +99,11 @@ pub enum Op {
     Spawn(process::Spawn),
     DhcpServer(dhcp::DhcpServer),
     DhcpLease(dhcp::DhcpLease),
+    DhcpRelay(dhcp::DhcpRelay),
+    DnsServer(dns::DnsServer),
+    RouterAdv(ra::RouterAdv),
+    Resolve(dns::Resolve),
+    WaitAddr(address::WaitAddr),
     Ping(check::Ping),
     PingAll(check::PingAll),
     /// Questions: they change nothing.
@@ -125,6 +133,8 @@ pub enum Outcome {
         pid: u32,
     },
     Lease(dhcp::Lease),
+    /// Addresses (a DNS answer).
+    Ips(Vec<std::net::IpAddr>),
     Ping(check::PingResult),
     PingAll(check::PingAllResult),
 }

@@ -8,6 +8,7 @@ mod check;
 mod cidr;
 mod control;
 mod file;
+mod firewall;
 mod kinds;
 mod link;
 mod ns;
@@ -17,6 +18,7 @@ mod registrar;
 pub mod registry;
 mod router;
 mod routing;
+mod services;
 mod tc;
 pub mod types;
 
@@ -138,6 +140,8 @@ const FAMILIES: &[Family] = &[
     Family { name: "bridges", docs: bridge::DOCS, register: bridge::register },
     Family { name: "traffic control", docs: tc::DOCS, register: tc::register },
     Family { name: "router labs", docs: router::DOCS, register: router::register },
+    Family { name: "firewall", docs: firewall::DOCS, register: firewall::register },
+    Family { name: "services", docs: services::DOCS, register: services::register },
     Family { name: "checks", docs: check::DOCS, register: check::register },
     Family { name: "address arithmetic", docs: cidr::DOCS, register: cidr::register },
 ];
