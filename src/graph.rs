@@ -10,9 +10,10 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Node {
-    /// Unique: `ns:NAME`, `host`, `br:NAME` (host bridge), `br:NS/NAME`, `ext:IP`.
+    /// Unique: `ns:NAME`, `host`, `br:NAME` (host bridge), `br:NS/NAME`, `bond:NS/NAME`,
+    /// `vrf:NS/NAME`, `ext:IP`.
     pub id: String,
-    /// `netns`, `host`, `bridge`, `external`.
+    /// `netns`, `host`, `bridge`, `bond`, `vrf`, `external`.
     pub kind: String,
     pub title: String,
     pub lines: Vec<String>,
@@ -22,7 +23,7 @@ pub struct Node {
 pub struct Edge {
     pub a: String,
     pub b: String,
-    /// `veth` or `vxlan`.
+    /// `veth`, or the tunnel's kind: `vxlan`, `gre`, `gretap`, `ipip`.
     pub kind: String,
     /// The interface names at each end: `eth0 -- vm1-eth0`.
     pub label: String,
@@ -42,20 +43,31 @@ fn ns_id(ns: &NsRef) -> String {
     }
 }
 
-fn bridge_id(ns: &NsRef, name: &str) -> String {
+/// The kinds drawn as boxes of their own, holding the links enslaved to them.
+const MASTERS: &[&str] = &["bridge", "bond", "vrf"];
+
+/// The kinds drawn as edges from their namespace to the holder of their remote address.
+const TUNNELS: &[&str] = &["vxlan", "gre", "gretap", "ipip"];
+
+/// The box of a master device: `br:` for bridges (as before), `bond:`, `vrf:`.
+fn master_id(kind: &str, ns: &NsRef, name: &str) -> String {
+    let prefix = if kind == "bridge" { "br" } else { kind };
     match ns {
-        NsRef::Host => format!("br:{name}"),
-        NsRef::Named(n) => format!("br:{n}/{name}"),
+        NsRef::Host => format!("{prefix}:{name}"),
+        NsRef::Named(n) => format!("{prefix}:{n}/{name}"),
     }
 }
 
-/// The box a link is drawn in: its bridge's for a port or a bridge, else its namespace's.
-fn node_of(l: &PLink) -> String {
-    if l.kind == "bridge" {
-        return bridge_id(&l.ns, &l.name);
+/// The box a link is drawn in: its master's for a port or a master, else its namespace's.
+fn node_of(m: &Model, l: &PLink) -> String {
+    if MASTERS.contains(&l.kind.as_str()) {
+        return master_id(&l.kind, &l.ns, &l.name);
     }
     match &l.master {
-        Some(br) => bridge_id(&l.ns, br),
+        Some(master) => {
+            let kind = m.link(&l.ns, master).map(|x| x.kind.as_str()).unwrap_or("bridge");
+            master_id(kind, &l.ns, master)
+        }
         None => ns_id(&l.ns),
     }
 }
@@ -73,7 +85,7 @@ pub fn build(lab: &str, m: &Model) -> Graph {
     for ns in m.namespaces() {
         let links = m.links_in(&ns);
         let mut lines = Vec::new();
-        for l in links.iter().filter(|l| l.kind != "loopback" && l.kind != "bridge" && l.master.is_none()) {
+        for l in links.iter().filter(|l| l.kind != "loopback" && !MASTERS.contains(&l.kind.as_str()) && l.master.is_none()) {
             let kind = if l.kind == "veth" { String::new() } else { format!(" ({})", l.kind) };
             lines.push(format!("{}{kind}", l.name));
             lines.extend(addr_text(l));
@@ -84,8 +96,11 @@ pub fn build(lab: &str, m: &Model) -> Graph {
         if ns != NsRef::Host || !lines.is_empty() {
             g.nodes.push(Node { id: ns_id(&ns), kind: if ns == NsRef::Host { "host" } else { "netns" }.into(), title, lines });
         }
-        for br in links.iter().filter(|l| l.kind == "bridge") {
+        for br in links.iter().filter(|l| MASTERS.contains(&l.kind.as_str())) {
             let mut lines = addr_text(br);
+            if br.stp {
+                lines.insert(0, "stp".to_string());
+            }
             for port in links.iter().filter(|p| p.master.as_deref() == Some(&br.name)) {
                 let kind = if port.kind == "veth" { String::new() } else { format!(" ({})", port.kind) };
                 lines.push(format!("port {}{kind}", port.name));
@@ -94,7 +109,7 @@ pub fn build(lab: &str, m: &Model) -> Graph {
                 NsRef::Host => br.name.clone(),
                 NsRef::Named(n) => format!("{} (in {n})", br.name),
             };
-            g.nodes.push(Node { id: bridge_id(&ns, &br.name), kind: "bridge".into(), title, lines });
+            g.nodes.push(Node { id: master_id(&br.kind, &ns, &br.name), kind: br.kind.clone(), title, lines });
         }
     }
     let mut seen = BTreeSet::new();
@@ -104,11 +119,11 @@ pub fn build(lab: &str, m: &Model) -> Graph {
             if !seen.insert((l.id.min(p.id), l.id.max(p.id))) {
                 continue;
             }
-            g.edges.push(Edge { a: node_of(l), b: node_of(p), kind: "veth".into(), label: format!("{} -- {}", l.name, p.name) });
+            g.edges.push(Edge { a: node_of(m, l), b: node_of(m, p), kind: "veth".into(), label: format!("{} -- {}", l.name, p.name) });
         }
-        if let (Some(remote), "vxlan") = (l.remote, l.kind.as_str()) {
+        if let (Some(remote), true) = (l.remote, TUNNELS.contains(&l.kind.as_str())) {
             let b = match m.owner_of(&remote).and_then(|(ns, name)| m.link(ns, name)) {
-                Some(t) => node_of(t),
+                Some(t) => node_of(m, t),
                 None => {
                     let id = format!("ext:{remote}");
                     if !g.nodes.iter().any(|n| n.id == id) {
@@ -117,13 +132,13 @@ pub fn build(lab: &str, m: &Model) -> Graph {
                     id
                 }
             };
-            let a = node_of(l);
-            // Two VXLAN ends pointing at each other make one tunnel.
-            if let Some(e) = g.edges.iter_mut().find(|e| e.kind == "vxlan" && e.a == b && e.b == a) {
+            let a = node_of(m, l);
+            // Two ends pointing at each other make one tunnel.
+            if let Some(e) = g.edges.iter_mut().find(|e| e.kind == l.kind && e.a == b && e.b == a) {
                 e.label = format!("{} == {}", e.label, l.name);
                 continue;
             }
-            g.edges.push(Edge { a, b, kind: "vxlan".into(), label: format!("{} (remote {remote})", l.name) });
+            g.edges.push(Edge { a, b, kind: l.kind.clone(), label: format!("{} (remote {remote})", l.name) });
         }
     }
     g
@@ -139,8 +154,8 @@ struct Placed {
 
 fn boxed(n: &Node) -> Vec<String> {
     let mut content = vec![String::new(), n.title.clone()];
-    if n.kind == "bridge" {
-        content[1] = format!("bridge {}", n.title);
+    if MASTERS.contains(&n.kind.as_str()) {
+        content[1] = format!("{} {}", n.kind, n.title);
     }
     content.extend(n.lines.iter().cloned());
     content.push(String::new());
@@ -325,17 +340,17 @@ fn dot_escape(s: &str) -> String {
 pub fn dot(g: &Graph) -> String {
     let mut out = format!("graph \"{}\" {{\n  node [shape=box, fontname=\"monospace\"];\n", dot_escape(&g.lab));
     for n in &g.nodes {
-        let title = if n.kind == "bridge" { format!("bridge {}", n.title) } else { n.title.clone() };
+        let title = if MASTERS.contains(&n.kind.as_str()) { format!("{} {}", n.kind, n.title) } else { n.title.clone() };
         let label = std::iter::once(title).chain(n.lines.iter().cloned()).map(|s| dot_escape(&s)).collect::<Vec<_>>().join("\\n");
         let style = match n.kind.as_str() {
-            "bridge" => ", style=rounded",
+            "bridge" | "bond" | "vrf" => ", style=rounded",
             "external" => ", shape=ellipse",
             _ => "",
         };
         out.push_str(&format!("  \"{}\" [label=\"{label}\"{style}];\n", dot_escape(&n.id)));
     }
     for e in &g.edges {
-        let style = if e.kind == "vxlan" { ", style=dashed" } else { "" };
+        let style = if e.kind != "veth" { ", style=dashed" } else { "" };
         out.push_str(&format!("  \"{}\" -- \"{}\" [label=\"{}\"{style}];\n", dot_escape(&e.a), dot_escape(&e.b), dot_escape(&e.label)));
     }
     out.push_str("}\n");
@@ -347,17 +362,17 @@ pub fn mermaid(g: &Graph) -> String {
     let esc = |s: &str| s.replace('"', "#quot;");
     let mut out = String::from("graph TD\n");
     for n in &g.nodes {
-        let title = if n.kind == "bridge" { format!("bridge {}", n.title) } else { n.title.clone() };
+        let title = if MASTERS.contains(&n.kind.as_str()) { format!("{} {}", n.kind, n.title) } else { n.title.clone() };
         let label = std::iter::once(title).chain(n.lines.iter().cloned()).map(|s| esc(&s)).collect::<Vec<_>>().join("<br/>");
         let (open, close) = match n.kind.as_str() {
-            "bridge" => ("([", "])"),
+            "bridge" | "bond" | "vrf" => ("([", "])"),
             "external" => ("((", "))"),
             _ => ("[", "]"),
         };
         out.push_str(&format!("  {}{open}\"{label}\"{close}\n", ids[n.id.as_str()]));
     }
     for e in &g.edges {
-        let arrow = if e.kind == "vxlan" { "-.-" } else { "---" };
+        let arrow = if e.kind != "veth" { "-.-" } else { "---" };
         out.push_str(&format!("  {} {arrow}|\"{}\"| {}\n", ids[e.a.as_str()], esc(&e.label), ids[e.b.as_str()]));
     }
     out

@@ -112,7 +112,7 @@ pub fn connect(b: &mut dyn Backend, ns: &NsRef, target: &Target, o: &ConnectOpts
         burst.push(Op::AddAddr(AddAddr { ns: outer_ns.clone(), link: peer.clone(), addr }));
     }
     if let Some(gw) = o.gw {
-        burst.push(Op::AddRoute(AddRoute { ns: ns.clone(), dest: None, via: RouteVia::Gateway(gw) }));
+        burst.push(Op::AddRoute(AddRoute::new(ns.clone(), None, RouteVia::Gateway(gw))));
     }
     b.apply_all(burst)?;
     Ok((ns.clone(), ifname))

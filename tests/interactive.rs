@@ -250,6 +250,9 @@ catalogue! {
     diag_kernel_refuses_a_veth_as_master: [("lab.rhai", "let a = veth(\"v0\", \"v1\");\nlet b = veth(\"v2\", \"v3\");\na.master(b);\n")], "$NSS --sandbox lab.rhai";
     diag_address_added_twice: [("lab.rhai", "let b = bridge(\"br0\");\nb.addr(\"10.0.0.1/24\");\nb.addr(\"10.0.0.1/24\");\n")], "$NSS --sandbox lab.rhai";
     diag_route_added_twice: [("lab.rhai", "let a = netns(\"a\");\nconnect(a, bridge(\"br0\"), #{ ifname: \"eth0\", addr: \"10.0.0.2/24\" });\na.route(\"10.9.0.0/16\", \"10.0.0.1\");\na.route(\"10.9.0.0/16\", \"10.0.0.1\");\n")], "$NSS --sandbox lab.rhai";
+    diag_stp_does_not_settle: [("lab.rhai", "let s = netns(\"s\");\nlet br = bridge(s, \"br0\", #{ stp: true, forward_delay: 2000 });\nconnect(s, br, #{ ifname: \"loose\", peer: \"p1\" });\nlink(s, \"loose\").down();\nbr.wait_stp(#{ timeout: 1000 });\n")], "$NSS --sandbox lab.rhai";
+    diag_rule_added_twice: [("lab.rhai", "let a = netns(\"a\");\na.rule(#{ from: \"10.0.0.0/24\", table: 2, pref: 100 });\na.rule(#{ from: \"10.0.0.0/24\", table: 2, pref: 100 });\n")], "$NSS --sandbox lab.rhai";
+    diag_route_get_finds_no_route: [("lab.rhai", "let a = netns(\"a\");\nlet r = route_get(a, \"203.0.113.1\");\n")], "$NSS --sandbox lab.rhai";
     diag_gateway_unreachable_errno_in_words: [("lab.rhai", "let a = netns(\"a\");\na.route(\"default\", \"10.9.9.1\");\n")], "$NSS --sandbox lab.rhai";
     // (the tun device hidden under an empty /dev/net, in the test's own mount namespace)
     diag_tap_without_the_tun_device: [("lab.rhai", "tap(\"tap0\");\n")], "mount -t tmpfs tmpfs /dev/net && $NSS --sandbox lab.rhai";

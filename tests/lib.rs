@@ -3,14 +3,18 @@
 
 mod support;
 
+mod bridges;
 mod core;
 mod firewall;
 mod gallery;
+mod htb;
 mod interactive;
+mod linkkinds;
 mod overlay;
 mod plan;
 mod reliability;
 mod router;
+mod routing;
 mod scale;
 mod services;
 mod trust;

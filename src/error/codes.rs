@@ -129,6 +129,12 @@ catalogue! {
     GatewayUnreachable "gateway_unreachable":
         "a route's gateway is not on any subnet the namespace is connected to",
         help: "add an address on the gateway's subnet (and bring its link up) before the route";
+    RuleRefused "rule_refused":
+        "the kernel refused to add a policy rule (ip rule): one like it exists, or a selector is wrong",
+        help: "rules(ns) lists the rules of a namespace (`ip rule` shows the same)";
+    NoRoute "no_route":
+        "route_get found no way for the packet: no route to it, or an unreachable, prohibit or blackhole route",
+        help: "routes(ns, #{ table: \"all\" }) and rules(ns) show the tables and the rules that lead to them";
     KernelLacksFeature "kernel_lacks_feature":
         "this kernel lacks something the lab uses: VLAN, VXLAN, macvlan, a qdisc (netem), the tun driver...",
         help: "load the module (modprobe) or use a kernel built with it";
@@ -189,6 +195,9 @@ catalogue! {
     PingFailed "ping_failed":
         "a ping check failed: no reply where one was expected, or a reply where none was",
         help: "check each hop's addresses and routes (routes(ns), addrs(ns)), forwarding, NAT and firewall rules";
+    StpTimeout "stp_timeout":
+        "wait_stp's bridge still had ports listening, learning or disabled when the time was up",
+        help: "each port needs its link up; listening and learning take forward_delay each (bridge(name, #{ stp: true, forward_delay: 2000 }))";
     NeighbourLimit "neighbour_limit":
         "pingall would need more neighbour (ARP) entries than the kernel keeps",
         help: "pass #{ static_arp: true } to pingall, or probe fewer nodes at a time";

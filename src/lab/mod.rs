@@ -16,7 +16,8 @@ use crate::ops::link::LinkRecord;
 use crate::ops::names::{validate_ifname, validate_lab_name, validate_netns_name};
 use crate::ops::netns::NetnsRecord;
 use crate::ops::process::ProcRecord;
-use crate::ops::route::{AddRoute, RouteVia};
+use crate::ops::route::AddRoute;
+use crate::ops::rule::AddRule;
 use crate::ops::sysctl::SysctlRecord;
 use crate::ops::NsRef;
 use serde::{Deserialize, Serialize};
@@ -104,6 +105,8 @@ pub enum Object {
     Addr(AddAddr),
     /// A route in a namespace that outlives the lab.
     Route(AddRoute),
+    /// A policy rule in a namespace that outlives the lab.
+    Rule(AddRule),
     /// A sysctl changed in a namespace that outlives the lab, with the value to restore.
     Sysctl(SysctlRecord),
     /// An iptables change in a namespace that outlives the lab, and how to undo it.
@@ -212,6 +215,7 @@ impl LabState {
     records!(links, Link, LinkRecord);
     records!(addrs, Addr, AddAddr);
     records!(routes, Route, AddRoute);
+    records!(rules, Rule, AddRule);
     records!(sysctls, Sysctl, SysctlRecord);
     records!(fw, Fw, FwRecord);
     records!(procs, Proc, ProcRecord);
@@ -271,7 +275,7 @@ impl LabState {
             1..=6 => v.join(","),
             n => format!("{} ({n})", v[..3].join(",") + ",..." + v[n - 1].as_str()),
         };
-        let host_changes = self.addrs().count() + self.routes().count() + self.sysctls().count() + self.fw().count();
+        let host_changes = self.addrs().count() + self.routes().count() + self.rules().count() + self.sysctls().count() + self.fw().count();
         let procs = self.procs().count();
         format!(
             "netns: {}  links: {}  host changes: {host_changes}",
@@ -527,8 +531,14 @@ fn verify(lab: &str, state: &LabState) -> Result<()> {
             }
             Object::Route(r) => {
                 ns_ok(&r.ns)?;
-                if let RouteVia::Device(dev) = &r.via {
+                for dev in [r.device()].into_iter().flatten() {
                     validate_ifname(dev).or_else(|e| refuse(format!("route device {dev:?}"), e))?;
+                }
+            }
+            Object::Rule(r) => {
+                ns_ok(&r.ns)?;
+                for dev in [&r.iif, &r.oif].into_iter().flatten() {
+                    validate_ifname(dev).or_else(|e| refuse(format!("rule device {dev:?}"), e))?;
                 }
             }
             Object::Sysctl(s) => {
@@ -575,6 +585,7 @@ fn verify(lab: &str, state: &LabState) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::route::RouteVia;
 
     fn link(ns: &str, name: &str) -> Object {
         Object::Link(LinkRecord { ns: NsRef::named(ns), name: name.into(), kind: "veth".into(), index: None, pair: None })
@@ -627,11 +638,7 @@ mod tests {
         assert_eq!(serde_json::from_str::<Entry>(&text).unwrap(), e);
         let route = Entry::intent(
             4,
-            Object::Route(AddRoute {
-                ns: NsRef::Host,
-                dest: Some("10.1.0.0/24".parse().unwrap()),
-                via: RouteVia::Gateway("10.0.0.1".parse().unwrap()),
-            }),
+            Object::Route(AddRoute::new(NsRef::Host, Some("10.1.0.0/24".parse().unwrap()), RouteVia::Gateway("10.0.0.1".parse().unwrap()))),
         );
         assert_eq!(serde_json::from_str::<Entry>(&serde_json::to_string(&route).unwrap()).unwrap(), route);
         // A damaged address makes the line (and so the ledger) unreadable.

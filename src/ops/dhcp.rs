@@ -317,7 +317,7 @@ mod tests {
     }
 
     fn route(dest: &str) -> RouteInfo {
-        RouteInfo { dest: dest.into(), via: Some("10.0.1.2".into()), dev: Some("eth0".into()), family: 4 }
+        RouteInfo { dest: dest.into(), via: Some("10.0.1.2".into()), dev: Some("eth0".into()), family: 4, table: 254, metric: 0, src: None }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Links: bridges, veth pairs, and changes to a link (`ip link set`, `ip link del`).
 
+use super::bridge::BridgeOpts;
 use super::names::validate_ifname;
 use super::shell::{Sh, Step};
 use super::NsRef;
@@ -11,11 +12,18 @@ use serde::{Deserialize, Serialize};
 pub struct CreateBridge {
     pub ns: NsRef,
     pub name: String,
+    /// STP and its timers, at creation; on a bridge the lab has already, a change.
+    pub opts: BridgeOpts,
 }
 
 impl CreateBridge {
+    pub fn new(ns: NsRef, name: &str) -> Self {
+        CreateBridge { ns, name: name.to_string(), opts: BridgeOpts::default() }
+    }
+
     pub fn validate(&self) -> Result<()> {
-        validate_ifname(&self.name)
+        validate_ifname(&self.name)?;
+        self.opts.validate(&self.name, self.opts.stp == Some(true))
     }
 
     pub fn refused(&self, errno: i32) -> Error {
@@ -26,7 +34,7 @@ impl CreateBridge {
         let ip = || Sh::ip(&self.ns).raw("link");
         Step::new(
             format!("bridge {} in {}", self.name, self.ns),
-            vec![ip().raw("add").w(&self.name).raw("type bridge").done(), ip().raw("set").w(&self.name).raw("up").done()],
+            vec![super::bridge::create_shell(&self.ns, &self.name, &self.opts), ip().raw("set").w(&self.name).raw("up").done()],
         )
     }
 }
@@ -144,7 +152,7 @@ impl SetLink {
                 err.help(format!("{t} already has a link named {:?}: rename one of them first", self.name))
             }
             (LinkChange::Mtu(_), libc::EINVAL) => err.help("the MTU is outside what this kind of link accepts (68..65535 for veth)"),
-            (LinkChange::Master(_), _) => err.help("the master must be a bridge in the same namespace as the link"),
+            (LinkChange::Master(_), _) => err.help("the master must be a bridge, bond or VRF in the same namespace as the link"),
             _ => err,
         }
     }

@@ -12,6 +12,7 @@
 //! the kernel.
 
 pub mod address;
+pub mod bridge;
 pub mod check;
 pub mod dhcp;
 pub mod dns;
@@ -26,6 +27,7 @@ pub mod qdisc;
 pub mod query;
 pub mod ra;
 pub mod route;
+pub mod rule;
 pub mod shell;
 pub mod sysctl;
 
@@ -83,11 +85,15 @@ pub enum Op {
     DeleteLink(link::DeleteLink),
     AddAddr(address::AddAddr),
     AddRoute(route::AddRoute),
+    AddRule(rule::AddRule),
     Sysctl(sysctl::Sysctl),
     FdbAppend(overlay::FdbAppend),
     BridgeVlanFiltering(overlay::VlanFiltering),
     BridgeVlan(overlay::BridgeVlan),
+    BridgePort(bridge::SetBridgePort),
+    WaitStp(bridge::WaitStp),
     Shape(qdisc::SetShape),
+    Htb(qdisc::SetHtb),
     Firewall(firewall::Firewall),
     Exec(process::Exec),
     Spawn(process::Spawn),
@@ -115,6 +121,11 @@ pub enum Outcome {
     Links(Vec<query::LinkInfo>),
     Addrs(Vec<query::AddrInfo>),
     Routes(Vec<query::RouteInfo>),
+    /// The route the kernel picks (`route_get`).
+    Route(route::RouteAnswer),
+    Rules(Vec<rule::RuleInfo>),
+    BridgePorts(Vec<bridge::BridgePortInfo>),
+    Qdiscs(Vec<qdisc::QdiscInfo>),
     Fdb(Vec<query::FdbEntry>),
     Exec(process::ExecOutput),
     Text(String),

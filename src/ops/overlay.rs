@@ -36,6 +36,74 @@ pub enum LinkKind {
         owner: Option<u32>,
         group: Option<u32>,
     },
+    /// A link that drops what it is sent (addresses to own, routes to nowhere).
+    Dummy,
+    /// A GRE tunnel to `remote` (IPv4); `tap`: a gretap, carrying Ethernet frames.
+    Gre(Tunnel),
+    /// An IP-in-IP tunnel to `remote` (IPv4).
+    Ipip(Tunnel),
+    /// A bond of ports (enslaved with `.master(bond)`, as bridge ports are).
+    Bond {
+        mode: BondMode,
+        miimon: Option<u32>,
+    },
+    /// A VRF: the links enslaved to it route by `table`.
+    Vrf {
+        table: u32,
+    },
+}
+
+/// The ends of an IPv4 tunnel (gre, gretap, ipip).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tunnel {
+    pub local: std::net::Ipv4Addr,
+    pub remote: std::net::Ipv4Addr,
+    pub ttl: Option<u8>,
+    /// GRE only: the key both ways (ikey and okey).
+    pub key: Option<u32>,
+    /// GRE only: gretap.
+    pub tap: bool,
+}
+
+/// The bonding modes, by the names iproute2 gives them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BondMode {
+    BalanceRr,
+    ActiveBackup,
+    BalanceXor,
+    Broadcast,
+    Lacp,
+    BalanceTlb,
+    BalanceAlb,
+}
+
+impl BondMode {
+    pub const ALL: [BondMode; 7] = [
+        BondMode::BalanceRr,
+        BondMode::ActiveBackup,
+        BondMode::BalanceXor,
+        BondMode::Broadcast,
+        BondMode::Lacp,
+        BondMode::BalanceTlb,
+        BondMode::BalanceAlb,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BondMode::BalanceRr => "balance-rr",
+            BondMode::ActiveBackup => "active-backup",
+            BondMode::BalanceXor => "balance-xor",
+            BondMode::Broadcast => "broadcast",
+            BondMode::Lacp => "802.3ad",
+            BondMode::BalanceTlb => "balance-tlb",
+            BondMode::BalanceAlb => "balance-alb",
+        }
+    }
+
+    /// A mode by name or by the kernel's number (0..6).
+    pub fn by_name(name: &str) -> Option<BondMode> {
+        BondMode::ALL.into_iter().enumerate().find(|(i, m)| m.name() == name || i.to_string() == name).map(|(_, m)| m)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -76,6 +144,32 @@ impl LinkKind {
             LinkKind::Vlan { .. } => "vlan",
             LinkKind::Macvlan { .. } => "macvlan",
             LinkKind::Tap { .. } => "tap",
+            LinkKind::Dummy => "dummy",
+            LinkKind::Gre(t) if t.tap => "gretap",
+            LinkKind::Gre(_) => "gre",
+            LinkKind::Ipip(_) => "ipip",
+            LinkKind::Bond { .. } => "bond",
+            LinkKind::Vrf { .. } => "vrf",
+        }
+    }
+
+    /// The MTU the kernel gives a link of a kind that sits on no lower link.
+    pub fn own_mtu(&self) -> u32 {
+        match self {
+            LinkKind::Gre(t) if t.tap => 1462,
+            LinkKind::Gre(_) => 1476,
+            LinkKind::Ipip(_) => 1480,
+            LinkKind::Vrf { .. } => 65575,
+            _ => 1500,
+        }
+    }
+
+    /// The far end of a tunnel (for the graph's edges).
+    pub fn remote(&self) -> Option<IpAddr> {
+        match self {
+            LinkKind::Vxlan(v) => v.remote.or(v.group),
+            LinkKind::Gre(t) | LinkKind::Ipip(t) => Some(IpAddr::V4(t.remote)),
+            _ => None,
         }
     }
 
@@ -84,7 +178,7 @@ impl LinkKind {
         match self {
             LinkKind::Vxlan(v) => v.dev.as_deref(),
             LinkKind::Vlan { parent, .. } | LinkKind::Macvlan { parent, .. } => Some(parent),
-            LinkKind::Tap { .. } => None,
+            _ => None,
         }
     }
 
@@ -110,6 +204,16 @@ impl CreateLink {
         validate_ifname(&self.name)?;
         if let Some(lower) = self.kind.lower() {
             validate_ifname(lower)?;
+        }
+        if let LinkKind::Vrf { table: 0 } = self.kind {
+            return Err(Error::new(Code::BadValue, self.what()).why("table 0 is no table").help(super::route::TABLE_HELP));
+        }
+        if let LinkKind::Gre(t) | LinkKind::Ipip(t) = &self.kind {
+            if t.local == t.remote {
+                return Err(Error::new(Code::BadWiring, self.what())
+                    .why(format!("local and remote are both {}", t.local))
+                    .help("a tunnel's remote is the other end's address"));
+            }
         }
         Ok(())
     }
@@ -174,6 +278,22 @@ impl CreateLink {
                     cmds.push(ip().raw("set").w(&self.name).raw("mtu").w(m.to_string()).done());
                 }
             }
+            LinkKind::Dummy => cmds.push(ip().raw("add").w(&self.name).opt("mtu", self.mtu).raw("type dummy").done()),
+            LinkKind::Gre(t) | LinkKind::Ipip(t) => {
+                let kind = match self.kind.kind_name() {
+                    "gretap" => "type gretap",
+                    "gre" => "type gre",
+                    _ => "type ipip",
+                };
+                let c = ip().raw("add").w(&self.name).opt("mtu", self.mtu).raw(kind).raw("local").w(t.local.to_string());
+                cmds.push(c.raw("remote").w(t.remote.to_string()).opt("ttl", t.ttl).opt("key", t.key).done());
+            }
+            LinkKind::Bond { mode, miimon } => cmds.push(
+                ip().raw("add").w(&self.name).opt("mtu", self.mtu).raw("type bond mode").raw(mode.name()).opt("miimon", *miimon).done(),
+            ),
+            LinkKind::Vrf { table } => {
+                cmds.push(ip().raw("add").w(&self.name).opt("mtu", self.mtu).raw("type vrf table").w(table.to_string()).done())
+            }
         }
         if self.up {
             cmds.push(ip().raw("set").w(&self.name).raw("up").done());
@@ -191,6 +311,11 @@ pub fn lacks_kind(err: Error, kind: &str) -> Error {
         "vlan" => ("802.1Q VLAN", "8021q", "CONFIG_VLAN_8021Q"),
         "vxlan" => ("VXLAN", "vxlan", "CONFIG_VXLAN"),
         "macvlan" => ("macvlan", "macvlan", "CONFIG_MACVLAN"),
+        "dummy" => ("dummy link", "dummy", "CONFIG_DUMMY"),
+        "gre" | "gretap" => ("GRE tunnel", "ip_gre", "CONFIG_NET_IPGRE"),
+        "ipip" => ("IP-in-IP tunnel", "ipip", "CONFIG_NET_IPIP"),
+        "bond" => ("bonding", "bonding", "CONFIG_BONDING"),
+        "vrf" => ("VRF", "vrf", "CONFIG_NET_VRF"),
         _ => return err,
     };
     Error {

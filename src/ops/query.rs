@@ -1,6 +1,7 @@
 //! Questions about a namespace (`links`, `addrs`, `routes`, `fdb`, `link.peer()`),
 //! and the views their answers come in. They change nothing.
 
+use super::route::RouteQuery;
 use super::NsRef;
 use ipnetwork::IpNetwork;
 use serde::Serialize;
@@ -9,8 +10,27 @@ use std::net::IpAddr;
 #[derive(Clone, Debug, PartialEq)]
 pub enum Query {
     Links(NsRef),
+    /// One link, read from the kernel now (`link.info()`, `link.mtu`...).
+    Link {
+        ns: NsRef,
+        name: String,
+    },
     Addrs(NsRef),
+    /// The main table's routes.
     Routes(NsRef),
+    /// The routes of one table, or of all of them.
+    RoutesIn(NsRef, Tables),
+    /// Which route the kernel picks for a packet (`ip route get`).
+    RouteGet(NsRef, RouteQuery),
+    /// The policy rules of ns (`ip rule`, both families).
+    Rules(NsRef),
+    /// The qdiscs of ns and their HTB classes (`tc qdisc show`, `tc class show`).
+    Qdiscs(NsRef),
+    /// The ports of a bridge with their STP state (`bridge link`).
+    BridgePorts {
+        ns: NsRef,
+        bridge: String,
+    },
     /// The bridge and VXLAN forwarding tables of ns (`bridge fdb show`).
     Fdb(NsRef),
     /// The other end of a veth: its namespace and name.
@@ -84,6 +104,27 @@ pub struct RouteInfo {
     pub via: Option<String>,
     pub dev: Option<String>,
     pub family: u8,
+    pub table: u32,
+    /// 0 when the route has none (IPv4); IPv6 routes always have one.
+    pub metric: u32,
+    /// The preferred source address (`src`).
+    pub src: Option<String>,
+}
+
+/// Which tables `routes(ns, #{ table })` lists.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Tables {
+    One(u32),
+    All,
+}
+
+impl Tables {
+    pub fn holds(&self, table: u32) -> bool {
+        match self {
+            Tables::One(t) => *t == table,
+            Tables::All => true,
+        }
+    }
 }
 
 /// One entry of a bridge or VXLAN forwarding table (`bridge fdb`).
@@ -152,6 +193,9 @@ mod tests {
             via: via.map(String::from),
             dev: Some(dev.into()),
             family: 4,
+            table: 254,
+            metric: 0,
+            src: None,
         };
         let routes = vec![r("default", Some("10.0.0.254"), "eth0"), r("10.0.0.0/24", None, "eth0")];
         assert_eq!(route_used(&routes, "10.0.0.9".parse().unwrap()).unwrap(), "10.0.0.0/24 dev eth0");

@@ -32,6 +32,15 @@ impl Sh {
         }
     }
 
+    /// `ip [-n NS] [-6]`: `-6` for IPv6 objects (routes, rules).
+    pub fn ip_family(ns: &NsRef, v6: bool) -> Sh {
+        if v6 {
+            Sh::ip(ns).raw("-6")
+        } else {
+            Sh::ip(ns)
+        }
+    }
+
     /// A program run inside ns (`ip netns exec NS PROGRAM`).
     pub fn inside(ns: &NsRef, program: &'static str) -> Sh {
         Sh::within(ns).raw(program)

@@ -117,3 +117,46 @@ impl<'a> Opts<'a> {
         }
     }
 }
+
+impl Opts<'_> {
+    /// A value as given (None when absent or unit), for options of more than one type.
+    pub fn value(&self, key: &str) -> Option<&Dynamic> {
+        self.get(key)
+    }
+
+    pub fn flag(&self, key: &str) -> RhaiResult<Option<bool>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v.as_bool().map(Some).map_err(|ty| {
+                fail(
+                    Error::new(Code::BadValue, format!("option {key:?} of {}() must be true or false, not {ty}", self.func))
+                        .help(format!("write {key}: true")),
+                )
+            }),
+        }
+    }
+
+    /// An integer option within min..=max.
+    pub fn int_in(&self, key: &str, min: i64, max: i64) -> RhaiResult<Option<u32>> {
+        self.int(key)?.map(|n| u32_in(key, n, min, max)).transpose()
+    }
+
+    /// A routing table option: a number or "main", "local", "default".
+    pub fn table(&self, key: &str) -> RhaiResult<Option<u32>> {
+        self.get(key).map(|v| table(v, key)).transpose()
+    }
+}
+
+/// A routing table: 1..4294967295, or "main", "local", "default" (nsscript never reads or
+/// writes /etc/iproute2/rt_tables: other tables are numbers).
+pub fn table(v: &Dynamic, what: &str) -> RhaiResult<u32> {
+    use crate::ops::route::{table_by_name, TABLE_HELP};
+    let bad = |shown: String| fail(Error::new(Code::BadValue, format!("{what} {shown} is not a routing table")).help(TABLE_HELP));
+    if let Ok(n) = v.as_int() {
+        return u32::try_from(n).ok().filter(|t| *t > 0).ok_or_else(|| bad(n.to_string()));
+    }
+    match v.clone().into_immutable_string() {
+        Ok(s) => table_by_name(s.as_str()).ok_or_else(|| bad(format!("{:?}", s.as_str()))),
+        Err(ty) => Err(bad(format!("(a {ty})"))),
+    }
+}

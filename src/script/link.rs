@@ -7,10 +7,10 @@ use super::{apply, apply_from, fail, from_call, RhaiResult, Shared};
 use crate::error::{Code, Error};
 use crate::ops::address::AddAddr;
 use crate::ops::link::{CreateBridge, CreateVeth, DeleteLink, LinkChange, SetLink};
-use crate::ops::query::Query;
+use crate::ops::query::{LinkInfo, Query};
 use crate::ops::{NsRef, Op, Outcome};
 use crate::recipes::{self, ConnectOpts, Target};
-use rhai::{Map, NativeCallContext};
+use rhai::{Dynamic, Map, NativeCallContext};
 
 fn set(ctx: &NativeCallContext, b: &Shared, l: &Link, change: LinkChange) -> RhaiResult<Link> {
     match apply_from(ctx, b, Op::SetLink(SetLink { ns: l.ns.clone(), name: l.name.clone(), change }))? {
@@ -19,8 +19,9 @@ fn set(ctx: &NativeCallContext, b: &Shared, l: &Link, change: LinkChange) -> Rha
     }
 }
 
-fn bridge(b: &Shared, ns: NsRef, name: &str) -> RhaiResult<Link> {
-    apply(b, Op::CreateBridge(CreateBridge { ns: ns.clone(), name: name.to_string() }))?;
+fn bridge(b: &Shared, ns: NsRef, name: &str, opts: &Map) -> RhaiResult<Link> {
+    let opts = super::bridge::bridge_opts(opts)?;
+    apply(b, Op::CreateBridge(CreateBridge { opts, ..CreateBridge::new(ns.clone(), name) }))?;
     Ok(Link { ns, name: name.to_string() })
 }
 
@@ -51,10 +52,10 @@ fn connect(ctx: &NativeCallContext, b: &Shared, ns: &Netns, target: Target, opts
 
 /// The link functions and methods, in the order of the reference.
 pub const DOCS: &[FnDoc] = &[
-    FnDoc::new("bridge", "bridge(name) / bridge(ns, name) -> Link", "create a bridge (up) in the host namespace or in ns")
+    FnDoc::new("bridge", "bridge(name) / bridge(ns, name) / bridge(name, opts) / bridge(ns, name, opts) -> Link", "create a bridge (up) in the host namespace or in ns; opts #{ stp?, priority?, forward_delay?, hello_time?, max_age?, ageing?, mcast_snooping? } (times in ms)")
         .details(
-            "A Linux bridge, created up. Give it an address to make it the gateway of the namespaces plugged into it.",
-            r#"let br = bridge("br0").addr("10.0.0.1/24");"#,
+            "A Linux bridge, created up. Give it an address to make it the gateway of the namespaces plugged into it. Options: stp (the kernel's spanning tree), priority (0..65535, the lowest is the root), forward_delay (2000..30000 ms with STP), hello_time (1000..10000 ms), max_age (6000..40000 ms), ageing (ms a learned MAC is kept), mcast_snooping; times are multiples of 10 ms. On a bridge the lab has already, the options are changed.",
+            "let br = bridge(\"br0\").addr(\"10.0.0.1/24\");\nlet s1 = bridge(netns(\"s1\"), \"br0\", #{ stp: true, priority: 4096, forward_delay: 2000 });",
         ),
     FnDoc::new("veth", "veth(a, b) -> Link", "a veth pair a/b in the host namespace, down, like `ip link add a type veth peer name b`; returns a")
         .details(
@@ -77,7 +78,7 @@ pub const DOCS: &[FnDoc] = &[
             "Adds an address with its prefix length; IPv6 addresses skip duplicate address detection so they work at once.",
             r#"link(ns0, "veth0").addr("192.168.1.1/24").up();"#,
         ),
-    FnDoc::new("master", "link.master(bridge) -> Link", "enslave the link to a bridge in the same namespace")
+    FnDoc::new("master", "link.master(bridge) -> Link / link.master -> String", "enslave the link to a bridge in the same namespace / (read) its master's name, or ()")
         .details(
             "Enslaves the link to a bridge in the same namespace (`ip link set NAME master BR`).",
             r#"link("veth0").master(br).up();"#,
@@ -93,9 +94,17 @@ pub const DOCS: &[FnDoc] = &[
             "Renames the link (it must be down on older kernels).",
             r#"link(rt, "link-in-rt").rename("eth0");"#,
         ),
-    FnDoc::new("mtu", "link.mtu(n) -> Link", "set the MTU"),
-    FnDoc::new("mac", r#"link.mac("02:00:00:00:00:01") -> Link"#, "set the MAC address"),
+    FnDoc::new("mtu", "link.mtu(n) -> Link / link.mtu -> i64", "set the MTU / (read) the MTU, from the kernel now"),
+    FnDoc::new("mac", r#"link.mac("02:00:00:00:00:01") -> Link / link.mac -> String"#, "set the MAC address / (read) the MAC address"),
     FnDoc::new("peer", "link.peer() -> Link", "the other end of a veth"),
+    FnDoc::new("info", "link.info() -> #{ name, index, kind, up, state, mtu, mac, master }", "what the kernel says of the link now (the plan: its model)")
+        .details(
+            "The link as links(ns) shows it, read from the kernel at the call (after whatever the script asked before). The same facts are read-only properties: link.mtu, link.mac, link.state, link.kind, link.index, link.master (link.mtu(n) and link.mac(m) still set them).",
+            "let e = link(vm1, \"eth0\");\nprint(`${e.name}: mtu ${e.mtu}, ${e.state}, mac ${e.mac}`);\nif e.mtu > 1450 { e.mtu(1450); }",
+        ),
+    FnDoc::new("index", "link.index -> i64", "(read) the link's ifindex"),
+    FnDoc::new("state", "link.state -> String", "(read) the link's operational state: UP, DOWN, UNKNOWN, LOWERLAYERDOWN..."),
+    FnDoc::new("kind", "link.kind -> String", "(read) the link's kind: veth, bridge, vxlan... (\"\" for lo and plain devices)"),
     FnDoc::new("delete", "link.delete()", "delete the link (a veth takes its peer with it)"),
     FnDoc::new("connect", "connect(ns, bridge|netns, #{ ifname, peer, addr, gw, mtu, peer_addr }) -> Link", "a veth from ns to a bridge or another namespace, created in place, both ends up; returns the inner end")
         .details(
@@ -110,9 +119,28 @@ pub fn register(r: &mut Registrar, backend: &Shared) {
     r.property("ns", |l: &mut Link| Netns(l.ns.clone()));
 
     let b = backend.clone();
-    r.func("bridge", move |name: &str| bridge(&b, NsRef::Host, name));
+    r.func("info", move |l: &mut Link| -> RhaiResult<Map> { info(&b, l).map(super::query::link_map) });
     let b = backend.clone();
-    r.func("bridge", move |ns: Netns, name: &str| bridge(&b, ns.0, name));
+    r.getter("mtu", move |l: &mut Link| info(&b, l).map(|i| i64::from(i.mtu)));
+    let b = backend.clone();
+    r.getter("mac", move |l: &mut Link| info(&b, l).map(|i| i.mac));
+    let b = backend.clone();
+    r.getter("state", move |l: &mut Link| info(&b, l).map(|i| i.state));
+    let b = backend.clone();
+    r.getter("kind", move |l: &mut Link| info(&b, l).map(|i| i.kind));
+    let b = backend.clone();
+    r.getter("index", move |l: &mut Link| info(&b, l).map(|i| i64::from(i.index)));
+    let b = backend.clone();
+    r.getter("master", move |l: &mut Link| info(&b, l).map(|i| i.master.map(Dynamic::from).unwrap_or(Dynamic::UNIT)));
+
+    let b = backend.clone();
+    r.func("bridge", move |name: &str| bridge(&b, NsRef::Host, name, &Map::new()));
+    let b = backend.clone();
+    r.func("bridge", move |ns: Netns, name: &str| bridge(&b, ns.0, name, &Map::new()));
+    let b = backend.clone();
+    r.func("bridge", move |name: &str, opts: Map| bridge(&b, NsRef::Host, name, &opts));
+    let b = backend.clone();
+    r.func("bridge", move |ns: Netns, name: &str, opts: Map| bridge(&b, ns.0, name, &opts));
 
     let b = backend.clone();
     r.func("veth", move |a: &str, p: &str| -> RhaiResult<Link> {
@@ -193,6 +221,14 @@ pub fn register(r: &mut Registrar, backend: &Shared) {
     });
     let b = backend.clone();
     r.func("connect", move |ctx: NativeCallContext, ns: Netns, other: Netns| connect(&ctx, &b, &ns, Target::Netns(other.0), &Map::new()));
+}
+
+/// The link as the kernel (or the plan's model) has it now.
+fn info(b: &Shared, l: &Link) -> RhaiResult<LinkInfo> {
+    match apply(b, Op::Query(Query::Link { ns: l.ns.clone(), name: l.name.clone() }))? {
+        Outcome::Links(mut found) if !found.is_empty() => Ok(found.remove(0)),
+        _ => Err(fail(crate::ops::link::unknown(&l.ns, &l.name))),
+    }
 }
 
 /// `link(ns, name)`: a handle on a link that must exist now.

@@ -3,11 +3,13 @@
 //! into Rhai values. Nothing here knows netlink.
 
 mod args;
+mod bridge;
 mod check;
 mod cidr;
 mod control;
 mod file;
 mod firewall;
+mod kinds;
 mod link;
 mod ns;
 mod overlay;
@@ -15,7 +17,9 @@ mod query;
 mod registrar;
 pub mod registry;
 mod router;
+mod routing;
 mod services;
+mod tc;
 pub mod types;
 
 pub use file::ScriptFile;
@@ -129,8 +133,12 @@ const FAMILIES: &[Family] = &[
     Family { name: "namespaces", docs: ns::DOCS, register: ns::register },
     Family { name: "links", docs: link::DOCS, register: link::register },
     Family { name: "queries", docs: query::DOCS, register: query::register },
+    Family { name: "policy routing", docs: routing::DOCS, register: routing::register },
     Family { name: "control", docs: control::DOCS, register: control::register },
     Family { name: "overlays", docs: overlay::DOCS, register: overlay::register },
+    Family { name: "more link kinds", docs: kinds::DOCS, register: kinds::register },
+    Family { name: "bridges", docs: bridge::DOCS, register: bridge::register },
+    Family { name: "traffic control", docs: tc::DOCS, register: tc::register },
     Family { name: "router labs", docs: router::DOCS, register: router::register },
     Family { name: "firewall", docs: firewall::DOCS, register: firewall::register },
     Family { name: "services", docs: services::DOCS, register: services::register },

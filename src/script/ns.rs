@@ -1,7 +1,7 @@
 //! Namespaces: `host()`, `netns()`, `lab()`, and what runs inside a namespace:
 //! `forward`, `exec`, `route`, `sysctl`.
 
-use super::args;
+use super::args::{self, Opts};
 use super::registrar::{FnDoc, Registrar};
 use super::router;
 use super::types::Netns;
@@ -29,7 +29,8 @@ fn exec(b: &Shared, ns: &Netns, cmd: Command) -> RhaiResult<Map> {
     }
 }
 
-fn route(ctx: &NativeCallContext, b: &Shared, ns: &Netns, dest: &str, via: &str) -> RhaiResult<Netns> {
+fn route(ctx: &NativeCallContext, b: &Shared, ns: &Netns, dest: &str, via: &str, opts: &Map) -> RhaiResult<Netns> {
+    let o = Opts::new("route", opts, &["table", "metric", "src", "mtu", "onlink", "dev"])?;
     let dest = args::route_dest(dest)?;
     let via = match via.parse() {
         Ok(ip) => RouteVia::Gateway(ip),
@@ -37,7 +38,16 @@ fn route(ctx: &NativeCallContext, b: &Shared, ns: &Netns, dest: &str, via: &str)
         Err(_) if via.chars().all(|c| c.is_ascii_hexdigit() || c == '.' || c == ':') => return Err(args::ip(via).unwrap_err()),
         Err(_) => RouteVia::Device(via.to_string()),
     };
-    apply_from(ctx, b, Op::AddRoute(AddRoute { ns: ns.0.clone(), dest, via }))?;
+    let op = AddRoute {
+        dev: o.string("dev")?,
+        table: o.table("table")?,
+        metric: o.int_in("metric", 0, i64::from(u32::MAX))?,
+        src: o.string("src")?.map(|s| args::ip(&s)).transpose()?,
+        mtu: o.int_in("mtu", 68, 65535)?,
+        onlink: o.flag("onlink")?.unwrap_or(false),
+        ..AddRoute::new(ns.0.clone(), dest, via)
+    };
+    apply_from(ctx, b, Op::AddRoute(op))?;
     Ok(ns.clone())
 }
 
@@ -79,10 +89,10 @@ pub const DOCS: &[FnDoc] = &[
             "Runs a command inside ns and waits; a string runs by sh -c, an array without a shell. Returns #{ code, stdout, stderr }.",
             "let r = vm1.exec(\"ping -c1 -W1 10.0.0.254\");\nassert(r.code == 0, r.stderr);",
         ),
-    FnDoc::new("route", "ns.route(dest, via) -> Netns", r#"add a route: dest is "default" or a CIDR, via a gateway IP or a device name"#)
+    FnDoc::new("route", "ns.route(dest, via) / ns.route(dest, via, #{ table?, metric?, src?, mtu?, onlink?, dev? }) -> Netns", r#"add a route: dest is "default" or a CIDR, via a gateway IP or a device name; table a number or "main", "local", "default""#)
         .details(
-            r#"dest is "default" or a network (host bits zero); via is a gateway address on a connected subnet, or a device name."#,
-            "vm1.route(\"default\", \"10.0.0.254\");\nrt.route(\"10.1.0.0/24\", \"eth1\");",
+            r#"dest is "default" or a network (host bits zero); via is a gateway address on a connected subnet, or a device name. Options: table (1..4294967295, or "main", "local", "default"; nsscript never writes /etc/iproute2/rt_tables), metric, src (the preferred source address), mtu, onlink (the gateway is on dev even without a subnet saying so), dev (the device of a gateway)."#,
+            "vm1.route(\"default\", \"10.0.0.254\");\nrt.route(\"10.1.0.0/24\", \"eth1\");\nrt.route(\"default\", \"100.64.2.1\", #{ table: 2, metric: 10 });",
         ),
     FnDoc::new("sysctl", "ns.sysctl(key, value) -> Netns", r#"set a sysctl inside ns, e.g. "net.ipv4.ip_forward""#)
         .details(
@@ -148,7 +158,9 @@ pub fn register(r: &mut Registrar, backend: &Shared) {
     r.func("exec", move |ns: &mut Netns, cmd: Array, opts: Map| router::exec_timeout(&b, ns, cmd.into(), &opts));
 
     let b = backend.clone();
-    r.func("route", move |ctx: NativeCallContext, ns: &mut Netns, dest: &str, via: &str| route(&ctx, &b, ns, dest, via));
+    r.func("route", move |ctx: NativeCallContext, ns: &mut Netns, dest: &str, via: &str| route(&ctx, &b, ns, dest, via, &Map::new()));
+    let b = backend.clone();
+    r.func("route", move |ctx: NativeCallContext, ns: &mut Netns, dest: &str, via: &str, opts: Map| route(&ctx, &b, ns, dest, via, &opts));
 
     let b = backend.clone();
     r.func("sysctl", move |ns: &mut Netns, key: &str, value: &str| sysctl(&b, ns, key, value.to_string()));

@@ -21,7 +21,7 @@ fn missing(what: String, help: &str) -> Box<rhai::EvalAltResult> {
     fail(Error::new(Code::MissingOption, what).help(help.to_string()))
 }
 
-fn create(b: &Shared, spec: CreateLink) -> RhaiResult<Link> {
+pub(super) fn create(b: &Shared, spec: CreateLink) -> RhaiResult<Link> {
     match apply(b, Op::CreateLink(spec.clone()))? {
         Outcome::Link { ns, name } => Ok(Link { ns, name }),
         _ => Ok(Link { ns: spec.ns, name: spec.name }),
@@ -33,7 +33,7 @@ fn get<'a>(m: &'a Map, key: &str) -> Option<&'a Dynamic> {
     m.get(key).filter(|v| !v.is_unit())
 }
 
-fn common(o: &Opts, m: &Map) -> RhaiResult<(Option<u32>, bool)> {
+pub(super) fn common(o: &Opts, m: &Map) -> RhaiResult<(Option<u32>, bool)> {
     let mtu = o.int("mtu")?.map(|n| args::u32_in("mtu", n, 68, 65535)).transpose()?;
     let up = match get(m, "up") {
         None => false,
@@ -183,7 +183,7 @@ pub fn parse_rate(text: &str) -> Result<u64, Error> {
 }
 
 /// "32kb", "1500b", "1mb", or a number of bytes.
-fn parse_size(v: &Dynamic, key: &str) -> Result<u32, Error> {
+pub(super) fn parse_size(v: &Dynamic, key: &str) -> Result<u32, Error> {
     if let Ok(n) = v.as_int() {
         return u32::try_from(n).map_err(|_| Error::new(Code::BadValue, format!("{key} {n} is out of range")));
     }

@@ -1,15 +1,35 @@
 //! Queries: `links(ns)`, `addrs(ns)`, `routes(ns)` as arrays of maps, so scripts can
 //! reason about state.
 
+use super::args::{self, Opts};
 use super::registrar::{FnDoc, Registrar};
 use super::types::Netns;
 use super::{apply, RhaiResult, Shared};
-use crate::ops::query::Query;
+use crate::ops::query::{LinkInfo, Query, Tables};
+use crate::ops::route::TABLE_MAIN;
 use crate::ops::{Op, Outcome};
 use rhai::{Array, Dynamic, Map};
 
 fn opt(v: Option<String>) -> Dynamic {
     v.map(Dynamic::from).unwrap_or(Dynamic::UNIT)
+}
+
+/// A link as scripts see it (`links(ns)`, `link.info()`).
+pub fn link_map(l: LinkInfo) -> Map {
+    link_pairs(l).into_iter().map(|(k, v)| (k.into(), v)).collect()
+}
+
+fn link_pairs(l: LinkInfo) -> Vec<(&'static str, Dynamic)> {
+    vec![
+        ("name", l.name.into()),
+        ("index", i64::from(l.index).into()),
+        ("kind", l.kind.into()),
+        ("up", l.up.into()),
+        ("state", l.state.into()),
+        ("mtu", i64::from(l.mtu).into()),
+        ("mac", l.mac.into()),
+        ("master", opt(l.master)),
+    ]
 }
 
 fn to_array(out: Outcome) -> Array {
@@ -21,16 +41,7 @@ fn to_array(out: Outcome) -> Array {
     match out {
         Outcome::Links(links) => {
             for l in links {
-                push(vec![
-                    ("name", l.name.into()),
-                    ("index", i64::from(l.index).into()),
-                    ("kind", l.kind.into()),
-                    ("up", l.up.into()),
-                    ("state", l.state.into()),
-                    ("mtu", i64::from(l.mtu).into()),
-                    ("mac", l.mac.into()),
-                    ("master", opt(l.master)),
-                ]);
+                push(link_pairs(l));
             }
         }
         Outcome::Addrs(addrs) => {
@@ -47,7 +58,15 @@ fn to_array(out: Outcome) -> Array {
         }
         Outcome::Routes(routes) => {
             for r in routes {
-                push(vec![("dest", r.dest.into()), ("via", opt(r.via)), ("dev", opt(r.dev)), ("family", i64::from(r.family).into())]);
+                push(vec![
+                    ("dest", r.dest.into()),
+                    ("via", opt(r.via)),
+                    ("dev", opt(r.dev)),
+                    ("family", i64::from(r.family).into()),
+                    ("table", i64::from(r.table).into()),
+                    ("metric", i64::from(r.metric).into()),
+                    ("src", opt(r.src)),
+                ]);
             }
         }
         _ => {}
@@ -69,8 +88,13 @@ pub const DOCS: &[FnDoc] = &[
             "addrs(vm1).filter(|a| a.family == 6 && a.scope == \"global\" && !a.tentative)",
         )
         .also_method(),
-    FnDoc::new("routes", "routes(ns) -> [#{ dest, via, dev, family }]", "the main-table routes of ns")
-        .details("The main-table routes of ns as maps.", "routes(vm1).map(|r| r.dest)")
+    FnDoc::new("routes", "routes(ns) / routes(ns, #{ table? }) -> [#{ dest, via, dev, family, table, metric, src }]", r#"the routes of ns: the main table, or table (a number, "main", "local", "default", or "all")"#)
+        .details(
+            r#"The unicast routes of ns as maps: the main table's, or with #{ table } those of one table (a number, "main", "local", "default") or of "all" of them."#,
+            "routes(vm1).map(|r| r.dest)
+routes(rt, #{ table: 2 })
+routes(rt, #{ table: \"all\" }).filter(|r| r.table != 254)",
+        )
         .also_method(),
 ];
 
@@ -81,4 +105,14 @@ pub fn register(r: &mut Registrar, backend: &Shared) {
     r.func("addrs", move |ns: Netns| -> RhaiResult<Array> { apply(&b, Op::Query(Query::Addrs(ns.0))).map(to_array) });
     let b = backend.clone();
     r.func("routes", move |ns: Netns| -> RhaiResult<Array> { apply(&b, Op::Query(Query::Routes(ns.0))).map(to_array) });
+    let b = backend.clone();
+    r.func("routes", move |ns: Netns, opts: Map| -> RhaiResult<Array> {
+        let o = Opts::new("routes", &opts, &["table"])?;
+        let tables = match o.value("table") {
+            None => Tables::One(TABLE_MAIN),
+            Some(v) if v.clone().into_immutable_string().is_ok_and(|s| s == "all") => Tables::All,
+            Some(v) => Tables::One(args::table(v, "table")?),
+        };
+        apply(&b, Op::Query(Query::RoutesIn(ns.0, tables))).map(to_array)
+    });
 }

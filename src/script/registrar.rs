@@ -107,6 +107,18 @@ impl<'e> Registrar<'e> {
         self
     }
 
+    /// A documented read-only property (`link.mtu`) that may fail (it asks the backend);
+    /// a method of the same name (`link.mtu(n)`) is another function and stays.
+    pub fn getter<T: Clone + 'static, R: Clone + 'static>(
+        &mut self,
+        name: &'static str,
+        get: impl Fn(&mut T) -> Result<R, Box<rhai::EvalAltResult>> + 'static,
+    ) -> &mut Self {
+        self.documented(name);
+        self.engine.register_get(name, get);
+        self
+    }
+
     fn documented(&mut self, name: &'static str) {
         assert!(
             self.docs.iter().any(|d| d.name == name),

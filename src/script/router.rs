@@ -309,7 +309,7 @@ pub fn dhcp_client(b: &mut dyn Backend, ns: &NsRef, iface: &str, timeout_ms: u32
     })?;
     b.apply(Op::AddAddr(AddAddr { ns: ns.clone(), link: iface.to_string(), addr }))?;
     if let Some(r) = lease.router {
-        b.apply(Op::AddRoute(AddRoute { ns: ns.clone(), dest: None, via: RouteVia::Gateway(IpAddr::V4(r)) }))?;
+        b.apply(Op::AddRoute(AddRoute::new(ns.clone(), None, RouteVia::Gateway(IpAddr::V4(r)))))?;
     }
     Ok(lease)
 }

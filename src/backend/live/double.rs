@@ -15,6 +15,7 @@ use rtnetlink::packet_core::NetlinkPayload;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
+use rtnetlink::packet_route::rule::RuleAttribute;
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use std::collections::HashMap;
 use std::os::fd::{OwnedFd, RawFd};
@@ -220,10 +221,10 @@ impl Double {
         let words = describe(msg);
         if let Some(at) = self.refusals.iter().position(|(w, _)| words.starts_with(w.as_str())) {
             let (_, errno) = self.refusals.remove(at);
-            return (words, Answer { errno: Some(errno), echo: None });
+            return (words, Answer { errno: Some(errno), ..Default::default() });
         }
         let ok = Answer::default();
-        let refuse = |errno| Answer { errno: Some(errno), echo: None };
+        let refuse = |errno| Answer { errno: Some(errno), ..Default::default() };
         let answer = match msg {
             RouteNetlinkMessage::NewLink(m) if m.header.index != 0 && !creating => ok, // changelink
             RouteNetlinkMessage::NewLink(m) => {
@@ -273,10 +274,10 @@ impl Double {
                 }
                 let echo = self.message(&link);
                 self.links.push(link);
-                Answer { errno: None, echo: Some(echo) }
+                Answer { echo: Some(echo), ..Default::default() }
             }
             RouteNetlinkMessage::GetLink(m) => match ifname(m).and_then(|n| self.link_named(ns, &n)) {
-                Some(i) => Answer { errno: None, echo: Some(self.message(&self.links[i])) },
+                Some(i) => Answer { echo: Some(self.message(&self.links[i])), ..Default::default() },
                 None => refuse(libc::ENODEV),
             },
             RouteNetlinkMessage::SetLink(m) => {
@@ -415,6 +416,19 @@ fn describe(msg: &RouteNetlinkMessage) -> String {
         }
         RouteNetlinkMessage::NewRoute(m) => format!("newroute {}", route_words(m)),
         RouteNetlinkMessage::DelRoute(m) => format!("delroute {}", route_words(m)),
+        RouteNetlinkMessage::NewRule(m) | RouteNetlinkMessage::DelRule(m) => {
+            let verb = if matches!(msg, RouteNetlinkMessage::NewRule(_)) { "newrule" } else { "delrule" };
+            let mut w = verb.to_string();
+            for a in &m.attributes {
+                match a {
+                    RuleAttribute::Source(ip) => w.push_str(&format!(" from {ip}/{}", m.header.src_len)),
+                    RuleAttribute::Table(t) => w.push_str(&format!(" table {t}")),
+                    RuleAttribute::Priority(p) => w.push_str(&format!(" pref {p}")),
+                    _ => {}
+                }
+            }
+            w
+        }
         RouteNetlinkMessage::NewNeighbour(_) => "newneigh".into(),
         RouteNetlinkMessage::NewQueueDiscipline(_) => "newqdisc".into(),
         RouteNetlinkMessage::DelQueueDiscipline(_) => "delqdisc".into(),

@@ -16,6 +16,7 @@ use crate::ops::process::{Command, ExecOutput};
 use crate::ops::NsRef;
 use rtnetlink::packet_core::NetlinkMessage;
 use rtnetlink::packet_route::link::LinkMessage;
+use rtnetlink::packet_route::route::RouteMessage;
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use std::os::fd::{OwnedFd, RawFd};
 use std::path::Path;
@@ -30,6 +31,8 @@ pub struct Answer {
     pub errno: Option<i32>,
     /// The created or asked-for link, for requests sent with NLM_F_ECHO and RTM_GETLINK.
     pub echo: Option<LinkMessage>,
+    /// The route the kernel picked, for RTM_GETROUTE (`ip route get`).
+    pub route: Option<RouteMessage>,
 }
 
 pub use crate::nsexec::NetnsAt;

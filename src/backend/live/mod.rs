@@ -3,6 +3,7 @@
 //! errors, records) is in `crate::ops`; this file decides what is recorded, what is
 //! refused because it is not the lab's, and what may be batched.
 
+mod bridge;
 mod dhcp;
 mod dns;
 #[cfg(test)]
@@ -28,6 +29,7 @@ use crate::ops::link::{self as ops_link, CreateBridge, CreateVeth, DeleteLink, L
 use crate::ops::netns::{CreateNetns, NetnsRecord};
 use crate::ops::query::Query;
 use crate::ops::route::AddRoute;
+use crate::ops::rule::AddRule;
 use crate::ops::sysctl::{Sysctl, SysctlRecord};
 use crate::ops::{names, NsRef, Op, Outcome};
 use kernel::Kernel;
@@ -235,7 +237,7 @@ impl<K: Kernel> LiveBackend<K> {
     fn create_bridge(&mut self, op: CreateBridge) -> Result<Outcome> {
         op.validate()?;
         if self.state.link(&op.ns, &op.name).is_some_and(|(_, l)| l.kind == "bridge") {
-            return Ok(Outcome::Done);
+            return self.change_bridge(&op);
         }
         for attempt in 0.. {
             let index = self.outside_index(&op.ns);
@@ -355,6 +357,16 @@ impl<K: Kernel> LiveBackend<K> {
         Ok(Outcome::Done)
     }
 
+    fn add_policy_rule(&mut self, op: AddRule) -> Result<Outcome> {
+        op.validate()?;
+        if self.state.owns_ns(&op.ns) {
+            self.nl.add_rule(&op)?;
+            return Ok(Outcome::Done);
+        }
+        self.created(Object::Rule(op.clone()), |b| b.nl.add_rule(&op), |_, o| o)?;
+        Ok(Outcome::Done)
+    }
+
     fn set_sysctl(&mut self, op: Sysctl) -> Result<Outcome> {
         op.validate()?;
         if self.state.owns_ns(&op.ns) {
@@ -375,7 +387,16 @@ impl<K: Kernel> LiveBackend<K> {
         match q {
             Query::Links(ns) => self.nl.links(&ns).map(Outcome::Links),
             Query::Addrs(ns) => self.nl.addrs(&ns).map(Outcome::Addrs),
+            Query::Link { ns, name } => match self.nl.link_info(&ns, &name)? {
+                Some(l) => Ok(Outcome::Links(vec![l])),
+                None => Err(ops_link::unknown(&ns, &name)),
+            },
             Query::Routes(ns) => self.nl.routes(&ns).map(Outcome::Routes),
+            Query::RoutesIn(ns, tables) => self.nl.routes_in(&ns, tables).map(Outcome::Routes),
+            Query::RouteGet(ns, q) => self.nl.route_get(&ns, &q).map(Outcome::Route),
+            Query::Rules(ns) => self.nl.rules(&ns).map(Outcome::Rules),
+            Query::Qdiscs(ns) => self.nl.qdiscs(&ns).map(Outcome::Qdiscs),
+            Query::BridgePorts { ns, bridge } => self.nl.bridge_ports(&ns, &bridge).map(Outcome::BridgePorts),
             Query::Fdb(ns) => self.nl.fdb(&ns).map(Outcome::Fdb),
             Query::VethPeer { ns, name } => self.veth_peer(ns, name),
         }
@@ -413,6 +434,7 @@ impl<K: Kernel> LiveBackend<K> {
             }
             Op::AddAddr(a) if self.state.owns_link(&a.ns, &a.link) => Some(self.nl.queue_add_addr(a)),
             Op::AddRoute(r) if self.state.owns_ns(&r.ns) => Some(r.validate().and_then(|_| self.nl.queue_add_route(r))),
+            Op::AddRule(r) if self.state.owns_ns(&r.ns) => Some(r.validate().map(|_| self.nl.queue_add_rule(r))),
             _ => None,
         }
     }
@@ -439,6 +461,7 @@ impl<K: Kernel> LiveBackend<K> {
             Op::DeleteLink(o) => self.delete_link(o),
             Op::AddAddr(o) => self.add_addr(o),
             Op::AddRoute(o) => self.add_route(o),
+            Op::AddRule(o) => self.add_policy_rule(o),
             Op::Sysctl(o) => self.set_sysctl(o),
             Op::Exec(o) => {
                 o.cmd.validate()?;
@@ -460,10 +483,13 @@ impl<K: Kernel> LiveBackend<K> {
             Op::CreateLink(o) => self.create_link(o),
             Op::FdbAppend(o) => self.fdb_append(o),
             Op::Shape(o) => self.shape(o),
+            Op::Htb(o) => self.htb(o),
             Op::BridgeVlanFiltering(o) => {
                 self.require_owned_link(&o.ns, &o.bridge, "change")?;
                 self.nl.bridge_vlan_filtering(&o).map(|_| Outcome::Done)
             }
+            Op::BridgePort(o) => self.bridge_port(o),
+            Op::WaitStp(o) => self.wait_stp(o),
             Op::BridgeVlan(o) => {
                 self.require_owned_link(&o.ns, &o.port, "change")?;
                 self.nl.bridge_vlan(&o).map(|_| Outcome::Done)
@@ -478,6 +504,7 @@ fn object_ns(o: &Object) -> Option<&NsRef> {
         Object::Link(l) => Some(&l.ns),
         Object::Addr(a) => Some(&a.ns),
         Object::Route(r) => Some(&r.ns),
+        Object::Rule(r) => Some(&r.ns),
         Object::Sysctl(s) => Some(&s.ns),
         Object::Fw(f) => Some(&f.ns),
         Object::Proc(p) => Some(&p.ns),

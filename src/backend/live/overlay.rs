@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::lab::Object;
 use crate::ops::link::{LinkChange, LinkRecord, SetLink};
 use crate::ops::overlay::{CreateLink, FdbAppend, LinkKind};
-use crate::ops::qdisc::SetShape;
+use crate::ops::qdisc::{SetHtb, SetShape};
 use crate::ops::{NsRef, Outcome};
 
 impl<K: Kernel> LiveBackend<K> {
@@ -64,6 +64,13 @@ impl<K: Kernel> LiveBackend<K> {
         op.validate()?;
         self.require_owned_link(&op.ns, &op.link, "shape")?;
         self.nl.shape(&op)?;
+        Ok(Outcome::Done)
+    }
+
+    pub(super) fn htb(&mut self, op: SetHtb) -> Result<Outcome> {
+        op.validate()?;
+        self.require_owned_link(&op.ns, &op.link, "shape")?;
+        self.nl.htb(&op)?;
         Ok(Outcome::Done)
     }
 

@@ -86,6 +86,7 @@ fn trusted_outside<K: Kernel>(state: &LabState, nl: &mut Netlink<K>, report: &mu
     state.links().for_each(|(_, l)| note(&l.ns, format!("link {}", l.name)));
     state.addrs().for_each(|(_, a)| note(&a.ns, format!("address {} on {}", a.addr, a.link)));
     state.routes().for_each(|(_, r)| note(&r.ns, format!("route {}", r.describe())));
+    state.rules().for_each(|(_, r)| note(&r.ns, format!("rule {}", r.describe())));
     state.sysctls().for_each(|(_, s)| note(&s.ns, format!("sysctl {}", s.key)));
     state.fw().for_each(|(_, f)| note(&f.ns, format!("iptables {} {}", f.table, f.chain)));
     let mut trusted = HashSet::new();
@@ -273,6 +274,12 @@ pub fn teardown<K: Kernel>(state: &LabState, nl: &mut Netlink<K>, wait: bool) ->
 
     // 4. Changes to namespaces that outlive the lab, newest first.
     let undo_here = |ns: &NsRef| !state.owns_ns(ns) && trusted.contains(ns);
+    for (_, r) in state.rules().rev().filter(|(_, r)| undo_here(&r.ns)) {
+        match nl.del_rule(r) {
+            Ok(()) => report.removed(format!("rule {} in {}", r.describe(), r.ns)),
+            Err(e) => report.failed(e.to_string()),
+        }
+    }
     for (_, r) in state.routes().rev().filter(|(_, r)| undo_here(&r.ns)) {
         match nl.del_route(r) {
             Ok(()) => report.removed(format!("route {} in {}", r.describe(), r.ns)),

@@ -14,6 +14,7 @@ use crate::ops::firewall::{Firewall, FwOp, Masquerade};
 use crate::ops::link::{CreateBridge, CreateVeth, LinkChange, SetLink};
 use crate::ops::netns::CreateNetns;
 use crate::ops::route::{AddRoute, RouteVia};
+use crate::ops::rule::AddRule;
 use crate::ops::sysctl::Sysctl;
 use crate::ops::{NsRef, Op};
 
@@ -59,7 +60,7 @@ fn addr(ns: &str, link: &str, cidr: &str) -> Op {
 fn every_object_is_recorded_before_it_exists_and_identified_after() {
     let mut b = backend("unit-ledger");
     b.apply(netns("a")).unwrap();
-    b.apply(Op::CreateBridge(CreateBridge { ns: NsRef::Host, name: "br0".into() })).unwrap();
+    b.apply(Op::CreateBridge(CreateBridge::new(NsRef::Host, "br0"))).unwrap();
     b.apply(veth("host", "a-eth0", "a", "eth0", Some("br0"))).unwrap();
     b.finish().unwrap();
     let phases: Vec<(String, Phase)> = ledger("unit-ledger")
@@ -115,7 +116,7 @@ fn requests_that_need_only_an_ack_wait_for_one_burst_per_namespace() {
     b.apply(veth("a", "eth0", "b", "eth0", None)).unwrap();
     b.apply(addr("a", "eth0", "10.9.0.1/24")).unwrap();
     b.apply(addr("b", "eth0", "10.9.0.2/24")).unwrap();
-    b.apply(Op::AddRoute(AddRoute { ns: NsRef::named("a"), dest: None, via: RouteVia::Gateway("10.9.0.2".parse().unwrap()) })).unwrap();
+    b.apply(Op::AddRoute(AddRoute::new(NsRef::named("a"), None, RouteVia::Gateway("10.9.0.2".parse().unwrap())))).unwrap();
     // Nothing queued is sent yet: only the creation went to the kernel.
     assert_eq!(b.nl.kernel().bursts(&NsRef::named("a")), [vec!["newlink veth eth0".to_string()]]);
     b.finish().unwrap();
@@ -146,7 +147,7 @@ fn rollback_stops_processes_then_deletes_bridges_aside_and_namespaces_then_resto
     let mut b = backend("unit-rollback");
     b.nl.kernel().set_sysctl(&NsRef::Host, "net.ipv4.ip_forward", "0");
     b.apply(netns("n1")).unwrap();
-    b.apply(Op::CreateBridge(CreateBridge { ns: NsRef::Host, name: "brx".into() })).unwrap();
+    b.apply(Op::CreateBridge(CreateBridge::new(NsRef::Host, "brx"))).unwrap();
     b.apply(veth("host", "n1-eth0", "n1", "eth0", Some("brx"))).unwrap();
     b.apply(Op::Sysctl(Sysctl { ns: NsRef::Host, key: "net.ipv4.ip_forward".into(), value: "1".into() })).unwrap();
     let masq = Masquerade { src: "10.1.0.0/24".parse().unwrap(), out: "eth9".into(), not_dst: None };
@@ -184,7 +185,7 @@ fn down_leaves_alone_what_is_no_longer_the_object_the_lab_made() {
     let mut b = backend("unit-foreign");
     b.apply(netns("mine")).unwrap();
     b.apply(netns("swapped")).unwrap();
-    b.apply(Op::CreateBridge(CreateBridge { ns: NsRef::Host, name: "brf".into() })).unwrap();
+    b.apply(Op::CreateBridge(CreateBridge::new(NsRef::Host, "brf"))).unwrap();
     b.finish().unwrap();
     let state = lab::load("unit-foreign").unwrap();
     let mut k = std::mem::take(b.nl.kernel());
@@ -216,24 +217,39 @@ fn changes_to_a_link_that_is_not_the_labs_are_refused_before_the_kernel_is_asked
 #[test]
 fn host_changes_are_recorded_and_undone_renames_followed() {
     let mut b = backend("unit-host");
-    b.apply(Op::CreateBridge(CreateBridge { ns: NsRef::Host, name: "brh".into() })).unwrap();
+    b.apply(Op::CreateBridge(CreateBridge::new(NsRef::Host, "brh"))).unwrap();
     b.apply(Op::AddAddr(AddAddr { ns: NsRef::Host, link: "brh".into(), addr: "10.7.0.1/24".parse().unwrap() })).unwrap();
-    b.apply(Op::AddRoute(AddRoute {
-        ns: NsRef::Host,
-        dest: Some("10.70.0.0/16".parse().unwrap()),
-        via: RouteVia::Gateway("10.7.0.2".parse().unwrap()),
-    }))
+    b.apply(Op::AddRoute(AddRoute::new(
+        NsRef::Host,
+        Some("10.70.0.0/16".parse().unwrap()),
+        RouteVia::Gateway("10.7.0.2".parse().unwrap()),
+    )))
     .unwrap();
+    let rule = AddRule {
+        ns: NsRef::Host,
+        from: Some("10.7.0.0/24".parse().unwrap()),
+        to: None,
+        iif: None,
+        oif: None,
+        fwmark: None,
+        table: 7,
+        pref: None,
+    };
+    b.apply(Op::AddRule(rule)).unwrap();
     b.apply(Op::SetLink(SetLink { ns: NsRef::Host, name: "brh".into(), change: LinkChange::Rename("brh2".into()) })).unwrap();
     b.finish().unwrap();
     let state = lab::load("unit-host").unwrap();
     assert!(state.link(&NsRef::Host, "brh2").is_some() && state.link(&NsRef::Host, "brh").is_none());
     assert_eq!(state.routes().count(), 1);
+    assert_eq!(state.rules().count(), 1, "a rule in the host's namespace is in the ledger");
     let before = b.nl.kernel().calls.len();
     let report = b.rollback();
     assert!(report.failed.is_empty(), "{report:?}");
     let after = &b.nl.kernel().calls[before..];
     assert!(after.iter().any(|c| matches!(c, Call::Burst(NsRef::Host, r) if r == &["delroute 10.70.0.0/16 via 10.7.0.2"])), "{after:?}");
+    let undone_rule = after.iter().position(|c| matches!(c, Call::Burst(NsRef::Host, r) if r == &["delrule table 7 from 10.7.0.0/24"]));
+    let undone_route = after.iter().position(|c| matches!(c, Call::Burst(NsRef::Host, r) if r[0].starts_with("delroute")));
+    assert!(undone_rule.is_some() && undone_rule < undone_route, "the rule goes before the routes: {after:?}");
     assert!(b.nl.kernel().link_names(&NsRef::Host).is_empty());
 }
 
@@ -393,7 +409,7 @@ fn a_link_outside_the_lab_is_created_with_an_ifindex_of_its_own_and_another_if_t
     b.next_outside_index = (1 << 30) + 100;
     // Someone holds the ifindex the lab would pick first.
     b.nl.kernel().add_foreign_link_at(&NsRef::Host, "theirs", "bridge", (1 << 30) + 100);
-    b.apply(Op::CreateBridge(CreateBridge { ns: NsRef::Host, name: "bri".into() })).unwrap();
+    b.apply(Op::CreateBridge(CreateBridge::new(NsRef::Host, "bri"))).unwrap();
     let index = b.nl.kernel().index_of(&NsRef::Host, "bri").expect("created");
     assert!(index >= 1 << 30 && index != (1 << 30) + 100, "{index}");
     let entries = ledger("unit-index");
@@ -415,7 +431,7 @@ fn a_link_outside_the_lab_is_created_with_an_ifindex_of_its_own_and_another_if_t
     );
     // A name that is taken is still the error it was.
     b.nl.kernel().add_foreign_link(&NsRef::Host, "taken", "bridge");
-    let err = b.apply(Op::CreateBridge(CreateBridge { ns: NsRef::Host, name: "taken".into() })).unwrap_err();
+    let err = b.apply(Op::CreateBridge(CreateBridge::new(NsRef::Host, "taken"))).unwrap_err();
     assert_eq!(err.code, Code::NameTaken);
     b.rollback();
     assert_eq!(b.nl.kernel().link_names(&NsRef::Host), ["theirs", "taken"]);

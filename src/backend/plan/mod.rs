@@ -10,26 +10,31 @@
 mod model;
 mod services;
 
-pub use model::{Model, PLink, PRule, Reach};
+pub use model::{Model, PLink, PRule, Reach, RootQdisc};
 pub use services::PService;
 
 use crate::backend::Backend;
 use crate::error::{Code, Error, Result};
 use crate::ops::address::AddAddr;
+use crate::ops::bridge::{self as ops_bridge, BridgePortInfo, SetBridgePort};
 use crate::ops::check::{planned_ping, Ping, PingAll, PingAllResult, PingResult};
 use crate::ops::firewall::{chain_undo_shell, deleted_chain, deleted_rule, FilterRule, Firewall, FwOp, PortForward, Rule};
 use crate::ops::link::{self as ops_link, format_mac, CreateBridge, CreateVeth, DeleteLink, LinkChange, SetLink};
 use crate::ops::netns::{self as ops_netns, CreateNetns};
 use crate::ops::overlay::{CreateLink, FdbAppend, LinkKind};
 use crate::ops::process::{Exec, ExecOutput, Spawn};
-use crate::ops::qdisc::SetShape;
+use crate::ops::qdisc::{SetHtb, SetShape};
 use crate::ops::query::{AddrInfo, FdbEntry, LinkInfo, Query};
 use crate::ops::route::{AddRoute, RouteVia};
+use crate::ops::rule::AddRule;
 use crate::ops::shell::{quote, Sh, Step};
 use crate::ops::sysctl::Sysctl;
 use crate::ops::{names, NsRef, Op, Outcome};
 use std::fmt::Write as _;
 use std::net::IpAddr;
+
+/// The kinds a link can be enslaved to (`link.master(m)`).
+const MASTER_KINDS: &[&str] = &["bridge", "bond", "vrf"];
 
 pub struct PlanBackend {
     lab: String,
@@ -97,6 +102,13 @@ impl PlanBackend {
         }
         if m.host_background > 0 {
             out.push(format!("kill $(cat {})", quote(&self.host_pid_file())));
+        }
+        for r in m.ip_rules.iter().rev().filter(|r| r.ns == NsRef::Host) {
+            out.push(r.undo_shell());
+        }
+        // Routes before the links they go by (deleting a link takes its routes along).
+        for r in m.routes.iter().rev().filter(|r| r.ns == NsRef::Host) {
+            out.push(r.undo_shell());
         }
         for l in m.links_in(&NsRef::Host).iter().rev().filter(|l| l.kind != "loopback") {
             // Deleting one end of a veth pair deletes the other: the newer end goes first.
@@ -186,16 +198,52 @@ impl PlanBackend {
 
     fn create_bridge(&mut self, op: CreateBridge) -> Result<Outcome> {
         op.validate()?;
-        if self.model.link(&op.ns, &op.name).is_some_and(|l| l.kind == "bridge") {
+        if let Some(l) = self.model.link(&op.ns, &op.name).filter(|l| l.kind == "bridge") {
+            if op.opts.is_empty() {
+                return Ok(Outcome::Done);
+            }
+            // The kernel applies the forward delay before the STP state: checked against
+            // the state the bridge is in.
+            if l.stp && op.opts.forward_delay_ms.is_some_and(|fd| fd < ops_bridge::FORWARD_DELAY_STP.0) {
+                return Err(ops_bridge::options_refused(&op.ns, &op.name, &op.opts, libc::ERANGE));
+            }
+            let stp = op.opts.stp.unwrap_or(l.stp);
+            self.model.link_mut(&op.ns, &op.name).expect("just found").stp = stp;
+            self.push(ops_bridge::change_shell(&op.ns, &op.name, &op.opts));
             return Ok(Outcome::Done);
         }
         self.require_ns(&op.ns)?;
         if self.model.link(&op.ns, &op.name).is_some() {
             return Err(self.taken(op.refused(libc::EEXIST), &op.ns, &op.name));
         }
-        self.model.add_link(op.ns.clone(), &op.name, "bridge", true, 1500);
+        let id = self.model.add_link(op.ns.clone(), &op.name, "bridge", true, 1500);
+        self.model.by_id_mut(id).expect("just added").stp = op.opts.stp == Some(true);
         self.push(op.shell());
         Ok(Outcome::Done)
+    }
+
+    fn bridge_port(&mut self, op: SetBridgePort) -> Result<Outcome> {
+        op.validate()?;
+        if self.require_link(&op.ns, &op.port)?.master.is_none() {
+            return Err(op.refused(libc::EOPNOTSUPP));
+        }
+        self.push(op.shell());
+        Ok(Outcome::Done)
+    }
+
+    /// The ports of a bridge as the plan knows them: up ports forward (what STP would
+    /// block is not known to a plan).
+    fn bridge_ports(&self, ns: &NsRef, bridge: &str) -> Result<Vec<BridgePortInfo>> {
+        self.require_link(ns, bridge)?;
+        let ports = self.model.links_in(ns).into_iter().filter(|l| l.master.as_deref() == Some(bridge));
+        Ok(ports
+            .map(|l| BridgePortInfo {
+                name: l.name.clone(),
+                state: if l.up { "forwarding" } else { "disabled" }.into(),
+                cost: 2,
+                priority: 32,
+            })
+            .collect())
     }
 
     fn create_veth(&mut self, op: CreateVeth) -> Result<Outcome> {
@@ -230,7 +278,9 @@ impl PlanBackend {
         self.require_owned(&op.ns, &op.name, "change")?;
         let (ns, name) = (op.ns.clone(), op.name.clone());
         match &op.change {
-            LinkChange::Master(br) if self.require_link(&ns, br)?.kind != "bridge" => return Err(op.refused(libc::EOPNOTSUPP)),
+            LinkChange::Master(br) if !MASTER_KINDS.contains(&self.require_link(&ns, br)?.kind.as_str()) => {
+                return Err(op.refused(libc::EOPNOTSUPP))
+            }
             LinkChange::Rename(new) if self.model.link(&ns, new).is_some() => return Err(op.refused(libc::EEXIST)),
             LinkChange::MoveTo(target) => {
                 self.require_ns(target)?;
@@ -263,11 +313,15 @@ impl PlanBackend {
                         l.parent = Some(new.clone());
                     }
                 }
+                for q in m.qdiscs.iter_mut().filter(|(n, l, _)| *n == ns && *l == name) {
+                    q.1 = new.clone();
+                }
                 m.link_mut(&ns, &name).expect("checked").name = new.clone();
             }
             LinkChange::MoveTo(target) => {
-                // Like the kernel: a moved link arrives down, without addresses or master.
+                // Like the kernel: a moved link arrives down, without addresses, master or qdisc.
                 m.addrs.retain(|a| !(a.ns == ns && a.link == name));
+                m.qdiscs.retain(|(n, l, _)| !(*n == ns && *l == name));
                 m.routes.retain(|r| !(r.ns == ns && r.via == RouteVia::Device(name.clone())));
                 let l = m.link_mut(&ns, &name).expect("checked");
                 l.ns = target.clone();
@@ -306,21 +360,44 @@ impl PlanBackend {
     fn add_route(&mut self, op: AddRoute) -> Result<Outcome> {
         op.validate()?;
         self.require_ns(&op.ns)?;
-        match &op.via {
-            RouteVia::Gateway(gw) => {
-                if !self.model.addrs.iter().any(|a| a.ns == op.ns && a.addr.contains(*gw)) {
-                    return Err(op.refused(libc::ENETUNREACH));
-                }
-            }
-            RouteVia::Device(dev) => {
-                self.require_link(&op.ns, dev)?;
+        if let Some(dev) = op.device() {
+            self.require_link(&op.ns, dev)?;
+        }
+        if let RouteVia::Gateway(gw) = &op.via {
+            if !op.onlink && !self.model.addrs.iter().any(|a| a.ns == op.ns && a.addr.contains(*gw)) {
+                return Err(op.refused(libc::ENETUNREACH));
             }
         }
-        if self.model.routes.iter().any(|r| r.ns == op.ns && r.dest == op.dest) {
+        if let Some(src) = op.src {
+            if !self.model.addrs.iter().any(|a| a.ns == op.ns && a.addr.ip() == src) {
+                return Err(op.refused(libc::EINVAL));
+            }
+        }
+        let same = |r: &AddRoute| {
+            r.ns == op.ns
+                && r.dest_or_default() == op.dest_or_default()
+                && r.table_id() == op.table_id()
+                && r.metric_or_default() == op.metric_or_default()
+        };
+        if self.model.routes.iter().any(same) {
             return Err(op.refused(libc::EEXIST));
         }
         self.push(op.shell());
         self.model.routes.push(op);
+        Ok(Outcome::Done)
+    }
+
+    fn add_rule(&mut self, op: AddRule) -> Result<Outcome> {
+        op.validate()?;
+        self.require_ns(&op.ns)?;
+        // The priority the kernel would give it, then its check for the very same rule.
+        let pref = op.pref.unwrap_or_else(|| self.model.next_rule_pref(&op.ns, op.is_ipv6()));
+        let resolved = AddRule { pref: Some(pref), ..op.clone() };
+        if self.model.ip_rules.contains(&resolved) {
+            return Err(op.refused(libc::EEXIST));
+        }
+        self.push(op.shell());
+        self.model.ip_rules.push(resolved);
         Ok(Outcome::Done)
     }
 
@@ -344,14 +421,11 @@ impl PlanBackend {
             Some(lower) => Some(self.require_link(&op.ns, lower).map_err(|e| op.needing(e))?.mtu),
             None => None,
         };
-        let mtu = op.mtu.or(lower_mtu.map(|m| op.kind.derived_mtu(m))).unwrap_or(1500);
+        let mtu = op.mtu.or(lower_mtu.map(|m| op.kind.derived_mtu(m))).unwrap_or(op.kind.own_mtu());
         let id = self.model.add_link(op.ns.clone(), &op.name, op.kind.kind_name(), op.up, mtu);
         let l = self.model.by_id_mut(id).expect("just added");
-        match &op.kind {
-            LinkKind::Vxlan(v) => l.remote = v.remote.or(v.group),
-            LinkKind::Vlan { parent, .. } | LinkKind::Macvlan { parent, .. } => l.parent = Some(parent.clone()),
-            LinkKind::Tap { .. } => {}
-        }
+        l.remote = op.kind.remote();
+        l.parent = op.kind.lower().filter(|_| !matches!(op.kind, LinkKind::Vxlan(_))).map(String::from);
         self.push(op.shell());
         Ok(Outcome::Link { ns: op.ns, name: op.name })
     }
@@ -418,6 +492,20 @@ impl PlanBackend {
         op.validate()?;
         self.require_owned(&op.ns, &op.link, "shape")?;
         self.push(op.shell()?);
+        self.model.qdiscs.retain(|(ns, name, _)| !(*ns == op.ns && *name == op.link));
+        if let Some(shape) = &op.shape {
+            self.model.qdiscs.push((op.ns.clone(), op.link.clone(), RootQdisc::Shape(shape.qdisc()?)));
+        }
+        Ok(Outcome::Done)
+    }
+
+    fn htb(&mut self, op: SetHtb) -> Result<Outcome> {
+        let htb = op.resolve()?;
+        self.require_link(&op.ns, &op.link)?;
+        let replacing = self.model.qdiscs.iter().any(|(ns, name, _)| *ns == op.ns && *name == op.link);
+        self.push(op.shell(replacing)?);
+        self.model.qdiscs.retain(|(ns, name, _)| !(*ns == op.ns && *name == op.link));
+        self.model.qdiscs.push((op.ns.clone(), op.link.clone(), RootQdisc::Htb(htb)));
         Ok(Outcome::Done)
     }
 
@@ -425,30 +513,9 @@ impl PlanBackend {
         match q {
             Query::Links(ns) => {
                 self.require_ns(&ns)?;
-                let links = self
-                    .model
-                    .links_in(&ns)
-                    .into_iter()
-                    .map(|l| LinkInfo {
-                        name: l.name.clone(),
-                        index: l.id as u32 + 1,
-                        kind: if l.kind == "loopback" { String::new() } else { l.kind.clone() },
-                        up: l.up,
-                        state: if l.kind == "loopback" {
-                            "UNKNOWN"
-                        } else if l.up {
-                            "UP"
-                        } else {
-                            "DOWN"
-                        }
-                        .to_string(),
-                        mtu: l.mtu,
-                        mac: l.mac.clone().unwrap_or_default(),
-                        master: l.master.clone(),
-                    })
-                    .collect();
-                Ok(Outcome::Links(links))
+                Ok(Outcome::Links(self.model.links_in(&ns).into_iter().map(link_info).collect()))
             }
+            Query::Link { ns, name } => Ok(Outcome::Links(vec![link_info(self.require_link(&ns, &name)?)])),
             Query::Addrs(ns) => {
                 self.require_ns(&ns)?;
                 let mut addrs = vec![AddrInfo::permanent("lo", "127.0.0.1/8".parse().expect("an address"))];
@@ -458,6 +525,27 @@ impl PlanBackend {
             Query::Routes(ns) => {
                 self.require_ns(&ns)?;
                 Ok(Outcome::Routes(self.model.routes_in(&ns)))
+            }
+            Query::RoutesIn(ns, tables) => {
+                self.require_ns(&ns)?;
+                Ok(Outcome::Routes(self.model.routes_of(&ns, tables)))
+            }
+            Query::BridgePorts { ns, bridge } => self.bridge_ports(&ns, &bridge).map(Outcome::BridgePorts),
+            Query::Qdiscs(ns) => {
+                self.require_ns(&ns)?;
+                Ok(Outcome::Qdiscs(self.model.qdisc_infos(&ns)))
+            }
+            Query::Rules(ns) => {
+                self.require_ns(&ns)?;
+                Ok(Outcome::Rules(self.model.rule_infos(&ns)))
+            }
+            Query::RouteGet(ns, q) => {
+                self.require_ns(&ns)?;
+                q.validate()?;
+                if let Some(iif) = &q.iif {
+                    self.require_link(&ns, iif)?;
+                }
+                self.model.route_get(&ns, &q).map(Outcome::Route).map_err(|errno| q.refused(&ns, errno))
             }
             Query::Fdb(ns) => {
                 self.require_ns(&ns)?;
@@ -558,6 +646,28 @@ impl PlanBackend {
     }
 }
 
+/// A link of the model as `links(ns)` shows it (the plan has no ifindex: the model's
+/// ids stand in).
+fn link_info(l: &PLink) -> LinkInfo {
+    LinkInfo {
+        name: l.name.clone(),
+        index: l.id as u32 + 1,
+        kind: if l.kind == "loopback" { String::new() } else { l.kind.clone() },
+        up: l.up,
+        state: if l.kind == "loopback" {
+            "UNKNOWN"
+        } else if l.up {
+            "UP"
+        } else {
+            "DOWN"
+        }
+        .to_string(),
+        mtu: l.mtu,
+        mac: l.mac.clone().unwrap_or_default(),
+        master: l.master.clone(),
+    }
+}
+
 impl Backend for PlanBackend {
     fn apply(&mut self, op: Op) -> Result<Outcome> {
         match op {
@@ -569,14 +679,22 @@ impl Backend for PlanBackend {
             Op::DeleteLink(o) => self.delete_link(o),
             Op::AddAddr(o) => self.add_addr(o),
             Op::AddRoute(o) => self.add_route(o),
+            Op::AddRule(o) => self.add_rule(o),
             Op::Sysctl(o) => self.sysctl(o),
             Op::Exec(o) => self.exec(o),
             Op::Spawn(o) => self.spawn(o),
             Op::Query(q) => self.query(q),
             Op::FdbAppend(o) => self.fdb_append(o),
             Op::Shape(o) => self.shape(o),
+            Op::Htb(o) => self.htb(o),
             Op::BridgeVlanFiltering(o) => {
                 self.require_owned(&o.ns, &o.bridge, "change")?;
+                self.push(o.shell());
+                Ok(Outcome::Done)
+            }
+            Op::BridgePort(o) => self.bridge_port(o),
+            Op::WaitStp(o) => {
+                self.require_link(&o.ns, &o.bridge)?;
                 self.push(o.shell());
                 Ok(Outcome::Done)
             }

@@ -3,8 +3,10 @@
 
 use crate::ops::address::AddAddr;
 use crate::ops::firewall::{Chain, Echo, FilterRule, Rule, SourceNat};
-use crate::ops::query::{family, AddrInfo, FdbEntry, RouteInfo};
-use crate::ops::route::{AddRoute, RouteVia};
+use crate::ops::qdisc::{handle_text, Htb, Qdisc, QdiscInfo};
+use crate::ops::query::{family, AddrInfo, FdbEntry, RouteInfo, Tables};
+use crate::ops::route::{AddRoute, RouteAnswer, RouteQuery, RouteVia, TABLE_LOCAL, TABLE_MAIN};
+use crate::ops::rule::{kernel_rules, selector, AddRule, RuleInfo};
 use crate::ops::NsRef;
 use ipnetwork::IpNetwork;
 use std::net::IpAddr;
@@ -27,6 +29,8 @@ pub struct PLink {
     pub remote: Option<IpAddr>,
     /// A vlan's or macvlan's parent (same namespace).
     pub parent: Option<String>,
+    /// A bridge running STP.
+    pub stp: bool,
 }
 
 /// An iptables rule in the model, with what it means to a packet if the plan knows:
@@ -67,6 +71,13 @@ enum Verdict {
     Unknown(String),
 }
 
+/// A link's root qdisc as the script set it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RootQdisc {
+    Shape(Qdisc),
+    Htb(Htb),
+}
+
 /// What the lab holds once the script has run.
 #[derive(Clone, Debug, Default)]
 pub struct Model {
@@ -75,11 +86,16 @@ pub struct Model {
     pub links: Vec<PLink>,
     pub addrs: Vec<AddAddr>,
     pub routes: Vec<AddRoute>,
+    /// Policy rules the script added, each with its priority (the kernel's when the
+    /// script gave none), in the order the kernel keeps them.
+    pub ip_rules: Vec<AddRule>,
     pub sysctls: Vec<(NsRef, String, String)>,
     pub fdb: Vec<(NsRef, FdbEntry)>,
     pub rules: Vec<PRule>,
     /// Chain policies set, as (namespace, table, chain, policy).
     pub policies: Vec<(NsRef, String, String, String)>,
+    /// The root qdiscs the script gave links: (namespace, link, qdisc).
+    pub qdiscs: Vec<(NsRef, String, RootQdisc)>,
     /// Addresses the kernel forms from router advertisements (also in `addrs`): no
     /// command of the plan adds them.
     pub slaac: Vec<AddAddr>,
@@ -119,6 +135,7 @@ impl Model {
             peer: None,
             remote: None,
             parent: None,
+            stp: false,
         });
         id
     }
@@ -173,21 +190,181 @@ impl Model {
         self.policies.iter().rev().find(|(n, t, c, _)| n == ns && t == table && c == chain).map(|(.., p)| p.as_str()).unwrap_or("ACCEPT")
     }
 
-    /// Connected routes (of up links with addresses) and the routes the script added.
+    /// The main table: connected routes (of up links with addresses) and the routes the
+    /// script added there.
     pub fn routes_in(&self, ns: &NsRef) -> Vec<RouteInfo> {
+        self.routes_of(ns, Tables::One(TABLE_MAIN))
+    }
+
+    /// The routes of `tables`, as the kernel lists them (connected routes in main, with
+    /// their source address; IPv6 ones with metric 256).
+    pub fn routes_of(&self, ns: &NsRef, tables: Tables) -> Vec<RouteInfo> {
         let mut out = Vec::new();
-        for a in self.addrs.iter().filter(|a| &a.ns == ns) {
+        for a in self.addrs.iter().filter(|a| &a.ns == ns && tables.holds(TABLE_MAIN)) {
             if self.link(ns, &a.link).is_some_and(|l| l.up) && a.addr.prefix() < if a.addr.is_ipv4() { 32 } else { 128 } {
                 let net = IpNetwork::new(a.addr.network(), a.addr.prefix()).unwrap_or(a.addr);
-                out.push(RouteInfo { dest: net.to_string(), via: None, dev: Some(a.link.clone()), family: family(&a.addr.ip()) });
+                out.push(RouteInfo {
+                    dest: net.to_string(),
+                    via: None,
+                    dev: Some(a.link.clone()),
+                    family: family(&a.addr.ip()),
+                    table: TABLE_MAIN,
+                    metric: if a.addr.is_ipv4() { 0 } else { 256 },
+                    src: a.addr.is_ipv4().then(|| a.addr.ip().to_string()),
+                });
             }
         }
-        for r in self.routes.iter().filter(|r| &r.ns == ns) {
-            let (via, dev, fam) = match &r.via {
-                RouteVia::Gateway(gw) => (Some(gw.to_string()), self.dev_for(ns, gw), family(gw)),
-                RouteVia::Device(d) => (None, Some(d.clone()), r.dest.map(|d| family(&d.ip())).unwrap_or(4)),
+        for r in self.routes.iter().filter(|r| &r.ns == ns && tables.holds(r.table_id())) {
+            let (via, dev) = match &r.via {
+                RouteVia::Gateway(gw) => (Some(gw.to_string()), r.dev.clone().or_else(|| self.dev_for(ns, gw))),
+                RouteVia::Device(d) => (None, Some(d.clone())),
             };
-            out.push(RouteInfo { dest: r.dest.map(|d| d.to_string()).unwrap_or_else(|| "default".into()), via, dev, family: fam });
+            out.push(RouteInfo {
+                dest: r.dest.map(|d| d.to_string()).unwrap_or_else(|| "default".into()),
+                via,
+                dev,
+                family: if r.is_ipv6() { 6 } else { 4 },
+                table: r.table_id(),
+                metric: r.metric_or_default(),
+                src: r.src.map(|s| s.to_string()),
+            });
+        }
+        out
+    }
+
+    /// The route of `table` for `dst`: the longest prefix, then the lowest metric.
+    fn pick(&self, ns: &NsRef, table: u32, dst: IpAddr) -> Option<RouteInfo> {
+        let mut best: Option<(u8, u32, RouteInfo)> = None;
+        for r in self.routes_of(ns, Tables::One(table)) {
+            if r.family != family(&dst) {
+                continue;
+            }
+            let prefix = if r.dest == "default" {
+                0
+            } else {
+                match r.dest.parse::<IpNetwork>() {
+                    Ok(n) if n.contains(dst) => n.prefix(),
+                    _ => continue,
+                }
+            };
+            if best.as_ref().is_none_or(|(p, m, _)| prefix > *p || (prefix == *p && r.metric < *m)) {
+                best = Some((prefix, r.metric, r));
+            }
+        }
+        best.map(|(_, _, r)| r)
+    }
+
+    /// What `ip route get` would answer in ns, from the model; Err(errno) as the kernel
+    /// refuses.
+    pub fn route_get(&self, ns: &NsRef, q: &RouteQuery) -> Result<RouteAnswer, i32> {
+        if self.addrs.iter().any(|a| &a.ns == ns && a.addr.ip() == q.dst) {
+            // Until a namespace has rules of its own, the kernel keeps IPv4's local table
+            // merged into main, and says main.
+            let table = if q.dst.is_ipv4() && !self.has_own_rules(ns, 4) { TABLE_MAIN } else { TABLE_LOCAL };
+            return Ok(RouteAnswer { dev: Some("lo".into()), via: None, src: Some(q.dst), table });
+        }
+        if q.iif.is_some() && !self.forwards(ns) {
+            return Err(libc::EHOSTUNREACH);
+        }
+        let iif = q.iif.as_deref().unwrap_or("lo");
+        let (table, r) = self.route_for(ns, q.dst, q.from, iif, q.fwmark.unwrap_or(0)).ok_or(libc::ENETUNREACH)?;
+        let dev = r.dev.clone();
+        let src = r.src.as_deref().and_then(|s| s.parse().ok()).or(q.from).or_else(|| {
+            let dev = dev.as_deref()?;
+            self.addrs.iter().find(|a| &a.ns == ns && a.link == dev && a.addr.is_ipv4() == q.dst.is_ipv4()).map(|a| a.addr.ip())
+        });
+        Ok(RouteAnswer { dev, via: r.via.as_deref().and_then(|v| v.parse().ok()), src, table })
+    }
+
+    /// Whether ns has policy rules beyond the kernel's own (of family 4 or 6).
+    fn has_own_rules(&self, ns: &NsRef, family: u8) -> bool {
+        self.ip_rules.iter().any(|r| &r.ns == ns && r.family() == family)
+    }
+
+    /// The rules of ns of one family in the order they apply: the kernel's own and the
+    /// script's, each as (pref, rule).
+    fn rules_of(&self, ns: &NsRef, v6: bool) -> Vec<AddRule> {
+        let own = kernel_rules(v6).iter().map(|(pref, table)| AddRule {
+            ns: ns.clone(),
+            from: None,
+            to: None,
+            iif: None,
+            oif: None,
+            fwmark: None,
+            table: *table,
+            pref: Some(*pref),
+        });
+        let mut all: Vec<AddRule> = own.chain(self.ip_rules.iter().filter(|r| &r.ns == ns && r.is_ipv6() == v6).cloned()).collect();
+        // Stable: a rule goes after those of its priority that came before it.
+        all.sort_by_key(|r| r.pref.unwrap_or(0));
+        all
+    }
+
+    /// The priority the kernel gives a rule added without one: one less than that of
+    /// the second rule of its family (the one after the local rule).
+    pub fn next_rule_pref(&self, ns: &NsRef, v6: bool) -> u32 {
+        self.rules_of(ns, v6).get(1).and_then(|r| r.pref).filter(|p| *p > 0).map(|p| p - 1).unwrap_or(0)
+    }
+
+    /// `rules(ns)` from the model, both families.
+    pub fn rule_infos(&self, ns: &NsRef) -> Vec<RuleInfo> {
+        [false, true]
+            .into_iter()
+            .flat_map(|v6| self.rules_of(ns, v6))
+            .map(|r| RuleInfo {
+                family: r.family(),
+                pref: r.pref.unwrap_or(0),
+                from: selector(r.from),
+                to: selector(r.to),
+                iif: r.iif.clone(),
+                oif: r.oif.clone(),
+                fwmark: r.fwmark,
+                table: r.table,
+            })
+            .collect()
+    }
+
+    /// The table and route a packet takes: the rules in order, and in the first table
+    /// they lead to that has a route, that route. `src` None: ns sends it and has not
+    /// chosen a source yet; `iif` "lo" for what ns sends itself.
+    fn route_for(&self, ns: &NsRef, dst: IpAddr, src: Option<IpAddr>, iif: &str, mark: u32) -> Option<(u32, RouteInfo)> {
+        self.rules_of(ns, dst.is_ipv6())
+            .iter()
+            .filter(|r| r.matches(src, dst, iif, None, mark))
+            .find_map(|r| self.pick(ns, r.table, dst).map(|route| (r.table, route)))
+    }
+
+    /// `qdiscs(ns)` from the model: each link's root qdisc (noqueue, or noop while it was
+    /// never up, unless the script set one) and the classes of its HTB.
+    pub fn qdisc_infos(&self, ns: &NsRef) -> Vec<QdiscInfo> {
+        let mut out = Vec::new();
+        for l in self.links_in(ns) {
+            let info = |kind: &str, handle: String, parent: &str, class: bool, rate, ceil| QdiscInfo {
+                link: l.name.clone(),
+                kind: kind.into(),
+                handle,
+                parent: parent.into(),
+                class,
+                rate,
+                ceil,
+            };
+            match self.qdiscs.iter().find(|(n, name, _)| n == ns && *name == l.name).map(|(_, _, q)| q) {
+                None => out.push(info(if l.up { "noqueue" } else { "noop" }, "0:".into(), "root", false, None, None)),
+                Some(RootQdisc::Shape(q)) => {
+                    let rate = match q {
+                        Qdisc::Tbf(t) => Some(t.rate_bits),
+                        Qdisc::Netem(_) => None,
+                    };
+                    out.push(info(q.kind(), "1:".into(), "root", false, rate, None));
+                }
+                Some(RootQdisc::Htb(h)) => {
+                    out.push(info("htb", "1:".into(), "root", false, None, None));
+                    for c in &h.classes {
+                        let parent = handle_text(1, c.parent);
+                        out.push(info("htb", handle_text(1, c.minor), &parent, true, Some(c.rate_bits), Some(c.ceil_bits)));
+                    }
+                }
+            }
         }
         out
     }
@@ -205,6 +382,7 @@ impl Model {
     pub fn remove_link(&mut self, id: usize) {
         let Some(l) = self.by_id(id).cloned() else { return };
         self.links.retain(|x| x.id != id);
+        self.qdiscs.retain(|(ns, name, _)| !(*ns == l.ns && *name == l.name));
         self.addrs.retain(|a| !(a.ns == l.ns && a.link == l.name));
         self.routes.retain(|r| !(r.ns == l.ns && r.via == RouteVia::Device(l.name.clone())));
         for other in self.links.iter_mut().filter(|x| x.ns == l.ns && x.master.as_deref() == Some(&l.name)) {
@@ -212,26 +390,11 @@ impl Model {
         }
     }
 
-    /// Longest-prefix match in ns: (gateway, device).
-    fn lookup(&self, ns: &NsRef, dst: IpAddr) -> Option<(Option<IpAddr>, Option<String>)> {
-        let mut best: Option<(u8, Option<IpAddr>, Option<String>)> = None;
-        for r in self.routes_in(ns) {
-            let (net, prefix) = if r.dest == "default" {
-                (None, 0)
-            } else {
-                match r.dest.parse::<IpNetwork>() {
-                    Ok(n) if n.contains(dst) => (Some(n), n.prefix()),
-                    _ => continue,
-                }
-            };
-            if net.is_none() && family(&dst) != r.family {
-                continue;
-            }
-            if best.as_ref().is_none_or(|(p, _, _)| prefix > *p) {
-                best = Some((prefix, r.via.as_deref().and_then(|v| v.parse().ok()), r.dev.clone()));
-            }
-        }
-        best.map(|(_, via, dev)| (via, dev))
+    /// The next hop from ns for a packet that arrived on `iif` ("lo": ns sends it):
+    /// (gateway, device).
+    fn lookup(&self, ns: &NsRef, dst: IpAddr, src: Option<IpAddr>, iif: &str) -> Option<(Option<IpAddr>, Option<String>)> {
+        let (_, r) = self.route_for(ns, dst, src, iif, 0)?;
+        Some((r.via.as_deref().and_then(|v| v.parse().ok()), r.dev))
     }
 
     fn forwards(&self, ns: &NsRef) -> bool {
@@ -341,10 +504,7 @@ impl Model {
                 }
                 return Trip::There(seen, done);
             }
-            if !origin && !self.forwards(&cur) {
-                return Trip::Lost;
-            }
-            let Some((via, Some(dev))) = self.lookup(&cur, dst) else { return Trip::Lost };
+            let Some((via, Some(dev))) = self.lookup(&cur, dst, src, came_in.as_deref().unwrap_or("lo")) else { return Trip::Lost };
             if src.is_none() {
                 src = self.addrs.iter().find(|a| a.ns == cur && a.link == dev && a.addr.is_ipv4() == dst.is_ipv4()).map(|a| a.addr.ip());
             }
@@ -442,7 +602,7 @@ mod tests {
             m.by_id_mut(port).unwrap().master = Some("br0".into());
         }
         for (n, gw) in [("client", "10.1.0.1"), ("server", "10.2.0.1")] {
-            m.routes.push(AddRoute { ns: ns(n), dest: None, via: RouteVia::Gateway(gw.parse().unwrap()) });
+            m.routes.push(AddRoute::new(ns(n), None, RouteVia::Gateway(gw.parse().unwrap())));
         }
         m.sysctls.push((ns("rt"), "net.ipv4.ip_forward".into(), "1".into()));
         m

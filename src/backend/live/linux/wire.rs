@@ -15,6 +15,7 @@ use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::sys::Socket;
 
 const RTM_NEWLINK: u16 = 16;
+const RTM_NEWROUTE: u16 = 24;
 const HEADER_LEN: usize = 16;
 /// Bytes per sendmsg(): the answers of one burst always fit the receive buffer.
 const BURST_BYTES: usize = 32 * 1024;
@@ -111,13 +112,15 @@ impl Wire {
                             answers[slot].errno = msg.errno();
                             acked += 1;
                         }
-                        RTM_NEWLINK => {
-                            if let Ok(NetlinkMessage { payload: NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m)), .. }) =
-                                NetlinkMessage::<RouteNetlinkMessage>::deserialize(msg.bytes)
-                            {
-                                answers[slot].echo = Some(m);
+                        RTM_NEWLINK | RTM_NEWROUTE => match NetlinkMessage::<RouteNetlinkMessage>::deserialize(msg.bytes) {
+                            Ok(NetlinkMessage { payload: NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m)), .. }) => {
+                                answers[slot].echo = Some(m)
                             }
-                        }
+                            Ok(NetlinkMessage { payload: NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(m)), .. }) => {
+                                answers[slot].route = Some(m)
+                            }
+                            _ => {}
+                        },
                         _ => {}
                     }
                 }

@@ -5,16 +5,47 @@ use super::decode;
 use super::{acked, Netlink};
 use crate::backend::live::kernel::{Aside, Kernel};
 use crate::error::{Code, Error, Result};
+use crate::ops::bridge::{options_refused, port_state_name, BridgeOpts, BridgePortInfo, SetBridgePort};
 use crate::ops::link::format_mac;
 use crate::ops::overlay::{BridgeVlan, FdbAppend, VlanFiltering};
 use crate::ops::query::FdbEntry;
 use crate::ops::NsRef;
-use rtnetlink::packet_core::{NLM_F_APPEND, NLM_F_CREATE};
-use rtnetlink::packet_route::link::{BridgeVlanInfoFlags, InfoBridge, InfoData, InfoKind};
+use rtnetlink::packet_core::{DefaultNla, Emitable, Nla, NlaBuffer, Parseable, NLM_F_APPEND, NLM_F_CREATE};
+use rtnetlink::packet_route::link::{
+    BridgeStpState, BridgeVlanInfoFlags, InfoBridge, InfoBridgePort, InfoData, InfoKind, LinkAttribute, LinkMessage, LinkProtoInfoBridge,
+};
 use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState};
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// IFLA_INFO_DATA of a bridge: the options in the kernel's units (hundredths of a second).
+pub(super) fn bridge_info(o: &BridgeOpts) -> Vec<InfoBridge> {
+    let cs = |ms: u64| (ms / 10) as u32;
+    let mut v = Vec::new();
+    if let Some(ms) = o.forward_delay_ms {
+        v.push(InfoBridge::ForwardDelay(cs(ms)));
+    }
+    if let Some(ms) = o.hello_time_ms {
+        v.push(InfoBridge::HelloTime(cs(ms)));
+    }
+    if let Some(ms) = o.max_age_ms {
+        v.push(InfoBridge::MaxAge(cs(ms)));
+    }
+    if let Some(ms) = o.ageing_ms {
+        v.push(InfoBridge::AgeingTime(cs(ms)));
+    }
+    if let Some(on) = o.stp {
+        v.push(InfoBridge::StpState(if on { BridgeStpState::KernelStp } else { BridgeStpState::Disabled }));
+    }
+    if let Some(p) = o.priority {
+        v.push(InfoBridge::Priority(p));
+    }
+    if let Some(on) = o.mcast_snooping {
+        v.push(InfoBridge::MulticastSnooping(on));
+    }
+    v
+}
 
 /// Bridge deletions under way (see [`Netlink::delete_bridges_aside`]): each one's label.
 pub struct Deletions {
@@ -100,6 +131,86 @@ impl<K: Kernel> Netlink<K> {
         // RTM_NEWLINK on the existing bridge (changelink), as `ip link set .. type bridge` does:
         // RTM_SETLINK ignores IFLA_LINKINFO.
         self.request_now(&op.ns, RouteNetlinkMessage::NewLink(msg), 0, |errno| op.refused(errno))
+    }
+
+    /// `ip link set BRIDGE type bridge OPTIONS` on a bridge that exists: RTM_NEWLINK on its
+    /// index (a changelink, as for vlan_filtering).
+    pub fn bridge_options(&mut self, ns: &NsRef, bridge: &str, opts: &BridgeOpts) -> Result<()> {
+        let index = self.require_link(ns, bridge)?;
+        let msg = LinkMessageBuilder::<LinkBridge>::new_with_info_kind(InfoKind::Bridge)
+            .index(index)
+            .set_info_data(InfoData::Bridge(bridge_info(opts)))
+            .build();
+        self.request_now(ns, RouteNetlinkMessage::NewLink(msg), 0, |errno| options_refused(ns, bridge, opts, errno))
+    }
+
+    /// `bridge link set dev PORT ...`: RTM_SETLINK for AF_BRIDGE with a nested
+    /// IFLA_PROTINFO of IFLA_BRPORT_* attributes, on the port's index.
+    pub fn set_bridge_port(&mut self, op: &SetBridgePort) -> Result<()> {
+        let index = self.require_link(&op.ns, &op.port)?;
+        let mut attrs = Vec::new();
+        if let Some(c) = op.cost {
+            attrs.push(InfoBridgePort::Cost(c));
+        }
+        if let Some(p) = op.priority {
+            attrs.push(InfoBridgePort::Priority(p));
+        }
+        if let Some(l) = op.learning {
+            attrs.push(InfoBridgePort::Learning(l));
+        }
+        if let Some(f) = op.flood {
+            attrs.push(InfoBridgePort::UnicastFlood(f));
+        }
+        if let Some(h) = op.hairpin {
+            attrs.push(InfoBridgePort::HairpinMode(h));
+        }
+        // netlink-packet-route types IFLA_PROTINFO of AF_BRIDGE with one variant only:
+        // the IFLA_BRPORT_* attributes go in as the attributes they emit.
+        let protinfo = attrs
+            .iter()
+            .map(|a| {
+                let mut value = vec![0u8; a.value_len()];
+                a.emit_value(&mut value);
+                LinkProtoInfoBridge::Other(DefaultNla::new(a.kind(), value))
+            })
+            .collect();
+        let mut msg = LinkUnspec::new_with_index(index).build();
+        msg.header.interface_family = AddressFamily::Bridge;
+        msg.attributes.push(LinkAttribute::ProtoInfoBridge(protinfo));
+        self.request_now(&op.ns, RouteNetlinkMessage::SetLink(msg), 0, |errno| op.refused(errno))
+    }
+
+    /// The ports of `bridge` with their STP state, cost and priority: a dump of AF_BRIDGE
+    /// links (what `bridge link` shows), each port's IFLA_PROTINFO.
+    pub fn bridge_ports(&mut self, ns: &NsRef, bridge: &str) -> Result<Vec<BridgePortInfo>> {
+        let br = self.require_link(ns, bridge)?;
+        let mut query = LinkMessage::default();
+        query.header.interface_family = AddressFamily::Bridge;
+        let msgs = self.dump(ns, RouteNetlinkMessage::GetLink(query), || format!("cannot list the ports of bridge {bridge:?} in {ns}"))?;
+        let mut out = Vec::new();
+        for m in msgs {
+            let RouteNetlinkMessage::NewLink(m) = m else { continue };
+            if !m.attributes.iter().any(|a| matches!(a, LinkAttribute::Controller(i) if *i == br)) {
+                continue;
+            }
+            let mut port = BridgePortInfo { name: decode::name_of(&m), state: String::new(), cost: 0, priority: 0 };
+            for a in &m.attributes {
+                let LinkAttribute::ProtoInfoBridge(infos) = a else { continue };
+                for info in infos {
+                    let LinkProtoInfoBridge::Other(nla) = info else { continue };
+                    let mut bytes = vec![0u8; nla.buffer_len()];
+                    nla.emit(&mut bytes);
+                    match NlaBuffer::new_checked(&bytes[..]).ok().and_then(|buf| InfoBridgePort::parse(&buf).ok()) {
+                        Some(InfoBridgePort::State(s)) => port.state = port_state_name(u8::from(s)),
+                        Some(InfoBridgePort::Cost(c)) => port.cost = c,
+                        Some(InfoBridgePort::Priority(p)) => port.priority = p,
+                        _ => {}
+                    }
+                }
+            }
+            out.push(port);
+        }
+        Ok(out)
     }
 
     /// `bridge vlan add vid VID dev PORT [pvid] [untagged]`

@@ -6,14 +6,41 @@ use super::{acked, Netlink};
 use crate::backend::live::kernel::Kernel;
 use crate::error::{Code, Error, Result};
 use crate::ops::link::{self as ops_link, CreateBridge, CreateVeth, LinkChange, SetLink};
-use crate::ops::overlay::{CreateLink, LinkKind, MacvlanMode};
+use crate::ops::overlay::{BondMode, CreateLink, LinkKind, MacvlanMode};
 use crate::ops::query::LinkInfo;
 use crate::ops::NsRef;
 use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL};
-use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkMessage, MacVlanMode as NlMode};
+use rtnetlink::packet_route::link::{
+    BondMode as NlBondMode, GreIOFlags, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkMessage, MacVlanMode as NlMode,
+};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec};
 use std::net::IpAddr;
+
+/// The MTU and up of a creation, on any kind's builder.
+fn with_common<T>(b: LinkMessageBuilder<T>, op: &CreateLink) -> LinkMessage {
+    let b = match op.mtu {
+        Some(m) => b.mtu(m),
+        None => b,
+    };
+    if op.up {
+        b.up().build()
+    } else {
+        b.build()
+    }
+}
+
+fn bond_mode(m: BondMode) -> NlBondMode {
+    match m {
+        BondMode::BalanceRr => NlBondMode::BalanceRr,
+        BondMode::ActiveBackup => NlBondMode::ActiveBackup,
+        BondMode::BalanceXor => NlBondMode::BalanceXor,
+        BondMode::Broadcast => NlBondMode::Broadcast,
+        BondMode::Lacp => NlBondMode::Ieee8023Ad,
+        BondMode::BalanceTlb => NlBondMode::BalanceTlb,
+        BondMode::BalanceAlb => NlBondMode::BalanceAlb,
+    }
+}
 
 impl<K: Kernel> Netlink<K> {
     /// Create a link now and return the kernel's echo of it (its ifindex, and for a
@@ -39,6 +66,30 @@ impl<K: Kernel> Netlink<K> {
             Some(libc::ENODEV) => Ok(None),
             Some(errno) => Err(Error::new(Code::KernelRefused, format!("cannot look up link {name:?} in {ns}")).errno(errno)),
         }
+    }
+
+    /// The name of the link with ifindex `index` in `ns`, or None.
+    pub fn link_name(&mut self, ns: &NsRef, index: u32) -> Result<Option<String>> {
+        let query = LinkUnspec::new_with_index(index).build();
+        let answer = self.exchange(ns, vec![acked(RouteNetlinkMessage::GetLink(query), 0)])?.pop().unwrap_or_default();
+        match answer.errno {
+            None => Ok(answer.echo.as_ref().map(name_of)),
+            Some(libc::ENODEV) => Ok(None),
+            Some(errno) => Err(Error::new(Code::KernelRefused, format!("cannot look up link #{index} in {ns}")).errno(errno)),
+        }
+    }
+
+    /// A link as scripts see it (`link.info()`), read now; None when there is none.
+    pub fn link_info(&mut self, ns: &NsRef, name: &str) -> Result<Option<LinkInfo>> {
+        let Some(msg) = self.get_link(ns, name)? else { return Ok(None) };
+        let master = match msg.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Controller(i) => Some(*i),
+            _ => None,
+        }) {
+            Some(i) => self.link_name(ns, i)?.map(|n| (i, n)),
+            None => None,
+        };
+        Ok(Some(decode::link_info(&msg, &master.into_iter().collect())))
     }
 
     pub fn link_index(&mut self, ns: &NsRef, name: &str) -> Result<Option<u32>> {
@@ -81,7 +132,11 @@ impl<K: Kernel> Netlink<K> {
 
     /// `index`: the ifindex to create it with (None: the kernel's choice).
     pub fn create_bridge(&mut self, op: &CreateBridge, index: Option<u32>) -> Result<u32> {
-        let mut msg = LinkBridge::new(&op.name).up().build();
+        let mut b = LinkBridge::new(&op.name).up();
+        if !op.opts.is_empty() {
+            b = b.set_info_data(InfoData::Bridge(super::bridge::bridge_info(&op.opts)));
+        }
+        let mut msg = b.build();
         msg.header.index = index.unwrap_or(0);
         let echo = self.create_echo(&op.ns, msg, |errno| op.refused(errno))?;
         self.learn(&op.ns, &op.name, echo.map(|m| m.header.index))
@@ -286,6 +341,34 @@ impl<K: Kernel> Netlink<K> {
                 return Err(Error::new(Code::Internal, format!("cannot create tap {:?} over netlink", op.name))
                     .why("taps are created with the TUNSETIFF ioctl, not netlink"))
             }
+            LinkKind::Dummy => with_common(rtnetlink::LinkDummy::new(&op.name), op),
+            LinkKind::Gre(t) => {
+                let mut b = if t.tap { rtnetlink::LinkGre::new_gretap(&op.name) } else { rtnetlink::LinkGre::new(&op.name) };
+                b = b.local(t.local).remote(t.remote);
+                if let Some(ttl) = t.ttl {
+                    b = b.ttl(ttl);
+                }
+                if let Some(key) = t.key {
+                    // `key K` in iproute2: the same key both ways, flagged in both directions.
+                    b = b.ikey(key).okey(key).iflags(GreIOFlags::Key).oflags(GreIOFlags::Key);
+                }
+                with_common(b, op)
+            }
+            LinkKind::Ipip(t) => {
+                let mut b = rtnetlink::LinkIpIp::new(&op.name).local(t.local).remote(t.remote);
+                if let Some(ttl) = t.ttl {
+                    b = b.ttl(ttl);
+                }
+                with_common(b, op)
+            }
+            LinkKind::Bond { mode, miimon } => {
+                let mut b = rtnetlink::LinkBond::new(&op.name).mode(bond_mode(*mode));
+                if let Some(m) = miimon {
+                    b = b.miimon(*m);
+                }
+                with_common(b, op)
+            }
+            LinkKind::Vrf { table } => with_common(rtnetlink::LinkVrf::new(&op.name, *table), op),
         };
         // Keep the message as built (the builders fill IFLA_LINKINFO).
         msg.header.index = index.unwrap_or(0);

@@ -16,6 +16,7 @@ mod link;
 mod neighbour;
 mod qdisc;
 mod route;
+mod rule;
 
 use super::kernel::{Answer, Kernel, Request};
 use crate::error::{Code, Error, Origin, Result};
