@@ -380,15 +380,21 @@ full=$(( (e - s) / 1000 ))
 $NSS down kl >/dev/null || exit 1
 section full; echo $full
 section iters
+# Each kill waits for a random number of ledger lines (0..$lines_full), then a random
+# delay of up to 20 ms: kill points spread over the build whatever the machine's load
+# (a kill timed from the first build's length all landed after the end when later
+# builds ran faster).
+lines_full=$($NSS kl.rhai >/dev/null && wc -l < /run/nsscript/labs/kl/ledger.jsonl); $NSS down kl >/dev/null || exit 1
 for i in $(seq 30); do
-    d=$(( (RANDOM * 32768 + RANDOM) % (full * 11 / 10 + 1) ))
+    k=$(( RANDOM % (lines_full + 1) )); d=$(( RANDOM % 20000 ))
     $NSS kl.rhai >/dev/null 2>&1 & pid=$!
-    sleep "$(printf '%d.%06d' $((d / 1000000)) $((d % 1000000)))"
+    while kill -0 $pid 2>/dev/null && [ "$(cat /run/nsscript/labs/kl/ledger.jsonl 2>/dev/null | wc -l)" -lt $k ]; do sleep 0.001; done
+    sleep "$(printf '0.%06d' $d)"
     kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null; rc=$?
     lines=$(cat /run/nsscript/labs/kl/ledger.jsonl 2>/dev/null | wc -l)
     if $NSS ls | grep -q '^kl'; then $NSS down kl > down.out 2>&1 || { echo "iter $i: down failed"; cat down.out; }; fi
     snap > now
-    if diff before now > d.out; then echo "iter $i delay_us=$d rc=$rc ledger_lines=$lines same"; else echo "iter $i delay_us=$d rc=$rc ledger_lines=$lines DIFF"; cat d.out; fi
+    if diff before now > d.out; then echo "iter $i at_lines=$k delay_us=$d rc=$rc ledger_lines=$lines same"; else echo "iter $i at_lines=$k delay_us=$d rc=$rc ledger_lines=$lines DIFF"; cat d.out; fi
 done
 section ls; $NSS ls
 "#,

@@ -133,9 +133,10 @@ fn a_lab_past_the_open_file_limit_gets_room_up_to_the_hard_limit_and_a_clear_err
     let Some(run) = isolated(
         &[("star.rhai", STAR)],
         r#"
-section soft; (ulimit -Sn 64; $NSS star.rhai --var n=40 >/dev/null 2>&1; echo "rc=$?"; ip netns list | wc -l; $NSS down star >/dev/null 2>&1)
+section soft; (ulimit -Sn 64; $NSS star.rhai --var n=40 >/dev/null 2>&1; echo "rc=$?"; ip netns list | wc -l; $NSS down star >&2)
 section hard; (ulimit -n 64; $NSS star.rhai --var n=40 2>&1 >/dev/null; echo "rc=$?")
 section left; ip netns list | wc -l; ip -br link | awk '{print $1}'
+section names; ls -A /run/netns | tr '\n' ' '
 "#,
     ) else {
         return;
@@ -145,7 +146,13 @@ section left; ip netns list | wc -l; ip -br link | awk '{print $1}'
     let hard = run.section("hard");
     assert!(hard.contains("Too many open files (EMFILE)") && hard.contains("ulimit -n"), "{hard}");
     assert!(!hard.contains("rc=0"), "{hard}");
-    assert_eq!(run.section("left").split_whitespace().collect::<Vec<_>>(), ["0", "lo"], "{}", run.stdout);
+    assert_eq!(
+        run.section("left").split_whitespace().collect::<Vec<_>>(),
+        ["0", "lo"],
+        "{}\nthe soft case's down: {}",
+        run.stdout,
+        run.stderr
+    );
 }
 
 #[test]

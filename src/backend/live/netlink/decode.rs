@@ -104,10 +104,13 @@ pub fn state_name(s: rtnetlink::packet_route::neighbour::NeighbourState) -> Stri
 
 /// Up, with a carrier, but perhaps not yet seen by the kernel's link-watch work, which
 /// is what activates its transmit queue (until then what is sent is dropped) and sets
-/// its operational state: veths and bridges start at "unknown".
+/// its operational state. The carrier flag changes at once, the state only when that
+/// work runs: veths and bridges start at "unknown", and a veth brought up before its
+/// peer stays "lowerlayerdown" (or "down") after the peer comes up. Any state but "up"
+/// with the carrier on may be waiting.
 pub fn may_await_activation(link: &LinkMessage) -> bool {
     use rtnetlink::packet_route::link::State;
     link.header.flags.contains(LinkFlags::Up | LinkFlags::LowerUp)
         && matches!(kind_of(link).as_str(), "veth" | "bridge")
-        && link.attributes.iter().any(|a| matches!(a, LinkAttribute::OperState(State::Unknown)))
+        && !link.attributes.iter().any(|a| matches!(a, LinkAttribute::OperState(State::Up)))
 }
