@@ -18,11 +18,13 @@ use crate::ops::rule::AddRule;
 use crate::ops::sysctl::Sysctl;
 use crate::ops::{NsRef, Op};
 
-/// Ledgers and locks go to a directory of the tests' own.
+/// Ledgers and locks go to a directory of the tests' own, made fresh for this process
+/// (a name from the pid alone met a directory root's run had left under the same pid,
+/// and the unprivileged rerun refused it as not its own).
 fn state_root() {
-    let root = std::env::temp_dir().join(format!("nsscript-unit-{}", std::process::id()));
-    let _ = std::fs::create_dir_all(&root);
-    lab::set_state_root(root);
+    static ROOT: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let root = ROOT.get_or_init(|| tempfile::Builder::new().prefix("nsscript-unit-").tempdir().expect("a temporary directory"));
+    lab::set_state_root(root.path().to_path_buf());
 }
 
 fn backend(lab: &str) -> LiveBackend<Double> {
