@@ -122,3 +122,144 @@ section after_classes; tc -n a class show dev eth0
         assert!(plan.contains(&format!("nsscript::{code}")) && plan.contains(words), "the plan refuses the same:\n{plan}");
     }
 }
+
+/// The root qdisc of `dev` in a `tc -j qdisc show dev` dump: (kind, handle).
+fn root_of(dump: &Value) -> (String, String) {
+    let q = arr(dump).iter().find(|q| q["root"] == true).unwrap_or_else(|| panic!("no root qdisc: {dump}"));
+    (q["kind"].as_str().unwrap_or_default().to_string(), q["handle"].as_str().unwrap_or_default().to_string())
+}
+
+/// Links the lab did not make (veths made with `ip link add` before nsscript runs, and
+/// lo, in the test's own "host" namespace) shaped with htb() and shape(): the qdiscs
+/// are the kernel's while the lab is up; `down` deletes them and the kernel's default
+/// comes back, except on a link deleted and made again by hand under the same name
+/// (another ifindex), whose qdisc down leaves alone and reports. unshape() takes back
+/// a qdisc of the lab's; a link whose root qdisc someone else set is refused.
+#[test]
+fn qdiscs_on_links_that_outlive_the_lab_are_in_the_ledger_and_go_at_down() {
+    let lab = r#"
+link("up1").htb(#{ "default": 20, classes: [#{ id: 10, rate: "10mbit", "match": #{ dst: "10.9.0.2" } }, #{ id: 20, rate: "5mbit" }] });
+link("up2").shape(#{ rate: "20mbit" });
+link("up3").htb(#{ classes: [#{ id: 10, rate: "3mbit" }] });
+link("lo").shape(#{ rate: "100mbit" });
+let u4 = link("up4");
+u4.shape(#{ rate: "1mbit" });
+u4.shape(#{ rate: "2mbit" });
+u4.unshape();
+try { link("up5").shape(#{ rate: "1mbit" }); } catch (err) { print(`up5: ${err}`); }
+"#;
+    let Some(run) = isolated(
+        &[("lab.rhai", lab)],
+        r#"for i in 1 2 3 4 5; do ip link add up$i type veth peer name up${i}p && ip link set up$i up && ip link set up${i}p up || exit 1; done
+tc qdisc add dev up5 root handle 5: tbf rate 1mbit burst 4k latency 50ms || exit 1
+section before; tc -j qdisc show dev up1
+$NSS lab.rhai > out.txt 2>&1 || { cat out.txt; exit 1; }
+section out; cat out.txt
+section ledger; grep -c '"entry":"qdisc"' /run/nsscript/labs/lab/ledger.jsonl
+section q1; tc -j qdisc show dev up1
+section c1; tc -j class show dev up1
+section q2; tc -j qdisc show dev up2
+section q3; tc -j qdisc show dev up3
+section qlo; tc -j qdisc show dev lo
+section q4; tc -j qdisc show dev up4
+section q5; tc -j qdisc show dev up5
+section index3; ip -o link show up3 | cut -d: -f1
+# up3 deleted and made again by hand, under the same name, with a qdisc of the same kind and handle.
+ip link del up3 && ip link add up3 type veth peer name up3p && ip link set up3 up || exit 1
+tc qdisc add dev up3 root handle 1: htb default 0 && tc class add dev up3 parent 1: classid 1:7 htb rate 1mbit || exit 1
+section index3b; ip -o link show up3 | cut -d: -f1
+$NSS down lab > down.txt 2>&1; echo "rc $?" >> down.txt
+section down; cat down.txt
+section q1_after; tc -j qdisc show dev up1
+section c1_after; tc class show dev up1
+section q2_after; tc -j qdisc show dev up2
+section qlo_after; tc -j qdisc show dev lo
+section q3_after; tc -j qdisc show dev up3
+section c3_after; tc class show dev up3
+section q5_after; tc -j qdisc show dev up5
+section left; ls /run/nsscript/labs
+"#,
+    ) else {
+        return;
+    };
+    run.ok();
+    let default = root_of(&run.json("before"));
+    assert_eq!(default.1, "0:", "a veth that is up has the kernel's default root qdisc: {default:?}");
+    assert_eq!(run.section("ledger").trim(), "12", "intent and done of each of six qdisc changes:\n{}", run.section("out"));
+    assert_eq!(root_of(&run.json("q1")), ("htb".into(), "1:".into()), "{}", run.section("q1"));
+    let c1 = run.section("c1");
+    for class in
+        ["class htb 1:1 root rate 15Mbit", "class htb 1:10 parent 1:1 prio 0 rate 10Mbit", "class htb 1:20 parent 1:1 prio 0 rate 5Mbit"]
+    {
+        assert!(c1.contains(class), "tc shows {class}:\n{c1}");
+    }
+    assert_eq!(root_of(&run.json("q2")), ("tbf".into(), "1:".into()));
+    assert_eq!(root_of(&run.json("q3")), ("htb".into(), "1:".into()));
+    assert_eq!(root_of(&run.json("qlo")), ("tbf".into(), "1:".into()));
+    assert_eq!(root_of(&run.json("q4")).1, "0:", "unshape() took the lab's qdisc off up4: {}", run.section("q4"));
+    let out = run.section("out");
+    assert!(out.contains("up5: ") && out.contains("refusing to shape link \"up5\""), "{out}");
+    assert_eq!(root_of(&run.json("q5")), ("tbf".into(), "5:".into()), "someone else's qdisc stays: {}", run.section("q5"));
+    assert_ne!(run.section("index3").trim(), run.section("index3b").trim(), "up3 was made again with another ifindex");
+
+    let down = run.section("down");
+    assert!(down.contains("rc 0"), "{down}");
+    assert_eq!(root_of(&run.json("q1_after")), default, "down gave up1 back the kernel's default: {}", run.section("q1_after"));
+    assert!(run.section("c1_after").trim().is_empty(), "and its classes went with it: {}", run.section("c1_after"));
+    assert_eq!(root_of(&run.json("q2_after")), default, "{}", run.section("q2_after"));
+    assert_eq!(root_of(&run.json("qlo_after")).1, "0:", "{}", run.section("qlo_after"));
+    assert_eq!(root_of(&run.json("q3_after")), ("htb".into(), "1:".into()), "the re-made up3 keeps its own qdisc");
+    assert!(run.section("c3_after").contains("class htb 1:7"), "{}", run.section("c3_after"));
+    assert!(down.contains("up3") && down.contains("not the link the lab shaped"), "down says why up3 was left alone:\n{down}");
+    assert!(!down.contains("up4"), "nothing to say about up4, its qdisc went with unshape():\n{down}");
+    assert_eq!(root_of(&run.json("q5_after")), ("tbf".into(), "5:".into()));
+    assert!(run.section("left").trim().is_empty(), "the lab's state is gone: {}", run.section("left"));
+}
+
+/// A run that fails after shaping a link the lab did not make rolls the qdisc back.
+#[test]
+fn a_rollback_takes_back_a_qdisc_on_a_link_that_outlives_the_lab() {
+    let lab = r#"
+link("up1").htb(#{ classes: [#{ id: 10, rate: "10mbit" }] });
+link("up2").shape(#{ rate: "20mbit" });
+link("no_such_link").up();
+"#;
+    let Some(run) = isolated(
+        &[("lab.rhai", lab)],
+        r#"for i in 1 2; do ip link add up$i type veth peer name up${i}p && ip link set up$i up && ip link set up${i}p up || exit 1; done
+$NSS lab.rhai > out.txt 2>&1; echo "rc $?" >> out.txt
+section out; cat out.txt
+section q1; tc -j qdisc show dev up1
+section c1; tc class show dev up1
+section q2; tc -j qdisc show dev up2
+section left; ls /run/nsscript/labs 2>/dev/null
+"#,
+    ) else {
+        return;
+    };
+    run.ok();
+    let out = run.section("out");
+    assert!(out.contains("rc 1"), "the script fails at its last line:\n{out}");
+    assert_eq!(root_of(&run.json("q1")).1, "0:", "rolled back: {}\n{out}", run.section("q1"));
+    assert!(run.section("c1").trim().is_empty(), "{}", run.section("c1"));
+    assert_eq!(root_of(&run.json("q2")).1, "0:", "{}", run.section("q2"));
+    assert!(run.section("left").trim().is_empty(), "{}", run.section("left"));
+}
+
+/// The plan shapes the host's lo (a link the lab did not make) as the run does, and its
+/// undo takes the qdisc back.
+#[test]
+fn the_plan_undoes_a_qdisc_on_a_link_that_outlives_the_lab() {
+    let lab = r#"
+let a = netns("a");
+link("lo").shape(#{ rate: "100mbit" });
+link(a, "lo").shape(#{ rate: "10mbit" });
+"#;
+    let run = plain(&[("lab.rhai", lab)], "$NSS plan lab.rhai");
+    run.ok();
+    let plan = &run.stdout;
+    assert!(plan.contains("\ntc qdisc replace dev lo root handle 1: tbf rate 100000000bit"), "{plan}");
+    let undo = plan.split("# To take it down again:").nth(1).unwrap_or_else(|| panic!("no undo:\n{plan}"));
+    assert!(undo.contains("#   tc qdisc del dev lo root handle 1:\n"), "{undo}");
+    assert_eq!(undo.matches("tc qdisc del").count(), 1, "a's lo goes with a:\n{undo}");
+}

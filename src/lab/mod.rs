@@ -16,6 +16,7 @@ use crate::ops::link::LinkRecord;
 use crate::ops::names::{validate_ifname, validate_lab_name, validate_netns_name};
 use crate::ops::netns::NetnsRecord;
 use crate::ops::process::ProcRecord;
+use crate::ops::qdisc::{QdiscRecord, LAB_QDISC_KINDS};
 use crate::ops::route::AddRoute;
 use crate::ops::rule::AddRule;
 use crate::ops::sysctl::SysctlRecord;
@@ -111,6 +112,10 @@ pub enum Object {
     Sysctl(SysctlRecord),
     /// An iptables change in a namespace that outlives the lab, and how to undo it.
     Fw(FwRecord),
+    /// A root qdisc set on a link that outlives the lab (identity first: its ifindex).
+    Qdisc(QdiscRecord),
+    /// A qdisc of ours (the entry's id) was removed by the script (`unshape()`).
+    QdiscGone,
     /// A background process of the lab (spawn, dhcp_server).
     Proc(ProcRecord),
     /// A namespace that outlives the lab (the host's, or one named with `ns()`) and that
@@ -161,7 +166,7 @@ impl LabState {
                     self.link_by_place.insert((ns.clone(), name.clone()), e.id);
                 }
             }
-            Object::LinkGone => self.forget(e.id),
+            Object::LinkGone | Object::QdiscGone => self.forget(e.id),
             Object::Outside { ns, cookie } => {
                 self.outside.entry(ns.clone()).or_insert(*cookie);
             }
@@ -218,6 +223,7 @@ impl LabState {
     records!(rules, Rule, AddRule);
     records!(sysctls, Sysctl, SysctlRecord);
     records!(fw, Fw, FwRecord);
+    records!(qdiscs, Qdisc, QdiscRecord);
     records!(procs, Proc, ProcRecord);
 
     /// The identity recorded for a namespace outside the lab that it changes.
@@ -275,7 +281,12 @@ impl LabState {
             1..=6 => v.join(","),
             n => format!("{} ({n})", v[..3].join(",") + ",..." + v[n - 1].as_str()),
         };
-        let host_changes = self.addrs().count() + self.routes().count() + self.rules().count() + self.sysctls().count() + self.fw().count();
+        let host_changes = self.addrs().count()
+            + self.routes().count()
+            + self.rules().count()
+            + self.sysctls().count()
+            + self.fw().count()
+            + self.qdiscs().count();
         let procs = self.procs().count();
         format!(
             "netns: {}  links: {}  host changes: {host_changes}",
@@ -512,7 +523,7 @@ fn verify(lab: &str, state: &LabState) -> Result<()> {
     let link_ok = |name: &str| validate_ifname(name).or_else(|e| refuse(format!("link {name:?}"), e));
     for e in state.entries() {
         match &e.object {
-            Object::Begin { .. } | Object::LinkGone => {}
+            Object::Begin { .. } | Object::LinkGone | Object::QdiscGone => {}
             Object::Netns(n) => validate_netns_name(&n.name).or_else(|e| refuse(format!("namespace {:?}", n.name), e))?,
             Object::Link(l) => {
                 ns_ok(&l.ns)?;
@@ -551,6 +562,13 @@ fn verify(lab: &str, state: &LabState) -> Result<()> {
                 ns_ok(&f.ns)?;
                 if let Err(e) = crate::ops::firewall::validate_table_chain(&f.table, &f.chain) {
                     return refuse(format!("iptables chain {:?} (table {:?})", f.chain, f.table), e);
+                }
+            }
+            Object::Qdisc(q) => {
+                ns_ok(&q.ns)?;
+                link_ok(&q.link)?;
+                if !LAB_QDISC_KINDS.contains(&q.kind.as_str()) {
+                    return refuse(format!("qdisc kind {:?}", q.kind), Error::new(Code::LedgerTampered, "not a qdisc nsscript sets"));
                 }
             }
             Object::Outside { ns, .. } => ns_ok(ns)?,

@@ -5,6 +5,7 @@
 use super::shell::{Sh, Step};
 use super::NsRef;
 use crate::error::{Code, Error, Result};
+use serde::{Deserialize, Serialize};
 
 /// Egress shaping of a link: tbf for the rate, netem for delay and loss. The root
 /// qdisc always gets handle 1: (the run asks for it; the plan's `tc` says so too).
@@ -138,6 +139,50 @@ impl SetShape {
         };
         Ok(Step::new(format!("shape {} in {}", self.link, self.ns), vec![cmd]))
     }
+}
+
+/// The kinds of root qdisc nsscript sets (each with handle 1:).
+pub const LAB_QDISC_KINDS: &[&str] = &["htb", "tbf", "netem"];
+
+/// A root qdisc the lab set on a link that outlives it (one it did not create, in a
+/// namespace it does not own): the ledger's record, written before the change, with
+/// the link's ifindex as it was then (the namespace's cookie is in the ledger's
+/// `outside` entry, written first). `down` deletes that root qdisc again, so the
+/// kernel's default comes back, only while the link is still that ifindex in that
+/// namespace and its root qdisc is still one the lab set there (`kind`, handle 1:).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct QdiscRecord {
+    pub ns: NsRef,
+    pub link: String,
+    pub index: u32,
+    /// One of [`LAB_QDISC_KINDS`].
+    pub kind: String,
+}
+
+impl QdiscRecord {
+    pub fn describe(&self) -> String {
+        format!("qdisc {} 1: on link {} in {}", self.kind, self.link, self.ns)
+    }
+}
+
+/// `tc qdisc del dev LINK root handle 1:`: the plan's undo of a root qdisc on a link that
+/// outlives the lab (the kernel deletes it only while the root's handle is 1:).
+pub fn undo_shell(ns: &NsRef, link: &str) -> String {
+    Sh::inside(ns, "tc").raw("qdisc del dev").w(link).raw("root handle 1:").done()
+}
+
+/// A shaping refused on a link that outlives the lab: its root qdisc is not the kernel's
+/// default nor one this lab set, so `down` could not give it back.
+pub fn foreign_root(ns: &NsRef, link: &str, action: &str, kind: &str, handle: &str, lab: &str) -> Error {
+    Error::new(Code::NotOwned, format!("refusing to {action} link {link:?} in {ns}"))
+        .why(format!(
+            "the link does not belong to lab {lab:?} and its root qdisc is a {kind} qdisc ({handle}) the lab did not set: \
+             `down` could not put it back"
+        ))
+        .help(format!(
+            "nsscript shapes a link it does not own only while the kernel's default qdisc is on it; \
+             remove that qdisc first if it may go (`tc qdisc del dev {link} root`), or shape a link of the lab's own"
+        ))
 }
 
 /// The kernel does not know the qdisc kind (ENOENT: "Specified qdisc kind is unknown").

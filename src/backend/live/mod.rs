@@ -507,9 +507,10 @@ fn object_ns(o: &Object) -> Option<&NsRef> {
         Object::Rule(r) => Some(&r.ns),
         Object::Sysctl(s) => Some(&s.ns),
         Object::Fw(f) => Some(&f.ns),
+        Object::Qdisc(q) => Some(&q.ns),
         Object::Proc(p) => Some(&p.ns),
         Object::LinkMoved { ns, .. } | Object::Outside { ns, .. } => Some(ns),
-        Object::Begin { .. } | Object::Netns(_) | Object::LinkGone => None,
+        Object::Begin { .. } | Object::Netns(_) | Object::LinkGone | Object::QdiscGone => None,
     }
 }
 

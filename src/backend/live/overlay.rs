@@ -1,13 +1,14 @@
 //! Overlays and more link kinds in the live backend: vxlan, vlan, macvlan and tap links
-//! (ledgered like any link), forwarding tables, shaping, and the VXLAN MTU check.
+//! (ledgered like any link), forwarding tables, shaping (ledgered on links that outlive
+//! the lab), and the VXLAN MTU check.
 
 use super::kernel::Kernel;
 use super::LiveBackend;
 use crate::error::Result;
-use crate::lab::Object;
-use crate::ops::link::{LinkChange, LinkRecord, SetLink};
+use crate::lab::{Entry, Object, Phase};
+use crate::ops::link::{self as ops_link, LinkChange, LinkRecord, SetLink};
 use crate::ops::overlay::{CreateLink, FdbAppend, LinkKind};
-use crate::ops::qdisc::{SetHtb, SetShape};
+use crate::ops::qdisc::{foreign_root, handle_text, QdiscRecord, SetHtb, SetShape};
 use crate::ops::{NsRef, Outcome};
 
 impl<K: Kernel> LiveBackend<K> {
@@ -62,16 +63,81 @@ impl<K: Kernel> LiveBackend<K> {
 
     pub(super) fn shape(&mut self, op: SetShape) -> Result<Outcome> {
         op.validate()?;
-        self.require_owned_link(&op.ns, &op.link, "shape")?;
-        self.nl.shape(&op)?;
+        if self.state.owns_link(&op.ns, &op.link) {
+            self.nl.shape(&op)?;
+            return Ok(Outcome::Done);
+        }
+        match &op.shape {
+            Some(shape) => {
+                let kind = shape.qdisc()?.kind();
+                self.outside_qdisc(&op.ns, &op.link, kind, "shape", |b| b.nl.shape(&op))?
+            }
+            None => self.outside_unshape(&op.ns, &op.link)?,
+        }
         Ok(Outcome::Done)
     }
 
     pub(super) fn htb(&mut self, op: SetHtb) -> Result<Outcome> {
         op.validate()?;
-        self.require_owned_link(&op.ns, &op.link, "shape")?;
-        self.nl.htb(&op)?;
+        if self.state.owns_link(&op.ns, &op.link) {
+            self.nl.htb(&op)?;
+            return Ok(Outcome::Done);
+        }
+        self.outside_qdisc(&op.ns, &op.link, "htb", "shape", |b| b.nl.htb(&op))?;
         Ok(Outcome::Done)
+    }
+
+    /// The ledger's qdisc entries for this link (by place and ifindex): ids and kinds.
+    fn qdiscs_on(&self, ns: &NsRef, link: &str, index: u32) -> Vec<(u64, String)> {
+        self.state
+            .qdiscs()
+            .filter(|(_, q)| q.ns == *ns && q.link == link && q.index == index)
+            .map(|(e, q)| (e.id, q.kind.clone()))
+            .collect()
+    }
+
+    /// The link's ifindex now (asked of the kernel, not remembered) and its root qdisc,
+    /// refused when that qdisc is neither the kernel's default nor one this lab set.
+    fn outside_root(&mut self, ns: &NsRef, link: &str, action: &str) -> Result<(u32, Option<(String, u16)>)> {
+        let index = self.nl.link_index(ns, link)?.ok_or_else(|| ops_link::unknown(ns, link))?;
+        let root = self.nl.root_qdisc(ns, index)?.filter(|(_, h)| h.major != 0);
+        if let Some((kind, handle)) = &root {
+            let ours = handle.major == 1 && handle.minor == 0 && self.qdiscs_on(ns, link, index).iter().any(|(_, k)| k == kind);
+            if !ours {
+                return Err(foreign_root(ns, link, action, kind, &handle_text(handle.major, handle.minor), &self.lab));
+            }
+        }
+        Ok((index, root.map(|(k, h)| (k, h.major))))
+    }
+
+    /// A root qdisc on a link that outlives the lab: its record (the link's ifindex, and
+    /// the namespace's cookie when it is the lab's first change there) goes into the
+    /// ledger before the change, for `down` to take it back.
+    fn outside_qdisc(
+        &mut self,
+        ns: &NsRef,
+        link: &str,
+        kind: &str,
+        action: &str,
+        change: impl FnOnce(&mut Self) -> Result<()>,
+    ) -> Result<()> {
+        let (index, _) = self.outside_root(ns, link, action)?;
+        let record = QdiscRecord { ns: ns.clone(), link: link.to_string(), index, kind: kind.to_string() };
+        self.created(Object::Qdisc(record), change, |_, o| o)
+    }
+
+    /// `unshape()` on a link that outlives the lab: only a qdisc this lab set there goes
+    /// (the kernel checks kind and handle in the deletion itself); its entries go with it.
+    fn outside_unshape(&mut self, ns: &NsRef, link: &str) -> Result<()> {
+        let (index, root) = self.outside_root(ns, link, "unshape")?;
+        if let Some((kind, _)) = root {
+            let what = QdiscRecord { ns: ns.clone(), link: link.to_string(), index, kind: kind.clone() }.describe();
+            self.nl.delete_root_qdisc(ns, index, &kind, &what)?;
+        }
+        for (id, _) in self.qdiscs_on(ns, link, index) {
+            self.record(Entry { id, phase: Phase::Done, object: Object::QdiscGone })?;
+        }
+        Ok(())
     }
 
     /// After `port` joined `bridge`: when the bridge also holds a VXLAN port whose MTU

@@ -6,8 +6,9 @@
 //! Identities: a namespace's cookie (never reused by the kernel); a link outside the
 //! lab's namespaces is its ifindex (chosen by the lab before it existed), kind and name,
 //! inside a namespace outside the lab whose cookie is the recorded one; a process is its
-//! pid and start time. Every process inside a lab namespace goes before the namespace,
-//! whoever started it.
+//! pid and start time; a root qdisc the lab set on a link outside it is that link's
+//! ifindex and the qdisc's kind with handle 1:. Every process inside a lab namespace
+//! goes before the namespace, whoever started it.
 
 use super::kernel::{Kernel, NetnsAt};
 use super::netlink::Netlink;
@@ -15,6 +16,7 @@ use crate::lab::report::Report;
 use crate::lab::{self, LabState, Phase};
 use crate::ops::firewall::{FwRecord, FwUndo, Rule};
 use crate::ops::link::{kernel_kind, LinkRecord};
+use crate::ops::qdisc::QdiscRecord;
 use crate::ops::NsRef;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -89,6 +91,7 @@ fn trusted_outside<K: Kernel>(state: &LabState, nl: &mut Netlink<K>, report: &mu
     state.rules().for_each(|(_, r)| note(&r.ns, format!("rule {}", r.describe())));
     state.sysctls().for_each(|(_, s)| note(&s.ns, format!("sysctl {}", s.key)));
     state.fw().for_each(|(_, f)| note(&f.ns, format!("iptables {} {}", f.table, f.chain)));
+    state.qdiscs().for_each(|(_, q)| note(&q.ns, format!("qdisc {} on {}", q.kind, q.link)));
     let mut trusted = HashSet::new();
     for (ns, what) in changes {
         let listed = if what.len() > 4 { format!("{}, ... ({} in all)", what[..3].join(", "), what.len()) } else { what.join(", ") };
@@ -274,6 +277,7 @@ pub fn teardown<K: Kernel>(state: &LabState, nl: &mut Netlink<K>, wait: bool) ->
 
     // 4. Changes to namespaces that outlive the lab, newest first.
     let undo_here = |ns: &NsRef| !state.owns_ns(ns) && trusted.contains(ns);
+    undo_qdiscs(state, nl, &undo_here, &mut report);
     for (_, r) in state.rules().rev().filter(|(_, r)| undo_here(&r.ns)) {
         match nl.del_rule(r) {
             Ok(()) => report.removed(format!("rule {} in {}", r.describe(), r.ns)),
@@ -301,6 +305,80 @@ pub fn teardown<K: Kernel>(state: &LabState, nl: &mut Netlink<K>, wait: bool) ->
     // 5. iptables changes in namespaces that outlive the lab.
     undo_firewall(state, nl.kernel(), &trusted, &mut report);
     report
+}
+
+/// Take back the root qdiscs the lab set on links that outlive it, newest first: one
+/// deletion per link, only while the link under that name is still the recorded ifindex
+/// (in a namespace whose cookie was checked) and its root qdisc is still one the lab set
+/// there (a kind it set, handle 1:; the kernel checks both in the deletion itself). The
+/// kernel's default qdisc comes back. Anything else is reported and left alone.
+fn undo_qdiscs<K: Kernel>(state: &LabState, nl: &mut Netlink<K>, undo_here: &dyn Fn(&NsRef) -> bool, report: &mut Report) {
+    // Each shaped link (place and ifindex), with the kinds set on it and whether any
+    // change is known done (an intent alone may have left nothing).
+    let mut links: Vec<(&QdiscRecord, Vec<&str>, bool)> = Vec::new();
+    for (entry, q) in state.qdiscs().rev().filter(|(_, q)| undo_here(&q.ns)) {
+        let done = entry.phase == Phase::Done;
+        match links.iter_mut().find(|(r, ..)| r.ns == q.ns && r.link == q.link && r.index == q.index) {
+            Some((_, kinds, d)) => {
+                kinds.push(&q.kind);
+                *d |= done;
+            }
+            None => links.push((q, vec![&q.kind], done)),
+        }
+    }
+    for (q, kinds, done) in links {
+        let what = format!("the root qdisc the lab set on link {} in {} ({} 1:)", q.link, q.ns, kinds.join(" or "));
+        let now = match nl.link_identity(&q.ns, &q.link) {
+            Ok(now) => now,
+            Err(e) => {
+                report.failed(format!("{what}: {e}"));
+                continue;
+            }
+        };
+        match now {
+            None => {
+                if done {
+                    report.skipped(format!("{what}: the link is gone, and the qdisc with it"));
+                }
+                continue;
+            }
+            Some((index, _)) if index != q.index => {
+                report.skipped(format!(
+                    "{what}: link {} is not the link the lab shaped (ifindex {index}, recorded {}): its qdisc is left alone",
+                    q.link, q.index
+                ));
+                continue;
+            }
+            Some(_) => {}
+        }
+        let root = match nl.root_qdisc(&q.ns, q.index) {
+            Ok(r) => r.filter(|(_, h)| h.major != 0),
+            Err(e) => {
+                report.failed(format!("{what}: {e}"));
+                continue;
+            }
+        };
+        match root {
+            None => {
+                if done {
+                    report.skipped(format!("{what}: already gone (the kernel's default is there)"));
+                }
+            }
+            Some((kind, h)) if h.major == 1 && h.minor == 0 && kinds.contains(&kind.as_str()) => {
+                match nl.delete_root_qdisc(&q.ns, q.index, &kind, &what) {
+                    Ok(()) => report.removed(format!("qdisc {kind} 1: on link {} in {} (the kernel's default is back)", q.link, q.ns)),
+                    Err(e) if e.is_errno(libc::ENOENT) || e.is_errno(libc::EINVAL) => {
+                        report.skipped(format!("{what}: it changed while down looked at it: left alone"))
+                    }
+                    Err(e) => report.failed(e.to_string()),
+                }
+            }
+            Some((kind, h)) => report.skipped(format!(
+                "{what}: its root qdisc is now a {kind} qdisc ({}), not one the lab set: left alone",
+                crate::ops::qdisc::handle_text(h.major, h.minor)
+            )),
+        }
+    }
 }
 
 /// Undo the lab's iptables changes in namespaces that outlive it, newest first: the

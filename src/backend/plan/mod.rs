@@ -23,7 +23,7 @@ use crate::ops::link::{self as ops_link, format_mac, CreateBridge, CreateVeth, D
 use crate::ops::netns::{self as ops_netns, CreateNetns};
 use crate::ops::overlay::{CreateLink, FdbAppend, LinkKind};
 use crate::ops::process::{Exec, ExecOutput, Spawn};
-use crate::ops::qdisc::{SetHtb, SetShape};
+use crate::ops::qdisc::{undo_shell as qdisc_undo_shell, SetHtb, SetShape};
 use crate::ops::query::{AddrInfo, FdbEntry, LinkInfo, Query};
 use crate::ops::route::{AddRoute, RouteVia};
 use crate::ops::rule::AddRule;
@@ -105,6 +105,13 @@ impl PlanBackend {
         }
         for r in m.ip_rules.iter().rev().filter(|r| r.ns == NsRef::Host) {
             out.push(r.undo_shell());
+        }
+        // Root qdiscs on the host's links the lab did not make (its own links take theirs
+        // along): the kernel's default comes back.
+        for (_, link, _) in
+            m.qdiscs.iter().rev().filter(|(ns, link, _)| *ns == NsRef::Host && m.link(ns, link).is_some_and(|l| l.kind == "loopback"))
+        {
+            out.push(qdisc_undo_shell(&NsRef::Host, link));
         }
         // Routes before the links they go by (deleting a link takes its routes along).
         for r in m.routes.iter().rev().filter(|r| r.ns == NsRef::Host) {
@@ -490,7 +497,9 @@ impl PlanBackend {
 
     fn shape(&mut self, op: SetShape) -> Result<Outcome> {
         op.validate()?;
-        self.require_owned(&op.ns, &op.link, "shape")?;
+        // A link the lab did not make (the host's lo) is shaped too, as the run does: the
+        // qdisc is in the undo.
+        self.require_link(&op.ns, &op.link)?;
         self.push(op.shell()?);
         self.model.qdiscs.retain(|(ns, name, _)| !(*ns == op.ns && *name == op.link));
         if let Some(shape) = &op.shape {

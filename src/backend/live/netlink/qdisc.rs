@@ -88,6 +88,36 @@ impl<K: Kernel> Netlink<K> {
         Ok(())
     }
 
+    /// The root qdisc of link `index` in ns as the kernel has it now: its kind and
+    /// handle (0: is the kernel's default, which no one set). None when the dump shows
+    /// none (a link that is down has the built-in noop, which is not dumped).
+    pub fn root_qdisc(&mut self, ns: &NsRef, index: u32) -> Result<Option<(String, TcHandle)>> {
+        let what = || format!("cannot list the qdiscs of {ns}");
+        for m in self.dump(ns, RouteNetlinkMessage::GetQueueDiscipline(TcMessage::default()), what)? {
+            let RouteNetlinkMessage::NewQueueDiscipline(m) = m else { continue };
+            if m.header.index as u32 != index || m.header.parent != TcHandle::ROOT {
+                continue;
+            }
+            let kind = m.attributes.iter().find_map(|a| match a {
+                TcAttribute::Kind(k) => Some(k.clone()),
+                _ => None,
+            });
+            return Ok(Some((kind.unwrap_or_default(), m.header.handle)));
+        }
+        Ok(None)
+    }
+
+    /// `tc qdisc del dev #index root handle 1: KIND`: the kernel deletes the root qdisc
+    /// only while it is still that kind with that handle (and refuses with EINVAL
+    /// otherwise, ENOENT when the default is there), in the same request.
+    pub fn delete_root_qdisc(&mut self, ns: &NsRef, index: u32, kind: &str, what: &str) -> Result<()> {
+        let mut msg = root(index as i32, TcHandle { major: 1, minor: 0 });
+        msg.attributes.push(TcAttribute::Kind(kind.to_string()));
+        self.request_now(ns, RouteNetlinkMessage::DelQueueDiscipline(msg), 0, |errno| {
+            Error::new(Code::KernelRefused, format!("cannot remove {what}")).errno(errno)
+        })
+    }
+
     /// The qdiscs of ns and the classes of its HTB qdiscs (`tc qdisc show`, `tc class show`).
     pub fn qdiscs(&mut self, ns: &NsRef) -> Result<Vec<QdiscInfo>> {
         let names = super::decode::names_by_index(&self.dump_links(ns)?);
