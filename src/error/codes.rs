@@ -186,6 +186,27 @@ catalogue! {
     PingFailed "ping_failed":
         "a ping check failed: no reply where one was expected, or a reply where none was",
         help: "check each hop's addresses and routes (routes(ns), addrs(ns)), forwarding, NAT and firewall rules";
+    TcpFailed "tcp_failed":
+        "a TCP check failed: the connection was refused (RST), went unanswered or had no route, or the reply was not the one expected",
+        help: "the report says which; check the server listens (ss -ltn in its namespace), the routes both ways and the firewall";
+    UdpFailed "udp_failed":
+        "a UDP check got no reply (or ICMP port unreachable, or not the reply expected)",
+        help: "check the server listens (ss -lun in its namespace), the routes both ways and the firewall";
+    HttpFailed "http_failed":
+        "an HTTP check failed: no connection, a broken answer, another status, or a body without the text expected",
+        help: "the report says which; fetch the URL by hand (`nsscript exec LAB NS -- busybox wget -O - URL`)";
+    DnsFailed "dns_failed":
+        "a DNS check failed: no answer from the server, or an answer without the addresses expected",
+        help: "check the server runs and holds the record (dnsmasq --address=/NAME/IP)";
+    MtuFailed "mtu_failed":
+        "path_mtu found no path MTU: the destination answered no ping of any size",
+        help: "path_mtu probes with pings: the destination must answer them (assert_ping)";
+    ThroughputFailed "throughput_failed":
+        "a throughput stream could not start: no connection to the receiver",
+        help: "a stream needs a route there and back and a listener: check them with assert_tcp";
+    ChecksFailed "checks_failed":
+        "one or more checks of the lab failed (the script went on past each failed check block)",
+        help: "each failed check was reported above where it failed; fix the lab, then run it again (or `nsscript check LAB`)";
     NeighbourLimit "neighbour_limit":
         "pingall would need more neighbour (ARP) entries than the kernel keeps",
         help: "pass #{ static_arp: true } to pingall, or probe fewer nodes at a time";

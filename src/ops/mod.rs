@@ -19,6 +19,7 @@ pub mod link;
 pub mod names;
 pub mod netns;
 pub mod overlay;
+pub mod probe;
 pub mod process;
 pub mod qdisc;
 pub mod query;
@@ -92,6 +93,8 @@ pub enum Op {
     DhcpLease(dhcp::DhcpLease),
     Ping(check::Ping),
     PingAll(check::PingAll),
+    Probe(probe::Probe),
+    Serve(probe::Serve),
     /// Questions: they change nothing.
     Query(query::Query),
 }
@@ -116,4 +119,5 @@ pub enum Outcome {
     Lease(dhcp::Lease),
     Ping(check::PingResult),
     PingAll(check::PingAllResult),
+    Probe(probe::ProbeOutcome),
 }

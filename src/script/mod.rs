@@ -10,10 +10,12 @@ mod file;
 mod link;
 mod ns;
 mod overlay;
+mod probe;
 mod query;
 mod registrar;
 pub mod registry;
 mod router;
+pub mod suite;
 pub mod types;
 
 pub use file::ScriptFile;
@@ -131,6 +133,7 @@ const FAMILIES: &[Family] = &[
     Family { name: "overlays", docs: overlay::DOCS, register: overlay::register },
     Family { name: "router labs", docs: router::DOCS, register: router::register },
     Family { name: "checks", docs: check::DOCS, register: check::register },
+    Family { name: "service checks", docs: probe::DOCS, register: probe::register },
     Family { name: "address arithmetic", docs: cidr::DOCS, register: cidr::register },
 ];
 

@@ -659,4 +659,8 @@ impl Kernel for Double {
     fn icmp_socket(&mut self, _ns: &NsRef) -> Result<OwnedFd> {
         Err(Error::new(Code::Internal, "the test double has no sockets"))
     }
+
+    fn socket_in(&mut self, _ns: &NsRef, _domain: i32, _ty: i32, _protocol: i32) -> Result<OwnedFd> {
+        Err(Error::new(Code::Internal, "the test double has no sockets"))
+    }
 }

@@ -163,4 +163,7 @@ pub trait Kernel {
     fn ping(&mut self, ns: &NsRef, addr: std::net::IpAddr, spec: &PingSpec) -> Result<PingResult>;
     /// A raw ICMP socket opened inside ns (pingall drives many at once).
     fn icmp_socket(&mut self, ns: &NsRef) -> Result<OwnedFd>;
+    /// A socket opened inside ns (socket(2) with SOCK_CLOEXEC added): the TCP, UDP
+    /// and ICMP sockets of the service checks. It stays in that namespace for its life.
+    fn socket_in(&mut self, ns: &NsRef, domain: i32, ty: i32, protocol: i32) -> Result<OwnedFd>;
 }

@@ -20,6 +20,9 @@ use crate::ops::firewall::{deleted_rule, Firewall, FwOp, PortForward};
 use crate::ops::link::{self as ops_link, format_mac, CreateBridge, CreateVeth, DeleteLink, LinkChange, SetLink};
 use crate::ops::netns::{self as ops_netns, CreateNetns};
 use crate::ops::overlay::{CreateLink, FdbAppend, LinkKind};
+use crate::ops::probe::{
+    DnsResult, ExchangeResult, Failure, HttpResult, MtuResult, Probe, ProbeOutcome, Serve, StreamTo, Throughput, ThroughputResult,
+};
 use crate::ops::process::{Exec, ExecOutput, Spawn};
 use crate::ops::qdisc::SetShape;
 use crate::ops::query::{family, AddrInfo, FdbEntry, LinkInfo, Query};
@@ -536,6 +539,41 @@ impl PlanBackend {
         Ok(Outcome::Spawned { pid: 0 })
     }
 
+    /// A probe is written down as the tool a walkthrough would use; its answer is what
+    /// the model can say (an exchange gets through where the model reaches the target),
+    /// and failed assertions on it are advisory, like every check of a plan.
+    fn probe(&mut self, p: Probe) -> Result<Outcome> {
+        p.validate()?;
+        self.require_ns(p.source())?;
+        if let Probe::Throughput(Throughput { to: StreamTo::Netns { ns, .. }, .. }) = &p {
+            self.require_ns(ns)?;
+            self.ran_in(ns);
+        }
+        self.push(p.shell());
+        let reaches = self.model.reaches(p.source(), p.target());
+        Ok(Outcome::Probe(match p {
+            Probe::Exchange(_) => {
+                ProbeOutcome::Exchange(ExchangeResult { failure: (!reaches).then_some(Failure::Timeout), ..Default::default() })
+            }
+            Probe::Http(_) => ProbeOutcome::Http(HttpResult { ms: 0.0, response: Err(Failure::Timeout) }),
+            Probe::Dns(d) => ProbeOutcome::Dns(DnsResult { ms: 0.0, server: d.server, answer: Err(Failure::Timeout) }),
+            Probe::PathMtu(_) => ProbeOutcome::Mtu(MtuResult::default()),
+            Probe::Throughput(_) => ProbeOutcome::Throughput(ThroughputResult::default()),
+        }))
+    }
+
+    /// nsscript's own responder: the walkthrough starts the same binary.
+    fn serve(&mut self, op: Serve) -> Result<Outcome> {
+        self.require_ns(&op.ns)?;
+        if op.ns == NsRef::Host {
+            self.model.host_background += 1;
+        }
+        self.ran_in(&op.ns);
+        let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "nsscript".into());
+        self.push(op.shell(&exe, &self.host_pid_file()));
+        Ok(Outcome::Spawned { pid: 0 })
+    }
+
     fn fdb_append(&mut self, op: FdbAppend) -> Result<Outcome> {
         self.require_owned(&op.ns, &op.link, "change the forwarding table of")?;
         let entry = FdbEntry {
@@ -622,6 +660,8 @@ impl Backend for PlanBackend {
             Op::DhcpLease(o) => self.dhcp_lease(o),
             Op::Ping(o) => self.ping(o),
             Op::PingAll(o) => self.pingall(o),
+            Op::Probe(o) => self.probe(o),
+            Op::Serve(o) => self.serve(o),
         }
     }
 

@@ -8,7 +8,7 @@ use crate::ops::query::RouteInfo;
 use crate::ops::route::{AddRoute, RouteVia};
 use crate::ops::NsRef;
 use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_EXCL};
-use rtnetlink::packet_route::route::{RouteAttribute, RouteMessage, RouteType};
+use rtnetlink::packet_route::route::{RouteAttribute, RouteFlags, RouteMessage, RouteType};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::RouteMessageBuilder;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -65,7 +65,9 @@ impl<K: Kernel> Netlink<K> {
             let msgs = self.dump(ns, RouteNetlinkMessage::GetRoute(query), || format!("cannot list routes in {ns}"))?;
             for m in msgs {
                 let RouteNetlinkMessage::NewRoute(m) = m else { continue };
-                if m.header.table != 254 || m.header.kind != RouteType::Unicast {
+                // Cached exceptions (a path MTU learnt) come in the dump too, as
+                // host routes: they are not routes of the table (`ip route` hides them).
+                if m.header.table != 254 || m.header.kind != RouteType::Unicast || m.header.flags.contains(RouteFlags::Cloned) {
                     continue;
                 }
                 let (mut dest, mut via, mut dev) = (None, None, None);
