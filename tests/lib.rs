@@ -8,6 +8,7 @@ mod gallery;
 mod interactive;
 mod overlay;
 mod plan;
+mod probes;
 mod reliability;
 mod router;
 mod scale;

@@ -442,7 +442,10 @@ impl Probe {
         match self {
             Probe::Exchange(x) => {
                 let t = secs(x.timeout_ms);
-                let timeout = format!("{},connect-timeout={t}", socat_addr(x.proto, x.target));
+                let timeout = match x.proto {
+                    Proto::Tcp => format!("{},connect-timeout={t}", socat_addr(x.proto, x.target)),
+                    Proto::Udp => socat_addr(x.proto, x.target),
+                };
                 let cmd = match &x.send {
                     Some(bytes) => format!(
                         "printf '%s' {} | {}",
