@@ -74,7 +74,7 @@ pub fn check_lab(lab_name: &str, script: Option<&Path>) -> Result<ExitCode, Erro
         None => PathBuf::from(source.path.clone().unwrap_or_else(|| source.shown.clone())),
     };
     let file = ScriptFile::read(Some(&path), Some(lab_name))?;
-    let backend: Shared = Rc::new(RefCell::new(Recheck::new(lab_name, state)?));
+    let backend: Shared = Rc::new(RefCell::new(Recheck::new(lab_name, &file.shown, state)?));
     let (mut engine, sources) = file.engine(backend, &source.vars);
     suite::set_listing(true);
     install_reporter(&file.shown);

@@ -4,6 +4,7 @@
 mod support;
 
 mod core;
+mod firewall;
 mod gallery;
 mod interactive;
 mod overlay;
@@ -12,4 +13,5 @@ mod probes;
 mod reliability;
 mod router;
 mod scale;
+mod services;
 mod trust;

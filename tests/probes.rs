@@ -449,7 +449,14 @@ section same; diff ../before ../after && echo same
 ip -n c2 link set eth0 down
 section changed; $NSS check lab 2> ../changed.err; echo "exit $?"
 section changed_err; cat ../changed.err
+# c2 deleted and made again by hand, holding the gateway's address: a check that looked
+# into it would pass.
+ip netns del c2; ip netns add c2; ip -n c2 link set lo up; ip -n c2 addr add 10.0.0.254/32 dev lo
+ip netns exec c2 ping -c1 -W1 10.0.0.254 > /dev/null && echo "the foreign c2 answers"
+section foreign; $NSS check lab 2> ../foreign.err; echo "exit $?"
+section foreign_err; cat ../foreign.err
 cd ..; $NSS down lab > /dev/null || exit 2
+section kept; ip netns list | awk '{print $1}' | grep -x c2
 section gone; $NSS check lab 2>&1; echo "exit $?"
 "#,
     ) else {
@@ -478,6 +485,15 @@ section gone; $NSS check lab 2>&1; echo "exit $?"
     let err = words(&run.section("changed_err"));
     assert!(err.contains("check \"c2 gets the page\" failed: nsscript::http_failed"), "{err}");
     assert!(err.contains("namespace c2 has no route to 10.0.0.1"), "{err}");
+    // A namespace made again under the lab's name is refused, not checked.
+    let foreign = run.section("foreign");
+    assert!(run.stdout.contains("the foreign c2 answers"), "{}", run.stdout);
+    assert!(verdicts(&foreign).iter().all(|(ok, _)| !ok), "a check ran in the foreign c2: {foreign}");
+    assert!(foreign.contains("exit 1") && !foreign.contains(" passed, 0 failed"), "{foreign}");
+    let err = words(&run.section("foreign_err"));
+    assert!(err.contains("nsscript::unknown_namespace") && err.contains("namespace c2 is no longer the one lab lab created"), "{err}");
+    assert!(err.contains("the ledger records"), "{err}");
+    assert_eq!(run.section("kept"), "c2\n", "down deleted the namespace someone else made");
     let gone = words(&run.section("gone"));
     assert!(gone.contains("nsscript::lab_not_up") && gone.contains("exit 2"), "{gone}");
 }

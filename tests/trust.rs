@@ -241,6 +241,8 @@ held_unlink() {
     strace -f -o /dev/null -e trace=unlink,unlinkat -e inject=unlink,unlinkat:delay_enter=1000000 $NSS "$@" > held.out 2>&1 &
     local st=$!
     until_in /run/nsscript/locks/$lab.lock . >/dev/null
+    # a build mounts its namespace after it takes the lock: wait for the mount, then for the unmount
+    for _ in $(seq 3000); do grep -q " /run/netns/$lab " /proc/self/mountinfo && break; sleep 0.01; done
     for _ in $(seq 3000); do grep -q " /run/netns/$lab " /proc/self/mountinfo || break; sleep 0.01; done
     # the pid in the lock is the run's (down's, or the build's)
     local pid=$(cut -d' ' -f1 /run/nsscript/locks/$lab.lock)

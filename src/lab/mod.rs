@@ -577,7 +577,12 @@ fn verify(lab: &str, state: &LabState) -> Result<()> {
                     return refuse(format!("sysctl key {:?}", s.key), e);
                 }
             }
-            Object::Fw(f) => ns_ok(&f.ns)?,
+            Object::Fw(f) => {
+                ns_ok(&f.ns)?;
+                if let Err(e) = crate::ops::firewall::validate_table_chain(&f.table, &f.chain) {
+                    return refuse(format!("iptables chain {:?} (table {:?})", f.chain, f.table), e);
+                }
+            }
             Object::Outside { ns, .. } => ns_ok(ns)?,
             Object::Proc(p) => {
                 ns_ok(&p.ns)?;

@@ -36,6 +36,9 @@ pub enum Call {
     RuleAdd(NsRef, String),
     RuleDelete(NsRef, String),
     SetPolicy(NsRef, String, String),
+    /// A chain made (`-N`) or emptied and deleted (`-F`, `-X`): "table chain".
+    ChainAdd(NsRef, String),
+    ChainDelete(NsRef, String),
     Start(NsRef, String),
     Release(u32),
     Kill(u32, String),
@@ -71,6 +74,7 @@ pub struct Double {
     sysctls: HashMap<(NsRef, String), String>,
     rules: Vec<(NsRef, Rule)>,
     policies: HashMap<(NsRef, String, String), String>,
+    chains: Vec<(NsRef, String, String)>,
     /// pid -> (state, start time, the lab namespace it is in)
     procs: HashMap<u32, (char, u64, Option<String>)>,
     next_pid: u32,
@@ -146,6 +150,10 @@ impl Double {
 
     pub fn rules(&self, ns: &NsRef) -> Vec<String> {
         self.rules.iter().filter(|(n, _)| n == ns).map(|(_, r)| format!("-t {} -A {} {}", r.table, r.chain, r.text())).collect()
+    }
+
+    pub fn has_chain(&self, ns: &NsRef, table: &str, chain: &str) -> bool {
+        self.chains.contains(&(ns.clone(), table.into(), chain.into()))
     }
 
     /// The bursts sent to `ns`, in order.
@@ -573,6 +581,26 @@ impl Kernel for Double {
         Ok(())
     }
 
+    fn chain_exists(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<bool> {
+        Ok(self.chains.contains(&(ns.clone(), table.into(), chain.into())))
+    }
+
+    fn chain_add(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<()> {
+        self.calls.push(Call::ChainAdd(ns.clone(), format!("{table} {chain}")));
+        self.chains.push((ns.clone(), table.into(), chain.into()));
+        Ok(())
+    }
+
+    fn chain_delete(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<()> {
+        self.calls.push(Call::ChainDelete(ns.clone(), format!("{table} {chain}")));
+        // Like iptables -X: a chain a rule still jumps to cannot go.
+        if self.rules.iter().any(|(n, r)| n == ns && r.table == table && r.words.windows(2).any(|w| w[0] == "-j" && w[1] == chain)) {
+            return Err(Error::new(Code::IptablesRefused, format!("cannot delete the chain {chain}")).why("Too many links"));
+        }
+        self.chains.retain(|c| c != &(ns.clone(), table.to_string(), chain.to_string()));
+        Ok(())
+    }
+
     fn iptables(&mut self, _ns: &NsRef, _args: &[String]) -> Result<String> {
         Ok(String::new())
     }
@@ -662,5 +690,11 @@ impl Kernel for Double {
 
     fn socket_in(&mut self, _ns: &NsRef, _domain: i32, _ty: i32, _protocol: i32) -> Result<OwnedFd> {
         Err(Error::new(Code::Internal, "the test double has no sockets"))
+    }
+
+    /// A real socket of the test's own namespace (loopback servers answer it).
+    fn udp_socket(&mut self, _ns: &NsRef, v6: bool) -> Result<OwnedFd> {
+        let bind = if v6 { "[::1]:0" } else { "127.0.0.1:0" };
+        std::net::UdpSocket::bind(bind).map(OwnedFd::from).map_err(|e| Error::io(Code::Internal, "cannot open a UDP socket", &e))
     }
 }

@@ -63,6 +63,8 @@ pub enum Ready {
     Tcp(u16),
     /// A bound UDP socket on this port in the namespace.
     Udp(u16),
+    /// A raw ICMPv6 socket (router advertisements).
+    Icmpv6,
 }
 
 /// How a process ended.
@@ -116,13 +118,19 @@ pub trait Kernel {
     fn sysctl_read(&mut self, ns: &NsRef, key: &str) -> Result<String>;
     fn sysctl_write(&mut self, ns: &NsRef, key: &str, value: &str) -> Result<()>;
 
-    // ---- firewall (iptables, IPv4) ----
+    // ---- firewall (iptables; a rule says when it is ip6tables') ----
     fn rule_exists(&mut self, ns: &NsRef, rule: &Rule) -> Result<bool>;
     /// Append, or insert at `pos` (1-based).
     fn rule_add(&mut self, ns: &NsRef, rule: &Rule, pos: Option<u32>) -> Result<()>;
     fn rule_delete(&mut self, ns: &NsRef, rule: &Rule) -> Result<()>;
     fn chain_policy(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<String>;
     fn set_chain_policy(&mut self, ns: &NsRef, table: &str, chain: &str, policy: &str) -> Result<()>;
+    /// Whether a chain exists (`iptables -t TABLE -S CHAIN` succeeds).
+    fn chain_exists(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<bool>;
+    /// `iptables -t TABLE -N CHAIN`.
+    fn chain_add(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<()>;
+    /// `iptables -t TABLE -F CHAIN` and `-X CHAIN`.
+    fn chain_delete(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<()>;
     /// `iptables ARGS` as given: its output.
     fn iptables(&mut self, ns: &NsRef, args: &[String]) -> Result<String>;
     /// Whether FORWARD drops by default in ns (asked of nftables, not iptables, where it can).
@@ -166,4 +174,6 @@ pub trait Kernel {
     /// A socket opened inside ns (socket(2) with SOCK_CLOEXEC added): the TCP, UDP
     /// and ICMP sockets of the service checks. It stays in that namespace for its life.
     fn socket_in(&mut self, ns: &NsRef, domain: i32, ty: i32, protocol: i32) -> Result<OwnedFd>;
+    /// A UDP socket opened inside ns, unbound (IPv6 for `v6`): resolve's DNS queries.
+    fn udp_socket(&mut self, ns: &NsRef, v6: bool) -> Result<OwnedFd>;
 }

@@ -4,6 +4,7 @@
 //! refused because it is not the lab's, and what may be batched.
 
 mod dhcp;
+mod dns;
 #[cfg(test)]
 mod double;
 mod firewall;
@@ -14,6 +15,7 @@ mod overlay;
 mod pingall;
 mod probe;
 mod procs;
+mod ra;
 pub mod recheck;
 pub mod teardown;
 #[cfg(test)]
@@ -47,6 +49,8 @@ pub struct LiveBackend<K: Kernel = Linux> {
     /// The next ifindex for a link made in a namespace that outlives the lab (see
     /// [`LiveBackend::outside_index`]); 0 until the first is picked.
     next_outside_index: u32,
+    /// The DNS servers resolve() asks by default.
+    dns: dns::Known,
 }
 
 impl LiveBackend<Linux> {
@@ -67,6 +71,7 @@ impl<K: Kernel> LiveBackend<K> {
             sandboxed: false,
             progress: Default::default(),
             next_outside_index: 0,
+            dns: Default::default(),
         })
     }
 
@@ -454,6 +459,11 @@ impl<K: Kernel> LiveBackend<K> {
             Op::Spawn(o) => self.spawn(o),
             Op::DhcpServer(o) => self.dhcp_server(o),
             Op::DhcpLease(o) => self.dhcp_lease(o),
+            Op::DhcpRelay(o) => self.dhcp_relay(o),
+            Op::DnsServer(o) => self.dns_server(o),
+            Op::RouterAdv(o) => self.router_adv(o),
+            Op::Resolve(o) => self.resolve(o),
+            Op::WaitAddr(o) => self.wait_addr(o),
             Op::Ping(o) => self.nl.kernel().ping(&o.ns, o.addr, &o.spec).map(Outcome::Ping),
             Op::PingAll(o) => self.pingall(o).map(Outcome::PingAll),
             Op::Probe(o) => self.probe(o).map(Outcome::Probe),
@@ -532,7 +542,7 @@ impl<K: Kernel> Backend for LiveBackend<K> {
         // What sends packets (a check, a user's command, a DHCP client) first makes the
         // links that came up able to carry them (see Netlink::settle).
         let started = std::time::Instant::now();
-        if matches!(op, Op::Ping(_) | Op::PingAll(_) | Op::Probe(_) | Op::Exec(_) | Op::DhcpLease(_)) {
+        if matches!(op, Op::Ping(_) | Op::PingAll(_) | Op::Probe(_) | Op::Exec(_) | Op::DhcpLease(_) | Op::Resolve(_)) {
             self.nl.settle()?;
         }
         // Questions are not building (the REPL's completion asks them at every Tab).

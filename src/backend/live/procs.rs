@@ -99,6 +99,7 @@ impl<K: Kernel> LiveBackend<K> {
                 let port = match ready {
                     Ready::Tcp(p) => format!("TCP port {p}"),
                     Ready::Udp(p) => format!("UDP port {p}"),
+                    Ready::Icmpv6 => "an ICMPv6 socket".to_string(),
                     Ready::Started => return Ok(pid),
                 };
                 return Err(Error::new(

@@ -17,20 +17,27 @@ use crate::error::{Code, Error, Result};
 use crate::lab::LabState;
 use crate::ops::dhcp::Lease;
 use crate::ops::firewall::FwOp;
+use crate::ops::probe::{Probe, StreamTo, Throughput};
 use crate::ops::query::Query;
 use crate::ops::{NsRef, Op, Outcome};
 use ipnetwork::IpNetwork;
+use std::collections::HashSet;
 use std::net::IpAddr;
 
 pub struct Recheck<K: Kernel = Linux> {
     live: LiveBackend<K>,
     /// What the lab's ledger says it holds.
     state: LabState,
+    /// Namespaces whose identity was compared with the ledger's (their handles held).
+    identified: HashSet<NsRef>,
 }
 
 impl Recheck<Linux> {
-    pub fn new(lab: &str, state: LabState) -> Result<Self> {
-        Recheck::with_kernel(Linux::default(), lab, state)
+    /// `script`: the script as reports name it (the help for a lab to rebuild says it).
+    pub fn new(lab: &str, script: &str, state: LabState) -> Result<Self> {
+        let mut r = Recheck::with_kernel(Linux::default(), lab, state)?;
+        r.live.script.shown = script.to_string();
+        Ok(r)
     }
 }
 
@@ -42,33 +49,135 @@ fn only_looks(args: &[String]) -> bool {
 
 impl<K: Kernel> Recheck<K> {
     pub fn with_kernel(kernel: K, lab: &str, state: LabState) -> Result<Self> {
-        Ok(Recheck { live: LiveBackend::with_kernel(kernel, lab, "")?, state })
+        Ok(Recheck { live: LiveBackend::with_kernel(kernel, lab, "")?, state, identified: HashSet::new() })
     }
 
     /// The namespace must be the lab's (the cookie its ledger records), and still there.
     fn netns(&mut self, name: &str) -> Result<Outcome> {
-        let lab = self.live.lab.clone();
-        let recorded = self.state.netns().find(|(_, n)| n.name == name).map(|(_, n)| n.cookie);
-        let now = self.live.nl.kernel().netns_at(name);
-        match (recorded, now) {
-            (Some(Some(cookie)), NetnsAt::Namespace(now)) if cookie == now => Ok(Outcome::Done),
-            (Some(_), NetnsAt::Namespace(_)) => {
-                Err(Error::new(Code::UnknownNamespace, format!("namespace {name} is no longer the one lab {lab} created"))
-                    .why("another namespace has taken its name (its identity differs from the ledger's)")
-                    .help(format!("rebuild the lab: nsscript --replace {}", self.live.script.shown)))
-            }
-            (Some(_), _) => Err(Error::new(Code::UnknownNamespace, format!("namespace {name} of lab {lab} is gone"))
-                .why(format!("/run/netns/{name} holds no namespace"))
-                .help(format!("something removed it; rebuild the lab (`nsscript down {lab}`, then run it again)"))),
-            (None, _) => Err(Error::new(Code::UnknownNamespace, format!("lab {lab} has no namespace {name}"))
+        let ns = NsRef::named(name);
+        if !self.state.owns_ns(&ns) {
+            return Err(Error::new(Code::UnknownNamespace, format!("lab {} has no namespace {name}", self.live.lab))
                 .why("the script creates a namespace the lab's ledger does not record")
-                .help("check the lab against the script it was built from (`nsscript check LAB` without a script)")),
+                .help("check the lab against the script it was built from (`nsscript check LAB` without a script)"));
         }
+        // Each netns() of the script looks again: the name may have moved since.
+        if self.identified.remove(&ns) {
+            self.live.nl.kernel().forget(&ns);
+        }
+        self.identify(&ns)?;
+        Ok(Outcome::Done)
+    }
+
+    /// Before anything looks into `ns`: it must be the namespace the lab built or
+    /// changed, by the cookie its ledger records. The handle whose cookie is compared is
+    /// the one every later check in ns uses (a namespace put under the name afterwards
+    /// is not looked at). A namespace the lab never changed has no identity to compare:
+    /// it is looked at as it is.
+    fn identify(&mut self, ns: &NsRef) -> Result<()> {
+        if self.identified.contains(ns) {
+            return Ok(());
+        }
+        let lab = self.live.lab.clone();
+        let recorded = match ns {
+            NsRef::Named(name) if self.state.owns_ns(ns) => match self.state.netns().find(|(_, n)| &n.name == name) {
+                Some((_, n)) => n.cookie,
+                None => None,
+            },
+            _ => match self.state.outside_cookie(ns) {
+                Some(c) => Some(c),
+                None => {
+                    self.identified.insert(ns.clone());
+                    return Ok(());
+                }
+            },
+        };
+        let Some(recorded) = recorded else {
+            return Err(Error::new(Code::UnknownNamespace, format!("cannot tell whether namespace {ns} is the one lab {lab} created"))
+                .why("the lab's ledger records no identity (cookie) for it: an older nsscript built it, or the ledger was edited")
+                .help(format!("rebuild the lab with this nsscript: nsscript --replace {}", self.live.script.shown)));
+        };
+        if let NsRef::Named(name) = ns {
+            match self.live.nl.kernel().netns_at(name) {
+                NetnsAt::Namespace(_) => {}
+                at => {
+                    let held = match at {
+                        NetnsAt::Nothing => "nothing".to_string(),
+                        NetnsAt::Placeholder(_) => "a plain file, no namespace".to_string(),
+                        NetnsAt::Other(what) => what,
+                        NetnsAt::Namespace(_) => unreachable!(),
+                    };
+                    return Err(Error::new(Code::UnknownNamespace, format!("namespace {name} of lab {lab} is gone"))
+                        .why(format!("/run/netns/{name} holds {held}"))
+                        .help(format!("something removed it; rebuild the lab (`nsscript down {lab}`, then run it again)")));
+                }
+            }
+        }
+        // The cookie of the handle the checks will use, not of a second look at the name.
+        let now = self.live.nl.kernel().netns_cookie(ns)?;
+        if now != recorded {
+            self.live.nl.kernel().forget(ns);
+            let err = match ns {
+                NsRef::Named(name) if self.state.owns_ns(ns) => Error::new(
+                    Code::UnknownNamespace,
+                    format!("namespace {name} is no longer the one lab {lab} created"),
+                )
+                .why(format!(
+                    "another namespace has taken its name (cookie {now}, the ledger records {recorded}): it was deleted and made again, \
+                             and is not checked"
+                ))
+                .help(format!("rebuild the lab: nsscript --replace {}", self.live.script.shown)),
+                _ => Error::new(Code::UnknownNamespace, format!("namespace {ns} is not the one lab {lab} changed"))
+                    .why(format!(
+                        "its cookie is {now}, the ledger records {recorded} (nsscript check runs in another namespace than the build?)"
+                    ))
+                    .help("run nsscript check where the lab was built"),
+            };
+            return Err(err);
+        }
+        self.identified.insert(ns.clone());
+        Ok(())
+    }
+
+    /// The namespaces an op that runs for real looks into.
+    fn looks_in(op: &Op) -> Vec<NsRef> {
+        match op {
+            Op::Exec(o) => vec![o.ns.clone()],
+            Op::Ping(o) => vec![o.ns.clone()],
+            Op::PingAll(o) => o.nodes.iter().map(|n| n.ns.clone()).collect(),
+            Op::Probe(p) => {
+                let mut v = vec![p.source().clone()];
+                if let Probe::Throughput(Throughput { to: StreamTo::Netns { ns, .. }, .. }) = p {
+                    v.push(ns.clone());
+                }
+                v
+            }
+            Op::Resolve(o) => vec![o.ns.clone()],
+            Op::WaitAddr(o) => vec![o.ns.clone()],
+            Op::Firewall(f) => vec![f.ns.clone()],
+            Op::Query(Query::Links(ns) | Query::Addrs(ns) | Query::Routes(ns) | Query::Fdb(ns) | Query::VethPeer { ns, .. }) => {
+                vec![ns.clone()]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// An op that only looks, run for real in namespaces identified first.
+    fn look(&mut self, op: Op) -> Result<Outcome> {
+        for ns in Self::looks_in(&op) {
+            self.identify(&ns)?;
+        }
+        self.live.apply(op)
     }
 
     /// A background program of the lab: found by what it runs and where.
     fn process(&mut self, ns: &NsRef, what: &str) -> Result<Outcome> {
-        let found = self.state.procs().find(|(_, p)| &p.ns == ns && p.what == what).map(|(_, p)| (p.pid, p.start));
+        self.process_like(ns, what, |w| w == what)
+    }
+
+    /// A background program whose recorded words `fits` (a dnsmasq's words name what
+    /// the lab held when it started: ranges, names; the op alone gives their start).
+    fn process_like(&mut self, ns: &NsRef, what: &str, fits: impl Fn(&str) -> bool) -> Result<Outcome> {
+        let found = self.state.procs().find(|(_, p)| &p.ns == ns && fits(&p.what)).map(|(_, p)| (p.pid, p.start));
         let Some((Some(pid), start)) = found else {
             crate::warnings::warning!("check: lab {} never started {what} in {ns}", self.live.lab);
             return Ok(Outcome::Spawned { pid: 0 });
@@ -85,8 +194,8 @@ impl<K: Kernel> Recheck<K> {
 
     /// The lease a DHCP client holds: the address its link has now, and the default route.
     fn lease(&mut self, ns: &NsRef, iface: &str) -> Result<Outcome> {
-        let addrs = self.live.apply(Op::Query(Query::Addrs(ns.clone())))?;
-        let routes = self.live.apply(Op::Query(Query::Routes(ns.clone())))?;
+        let addrs = self.look(Op::Query(Query::Addrs(ns.clone())))?;
+        let routes = self.look(Op::Query(Query::Routes(ns.clone())))?;
         let addr = match addrs {
             Outcome::Addrs(a) => a.into_iter().filter(|a| a.link == iface && a.family == 4).find_map(|a| a.addr.parse::<IpNetwork>().ok()),
             _ => None,
@@ -104,7 +213,16 @@ impl<K: Kernel> Recheck<K> {
             Some(IpAddr::V4(r)) => Some(r),
             _ => None,
         };
-        Ok(Outcome::Lease(Lease { addr: addr.ip(), prefix: addr.prefix(), router, server: None, dns: Vec::new(), lease_secs: None, ms: 0 }))
+        Ok(Outcome::Lease(Lease {
+            addr: addr.ip(),
+            prefix: addr.prefix(),
+            router,
+            server: None,
+            dns: Vec::new(),
+            domain: None,
+            lease_secs: None,
+            ms: 0,
+        }))
     }
 }
 
@@ -120,11 +238,29 @@ impl<K: Kernel> Backend for Recheck<K> {
                 Ok(Outcome::Link { ns, name })
             }
             Op::Spawn(o) => self.process(&o.ns, &o.cmd.short()),
-            Op::DhcpServer(o) => self.process(&o.ns, &o.describe()),
+            Op::DhcpServer(o) => {
+                let start = format!("dnsmasq (DHCP on {}, ", o.iface);
+                self.process_like(&o.ns, &format!("the DHCP server on {}", o.iface), |w| w.starts_with(&start))
+            }
+            Op::DhcpRelay(o) => {
+                let words = format!("dnsmasq (DHCP relay on {} to {})", o.iface, o.server);
+                self.process(&o.ns, &words)
+            }
+            Op::DnsServer(o) => {
+                let on = o.iface.as_ref().map(|i| format!(" on {i}")).unwrap_or_default();
+                let start = format!("dnsmasq (DNS{on}, ");
+                self.process_like(&o.ns, &format!("the DNS server{on}"), |w| w.starts_with(&start))
+            }
+            Op::RouterAdv(o) => {
+                let end = format!(" on {})", o.iface);
+                self.process_like(&o.ns, &format!("the router advertisements on {}", o.iface), |w| {
+                    w.starts_with("dnsmasq (router advertisements of ") && w.ends_with(&end)
+                })
+            }
             Op::Serve(o) => self.process(&o.ns, &o.what()),
             Op::DhcpLease(o) => self.lease(&o.ns, &o.iface),
             Op::Firewall(f) => match &f.op {
-                FwOp::Raw { args } if only_looks(args) => self.live.apply(Op::Firewall(f)),
+                FwOp::Raw { args } if only_looks(args) => self.look(Op::Firewall(f)),
                 FwOp::Raw { .. } => Ok(Outcome::Text(String::new())),
                 _ => Ok(Outcome::Done),
             },
@@ -140,7 +276,7 @@ impl<K: Kernel> Backend for Recheck<K> {
             | Op::BridgeVlanFiltering(_)
             | Op::BridgeVlan(_)
             | Op::Shape(_) => Ok(Outcome::Done),
-            Op::Exec(_) | Op::Query(_) | Op::Ping(_) | Op::PingAll(_) | Op::Probe(_) => self.live.apply(op),
+            Op::Exec(_) | Op::Query(_) | Op::Ping(_) | Op::PingAll(_) | Op::Probe(_) | Op::Resolve(_) | Op::WaitAddr(_) => self.look(op),
         }
     }
 
@@ -200,5 +336,71 @@ mod tests {
         // A namespace replaced under its name is not the lab's.
         r.live.nl.kernel().replace_netns("a");
         assert_eq!(r.apply(Op::CreateNetns(CreateNetns { name: "a".into() })).unwrap_err().code, Code::UnknownNamespace);
+    }
+
+    fn lab_with(k: &mut Double, name: &str) -> LabState {
+        let cookie = k.prepare_netns().unwrap();
+        k.create_netns(name, "lab").unwrap();
+        let mut state = LabState::default();
+        state.apply(&Entry { id: 1, phase: Phase::Done, object: Object::Netns(NetnsRecord { name: name.into(), cookie: Some(cookie) }) });
+        state
+    }
+
+    fn ping(ns: NsRef) -> Op {
+        let spec = crate::ops::check::PingSpec { count: 1, interval_ms: 100, wait_ms: 100, stop_on_reply: true };
+        Op::Ping(crate::ops::check::Ping { ns, addr: "10.0.0.1".parse().unwrap(), spec })
+    }
+
+    /// A namespace deleted and made again under the lab's name is refused, with both
+    /// cookies, and nothing is looked at in it; one that is gone says so.
+    #[test]
+    fn a_namespace_made_again_under_the_name_is_not_checked() {
+        let mut k = Double::new();
+        let state = lab_with(&mut k, "a");
+        k.replace_netns("a");
+        let mut r = Recheck::with_kernel(k, "lab", state).unwrap();
+        let e = r.apply(Op::CreateNetns(CreateNetns { name: "a".into() })).unwrap_err();
+        assert_eq!(e.code, Code::UnknownNamespace);
+        let said = format!("{e:?}");
+        assert!(said.contains("no longer the one lab lab created") && said.contains("the ledger records"), "{said}");
+        // A check in it (a script that goes on past the refusal) is refused as well.
+        assert_eq!(r.apply(ping(NsRef::named("a"))).unwrap_err().code, Code::UnknownNamespace);
+        assert_eq!(r.apply(Op::Query(Query::Addrs(NsRef::named("a")))).unwrap_err().code, Code::UnknownNamespace);
+        assert!(!r.live.nl.kernel().calls.iter().any(|c| matches!(c, Call::Dump(..))), "looked into a foreign namespace");
+
+        let mut k = Double::new();
+        let state = lab_with(&mut k, "a");
+        k.delete_netns("a").unwrap();
+        let mut r = Recheck::with_kernel(k, "lab", state).unwrap();
+        let e = r.apply(Op::CreateNetns(CreateNetns { name: "a".into() })).unwrap_err();
+        assert!(format!("{e:?}").contains("namespace a of lab lab is gone"), "{e:?}");
+    }
+
+    /// A ledger without a cookie for the namespace (an older nsscript): no check in it.
+    #[test]
+    fn a_namespace_without_a_recorded_identity_is_not_checked() {
+        let mut k = Double::new();
+        k.prepare_netns().unwrap();
+        k.create_netns("a", "lab").unwrap();
+        let mut state = LabState::default();
+        state.apply(&Entry { id: 1, phase: Phase::Done, object: Object::Netns(NetnsRecord { name: "a".into(), cookie: None }) });
+        let mut r = Recheck::with_kernel(k, "lab", state).unwrap();
+        let e = r.apply(Op::CreateNetns(CreateNetns { name: "a".into() })).unwrap_err();
+        assert!(format!("{e:?}").contains("records no identity"), "{e:?}");
+    }
+
+    /// The host the lab changed must be the one checked (the double's host has cookie 1).
+    #[test]
+    fn the_host_the_lab_changed_is_identified_before_a_check_in_it() {
+        let mut state = LabState::default();
+        state.apply(&Entry { id: 1, phase: Phase::Done, object: Object::Outside { ns: NsRef::Host, cookie: 999 } });
+        let mut r = Recheck::with_kernel(Double::new(), "lab", state).unwrap();
+        let ping_host = ping(NsRef::Host);
+        let e = r.apply(ping_host.clone()).unwrap_err();
+        assert!(format!("{e:?}").contains("is not the one lab lab changed"), "{e:?}");
+        let mut state = LabState::default();
+        state.apply(&Entry { id: 1, phase: Phase::Done, object: Object::Outside { ns: NsRef::Host, cookie: 1 } });
+        let mut r = Recheck::with_kernel(Double::new(), "lab", state).unwrap();
+        r.apply(ping_host).unwrap();
     }
 }

@@ -13,7 +13,7 @@ use super::kernel::{Kernel, NetnsAt};
 use super::netlink::Netlink;
 use crate::lab::report::Report;
 use crate::lab::{self, LabState, Phase};
-use crate::ops::firewall::{FwUndo, Rule};
+use crate::ops::firewall::{FwRecord, FwUndo, Rule};
 use crate::ops::link::{kernel_kind, LinkRecord};
 use crate::ops::NsRef;
 use std::collections::{HashMap, HashSet};
@@ -296,41 +296,61 @@ pub fn teardown<K: Kernel>(state: &LabState, nl: &mut Netlink<K>, wait: bool) ->
     report
 }
 
-/// Undo the lab's iptables changes in namespaces that outlive it (newest first).
+/// Undo the lab's iptables changes in namespaces that outlive it, newest first: the
+/// rules, then the chains of the lab's own (a rule may jump to one: `-X` refuses a chain
+/// something still jumps to, and its own rules go with `-F`), then the policies.
 fn undo_firewall<K: Kernel>(state: &LabState, k: &mut K, trusted: &HashSet<NsRef>, report: &mut Report) {
-    for (entry, f) in state.fw().rev().filter(|(_, f)| !state.owns_ns(&f.ns) && trusted.contains(&f.ns)) {
-        let (table, chain) = (f.table.as_str(), f.chain.as_str());
-        match &f.undo {
-            FwUndo::Rule(text) => {
-                let what = format!("iptables rule -t {table} -A {chain} {text} in {}", f.ns);
-                let words = match crate::ops::firewall::split_words(text) {
-                    Ok(w) => w,
-                    Err(why) => {
-                        report.failed(format!("{what}: the ledger's rule does not parse: {why}"));
-                        continue;
-                    }
-                };
-                let rule = Rule { table: table.to_string(), chain: chain.to_string(), words };
-                match k
-                    .rule_exists(&f.ns, &rule)
-                    .and_then(|there| if there { k.rule_delete(&f.ns, &rule).map(|_| true) } else { Ok(false) })
-                {
-                    Ok(true) => report.removed(what),
-                    Ok(false) => {
-                        if entry.phase == Phase::Done {
-                            report.skipped(format!("{what}: already gone"))
-                        }
-                    }
-                    Err(e) => report.failed(e.to_string()),
+    let records: Vec<(&lab::Entry, &FwRecord)> =
+        state.fw().rev().filter(|(_, f)| !state.owns_ns(&f.ns) && trusted.contains(&f.ns)).collect();
+    let pass = |want: fn(&FwUndo) -> bool| records.iter().filter(move |(_, f)| want(&f.undo));
+    for (entry, f) in pass(|u| matches!(u, FwUndo::Rule(_))) {
+        let FwUndo::Rule(text) = &f.undo else { continue };
+        let words = match crate::ops::firewall::split_words(text) {
+            Ok(w) => w,
+            Err(why) => {
+                report.failed(format!(
+                    "iptables rule -t {} -A {} {text} in {}: the ledger's rule does not parse: {why}",
+                    f.table, f.chain, f.ns
+                ));
+                continue;
+            }
+        };
+        let rule = Rule { ipv6: f.ipv6, ..Rule::new(&f.table, &f.chain, words) };
+        let what = format!("{} in {}", rule.describe(), f.ns);
+        match k.rule_exists(&f.ns, &rule).and_then(|there| if there { k.rule_delete(&f.ns, &rule).map(|_| true) } else { Ok(false) }) {
+            Ok(true) => report.removed(what),
+            Ok(false) => {
+                if entry.phase == Phase::Done {
+                    report.skipped(format!("{what}: already gone"))
                 }
             }
-            FwUndo::Policy(old) => {
-                let what = format!("iptables policy of {chain} (table {table}) restored to {old} in {}", f.ns);
-                match k.set_chain_policy(&f.ns, table, chain, old) {
-                    Ok(()) => report.removed(what),
-                    Err(e) => report.failed(e.to_string()),
+            Err(e) => report.failed(e.to_string()),
+        }
+    }
+    for (entry, f) in pass(|u| matches!(u, FwUndo::Chain)) {
+        let what = format!("iptables chain {} (table {}) in {}", f.chain, f.table, f.ns);
+        match k.chain_exists(&f.ns, &f.table, &f.chain).and_then(|there| {
+            if there {
+                k.chain_delete(&f.ns, &f.table, &f.chain).map(|_| true)
+            } else {
+                Ok(false)
+            }
+        }) {
+            Ok(true) => report.removed(what),
+            Ok(false) => {
+                if entry.phase == Phase::Done {
+                    report.skipped(format!("{what}: already gone"))
                 }
             }
+            Err(e) => report.failed(e.to_string()),
+        }
+    }
+    for (_, f) in pass(|u| matches!(u, FwUndo::Policy(_))) {
+        let FwUndo::Policy(old) = &f.undo else { continue };
+        let what = format!("iptables policy of {} (table {}) restored to {old} in {}", f.chain, f.table, f.ns);
+        match k.set_chain_policy(&f.ns, &f.table, &f.chain, old) {
+            Ok(()) => report.removed(what),
+            Err(e) => report.failed(e.to_string()),
         }
     }
 }

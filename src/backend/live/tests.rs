@@ -3,6 +3,7 @@
 //! order, and what they leave alone.
 
 use super::double::{Call, Double};
+use super::kernel::Kernel as _;
 use super::netlink::Netlink;
 use super::{teardown, LiveBackend};
 use crate::backend::Backend;
@@ -441,4 +442,43 @@ fn a_ledger_naming_pid_1_or_a_file_outside_the_labs_directory_is_refused() {
         std::fs::write(&path, good).unwrap();
         b.rollback();
     }
+}
+
+#[test]
+fn a_hosts_chain_is_made_once_and_goes_at_down_after_the_rules_that_jump_to_it_then_the_policy_returns() {
+    use crate::ops::firewall::parse;
+    let mut b = backend("unit-chain");
+    let fw = |text: &str| Op::Firewall(Firewall { ns: NsRef::Host, op: parse(text).unwrap() });
+    b.apply(fw("-N LAB-IN")).unwrap();
+    b.apply(fw("-N LAB-IN")).unwrap();
+    b.apply(fw("-A LAB-IN -s 10.0.0.0/8 -j ACCEPT")).unwrap();
+    b.apply(fw("-A INPUT -j LAB-IN")).unwrap();
+    b.apply(fw("-P INPUT DROP")).unwrap();
+    b.finish().unwrap();
+    let k = b.nl.kernel();
+    assert_eq!(k.calls.iter().filter(|c| matches!(c, Call::ChainAdd(..))).count(), 1, "{:?}", k.calls);
+    assert!(k.has_chain(&NsRef::Host, "filter", "LAB-IN"));
+    let before = k.calls.len();
+    let report = b.rollback();
+    assert!(report.failed.is_empty(), "{report:?}");
+    let k = b.nl.kernel();
+    let after: Vec<&Call> = k.calls[before..].iter().collect();
+    let pos = |f: &dyn Fn(&Call) -> bool| after.iter().position(|c| f(c)).unwrap_or_else(|| panic!("not called: {after:?}"));
+    let jump = pos(&|c| matches!(c, Call::RuleDelete(NsRef::Host, r) if r == "-j LAB-IN"));
+    let inner = pos(&|c| matches!(c, Call::RuleDelete(NsRef::Host, r) if r == "-s 10.0.0.0/8 -j ACCEPT"));
+    let chain = pos(&|c| matches!(c, Call::ChainDelete(NsRef::Host, t) if t == "filter LAB-IN"));
+    let policy = pos(&|c| matches!(c, Call::SetPolicy(NsRef::Host, t, p) if t == "filter INPUT" && p == "ACCEPT"));
+    assert!(jump < chain && inner < chain && chain < policy, "{after:?}");
+    assert!(!k.has_chain(&NsRef::Host, "filter", "LAB-IN") && k.rules(&NsRef::Host).is_empty());
+}
+
+#[test]
+fn a_chain_that_was_there_before_the_lab_is_not_the_labs_to_delete() {
+    use crate::ops::firewall::parse;
+    let mut b = backend("unit-oldchain");
+    b.nl.kernel().chain_add(&NsRef::Host, "filter", "DOCKER").unwrap();
+    b.apply(Op::Firewall(Firewall { ns: NsRef::Host, op: parse("-N DOCKER").unwrap() })).unwrap();
+    assert!(!b.has_lab(), "nothing was made, so nothing is recorded");
+    let report = b.rollback();
+    assert!(report.removed.is_empty() && b.nl.kernel().has_chain(&NsRef::Host, "filter", "DOCKER"), "{report:?}");
 }

@@ -260,6 +260,8 @@ pub fn listening(pid: u32, ready: crate::backend::live::kernel::Ready) -> bool {
         Ready::Started => return true,
         Ready::Tcp(p) => (&["tcp", "tcp6"], p, Some("0A")),
         Ready::Udp(p) => (&["udp", "udp6"], p, None),
+        // A raw socket's "port" is its protocol: 58, ICMPv6.
+        Ready::Icmpv6 => (&["raw6"], 58, None),
     };
     let port_hex = format!(":{port:04X}");
     files.iter().any(|f| {

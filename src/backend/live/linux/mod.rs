@@ -220,6 +220,20 @@ impl Kernel for Linux {
         iptables::set_policy(self.fd(ns)?, table, chain, policy, &what)
     }
 
+    fn chain_exists(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<bool> {
+        iptables::chain_exists(self.fd(ns)?, table, chain)
+    }
+
+    fn chain_add(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<()> {
+        let what = format!("in {ns}");
+        iptables::chain_add(self.fd(ns)?, table, chain, &what)
+    }
+
+    fn chain_delete(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<()> {
+        let what = format!("in {ns}");
+        iptables::chain_delete(self.fd(ns)?, table, chain, &what)
+    }
+
     fn iptables(&mut self, ns: &NsRef, args: &[String]) -> Result<String> {
         let what = format!("iptables {} failed in {ns}", args.join(" "));
         iptables::raw(self.fd(ns)?, args, what)
@@ -336,6 +350,14 @@ impl Kernel for Linux {
 
     fn socket_in(&mut self, ns: &NsRef, domain: i32, ty: i32, protocol: i32) -> Result<OwnedFd> {
         nsexec::run_in(self.fd(ns)?, move || socket(domain, ty, protocol))
+    }
+
+    fn udp_socket(&mut self, ns: &NsRef, v6: bool) -> Result<OwnedFd> {
+        // A socket stays in the namespace it was made in: only its creation needs the switch.
+        nsexec::run_in(self.fd(ns)?, move || {
+            let bind = if v6 { "[::]:0" } else { "0.0.0.0:0" };
+            std::net::UdpSocket::bind(bind).map(OwnedFd::from).map_err(|e| Error::io(Code::Internal, "cannot open a UDP socket", &e))
+        })
     }
 }
 
