@@ -117,20 +117,17 @@ impl<K: Kernel> Recheck<K> {
         if now != recorded {
             self.live.nl.kernel().forget(ns);
             let err = match ns {
-                NsRef::Named(name) if self.state.owns_ns(ns) => Error::new(
-                    Code::UnknownNamespace,
-                    format!("namespace {name} is no longer the one lab {lab} created"),
-                )
-                .why(format!(
-                    "another namespace has taken its name (cookie {now}, the ledger records {recorded}): it was deleted and made again, \
-                             and is not checked"
-                ))
-                .help(format!("rebuild the lab: nsscript --replace {}", self.live.script.shown)),
-                _ => Error::new(Code::UnknownNamespace, format!("namespace {ns} is not the one lab {lab} changed"))
-                    .why(format!(
-                        "its cookie is {now}, the ledger records {recorded} (nsscript check runs in another namespace than the build?)"
-                    ))
-                    .help("run nsscript check where the lab was built"),
+                NsRef::Named(name) if self.state.owns_ns(ns) => {
+                    let what = format!("namespace {name} is no longer the one lab {lab} created");
+                    let why = format!("another namespace has taken its name (cookie {now}, the ledger records {recorded}): not checked");
+                    let help = format!("it was deleted and made again; rebuild the lab: nsscript --replace {}", self.live.script.shown);
+                    Error::new(Code::UnknownNamespace, what).why(why).help(help)
+                }
+                _ => {
+                    let what = format!("namespace {ns} is not the one lab {lab} changed");
+                    let why = format!("its cookie is {now}, the ledger records {recorded}: not checked");
+                    Error::new(Code::UnknownNamespace, what).why(why).help("run nsscript check in the namespace the lab was built from")
+                }
             };
             return Err(err);
         }
