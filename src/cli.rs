@@ -59,6 +59,14 @@ pub struct RunOpts {
     /// If the lab is already up, take it down first, then build it again
     #[arg(long)]
     pub replace: bool,
+
+    /// (nsscript test) Write the run's checks, as test cases, to this file (JSON)
+    #[arg(long, hide = true, requires = "sandbox")]
+    pub results: Option<PathBuf>,
+
+    /// (nsscript test) Only the checks whose name contains this text
+    #[arg(long, hide = true)]
+    pub filter: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -124,6 +132,40 @@ pub enum Cmd {
         /// The command and its arguments (after `--`)
         #[arg(last = true, required = true, value_name = "CMD")]
         cmd: Vec<String>,
+    },
+    /// Run the checks of a running lab (its check blocks, assert*, pingall) against the
+    /// lab as it is now, building and changing nothing; one line per check and a summary
+    Check {
+        /// The lab's name (see `nsscript ls`)
+        lab: String,
+        /// The script whose checks to run (default: the one the lab was built from)
+        script: Option<PathBuf>,
+    },
+    /// Build each lab in a sandbox of its own, run its checks, take it down, and report
+    /// every check as a test case (a summary, TAP, JUnit XML); exits 1 if any failed
+    Test {
+        /// Lab files, or directories whose .rhai files are labs (default: the current directory)
+        paths: Vec<PathBuf>,
+        /// How many labs run at once
+        #[arg(long, short, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        jobs: u16,
+        /// Write the results as JUnit XML to this file (for CI)
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Print the results as TAP (Test Anything Protocol) instead of lines
+        #[arg(long)]
+        tap: bool,
+        /// Only the checks (and labs) whose name contains this text
+        #[arg(long, value_name = "TEXT")]
+        filter: Option<String>,
+    },
+    /// The responder serve() starts inside a lab's namespace (nsscript in a hidden mode)
+    #[command(name = "__serve", hide = true)]
+    Serve {
+        proto: String,
+        port: u16,
+        #[arg(long)]
+        reply: Option<String>,
     },
     /// Print the catalogue of errors: every code nsscript reports (as `nsscript::CODE`),
     /// with what it means

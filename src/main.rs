@@ -14,9 +14,11 @@ mod progress;
 mod recipes;
 mod repl;
 mod script;
+mod serve;
 mod signals;
 mod sources;
 mod stdlib;
+mod testing;
 mod warnings;
 
 use backend::live::LiveBackend;
@@ -52,6 +54,9 @@ fn main() -> ExitCode {
         Some(Cmd::Shell { lab, ns }) => inspect::shell(&lab, &ns),
         Some(Cmd::Exec { lab, ns, cmd }) => inspect::exec(&lab, &ns, &cmd),
         Some(Cmd::Errors { code }) => errors(code.as_deref()),
+        Some(Cmd::Check { lab, script }) => testing::check_lab(&lab, script.as_deref()),
+        Some(Cmd::Test { paths, jobs, junit, tap, filter }) => testing::test(&paths, jobs, junit.as_deref(), tap, filter.as_deref()),
+        Some(Cmd::Serve { proto, port, reply }) => Ok(serve::run(&proto, port, reply)),
         Some(Cmd::Completions { shell }) => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "nsscript", &mut std::io::stdout());
@@ -108,18 +113,37 @@ fn start(script: Option<&Path>, opts: &RunOpts, repl: bool) -> Result<ExitCode, 
     }
     let live = Rc::new(RefCell::new(LiveBackend::new(&lab_name, &file.shown)?));
     live.borrow_mut().set_sandboxed(opts.sandbox);
+    let path = script.and_then(|p| std::fs::canonicalize(p).ok()).map(|p| p.display().to_string());
+    live.borrow_mut().set_source(path, opts.vars.clone());
     let shared: Shared = live.clone();
     let (mut engine, mut sources) = file.engine(shared, &opts.vars);
+    script::suite::set_filter(opts.filter.clone());
+    testing::install_reporter(&file.shown);
 
-    if let Err(err) = file.run(&mut engine) {
-        let signal = signals::interrupted();
-        let report = diag::from_rhai(&err, &file.shown, &sources);
-        let report = match signal {
-            // Whatever error the signal surfaced as, the run stopped because of it.
-            Some(sig) => report.interrupted(format!("interrupted by {} while running {}", sig.as_str(), file.shown)),
-            None => report,
+    let run = file.run(&mut engine);
+    let signal = signals::interrupted();
+    // Why the run failed, as its report: the script's error, or checks that failed.
+    let failure = match &run {
+        Err(err) => {
+            let report = diag::from_rhai(err, &file.shown, &sources);
+            Some(match signal {
+                // Whatever error the signal surfaced as, the run stopped because of it.
+                Some(sig) => report.interrupted(format!("interrupted by {} while running {}", sig.as_str(), file.shown)),
+                None => report,
+            })
+        }
+        Ok(()) => script::suite::verdict().map(|e| Report::plain(&e)),
+    };
+    let failure = failure.map(|r| diag::render(&r));
+    if let Some(results) = &opts.results {
+        let stopped = match (&run, &failure) {
+            (Err(err), Some(shown)) => Some((&**err, shown.clone())),
+            _ => None,
         };
-        eprint!("{}", diag::render(&report));
+        testing::write_results(results, &lab_name_of(&live.borrow()), script::suite::finish(stopped));
+    }
+    if let Some(shown) = failure {
+        eprint!("{shown}");
         let mut live = live.borrow_mut();
         if !live.has_lab() {
             eprintln!("nothing was built.");
@@ -141,6 +165,9 @@ fn start(script: Option<&Path>, opts: &RunOpts, repl: bool) -> Result<ExitCode, 
         return Ok(ExitCode::from(signal.map(signals::exit_code).unwrap_or(1)));
     }
 
+    if script::suite::blocks_run() > 0 {
+        eprintln!("checks: {}.", script::suite::summary(&script::suite::cases()));
+    }
     if repl {
         // In the REPL a signal stops the entry that runs, not the session.
         signals::one_entry_at_a_time();

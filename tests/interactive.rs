@@ -147,7 +147,7 @@ fn completions_and_help_for_every_subcommand() {
         &[],
         r#"
 for s in bash zsh fish; do section comp-$s; $NSS completions $s || exit 1; done
-for c in down ls functions repl plan graph shell exec errors completions; do section help-$c; $NSS $c --help || exit 1; done
+for c in down ls functions repl plan graph shell exec check test errors completions; do section help-$c; $NSS $c --help || exit 1; done
 section bash-load; bash -c 'source <($NSS completions bash) && complete -p nsscript'
 "#,
     );
@@ -163,6 +163,12 @@ section bash-load; bash -c 'source <($NSS completions bash) && complete -p nsscr
     assert!(run.section("help-repl").contains("--on-exit"));
     assert!(run.section("help-exec").contains("Usage: nsscript exec [OPTIONS] <LAB> <NS> -- <CMD>..."), "{}", run.section("help-exec"));
     assert!(run.section("help-errors").contains("Usage: nsscript errors [OPTIONS] [CODE]"), "{}", run.section("help-errors"));
+    assert!(run.section("help-check").contains("Usage: nsscript check [OPTIONS] <LAB> [SCRIPT]"), "{}", run.section("help-check"));
+    let test = run.section("help-test");
+    assert!(
+        test.contains("--junit <FILE>") && test.contains("--tap") && test.contains("--filter <TEXT>") && test.contains("--jobs"),
+        "{test}"
+    );
 }
 
 // ---- the diagnostics catalogue ----
@@ -173,13 +179,33 @@ section bash-load; bash -c 'source <($NSS completions bash) && complete -p nsscr
 fn diagnostic(files: &[(&str, &str)], cmd: &str) -> Option<String> {
     let bash = format!("{cmd} 2>&1 >/dev/null; echo \"exit $?\"");
     let run = if needs_no_kernel(cmd) { plain(files, &bash) } else { isolated(files, &bash)? };
-    Some(without_iptables_version(&run.stdout))
+    Some(without_measured_times(&without_iptables_version(&run.stdout)))
 }
 
 /// Entries whose nsscript only plans, only parses its command line, or runs as a user
 /// who may build nothing (the not-root refusal).
 fn needs_no_kernel(cmd: &str) -> bool {
     cmd.starts_with("$NSS plan ") || cmd.starts_with("$NSS --bogus ") || cmd.ends_with("&& as_nobody $NSS lab.rhai")
+}
+
+/// A check's report says how long it waited ("waited 3 ms: ..."), which differs
+/// between runs.
+fn without_measured_times(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("waited ") {
+        let after = &rest[at + 7..];
+        let digits = after.chars().take_while(|c| c.is_ascii_digit()).count();
+        out.push_str(&rest[..at + 7]);
+        if digits > 0 && after[digits..].starts_with(" ms") {
+            out.push('N');
+            rest = &after[digits..];
+        } else {
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// iptables starts its messages with its version and backend ("iptables v1.8.9
@@ -280,6 +306,13 @@ catalogue! {
     // checks
     diag_assertion_failed: [("lab.rhai", "let r = netns(\"a\").exec(\"exit 3\");\nassert(r.code == 0, `exit code ${r.code}`);\n")], "$NSS --sandbox lab.rhai";
     diag_pingall_pairs_without_reply: [("lab.rhai", "let a = netns(\"a\");\nlet b = netns(\"b\");\nconnect(a, b, #{ addr: \"10.0.0.1/24\", peer_addr: \"10.0.1.2/24\" });\npingall([a, b], #{ timeout: 200 });\n")], "$NSS --sandbox lab.rhai";
+    // service checks (a and b joined by a veth, nothing listening unless the lab says)
+    diag_tcp_refused_in_a_check_block: [("lab.rhai", "let a = netns(\"a\");\nlet b = netns(\"b\");\nconnect(a, b, #{ addr: \"10.0.0.1/24\", peer_addr: \"10.0.0.2/24\" });\ncheck(\"web\", || assert_tcp(a, \"10.0.0.2:80\"));\nprint(\"the script goes on\");\n")], "$NSS --sandbox lab.rhai";
+    diag_udp_port_unreachable: [("lab.rhai", "let a = netns(\"a\");\nlet b = netns(\"b\");\nconnect(a, b, #{ addr: \"10.0.0.1/24\", peer_addr: \"10.0.0.2/24\" });\nassert_udp(a, \"10.0.0.2:53\", #{ send: \"ping\" });\n")], "$NSS --sandbox lab.rhai";
+    diag_http_answers_another_status: [("lab.rhai", "let a = netns(\"a\");\nlet b = netns(\"b\");\nconnect(a, b, #{ addr: \"10.0.0.1/24\", peer_addr: \"10.0.0.2/24\" });\nserve(b, 80, #{ proto: \"http\" });\nassert_http(a, \"http://10.0.0.2/\", #{ status: 404 });\n")], "$NSS --sandbox lab.rhai";
+    diag_dns_server_not_running: [("lab.rhai", "let a = netns(\"a\");\nlet b = netns(\"b\");\nconnect(a, b, #{ addr: \"10.0.0.1/24\", peer_addr: \"10.0.0.2/24\" });\nassert_dns(a, \"web.lab\", \"10.0.0.2\", #{ server: \"10.0.0.2\" });\n")], "$NSS --sandbox lab.rhai";
+    diag_path_mtu_without_an_answer: [("lab.rhai", "let a = netns(\"a\");\nlet b = netns(\"b\");\nconnect(a, b, #{ addr: \"10.0.0.1/24\", peer_addr: \"10.0.0.2/24\" });\nprint(path_mtu(a, \"10.0.0.9\", #{ timeout: 100 }));\n")], "$NSS --sandbox lab.rhai";
+    diag_throughput_without_a_listener: [("lab.rhai", "let a = netns(\"a\");\nlet b = netns(\"b\");\nconnect(a, b, #{ addr: \"10.0.0.1/24\", peer_addr: \"10.0.0.2/24\" });\nthroughput(a, \"10.0.0.2:5001\");\n")], "$NSS --sandbox lab.rhai";
     // (33 nodes on one /24 need 33 * 32 entries; a namespace has no gc_thresh3 of its own: 1024)
     diag_pingall_beyond_the_neighbour_table: [("lab.rhai", "import \"topo\" as topo;\nlet s = topo::star(33);\npingall(s.nodes);\n")], "$NSS --sandbox lab.rhai";
     // the command line and the process

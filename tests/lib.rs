@@ -12,6 +12,7 @@ mod interactive;
 mod linkkinds;
 mod overlay;
 mod plan;
+mod probes;
 mod reliability;
 mod router;
 mod routing;

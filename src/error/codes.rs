@@ -182,8 +182,8 @@ catalogue! {
         "iptables refused a rule (or could not be run)",
         help: "the message is iptables' own: check the rule's options (`man iptables`, `man iptables-extensions`)";
     DnsFailed "dns_failed":
-        "a DNS query (resolve) got no answer: its server is unreachable, did not answer in time, or failed (SERVFAIL, REFUSED)",
-        help: "check that a DNS server runs at that address (dns_server) and that the namespace reaches it";
+        "a DNS query (resolve, assert_dns) got no answer: its server is unreachable, did not answer in time, or failed (SERVFAIL, REFUSED); or assert_dns's answer lacks the addresses expected",
+        help: "check that a DNS server runs at that address (dns_server) and holds the record, and that the namespace reaches it";
     NoLease "no_lease":
         "a DHCP client got no lease",
         help: "start a DHCP server on the same segment first, check both ends are up and bridged, or give the client longer";
@@ -198,6 +198,24 @@ catalogue! {
     StpTimeout "stp_timeout":
         "wait_stp's bridge still had ports listening, learning or disabled when the time was up",
         help: "each port needs its link up; listening and learning take forward_delay each (bridge(name, #{ stp: true, forward_delay: 2000 }))";
+    TcpFailed "tcp_failed":
+        "a TCP check failed: the connection was refused (RST), went unanswered or had no route, or the reply was not the one expected",
+        help: "the report says which; check the server listens (ss -ltn in its namespace), the routes both ways and the firewall";
+    UdpFailed "udp_failed":
+        "a UDP check got no reply (or ICMP port unreachable, or not the reply expected)",
+        help: "check the server listens (ss -lun in its namespace), the routes both ways and the firewall";
+    HttpFailed "http_failed":
+        "an HTTP check failed: no connection, a broken answer, another status, or a body without the text expected",
+        help: "the report says which; fetch the URL by hand (`nsscript exec LAB NS -- busybox wget -O - URL`)";
+    MtuFailed "mtu_failed":
+        "path_mtu found no path MTU: the destination answered no ping of any size",
+        help: "path_mtu probes with pings: the destination must answer them (assert_ping)";
+    ThroughputFailed "throughput_failed":
+        "a throughput stream could not start: no connection to the receiver",
+        help: "a stream needs a route there and back and a listener: check them with assert_tcp";
+    ChecksFailed "checks_failed":
+        "one or more checks of the lab failed (the script went on past each failed check block)",
+        help: "each failed check was reported above where it failed; fix the lab, then run it again (or `nsscript check LAB`)";
     NeighbourLimit "neighbour_limit":
         "pingall would need more neighbour (ARP) entries than the kernel keeps",
         help: "pass #{ static_arp: true } to pingall, or probe fewer nodes at a time";

@@ -90,6 +90,12 @@ pub enum Object {
     Begin {
         pid: u32,
         script: String,
+        /// Where `nsscript check` finds the script again: its absolute path, and the
+        /// `--var`s it ran with.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        vars: Vec<(String, String)>,
     },
     Netns(NetnsRecord),
     /// A link this lab created.
@@ -362,6 +368,35 @@ fn ledger_path(lab: &str) -> PathBuf {
     lab_dir(lab).join("ledger.jsonl")
 }
 
+/// The script a lab is built from, as its ledger's first line records it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Source {
+    /// As the user named it (reports show this).
+    pub shown: String,
+    /// Its absolute path, when it is a file.
+    pub path: Option<String>,
+    pub vars: Vec<(String, String)>,
+}
+
+/// The script lab `lab` was built from (its ledger's first line).
+pub fn source(lab: &str) -> Result<Source> {
+    validate_lab_name(lab)?;
+    check_private(lab)?;
+    let path = ledger_path(lab);
+    let text = fs::read_to_string(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::new(Code::LabNotUp, format!("no lab named {lab:?} is up")).help("`nsscript ls` lists the labs that are up")
+        } else {
+            Error::io(Code::IoFailed, format!("cannot read {}", path.display()), &e)
+        }
+    })?;
+    match text.lines().next().and_then(|l| serde_json::from_str::<Entry>(l).ok()).map(|e| e.object) {
+        Some(Object::Begin { script, path, vars, .. }) => Ok(Source { shown: script, path, vars }),
+        _ => Err(Error::new(Code::LedgerTampered, format!("the ledger of lab {lab:?} does not start with the run that wrote it"))
+            .help(format!("inspect {}", path.display()))),
+    }
+}
+
 /// An open ledger, appended to as the lab is built.
 pub struct Ledger {
     file: File,
@@ -370,7 +405,7 @@ pub struct Ledger {
 
 impl Ledger {
     /// Start the ledger of a new build of `lab`. Refuses when the lab is up.
-    pub fn create(lab: &str, script: &str) -> Result<Ledger> {
+    pub fn create(lab: &str, source: &Source) -> Result<Ledger> {
         validate_lab_name(lab)?;
         state_dir(&lab_dir(lab))?;
         let file = OpenOptions::new().append(true).create_new(true).mode(0o600).open(ledger_path(lab)).map_err(|e| {
@@ -386,7 +421,12 @@ impl Ledger {
         ledger.append(&Entry {
             id: 0,
             phase: Phase::Done,
-            object: Object::Begin { pid: std::process::id(), script: script.to_string() },
+            object: Object::Begin {
+                pid: std::process::id(),
+                script: source.shown.clone(),
+                path: source.path.clone(),
+                vars: source.vars.clone(),
+            },
         })?;
         Ok(ledger)
     }

@@ -22,6 +22,7 @@ pub mod link;
 pub mod names;
 pub mod netns;
 pub mod overlay;
+pub mod probe;
 pub mod process;
 pub mod qdisc;
 pub mod query;
@@ -106,6 +107,8 @@ pub enum Op {
     WaitAddr(address::WaitAddr),
     Ping(check::Ping),
     PingAll(check::PingAll),
+    Probe(probe::Probe),
+    Serve(probe::Serve),
     /// Questions: they change nothing.
     Query(query::Query),
 }
@@ -137,4 +140,5 @@ pub enum Outcome {
     Ips(Vec<std::net::IpAddr>),
     Ping(check::PingResult),
     PingAll(check::PingAllResult),
+    Probe(probe::ProbeOutcome),
 }

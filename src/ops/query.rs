@@ -151,8 +151,8 @@ pub fn family(ip: &IpAddr) -> u8 {
     }
 }
 
-/// The route a namespace would use for `addr` (longest prefix of its main table), in words.
-pub fn route_used(routes: &[RouteInfo], addr: IpAddr) -> Option<String> {
+/// The route a namespace would use for `addr`: the longest prefix of its main table.
+pub fn route_for(routes: &[RouteInfo], addr: IpAddr) -> Option<&RouteInfo> {
     let family = family(&addr);
     routes
         .iter()
@@ -170,16 +170,29 @@ pub fn route_used(routes: &[RouteInfo], addr: IpAddr) -> Option<String> {
             Some((prefix, r))
         })
         .max_by_key(|(p, _)| *p)
-        .map(|(_, r)| {
-            let mut s = r.dest.clone();
-            if let Some(v) = &r.via {
-                s.push_str(&format!(" via {v}"));
-            }
-            if let Some(d) = &r.dev {
-                s.push_str(&format!(" dev {d}"));
-            }
-            s
-        })
+        .map(|(_, r)| r)
+}
+
+/// The route a namespace would use for `addr` (longest prefix of its main table), in words.
+pub fn route_used(routes: &[RouteInfo], addr: IpAddr) -> Option<String> {
+    route_for(routes, addr).map(|r| {
+        let mut s = r.dest.clone();
+        if let Some(v) = &r.via {
+            s.push_str(&format!(" via {v}"));
+        }
+        if let Some(d) = &r.dev {
+            s.push_str(&format!(" dev {d}"));
+        }
+        s
+    })
+}
+
+/// How a failed check names the route `src` would send `target` by (or that it has none).
+pub fn route_words(src: &NsRef, routes: &[RouteInfo], target: IpAddr) -> String {
+    match route_used(routes, target) {
+        Some(r) => format!("{src} sends it by the route `{r}`"),
+        None => format!("{src} has no route to {target}: add one, e.g. {}.route(\"default\", GATEWAY)", src.in_script()),
+    }
 }
 
 #[cfg(test)]

@@ -1,18 +1,19 @@
-//! Reachability checks over many nodes: `pingall()`.
+//! Checks over many nodes (`pingall()`), and `check("NAME", || ...)`, which groups
+//! checks under a name: a failing block is reported and the script goes on.
 
 use super::args::Opts;
 use super::registrar::{FnDoc, Registrar};
 use super::types::Netns;
-use super::{apply, fail, RhaiResult, Shared};
+use super::{apply, fail, suite, RhaiResult, Shared};
 use crate::error::{Code, Error};
 use crate::ops::check::{PingAll, PingNode};
 use crate::ops::query::Query;
 use crate::ops::{NsRef, Op, Outcome};
-use rhai::{Array, Dynamic, Map};
+use rhai::{Array, Dynamic, FnPtr, Map, NativeCallContext};
 use std::net::IpAddr;
 
 /// The first global IPv4 address of a namespace: what other nodes ping.
-fn first_ipv4(b: &Shared, ns: &NsRef) -> RhaiResult<IpAddr> {
+pub(super) fn first_ipv4(b: &Shared, ns: &NsRef) -> RhaiResult<IpAddr> {
     let Outcome::Addrs(addrs) = apply(b, Op::Query(Query::Addrs(ns.clone())))? else { unreachable!("Addrs answers Addrs") };
     addrs.iter().filter(|a| a.family == 4 && a.link != "lo").find_map(|a| a.addr.split('/').next()?.parse().ok()).ok_or_else(|| {
         fail(
@@ -76,7 +77,23 @@ fn pingall(b: &Shared, nodes: Array, opts: &Map) -> RhaiResult<Map> {
         ));
     }
     let labels: Vec<String> = nodes.iter().map(|n| n.ns.name().unwrap_or("host").to_string()).collect();
-    let Outcome::PingAll(result) = apply(b, Op::PingAll(PingAll { nodes: nodes.clone(), timeout_ms, static_arp }))? else {
+    if check {
+        let name = if labels.len() <= 4 { format!("pingall({})", labels.join(", ")) } else { format!("pingall of {} nodes", labels.len()) };
+        return suite::assertion(|| name, || run_pingall(b, &nodes, &labels, timeout_ms, static_arp, check, advisory));
+    }
+    run_pingall(b, &nodes, &labels, timeout_ms, static_arp, check, advisory)
+}
+
+fn run_pingall(
+    b: &Shared,
+    nodes: &[PingNode],
+    labels: &[String],
+    timeout_ms: u32,
+    static_arp: bool,
+    check: bool,
+    advisory: bool,
+) -> RhaiResult<Map> {
+    let Outcome::PingAll(result) = apply(b, Op::PingAll(PingAll { nodes: nodes.to_vec(), timeout_ms, static_arp }))? else {
         unreachable!("PingAll answers PingAll")
     };
     let mut failed = Array::new();
@@ -115,13 +132,30 @@ fn pingall(b: &Shared, nodes: Array, opts: &Map) -> RhaiResult<Map> {
 }
 
 /// Checks over many nodes, in the order of the reference.
-pub const DOCS: &[FnDoc] = &[FnDoc::new(
-    "pingall",
-    "pingall() / pingall(nodes, #{ timeout, static_arp, check }) -> #{ ok, pairs, reached, failed, matrix, elapsed_ms }",
-    "native ICMP between every ordered pair of nodes (namespaces or #{ ns, addr }) at once; fails naming each unreachable pair",
-)];
+pub const DOCS: &[FnDoc] = &[
+    FnDoc::new(
+        "pingall",
+        "pingall() / pingall(nodes, #{ timeout, static_arp, check }) -> #{ ok, pairs, reached, failed, matrix, elapsed_ms }",
+        "native ICMP between every ordered pair of nodes (namespaces or #{ ns, addr }) at once; fails naming each unreachable pair",
+    ),
+    FnDoc::new(
+        "check",
+        r#"check("NAME", || { ... }) -> bool"#,
+        "run the block as the check NAME: a failure in it is reported and the script goes on (the run fails at the end); nsscript check and nsscript test report each block",
+    )
+    .details(
+        "Groups checks under a name. The first failing assertion ends the block, which is reported where it failed; the script goes on with the next statement, and at its end the run fails (rolled back unless --keep) if any check failed. Returns whether the block passed. `nsscript check LAB` runs the checks again against the running lab; `nsscript test` reports each block as a test case.",
+        r#"check("web answers", || { assert_http(client, "http://10.0.0.1/", #{ contains: "hello" }); });"#,
+    ),
+];
 
 pub fn register(r: &mut Registrar, backend: &Shared) {
+    let b = backend.clone();
+    r.func("check", move |ctx: NativeCallContext, name: &str, body: FnPtr| -> RhaiResult<bool> {
+        // What the lab queued is in the kernel before its checks look.
+        b.borrow_mut().flush().map_err(fail)?;
+        suite::block(name, || body.call_within_context::<Dynamic>(&ctx, ()))
+    });
     let b = backend.clone();
     r.func("pingall", move |nodes: Array, opts: Map| pingall(&b, nodes, &opts));
     let b = backend.clone();

@@ -8,8 +8,13 @@ use crate::error::{Code, Error};
 /// Pauses and assertions, in the order of the reference.
 pub const DOCS: &[FnDoc] = &[
     FnDoc::new("sleep", "sleep(ms)", "wait"),
-    FnDoc::new("assert", "assert(condition, message)", "fail the script with message unless condition holds").details(
-        "Fails the script (and rolls back what it built) unless condition is true.",
+    FnDoc::new(
+        "assert",
+        "assert(condition, message) / assert(condition, message, detail)",
+        "fail the script with message unless condition holds (detail: what the report adds)",
+    )
+    .details(
+        "Fails the script (and rolls back what it built) unless condition is true; inside check(...) it fails the check and the script goes on. The message names the check in `nsscript check` and `nsscript test`; detail (say, what was measured) is added to the report.",
         r#"assert(r.code == 0, "vm1 reaches the router");"#,
     ),
 ];
@@ -24,17 +29,29 @@ pub fn register(r: &mut Registrar, backend: &Shared) {
         b.borrow_mut().pause(ms).map_err(fail)
     });
     let b = backend.clone();
-    r.func("assert", move |ok: bool, message: &str| -> RhaiResult<()> {
-        // A plan runs nothing, so what the script asserts about results is not known
-        // there: report it and go on, like the planned reachability checks.
-        let advisory = !ok && b.borrow().checks_are_advisory();
-        if advisory {
-            crate::warnings::warning!("plan: not checked (needs the real lab): {message}");
-        }
-        if ok || advisory {
-            Ok(())
-        } else {
-            Err(fail(Error::new(Code::AssertFailed, format!("assertion failed: {message}"))))
-        }
-    });
+    r.func("assert", move |ok: bool, message: &str| assert(&b, ok, message, None));
+    let b = backend.clone();
+    r.func("assert", move |ok: bool, message: &str, detail: &str| assert(&b, ok, message, Some(detail)));
+}
+
+fn assert(b: &Shared, ok: bool, message: &str, detail: Option<&str>) -> RhaiResult<()> {
+    super::suite::assertion(
+        || message.to_string(),
+        || {
+            // A plan runs nothing, so what the script asserts about results is not known
+            // there: report it and go on, like the planned reachability checks.
+            let advisory = !ok && b.borrow().checks_are_advisory();
+            if advisory {
+                crate::warnings::warning!("plan: not checked (needs the real lab): {message}");
+            }
+            if ok || advisory {
+                return Ok(());
+            }
+            let err = Error::new(Code::AssertFailed, format!("assertion failed: {message}"));
+            Err(fail(match detail {
+                Some(d) => err.why(d),
+                None => err,
+            }))
+        },
+    )
 }

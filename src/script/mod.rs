@@ -13,6 +13,7 @@ mod kinds;
 mod link;
 mod ns;
 mod overlay;
+mod probe;
 mod query;
 mod registrar;
 pub mod registry;
@@ -20,6 +21,7 @@ mod router;
 mod routing;
 mod services;
 mod tc;
+pub mod suite;
 pub mod types;
 
 pub use file::ScriptFile;
@@ -143,6 +145,7 @@ const FAMILIES: &[Family] = &[
     Family { name: "firewall", docs: firewall::DOCS, register: firewall::register },
     Family { name: "services", docs: services::DOCS, register: services::register },
     Family { name: "checks", docs: check::DOCS, register: check::register },
+    Family { name: "service checks", docs: probe::DOCS, register: probe::register },
     Family { name: "address arithmetic", docs: cidr::DOCS, register: cidr::register },
 ];
 

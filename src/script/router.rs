@@ -15,7 +15,7 @@ use crate::ops::check::{Ping, PingResult, PingSpec};
 use crate::ops::dhcp::{DhcpLease, DhcpServer, FixedHost, Lease};
 use crate::ops::firewall::{self, Firewall, ForwardAccept, FwOp, Masquerade, PortForward, Snat};
 use crate::ops::process::{Command, Exec, Spawn};
-use crate::ops::query::{route_used, Query};
+use crate::ops::query::{route_words, Query};
 use crate::ops::route::{AddRoute, RouteVia};
 use crate::ops::{NsRef, Op, Outcome};
 use ipnetwork::{IpNetwork, Ipv4Network};
@@ -361,13 +361,6 @@ fn ping(b: &Shared, ns: Netns, addr: &str, opts: &Map) -> RhaiResult<Map> {
     Ok(m)
 }
 
-fn ns_words(ns: &NsRef) -> String {
-    match ns {
-        NsRef::Host => "the host namespace".into(),
-        NsRef::Named(n) => format!("namespace {n}"),
-    }
-}
-
 fn assert_reach(b: &Shared, ns: Netns, addr: &str, opts: &Map, expect: bool) -> RhaiResult<()> {
     let func = if expect { "assert_ping" } else { "assert_no_ping" };
     let o = Opts::new(func, opts, &["timeout", "interval"])?;
@@ -375,6 +368,12 @@ fn assert_reach(b: &Shared, ns: Netns, addr: &str, opts: &Map, expect: bool) -> 
     let window = o.int("timeout")?.map(|t| ms(func, "timeout", t)).transpose()?.unwrap_or(if expect { 2000 } else { 1000 });
     let interval_ms = o.int("interval")?.map(|i| ms(func, "interval", i)).transpose()?.unwrap_or(100).min(window);
     let count = (window / interval_ms).max(1);
+    let name = format!("{func}({}, \"{target}\")", ns.0.name().unwrap_or("host()"));
+    super::suite::assertion(|| name, || reach(b, &ns, addr, target, (count, interval_ms), expect))
+}
+
+fn reach(b: &Shared, ns: &Netns, addr: &str, target: IpAddr, (count, interval_ms): (u32, u32), expect: bool) -> RhaiResult<()> {
+    let func = if expect { "assert_ping" } else { "assert_no_ping" };
     let r = ping_op(b, &ns.0, target, PingSpec { count, interval_ms, wait_ms: interval_ms, stop_on_reply: true })?;
     if (r.received > 0) == expect {
         return Ok(());
@@ -387,11 +386,8 @@ fn assert_reach(b: &Shared, ns: Netns, addr: &str, opts: &Map, expect: bool) -> 
         Outcome::Routes(r) => r,
         _ => Vec::new(),
     };
-    let src = ns_words(&ns.0);
-    let route = match route_used(&routes, target) {
-        Some(r) => format!("{src} sends it by the route `{r}`"),
-        None => format!("{src} has no route to {target}: add one, e.g. {}.route(\"default\", GATEWAY)", ns.0.in_script()),
-    };
+    let src = &ns.0;
+    let route = route_words(src, &routes, target);
     let err = if expect {
         let sent = match (r.sent, &r.unsent) {
             (0, Some(why)) => format!("no echo request could be sent: {why}"),

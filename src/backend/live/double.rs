@@ -702,6 +702,10 @@ impl Kernel for Double {
         Err(Error::new(Code::Internal, "the test double has no sockets"))
     }
 
+    fn socket_in(&mut self, _ns: &NsRef, _domain: i32, _ty: i32, _protocol: i32) -> Result<OwnedFd> {
+        Err(Error::new(Code::Internal, "the test double has no sockets"))
+    }
+
     /// A real socket of the test's own namespace (loopback servers answer it).
     fn udp_socket(&mut self, _ns: &NsRef, v6: bool) -> Result<OwnedFd> {
         let bind = if v6 { "[::1]:0" } else { "127.0.0.1:0" };

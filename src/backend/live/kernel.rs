@@ -174,6 +174,9 @@ pub trait Kernel {
     fn ping(&mut self, ns: &NsRef, addr: std::net::IpAddr, spec: &PingSpec) -> Result<PingResult>;
     /// A raw ICMP socket opened inside ns (pingall drives many at once).
     fn icmp_socket(&mut self, ns: &NsRef) -> Result<OwnedFd>;
+    /// A socket opened inside ns (socket(2) with SOCK_CLOEXEC added): the TCP, UDP
+    /// and ICMP sockets of the service checks. It stays in that namespace for its life.
+    fn socket_in(&mut self, ns: &NsRef, domain: i32, ty: i32, protocol: i32) -> Result<OwnedFd>;
     /// A UDP socket opened inside ns, unbound (IPv6 for `v6`): resolve's DNS queries.
     fn udp_socket(&mut self, ns: &NsRef, v6: bool) -> Result<OwnedFd>;
 }

@@ -14,8 +14,10 @@ pub mod linux;
 pub mod netlink;
 mod overlay;
 mod pingall;
+mod probe;
 mod procs;
 mod ra;
+pub mod recheck;
 pub mod teardown;
 #[cfg(test)]
 mod tests;
@@ -39,7 +41,7 @@ use netlink::Netlink;
 pub struct LiveBackend<K: Kernel = Linux> {
     nl: Netlink<K>,
     lab: String,
-    script: String,
+    script: lab::Source,
     /// Opened at the first object created, so a script that fails early leaves no lab.
     ledger: Option<Ledger>,
     state: LabState,
@@ -65,7 +67,7 @@ impl<K: Kernel> LiveBackend<K> {
         Ok(LiveBackend {
             nl: Netlink::new(kernel),
             lab: lab.to_string(),
-            script: script.to_string(),
+            script: lab::Source { shown: script.to_string(), ..Default::default() },
             ledger: None,
             state: LabState::default(),
             sandboxed: false,
@@ -82,6 +84,13 @@ impl<K: Kernel> LiveBackend<K> {
             // of the lab's there, and reaching 127.0.0.1 in it should just work.
             self.nl.queue_lo_up(&NsRef::Host);
         }
+    }
+
+    /// Where the script is and what it was given, for the ledger (`nsscript check`
+    /// runs it again from there).
+    pub fn set_source(&mut self, path: Option<String>, vars: Vec<(String, String)>) {
+        self.script.path = path;
+        self.script.vars = vars;
     }
 
     pub fn state(&self) -> &LabState {
@@ -480,6 +489,8 @@ impl<K: Kernel> LiveBackend<K> {
             Op::WaitAddr(o) => self.wait_addr(o),
             Op::Ping(o) => self.nl.kernel().ping(&o.ns, o.addr, &o.spec).map(Outcome::Ping),
             Op::PingAll(o) => self.pingall(o).map(Outcome::PingAll),
+            Op::Probe(o) => self.probe(o).map(Outcome::Probe),
+            Op::Serve(o) => self.serve(o),
             Op::CreateLink(o) => self.create_link(o),
             Op::FdbAppend(o) => self.fdb_append(o),
             Op::Shape(o) => self.shape(o),
@@ -559,7 +570,7 @@ impl<K: Kernel> Backend for LiveBackend<K> {
         // What sends packets (a check, a user's command, a DHCP client) first makes the
         // links that came up able to carry them (see Netlink::settle).
         let started = std::time::Instant::now();
-        if matches!(op, Op::Ping(_) | Op::PingAll(_) | Op::Exec(_) | Op::DhcpLease(_) | Op::Resolve(_)) {
+        if matches!(op, Op::Ping(_) | Op::PingAll(_) | Op::Probe(_) | Op::Exec(_) | Op::DhcpLease(_) | Op::Resolve(_)) {
             self.nl.settle()?;
         }
         // Questions are not building (the REPL's completion asks them at every Tab).
@@ -567,7 +578,7 @@ impl<K: Kernel> Backend for LiveBackend<K> {
             let netns = self.state.netns().count();
             self.progress.tick(|| format!("{netns} namespaces in lab {}", self.lab));
         }
-        let is_exec = matches!(op, Op::Exec(_) | Op::Spawn(_));
+        let is_exec = matches!(op, Op::Exec(_) | Op::Spawn(_) | Op::Serve(_));
         let mut out = self.apply_one(op);
         // pingall's time is what its caller waited, the links' settling included.
         if let Ok(Outcome::PingAll(r)) = &mut out {

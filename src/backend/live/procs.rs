@@ -9,6 +9,7 @@ use super::LiveBackend;
 use crate::error::{Code, Error, Result};
 use crate::lab::report::Report;
 use crate::lab::{self, LabState, Object};
+use crate::ops::probe::{Serve, ServeProto};
 use crate::ops::process::{Command, ProcRecord, Spawn};
 use crate::ops::{NsRef, Outcome};
 use nix::sys::signal::Signal;
@@ -115,6 +116,18 @@ impl<K: Kernel> LiveBackend<K> {
     pub(super) fn spawn(&mut self, op: Spawn) -> Result<Outcome> {
         let ready = op.listen.map(Ready::Tcp).unwrap_or(Ready::Started);
         let pid = self.start_process(&op.ns, &op.cmd, &op.cmd.short(), Vec::new(), ready, Duration::from_millis(u64::from(op.wait_ms)))?;
+        Ok(Outcome::Spawned { pid })
+    }
+
+    /// nsscript's own responder: this binary in its hidden `__serve` mode, started
+    /// like `spawn` and ready when its port is bound.
+    pub(super) fn serve(&mut self, op: Serve) -> Result<Outcome> {
+        // Its own path (not /proc/self/exe): the program shows as nsscript in `ps`.
+        let exe = std::env::current_exe().map_err(|e| Error::io(Code::Internal, "cannot find nsscript's own binary", &e))?;
+        let mut argv = vec![exe.display().to_string()];
+        argv.extend(op.args());
+        let ready = if op.proto == ServeProto::Udp { Ready::Udp(op.port) } else { Ready::Tcp(op.port) };
+        let pid = self.start_process(&op.ns, &Command::Argv(argv), &op.what(), Vec::new(), ready, Duration::from_secs(3))?;
         Ok(Outcome::Spawned { pid })
     }
 

@@ -22,6 +22,9 @@ use crate::ops::firewall::{chain_undo_shell, deleted_chain, deleted_rule, Filter
 use crate::ops::link::{self as ops_link, format_mac, CreateBridge, CreateVeth, DeleteLink, LinkChange, SetLink};
 use crate::ops::netns::{self as ops_netns, CreateNetns};
 use crate::ops::overlay::{CreateLink, FdbAppend, LinkKind};
+use crate::ops::probe::{
+    DnsResult, ExchangeResult, Failure, HttpResult, MtuResult, Probe, ProbeOutcome, Serve, StreamTo, Throughput, ThroughputResult,
+};
 use crate::ops::process::{Exec, ExecOutput, Spawn};
 use crate::ops::qdisc::{undo_shell as qdisc_undo_shell, SetHtb, SetShape};
 use crate::ops::query::{AddrInfo, FdbEntry, LinkInfo, Query};
@@ -591,6 +594,49 @@ impl PlanBackend {
         Ok(Outcome::Spawned { pid: 0 })
     }
 
+    /// A probe is written down as the tool a walkthrough would use; its answer is what
+    /// the model can say (an exchange gets through where the model reaches the target),
+    /// and failed assertions on it are advisory, like every check of a plan.
+    fn probe(&mut self, p: Probe) -> Result<Outcome> {
+        p.validate()?;
+        self.require_ns(p.source())?;
+        if let Probe::Throughput(Throughput { to: StreamTo::Netns { ns, .. }, .. }) = &p {
+            self.require_ns(ns)?;
+            self.ran_in(ns);
+        }
+        self.push(p.shell());
+        // The model judges a ping; what it cannot tell counts as no answer, said once.
+        let reaches = match self.model.reaches(p.source(), p.target()) {
+            Reach::Yes => true,
+            Reach::No(_) => false,
+            Reach::Unknown(why) => {
+                crate::warnings::warning!("plan: not checked (needs the real lab): a check from {} to {}: {why}", p.source(), p.target());
+                false
+            }
+        };
+        Ok(Outcome::Probe(match p {
+            Probe::Exchange(_) => {
+                ProbeOutcome::Exchange(ExchangeResult { failure: (!reaches).then_some(Failure::Timeout), ..Default::default() })
+            }
+            Probe::Http(_) => ProbeOutcome::Http(HttpResult { ms: 0.0, response: Err(Failure::Timeout) }),
+            Probe::Dns(d) => ProbeOutcome::Dns(DnsResult { ms: 0.0, server: d.server, answer: Err(Failure::Timeout) }),
+            Probe::PathMtu(_) => ProbeOutcome::Mtu(MtuResult::default()),
+            Probe::Throughput(_) => ProbeOutcome::Throughput(ThroughputResult::default()),
+        }))
+    }
+
+    /// nsscript's own responder: the walkthrough starts the same binary.
+    fn serve(&mut self, op: Serve) -> Result<Outcome> {
+        self.require_ns(&op.ns)?;
+        if op.ns == NsRef::Host {
+            self.model.host_background += 1;
+        }
+        self.ran_in(&op.ns);
+        let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "nsscript".into());
+        self.push(op.shell(&exe, &self.host_pid_file()));
+        Ok(Outcome::Spawned { pid: 0 })
+    }
+
     fn fdb_append(&mut self, op: FdbAppend) -> Result<Outcome> {
         self.require_owned(&op.ns, &op.link, "change the forwarding table of")?;
         let entry = FdbEntry {
@@ -722,6 +768,8 @@ impl Backend for PlanBackend {
             Op::WaitAddr(o) => self.wait_addr(o),
             Op::Ping(o) => self.ping(o),
             Op::PingAll(o) => self.pingall(o),
+            Op::Probe(o) => self.probe(o),
+            Op::Serve(o) => self.serve(o),
         }
     }
 

@@ -348,6 +348,10 @@ impl Kernel for Linux {
         nsexec::run_in(self.fd(ns)?, icmp::pingall_socket)
     }
 
+    fn socket_in(&mut self, ns: &NsRef, domain: i32, ty: i32, protocol: i32) -> Result<OwnedFd> {
+        nsexec::run_in(self.fd(ns)?, move || socket(domain, ty, protocol))
+    }
+
     fn udp_socket(&mut self, ns: &NsRef, v6: bool) -> Result<OwnedFd> {
         // A socket stays in the namespace it was made in: only its creation needs the switch.
         nsexec::run_in(self.fd(ns)?, move || {
@@ -355,4 +359,21 @@ impl Kernel for Linux {
             std::net::UdpSocket::bind(bind).map(OwnedFd::from).map_err(|e| Error::io(Code::Internal, "cannot open a UDP socket", &e))
         })
     }
+}
+
+/// socket(2) in the calling thread's namespace.
+fn socket(domain: i32, ty: i32, protocol: i32) -> Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket(2); the descriptor is owned at once.
+    let fd = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, protocol) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        let err = Error::io(Code::KernelRefused, "cannot open a socket for the check", &e);
+        return Err(match e.raw_os_error() {
+            Some(libc::EPERM | libc::EACCES) => err.with_code(Code::NotRoot).help("raw sockets need CAP_NET_RAW: run nsscript as root"),
+            _ => err,
+        });
+    }
+    // SAFETY: fd was just returned by socket(2).
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }

@@ -100,7 +100,9 @@ impl<K: Kernel> Netlink<K> {
             for m in msgs {
                 let RouteNetlinkMessage::NewRoute(m) = m else { continue };
                 let table = table_of(&m);
-                if !tables.holds(table) || m.header.kind != RouteType::Unicast {
+                // Cached exceptions (a path MTU learnt) come in the dump too, as
+                // host routes: they are not routes of the table (`ip route` hides them).
+                if !tables.holds(table) || m.header.kind != RouteType::Unicast || m.header.flags.contains(RouteFlags::Cloned) {
                     continue;
                 }
                 let (mut dest, mut via, mut dev, mut metric, mut src) = (None, None, None, 0, None);
