@@ -7,6 +7,7 @@ mod core;
 mod gallery;
 mod interactive;
 mod overlay;
+mod packets;
 mod plan;
 mod reliability;
 mod router;

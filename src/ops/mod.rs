@@ -12,6 +12,7 @@
 //! the kernel.
 
 pub mod address;
+pub mod capture;
 pub mod check;
 pub mod dhcp;
 pub mod firewall;
@@ -25,6 +26,7 @@ pub mod query;
 pub mod route;
 pub mod shell;
 pub mod sysctl;
+pub mod trace;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -92,6 +94,9 @@ pub enum Op {
     DhcpLease(dhcp::DhcpLease),
     Ping(check::Ping),
     PingAll(check::PingAll),
+    /// Packets: a capture in the background, and a trace of one probe.
+    Capture(capture::CaptureOp),
+    Trace(trace::Trace),
     /// Questions: they change nothing.
     Query(query::Query),
 }
@@ -116,4 +121,9 @@ pub enum Outcome {
     Lease(dhcp::Lease),
     Ping(check::PingResult),
     PingAll(check::PingAllResult),
+    /// A capture started: its id.
+    Capture(u64),
+    CaptureStats(capture::CaptureStats),
+    Packets(Vec<capture::Packet>),
+    Trace(trace::TraceResult),
 }

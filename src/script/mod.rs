@@ -10,6 +10,7 @@ mod file;
 mod link;
 mod ns;
 mod overlay;
+mod packets;
 mod query;
 mod registrar;
 pub mod registry;
@@ -131,6 +132,7 @@ const FAMILIES: &[Family] = &[
     Family { name: "overlays", docs: overlay::DOCS, register: overlay::register },
     Family { name: "router labs", docs: router::DOCS, register: router::register },
     Family { name: "checks", docs: check::DOCS, register: check::register },
+    Family { name: "packets", docs: packets::DOCS, register: packets::register },
     Family { name: "address arithmetic", docs: cidr::DOCS, register: cidr::register },
 ];
 

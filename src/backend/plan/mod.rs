@@ -14,6 +14,7 @@ pub use model::{Model, PLink, PRule};
 use crate::backend::Backend;
 use crate::error::{Code, Error, Result};
 use crate::ops::address::AddAddr;
+use crate::ops::capture::{stop_shell, CaptureOp, CaptureStats};
 use crate::ops::check::{planned_ping, Ping, PingAll, PingAllResult, PingResult};
 use crate::ops::dhcp::{self, DhcpLease, DhcpServer, Lease};
 use crate::ops::firewall::{deleted_rule, Firewall, FwOp, PortForward};
@@ -26,6 +27,7 @@ use crate::ops::query::{family, AddrInfo, FdbEntry, LinkInfo, Query};
 use crate::ops::route::{AddRoute, RouteVia};
 use crate::ops::shell::{quote, Sh, Step};
 use crate::ops::sysctl::Sysctl;
+use crate::ops::trace::{Trace, TraceResult};
 use crate::ops::{names, NsRef, Op, Outcome};
 use ipnetwork::IpNetwork;
 use std::fmt::Write as _;
@@ -36,13 +38,15 @@ pub struct PlanBackend {
     source: String,
     model: Model,
     steps: Vec<Step>,
+    /// Captures started (their ids name their tcpdumps' pids in the script).
+    captures: u64,
 }
 
 impl PlanBackend {
     /// The lab's name is checked as the run checks it: it lands in paths and comments.
     pub fn new(lab: &str, source: &str) -> Result<Self> {
         names::validate_lab_name(lab)?;
-        Ok(PlanBackend { lab: lab.to_string(), source: source.to_string(), model: Model::new(), steps: Vec::new() })
+        Ok(PlanBackend { lab: lab.to_string(), source: source.to_string(), model: Model::new(), steps: Vec::new(), captures: 0 })
     }
 
     pub fn model(&self) -> &Model {
@@ -569,6 +573,44 @@ impl PlanBackend {
     }
 }
 
+impl PlanBackend {
+    /// A capture in a plan: tcpdump on each link in the background; no packets.
+    fn capture(&mut self, op: CaptureOp) -> Result<Outcome> {
+        match op {
+            CaptureOp::Start(s) => {
+                s.validate()?;
+                // The filter is refused as the run refuses it: libpcap compiles it.
+                crate::backend::live::capture::bpf::program(s.filter.as_deref(), s.snaplen)?;
+                for t in &s.targets {
+                    self.require_link(&t.ns, &t.link)?;
+                }
+                self.captures += 1;
+                self.push(s.shell(self.captures));
+                Ok(Outcome::Capture(self.captures))
+            }
+            CaptureOp::Stop(id) => {
+                self.push(stop_shell(id));
+                Ok(Outcome::CaptureStats(CaptureStats::default()))
+            }
+            CaptureOp::Packets(_) => Ok(Outcome::Packets(Vec::new())),
+        }
+    }
+
+    /// A trace in a plan: the probe by hand; whether it gets through, as the model says.
+    fn trace(&mut self, op: Trace) -> Result<Outcome> {
+        op.validate()?;
+        self.require_ns(&op.ns)?;
+        self.push(op.shell());
+        let ok = self.model.reaches(&op.ns, op.dst);
+        Ok(Outcome::Trace(TraceResult {
+            ok,
+            reason: (!ok)
+                .then(|| "the plan's model finds no way there and back (a plan sends nothing: run the lab to trace it)".to_string()),
+            ..Default::default()
+        }))
+    }
+}
+
 impl Backend for PlanBackend {
     fn apply(&mut self, op: Op) -> Result<Outcome> {
         match op {
@@ -601,6 +643,8 @@ impl Backend for PlanBackend {
             Op::DhcpLease(o) => self.dhcp_lease(o),
             Op::Ping(o) => self.ping(o),
             Op::PingAll(o) => self.pingall(o),
+            Op::Capture(o) => self.capture(o),
+            Op::Trace(o) => self.trace(o),
         }
     }
 
