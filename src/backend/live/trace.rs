@@ -358,8 +358,18 @@ pub fn trace<K: Kernel>(nl: &mut Netlink<K>, state: &LabState, spec: &Trace) -> 
     capture.stop()?;
     frames.extend(rx.try_iter());
     let after = snapshot(nl, &spaces, &bridges)?;
-    let e =
-        Explainer { nl, links: &links, addrs: &addrs, probe: &probe, before, after, spec, steps: Vec::new(), conntrack: HashMap::new() };
+    let e = Explainer {
+        nl,
+        links: &links,
+        addrs: &addrs,
+        probe: &probe,
+        before,
+        after,
+        spec,
+        steps: Vec::new(),
+        conntrack: HashMap::new(),
+        learning: HashMap::new(),
+    };
     if let Err(err) = sent {
         let words = crate::error::errno_words(err.raw_os_error().unwrap_or(0));
         return Ok(TraceResult {
@@ -385,6 +395,8 @@ struct Explainer<'a, K: Kernel> {
     spec: &'a Trace,
     steps: Vec<Step>,
     conntrack: HashMap<NsRef, Vec<Conntrack>>,
+    /// Each bridge's table as the frames of the trace teach it: MAC -> port.
+    learning: HashMap<(NsRef, String), HashMap<String, String>>,
 }
 
 /// The same frame at two places of one layer-2 segment (a bridge does not change it).
@@ -519,24 +531,6 @@ impl<K: Kernel> Explainer<'_, K> {
                 }
             }
         }
-        // The learned MAC, after: what the bridges that forwarded it know now and did
-        // not before.
-        let mut learned = Vec::new();
-        for (ns, entries) in &self.after.fdb {
-            let before = self.before.fdb.get(ns).cloned().unwrap_or_default();
-            for e in entries
-                .iter()
-                .filter(|e| e.master.is_some() && e.state != "permanent" && !before.iter().any(|b| b.mac == e.mac && b.dev == e.dev))
-            {
-                let at = Target { ns: ns.clone(), link: e.master.clone().unwrap_or_default() };
-                if self.steps.iter().any(|s| s.ns == *ns && s.link == at.link) {
-                    learned.push((at, e.mac.clone(), e.dev.clone()));
-                }
-            }
-        }
-        for (at, mac, dev) in learned {
-            self.step(&at, format!("{}: learned {mac} on port {dev}", at.place()));
-        }
         let udp_delivered = matches!(self.spec.probe, Probe::Udp(_))
             && obs.iter().any(|o| {
                 o.kind == Kind::Request
@@ -620,11 +614,26 @@ impl<K: Kernel> Explainer<'_, K> {
         }
         let br = Target { ns: at.ns.clone(), link: bridge.to_string() };
         let mac = o.frame.eth_dst;
-        let known = self
-            .before
-            .fdb
-            .get(&at.ns)
-            .and_then(|f| f.iter().find(|e| e.mac == format_mac(&mac) && e.master.as_deref() == Some(bridge)).cloned());
+        // What the bridge knows at this moment: its table before the probe, and the
+        // source of every frame that came in on a port since (the bridge learns it).
+        let before = &self.before.fdb;
+        let table = self.learning.entry((at.ns.clone(), bridge.to_string())).or_insert_with(|| {
+            before
+                .get(&at.ns)
+                .map(|f| f.iter().filter(|e| e.master.as_deref() == Some(bridge)).map(|e| (e.mac.clone(), e.dev.clone())).collect())
+                .unwrap_or_default()
+        });
+        let known = table.get(&format_mac(&mac)).cloned();
+        let src = format_mac(&o.frame.eth_src);
+        let learns = table.get(&src) != Some(&at.link);
+        table.insert(src.clone(), at.link.clone());
+        // Said only when the kernel's table has it afterwards.
+        let learned = learns
+            && self
+                .after
+                .fdb
+                .get(&at.ns)
+                .is_some_and(|f| f.iter().any(|e| e.mac == src && e.dev == at.link && e.master.as_deref() == Some(bridge)));
         let multicast = mac[0] & 1 == 1;
         let text = match (ports.as_slice(), to_self) {
             ([], false) => {
@@ -632,7 +641,7 @@ impl<K: Kernel> Explainer<'_, K> {
                 return Some(Stop::Bridge(bridge.to_string()));
             }
             ([], true) => format!("{}: {} -> {} itself (to its own address)", br.place(), at.link, bridge),
-            ([one], false) if !multicast && known.as_ref().is_some_and(|k| k.dev == *one) => {
+            ([one], false) if !multicast && known.as_deref() == Some(one.as_str()) => {
                 format!("{}: forwarded {} -> {one} (MAC {} learned on {one})", br.place(), at.link, format_mac(&mac))
             }
             (many, _) => {
@@ -644,6 +653,7 @@ impl<K: Kernel> Explainer<'_, K> {
                 format!("{}: flooded {} -> {} ({why})", br.place(), at.link, to.join(", "))
             }
         };
+        let text = if learned { format!("{text}; learned {src} on {}", at.link) } else { text };
         self.step(&br, text);
         // Sent into a VXLAN: if nothing is seen after it, its remote did not answer.
         let into_vxlan =
