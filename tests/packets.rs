@@ -13,16 +13,6 @@ let b = netns("b");
 connect(a, b, #{ addr: "10.0.0.1/24", peer_addr: "10.0.0.2/24" });
 "#;
 
-/// tcpdump on `ns` `link`, one direction (-Q), writing `file`; waits until it listens.
-fn tcpdump(ns: &str, link: &str, dir: &str, file: &str) -> String {
-    format!(
-        r#"ip netns exec {ns} tcpdump -n -U -i {link} -Q {dir} -w {file} 'icmp or arp' 2> {file}.err &
-echo $! >> tcpdumps
-for i in $(seq 100); do grep -q 'listening on' {file}.err && break; sleep 0.05; done
-"#
-    )
-}
-
 /// The address pairs and ICMP types of a tcpdump -r listing, in order.
 fn flows(listing: &str) -> Vec<String> {
     listing
@@ -51,9 +41,11 @@ fn flows(listing: &str) -> Vec<String> {
 fn capture_agrees_with_tcpdump_on_the_same_link_and_with_its_own_pcapng() {
     let run = isolated(
         &[("pair.rhai", PAIR)],
-        &format!(
-            r#"$NSS pair.rhai 2> lab.err || {{ cat lab.err; exit 1; }}
-{}{}
+        r#"$NSS pair.rhai 2> lab.err || { cat lab.err; exit 1; }
+# tcpdump on the same link at the same time (cooked: it prints each packet's direction)
+ip netns exec a tcpdump -n -l -i any 'icmp or arp' > theirs 2> theirs.err &
+T=$!
+for i in $(seq 100); do grep -q 'listening on' theirs.err && break; sleep 0.05; done
 $NSS capture pair a:eth0 -f 'icmp or arp' -w cap.pcapng 2> cap.err &
 CAP=$!
 for i in $(seq 100); do grep -q 'capturing on' cap.err && break; sleep 0.05; done
@@ -61,17 +53,13 @@ ip -n a neigh flush all
 ip netns exec a ping -c 3 -i 0.2 -W 1 10.0.0.2 > /dev/null
 sleep 0.3
 kill -TERM $CAP; wait $CAP; echo "capture exit $?" > exit
-kill $(cat tcpdumps); wait 2>/dev/null
+kill $T; wait $T 2>/dev/null
 section exit; cat exit; cat cap.err
 section left; kill -0 $CAP 2>/dev/null && echo "still running" || echo "gone"
 section ours; tcpdump -n -r cap.pcapng 2>/dev/null
-section theirs_in; tcpdump -n -tt -r in.pcap 2>/dev/null
-section theirs_out; tcpdump -n -tt -r out.pcap 2>/dev/null
-section tshark; tshark -r cap.pcapng -T fields -e frame.interface_name -e frame.packet_flags_direction -e eth.type 2>/dev/null
+section theirs; cat theirs
+section tshark; tshark -r cap.pcapng -T fields -e frame.interface_name -e frame.packet_flags_direction 2>/dev/null
 $NSS down pair > /dev/null 2>&1"#,
-            tcpdump("a", "eth0", "in", "in.pcap"),
-            tcpdump("a", "eth0", "out", "out.pcap")
-        ),
     );
     run.ok();
     // (a background job of a script ignores SIGINT, so the test sends SIGTERM, which
@@ -79,26 +67,28 @@ $NSS down pair > /dev/null 2>&1"#,
     assert!(run.section("exit").contains("capture exit 0"), "a signal stops it cleanly:\n{}", run.section("exit"));
     assert_eq!(run.section("left").trim(), "gone");
     let ours = flows(&run.section("ours"));
-    // tcpdump's two directions, merged in time order, are the same packets in the same order.
-    let mut theirs: Vec<(String, String)> = Vec::new();
-    for (name, dir) in [("theirs_in", "in"), ("theirs_out", "out")] {
-        for line in run.section(name).lines() {
-            theirs.push((line.to_string(), dir.to_string()));
-        }
-    }
-    theirs.sort();
-    let their_flows = flows(&theirs.iter().map(|(l, _)| l.clone()).collect::<Vec<_>>().join("\n"));
+    // "TIME eth0  Out ARP, ...": the direction, and the rest as tcpdump -r prints it.
+    let theirs_text = run.section("theirs");
+    let theirs: Vec<(String, String)> = theirs_text
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.splitn(4, char::is_whitespace).filter(|w| !w.is_empty());
+            let (time, _link) = (w.next()?, w.next()?);
+            let rest = l.split_once(_link)?.1.trim_start();
+            let (dir, rest) = rest.split_once(char::is_whitespace)?;
+            Some((dir.to_string(), format!("{time} {}", rest.trim_start())))
+        })
+        .collect();
+    let their_flows = flows(&theirs.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>().join("\n"));
     assert!(ours.len() >= 8, "3 echo requests, 3 replies and an ARP exchange: {ours:?}");
-    assert_eq!(ours, their_flows, "the capture and tcpdump saw the same packets in the same order");
-    // Directions: tshark reads them from the pcapng (1 inbound, 2 outbound); tcpdump -Q.
+    assert_eq!(ours, their_flows, "the capture and tcpdump saw the same packets in the same order\n{theirs_text}");
+    // Directions: tshark reads them from the pcapng (1 inbound, 2 outbound).
     let tshark = run.section("tshark");
     let rows: Vec<Vec<&str>> = tshark.lines().map(|l| l.split('\t').collect()).collect();
     assert_eq!(rows.len(), ours.len(), "tshark reads every packet:\n{tshark}");
     assert!(rows.iter().all(|r| r[0] == "a/eth0"), "the interface is named NS/LINK:\n{tshark}");
-    let out = rows.iter().filter(|r| r[1].ends_with('2')).count();
-    let inbound = rows.iter().filter(|r| r[1].ends_with('1')).count();
-    assert_eq!(out, run.section("theirs_out").lines().count(), "outbound as tcpdump -Q out saw");
-    assert_eq!(inbound, run.section("theirs_in").lines().count(), "inbound as tcpdump -Q in saw");
+    let dirs: Vec<&str> = rows.iter().map(|r| if r[1].ends_with('2') { "Out" } else { "In" }).collect();
+    assert_eq!(dirs, theirs.iter().map(|(d, _)| d.as_str()).collect::<Vec<_>>(), "directions as tcpdump saw them");
 }
 
 #[test]
@@ -191,7 +181,7 @@ $NSS down vxlan_bridge > /dev/null"#,
     let t = run.section("trace");
     assert!(t.contains("exit 0"), "{t}");
     assert!(t.contains("ns204 veth0 -> out: ARP, Request who-has 192.168.1.205 tell 192.168.1.204"), "{t}");
-    assert!(t.contains("peer1 br0: flooded veth1 -> vxlan0 (broadcast)"), "{t}");
+    assert!(t.contains("peer1 br0: flooded veth1 -> vxlan0, br0 itself (broadcast)"), "{t}");
     assert!(t.contains("peer1 eth0 out: VXLAN VNI 24, outer 10.230.4.204:"), "{t}");
     assert!(t.contains("> 10.230.4.205:4789"), "{t}");
     assert!(t.contains("peer2 eth0 in: VXLAN VNI 24 from 10.230.4.204, decapsulated by vxlan0"), "{t}");

@@ -571,7 +571,9 @@ impl<K: Kernel> Explainer<'_, K> {
         } else {
             let at = Target { ns: self.spec.ns.clone(), link: String::new() };
             let arp = self.unanswered_arp(&obs, &self.spec.ns.clone());
+            let refused = arp.as_ref().and_then(|(_, addr)| self.arp_refused(&obs, *addr));
             match arp {
+                Some(_) if refused.is_some() => refused.expect("just seen"),
                 Some((link, addr)) => (
                     Target { ns: self.spec.ns.clone(), link: link.clone() },
                     format!(
@@ -800,6 +802,35 @@ impl<K: Kernel> Explainer<'_, K> {
         })
     }
 
+    /// An ARP request for `addr` that reached the namespace owning it and got no
+    /// answer: the kernel answers only what its input route lookup accepts, so a
+    /// reverse-path filter that refuses the asker's address drops the request.
+    fn arp_refused(&mut self, obs: &[Obs], addr: Ipv4Addr) -> Option<(Target, String, String)> {
+        let o = obs.iter().find(|o| {
+            o.dir == Dir::In && matches!(o.kind, Kind::Arp(true, _, t) if t == addr) && self.is_local(&self.target(o).ns, Some(addr.into()))
+        })?;
+        let Kind::Arp(_, sender, _) = o.kind else { return None };
+        let at = self.target(o).clone();
+        let q = RouteQuery { dst: addr.into(), from: Some(sender.into()), iif: Some(at.link.clone()), fwmark: None };
+        let e = self.nl.route_get(&at.ns, &q).err().filter(|e| e.is_errno(libc::EXDEV))?;
+        Some(self.rp_filter(&at, Some(sender.into()), e))
+    }
+
+    /// The reverse-path filter refused a packet from `src` arriving at `at`.
+    fn rp_filter(&mut self, at: &Target, src: Option<IpAddr>, e: crate::error::Error) -> (Target, String, String) {
+        let (name, script) = (ns_name(&at.ns), at.ns.in_script());
+        let rp = self.nl.kernel().sysctl_read(&at.ns, &format!("net.ipv4.conf.{}.rp_filter", at.link)).unwrap_or_default();
+        let all = self.nl.kernel().sysctl_read(&at.ns, "net.ipv4.conf.all.rp_filter").unwrap_or_default();
+        (
+            at.clone(),
+            format!(
+                "reverse-path filtering dropped it in {name}: rp_filter is {} on {} ({} for all), and the route back to {} does not leave by {} (the kernel's lookup says {})",
+                rp.trim(), at.link, all.trim(), opt(src), at.link, e.why.unwrap_or_default()
+            ),
+            format!("add a route back to {} via {} in {name}, or turn the filter off: {script}.sysctl(\"net.ipv4.conf.{}.rp_filter\", 0) (and conf.all)", opt(src), at.link, at.link),
+        )
+    }
+
     fn why_stopped(&mut self, obs: &[Obs], at: Target, stop: Stop) -> Result<(Target, String, String)> {
         let name = ns_name(&at.ns);
         let script = at.ns.in_script();
@@ -817,11 +848,7 @@ impl<K: Kernel> Explainer<'_, K> {
                     o.as_ref().map(|o| (o.inner().src, o.inner().dst.unwrap_or(self.spec.dst))).unwrap_or((None, self.spec.dst));
                 let q = RouteQuery { dst, from: src, iif: Some(at.link.clone()), fwmark: None };
                 match self.nl.route_get(&at.ns, &q) {
-                    Err(e) if e.is_errno(libc::EXDEV) => {
-                        let rp = self.nl.kernel().sysctl_read(&at.ns, &format!("net.ipv4.conf.{}.rp_filter", at.link)).unwrap_or_default();
-                        let all = self.nl.kernel().sysctl_read(&at.ns, "net.ipv4.conf.all.rp_filter").unwrap_or_default();
-                        Ok((at.clone(), format!("reverse-path filtering dropped it in {name}: rp_filter is {rp} on {} ({all} for all), and the route back to {} does not leave by {} (the kernel's lookup says {})", at.link, opt(src), at.link, e.why.unwrap_or_default()), format!("add a route back to {} via {} in {name}, or turn the filter off: {script}.sysctl(\"net.ipv4.conf.{}.rp_filter\", 0) (and conf.all)", opt(src), at.link, at.link)))
-                    }
+                    Err(e) if e.is_errno(libc::EXDEV) => Ok(self.rp_filter(&at, src, e)),
                     Err(e)
                         if e.is_errno(libc::EHOSTUNREACH)
                             && self.nl.kernel().sysctl_read(&at.ns, "net.ipv4.ip_forward").is_ok_and(|v| v.trim() == "0") =>
