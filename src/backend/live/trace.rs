@@ -333,7 +333,7 @@ pub fn trace<K: Kernel>(nl: &mut Netlink<K>, state: &LabState, spec: &Trace) -> 
     let before = snapshot(nl, &spaces, &bridges)?;
     let taps: Vec<Tap> = links.iter().map(|l| Tap { target: l.target.clone(), index: l.info.index }).collect();
     let (tx, rx) = std::sync::mpsc::channel::<Frame>();
-    let mut capture = Capture::start(nl.kernel(), &taps, Options { live: Some(tx), latency_ms: 1, ..Default::default() })?;
+    let mut capture = Capture::start(nl.kernel(), &taps, Options { live: Some(tx), latency_ms: 1, ring_bytes: Some(512 << 10), ..Default::default() })?;
     let protocol = match spec.probe {
         Probe::Icmp => libc::IPPROTO_ICMP,
         Probe::Tcp(_) => libc::IPPROTO_TCP,

@@ -78,6 +78,8 @@ pub struct Options {
     /// How long the kernel holds a partly filled ring block before handing it over:
     /// the latency of a quiet link.
     pub latency_ms: u32,
+    /// Ring memory per link (None: shared out of 64 MiB, see `ring_bytes`).
+    pub ring_bytes: Option<usize>,
 }
 
 impl Default for Options {
@@ -124,7 +126,7 @@ impl Capture {
     /// start the thread. Nothing is captured before every link is ready.
     pub fn start<K: Kernel>(k: &mut K, taps: &[Tap], opts: Options) -> Result<Capture> {
         let program = bpf::program(opts.filter.as_deref(), opts.snaplen)?;
-        let bytes = ring_bytes(taps.len());
+        let bytes = opts.ring_bytes.unwrap_or_else(|| ring_bytes(taps.len()));
         let mut rings = Vec::with_capacity(taps.len());
         for t in taps {
             let fd = k.packet_socket(&t.target.ns, t.index)?;
