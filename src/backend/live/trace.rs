@@ -333,7 +333,8 @@ pub fn trace<K: Kernel>(nl: &mut Netlink<K>, state: &LabState, spec: &Trace) -> 
     let before = snapshot(nl, &spaces, &bridges)?;
     let taps: Vec<Tap> = links.iter().map(|l| Tap { target: l.target.clone(), index: l.info.index }).collect();
     let (tx, rx) = std::sync::mpsc::channel::<Frame>();
-    let mut capture = Capture::start(nl.kernel(), &taps, Options { live: Some(tx), latency_ms: 1, ring_bytes: Some(512 << 10), ..Default::default() })?;
+    let mut capture =
+        Capture::start(nl.kernel(), &taps, Options { live: Some(tx), latency_ms: 1, ring_bytes: Some(512 << 10), ..Default::default() })?;
     let protocol = match spec.probe {
         Probe::Icmp => libc::IPPROTO_ICMP,
         Probe::Tcp(_) => libc::IPPROTO_TCP,
@@ -812,7 +813,7 @@ impl<K: Kernel> Explainer<'_, K> {
         let Kind::Arp(_, sender, _) = o.kind else { return None };
         let at = self.target(o).clone();
         let q = RouteQuery { dst: addr.into(), from: Some(sender.into()), iif: Some(at.link.clone()), fwmark: None };
-        let e = self.nl.route_get(&at.ns, &q).err().filter(|e| e.is_errno(libc::EXDEV))?;
+        let e = self.nl.route_get(&at.ns, &q).err().filter(|e| refused_source(&e))?;
         Some(self.rp_filter(&at, Some(sender.into()), e))
     }
 
@@ -848,7 +849,7 @@ impl<K: Kernel> Explainer<'_, K> {
                     o.as_ref().map(|o| (o.inner().src, o.inner().dst.unwrap_or(self.spec.dst))).unwrap_or((None, self.spec.dst));
                 let q = RouteQuery { dst, from: src, iif: Some(at.link.clone()), fwmark: None };
                 match self.nl.route_get(&at.ns, &q) {
-                    Err(e) if e.is_errno(libc::EXDEV) => Ok(self.rp_filter(&at, src, e)),
+                    Err(e) if refused_source(&e) => Ok(self.rp_filter(&at, src, e)),
                     Err(e)
                         if e.is_errno(libc::EHOSTUNREACH)
                             && self.nl.kernel().sysctl_read(&at.ns, "net.ipv4.ip_forward").is_ok_and(|v| v.trim() == "0") =>
@@ -943,6 +944,12 @@ enum Stop {
     Sent,
     /// Encapsulated towards this VXLAN remote, and not seen again.
     Vxlan(Option<IpAddr>),
+}
+
+/// How an input route lookup (with `from` and `iif`) refuses a source the reverse-path
+/// filter rejects: "martian source", EINVAL (EXDEV in older kernels).
+fn refused_source(e: &crate::error::Error) -> bool {
+    e.is_errno(libc::EINVAL) || e.is_errno(libc::EXDEV)
 }
 
 fn ns_name(ns: &NsRef) -> String {

@@ -91,7 +91,7 @@ impl<K: Kernel> Netlink<K> {
     /// `ip route get`: the route the kernel would use for `q` in `ns` (RTM_GETROUTE, so
     /// policy rules, marks and the input checks of `iif` all apply). A lookup the kernel
     /// refuses (no route: ENETUNREACH; forwarding off: EHOSTUNREACH; reverse-path
-    /// filter: EXDEV) is an error carrying that errno.
+    /// filter, a martian source: EINVAL) is an error carrying that errno.
     pub fn route_get(&mut self, ns: &NsRef, q: &RouteQuery) -> Result<RouteAnswer> {
         let full = if q.dst.is_ipv4() { 32 } else { 128 };
         let what = || format!("no route to {} in {ns}", q.dst);
