@@ -92,6 +92,7 @@ impl Default for Options {
             keep: 0,
             live: None,
             latency_ms: 10,
+            ring_bytes: None,
         }
     }
 }
