@@ -794,7 +794,12 @@ impl<K: Kernel> Explainer<'_, K> {
 
     /// ARP requests sent in `ns` that nobody answered: (link, the address asked for).
     fn unanswered_arp(&self, obs: &[Obs], ns: &NsRef) -> Option<(String, Ipv4Addr)> {
-        obs.iter().filter(|o| o.dir == Dir::Out && self.target(o).ns == *ns).find_map(|o| match o.kind {
+        self.unanswered_arp_where(obs, ns, |_| true)
+    }
+
+    /// The same, on the links of ns that `on` accepts.
+    fn unanswered_arp_where(&self, obs: &[Obs], ns: &NsRef, on: impl Fn(&LinkInfo) -> bool) -> Option<(String, Ipv4Addr)> {
+        obs.iter().filter(|o| o.dir == Dir::Out && self.target(o).ns == *ns && on(self.info(o))).find_map(|o| match o.kind {
             Kind::Arp(true, sender, target) => {
                 let answered = obs.iter().any(|r| matches!(r.kind, Kind::Arp(false, s, t) if s == target && t == sender));
                 (!answered).then(|| (self.target(o).link.clone(), target))
@@ -907,7 +912,9 @@ impl<K: Kernel> Explainer<'_, K> {
                 "check the bridge's ports (up, not blocking) and its forwarding table: fdb(ns)".to_string(),
             )),
             Stop::Vxlan(remote) => {
-                let unanswered = self.unanswered_arp(obs, &at.ns);
+                // The underlay's ARP for the remote: not the overlay's own (on the VXLAN
+                // or a bridge port), which waits for the same remote.
+                let unanswered = self.unanswered_arp_where(obs, &at.ns, |l| l.kind != "vxlan" && l.master.is_none());
                 let remote = opt(remote.or(unanswered.as_ref().map(|(_, a)| IpAddr::V4(*a))));
                 let arp = unanswered.map(|(link, a)| format!(" (no ARP reply for {a} on {link})")).unwrap_or_default();
                 Ok((at.clone(), format!("the VXLAN remote {remote} never answered{arp}"), format!("check that {remote} is up, reachable from {name} over the underlay, and has a VXLAN with the same VNI on the same UDP port")))
