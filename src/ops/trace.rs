@@ -135,6 +135,7 @@ impl TraceResult {
         let mut out: Vec<String> = self.steps.iter().map(|s| s.text.clone()).collect();
         if let Some(reason) = &self.reason {
             let at = match &self.stopped_at {
+                Some((ns, link)) if link.is_empty() => format!(" (in {})", ns.name().unwrap_or("the host namespace")),
                 Some((ns, link)) => format!(" (last seen at {})", super::capture::Target { ns: ns.clone(), link: link.clone() }.place()),
                 None => String::new(),
             };

@@ -358,6 +358,7 @@ pub fn trace<K: Kernel>(nl: &mut Netlink<K>, state: &LabState, spec: &Trace) -> 
     drop(socket);
     capture.stop()?;
     frames.extend(rx.try_iter());
+    let (_, lost) = capture.counts();
     let after = snapshot(nl, &spaces, &bridges)?;
     let e = Explainer {
         nl,
@@ -383,7 +384,16 @@ pub fn trace<K: Kernel>(nl: &mut Netlink<K>, state: &LabState, spec: &Trace) -> 
             ..Default::default()
         });
     }
-    e.explain(frames)
+    let mut result = e.explain(frames)?;
+    if lost > 0 {
+        // (what is missing may be where it stopped: the reason could be wrong)
+        result.steps.push(Step {
+            ns: spec.ns.clone(),
+            link: String::new(),
+            text: format!("(the kernel dropped {lost} packet(s) the capture could not take in time: steps may be missing)"),
+        });
+    }
+    Ok(result)
 }
 
 struct Explainer<'a, K: Kernel> {
@@ -792,6 +802,23 @@ impl<K: Kernel> Explainer<'_, K> {
         drops_between(self.before.counters.get(ns)?, self.after.counters.get(ns)?)
     }
 
+    /// The default destination of a VXLAN in `ns` (its all-zero forwarding entry, `bridge
+    /// fdb`: `00:00:00:00:00:00 dev vx0 dst REMOTE self permanent`).
+    fn vxlan_remote(&self, ns: &NsRef) -> Option<IpAddr> {
+        let fdb = self.after.fdb.get(ns)?;
+        fdb.iter().find(|e| e.is_self && e.mac == "00:00:00:00:00:00" && e.dst.is_some())?.dst.as_ref()?.parse().ok()
+    }
+
+    /// The next hop from `ns` towards `dst` when the kernel could not resolve it: (link,
+    /// next hop, `incomplete` or `failed`), from the route lookup and `ip neigh`.
+    fn unresolved_next_hop(&mut self, ns: &NsRef, dst: IpAddr) -> Option<(String, IpAddr, String)> {
+        let r = self.nl.route_get(ns, &RouteQuery { dst, from: None, iif: None, fwmark: None }).ok()?;
+        let hop = r.via.unwrap_or(dst);
+        let dev = r.dev?;
+        let entries = self.nl.neighbours(ns).ok()?;
+        entries.into_iter().find(|(link, a, state)| *link == dev && *a == hop && (state == "incomplete" || state == "failed"))
+    }
+
     /// ARP requests sent in `ns` that nobody answered: (link, the address asked for).
     fn unanswered_arp(&self, obs: &[Obs], ns: &NsRef) -> Option<(String, Ipv4Addr)> {
         self.unanswered_arp_where(obs, ns, |_| true)
@@ -915,8 +942,17 @@ impl<K: Kernel> Explainer<'_, K> {
                 // The underlay's ARP for the remote: not the overlay's own (on the VXLAN
                 // or a bridge port), which waits for the same remote.
                 let unanswered = self.unanswered_arp_where(obs, &at.ns, |l| l.kind != "vxlan" && l.master.is_none());
-                let remote = opt(remote.or(unanswered.as_ref().map(|(_, a)| IpAddr::V4(*a))));
-                let arp = unanswered.map(|(link, a)| format!(" (no ARP reply for {a} on {link})")).unwrap_or_default();
+                let remote = remote.or_else(|| self.vxlan_remote(&at.ns)).or(unanswered.as_ref().map(|(_, a)| IpAddr::V4(*a)));
+                let arp = match unanswered {
+                    Some((link, a)) => format!(" (no ARP reply for {a} on {link})"),
+                    // Its ARP went out before this probe (the entry was already waiting):
+                    // the kernel's neighbour entry for the next hop says the same.
+                    None => remote
+                        .and_then(|r| self.unresolved_next_hop(&at.ns, r))
+                        .map(|(link, a, state)| format!(" (no ARP reply for {a} on {link}: its neighbour entry is {state})"))
+                        .unwrap_or_default(),
+                };
+                let remote = opt(remote);
                 Ok((at.clone(), format!("the VXLAN remote {remote} never answered{arp}"), format!("check that {remote} is up, reachable from {name} over the underlay, and has a VXLAN with the same VNI on the same UDP port")))
             }
             Stop::Sent => {

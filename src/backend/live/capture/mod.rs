@@ -243,23 +243,21 @@ impl Worker {
             let stopping = self.shared.stop.load(Ordering::SeqCst);
             if stopping {
                 // A block the kernel has not retired yet holds the last packets: it is
-                // handed over within the block timeout.
-                std::thread::sleep(std::time::Duration::from_millis(u64::from(self.latency_ms) + 2));
+                // handed over after the block timeout. Wait until every ring has handed
+                // over what its socket counted (PACKET_STATISTICS), a second at most.
+                let give_up = std::time::Instant::now() + std::time::Duration::from_secs(1);
+                loop {
+                    self.drain_into(&mut pending);
+                    if !self.rings.iter_mut().any(Ring::holds_more) || std::time::Instant::now() >= give_up {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
             } else {
                 let wait = if pending.is_empty() { 200 } else { (hold_ns / 1_000_000) as i32 };
                 // SAFETY: a valid array of pollfd.
                 unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, wait) };
-            }
-            for (tap, ring) in self.rings.iter_mut().enumerate() {
-                ring.drain(|raw| {
-                    pending.push(Frame {
-                        time_ns: raw.time_ns,
-                        tap,
-                        dir: if raw.pkttype == libc::PACKET_OUTGOING { Dir::Out } else { Dir::In },
-                        len: raw.len,
-                        data: raw.data.to_vec(),
-                    })
-                });
+                self.drain_into(&mut pending);
             }
             pending.sort_by_key(|f| f.time_ns);
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
@@ -274,6 +272,21 @@ impl Worker {
                 }
                 return Ok(());
             }
+        }
+    }
+
+    /// What every ring has handed over, into `pending`.
+    fn drain_into(&mut self, pending: &mut Vec<Frame>) {
+        for (tap, ring) in self.rings.iter_mut().enumerate() {
+            ring.drain(|raw| {
+                pending.push(Frame {
+                    time_ns: raw.time_ns,
+                    tap,
+                    dir: if raw.pkttype == libc::PACKET_OUTGOING { Dir::Out } else { Dir::In },
+                    len: raw.len,
+                    data: raw.data.to_vec(),
+                })
+            });
         }
     }
 

@@ -28,6 +28,8 @@ pub struct Ring {
     /// PACKET_STATISTICS resets on every read: the totals so far.
     seen: u64,
     dropped: u64,
+    /// Packets handed over by drain() so far.
+    handed: u64,
 }
 
 // SAFETY: the mapping belongs to this Ring alone; it is only touched through &mut self.
@@ -51,8 +53,12 @@ impl Ring {
     pub fn arm(fd: OwnedFd, ifindex: u32, program: &[libc::sock_filter], bytes: usize, retire_ms: u32) -> Result<Ring> {
         setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &(libc::tpacket_versions::TPACKET_V3 as libc::c_int), "TPACKET_V3")?;
         super::bpf::attach(fd.as_fd(), program)?;
-        // Blocks of 1 MiB (256 KiB for small rings): a 64 KiB GSO packet fits in one.
-        let block_size: usize = if bytes >= 8 << 20 { 1 << 20 } else { 256 << 10 };
+        // Blocks of 1 MiB for large rings (a 64 KiB GSO packet fits in one); a small
+        // ring is 32 blocks of 16 to 256 KiB (a longer packet is truncated, its length
+        // kept). The kernel hands a block over at each timeout even with one packet in
+        // it, and drops what comes while every block waits for us: two big blocks left
+        // a loaded machine one timeout (a jiffy) to read them, 32 leave it 32.
+        let block_size: usize = if bytes >= 8 << 20 { 1 << 20 } else { (bytes / 32).clamp(16 << 10, 256 << 10).next_power_of_two() };
         let blocks = (bytes / block_size).max(2);
         let req = libc::tpacket_req3 {
             tp_block_size: block_size as u32,
@@ -72,7 +78,7 @@ impl Ring {
         if map == libc::MAP_FAILED {
             return Err(Error::io(Code::KernelRefused, "cannot map the capture ring", &std::io::Error::last_os_error()));
         }
-        let ring = Ring { fd, map: map as *mut u8, block_size, blocks, next: 0, seen: 0, dropped: 0 };
+        let ring = Ring { fd, map: map as *mut u8, block_size, blocks, next: 0, seen: 0, dropped: 0, handed: 0 };
         // SAFETY: all-zero is a valid sockaddr_ll.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
@@ -108,6 +114,7 @@ impl Ring {
                 let desc = &*(block as *const libc::tpacket_block_desc);
                 let status = std::ptr::addr_of!(desc.hdr.bh1.block_status) as *const std::sync::atomic::AtomicU32;
                 if (*status).load(std::sync::atomic::Ordering::Acquire) & libc::TP_STATUS_USER == 0 {
+                    self.handed += count as u64;
                     return count;
                 }
                 let num = desc.hdr.bh1.num_pkts as usize;
@@ -130,6 +137,14 @@ impl Ring {
             }
             self.next = (self.next + 1) % self.blocks;
         }
+    }
+
+    /// Whether the kernel put packets in the ring that drain() has not handed over yet:
+    /// they are in a block it has not retired (it does within the block timeout, in
+    /// whole jiffies, later on a loaded machine).
+    pub fn holds_more(&mut self) -> bool {
+        let (seen, dropped) = self.stats();
+        seen.saturating_sub(dropped) > self.handed
     }
 
     /// Packets the link's socket received and dropped (the ring was full), so far.
