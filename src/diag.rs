@@ -153,6 +153,22 @@ fn describe(err: &EvalAltResult) -> (Code, String, String, Option<String>) {
             };
             (code, message, "called here".into(), help)
         }
+        EvalAltResult::ErrorDataTooLarge(what, _) => (
+            Code::ScriptLimit,
+            format!("{what} is larger than nsscript allows"),
+            "grown here".into(),
+            Some(format!(
+                "strings may hold {} MiB, arrays and maps {} items: look for a loop that keeps doubling a value",
+                crate::script::MAX_STRING >> 20,
+                crate::script::MAX_ITEMS
+            )),
+        ),
+        EvalAltResult::ErrorStackOverflow(_) | EvalAltResult::ErrorTooManyOperations(_) => (
+            Code::ScriptLimit,
+            err.to_string().lines().next().unwrap_or("too deep").to_string(),
+            "here".into(),
+            Some("look for a function that calls itself without end".into()),
+        ),
         EvalAltResult::ErrorVariableNotFound(name, _) => (
             Code::UnknownVariable,
             format!("unknown variable {name}"),

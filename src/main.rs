@@ -156,11 +156,8 @@ fn start(script: Option<&Path>, opts: &RunOpts, repl: bool) -> Result<ExitCode, 
         let name = lab_name_of(&live);
         if opts.sandbox {
             if opts.hold {
-                eprintln!(
-                    "lab {name} is up in the sandbox (pid {}); enter it with `nsenter -t {} -n -m`. Ctrl-C ends it.",
-                    std::process::id(),
-                    std::process::id()
-                );
+                let pid = nsexec::outer_pid();
+                eprintln!("lab {name} is up in the sandbox (pid {pid}); enter it with `nsenter -t {pid} -n -m -p`. Ctrl-C ends it.");
                 privilege::wait_for_interrupt();
             }
             eprintln!("lab {name}: sandbox closed, nothing left behind.");
@@ -183,7 +180,8 @@ fn report_down(lab_name: &str, report: &lab::report::Report) {
     for f in &report.failed {
         eprintln!("could not remove {f}");
     }
-    eprintln!("lab {lab_name}: removed {} object(s).", report.removed.len());
+    let waited = if report.waited.is_empty() { String::new() } else { format!("; waited {}", report.waited.join(", ")) };
+    eprintln!("lab {lab_name}: removed {} object(s){waited}.", report.removed.len());
 }
 
 fn down(lab_name: &str, wait: bool) -> Result<ExitCode, Error> {
@@ -223,6 +221,12 @@ fn parse_command_line() -> Result<Cli, clap::Error> {
         if !given.is_empty() {
             let mut e = clap::Error::new(ErrorKind::ArgumentConflict).with_cmd(&cmd);
             e.insert(ContextKind::InvalidSubcommand, ContextValue::String(sub.to_string()));
+            // `nsscript --sandbox repl`: the run's options belong after the subcommand.
+            let takes_them = cmd.find_subcommand(sub).is_some_and(|s| s.get_arguments().any(|a| given.contains(&a.to_string())));
+            if takes_them {
+                let tip = format!("the options of `{sub}` come after it: `nsscript {sub} {}`", given.join(" "));
+                e.insert(ContextKind::Suggested, ContextValue::StyledStrs(vec![tip.into()]));
+            }
             e.insert(ContextKind::PriorArg, ContextValue::Strings(given));
             e.insert(ContextKind::Usage, ContextValue::StyledStr(cmd.render_usage()));
             return Err(e);

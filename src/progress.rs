@@ -36,6 +36,11 @@ impl Default for Progress {
 impl Progress {
     /// One more kernel operation done; `what` says where the build is.
     pub fn tick(&mut self, what: impl FnOnce() -> String) {
+        // The clock starts with the first operation of a build (or of a REPL entry), not
+        // when the last one ended: time spent at the prompt is not building.
+        if self.ops == 0 {
+            self.start = Instant::now();
+        }
         self.ops += 1;
         if !self.enabled {
             return;

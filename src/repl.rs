@@ -146,11 +146,14 @@ impl NsHelper {
                 _ => (pos, vec![]),
             };
         }
-        // Names of the live lab inside a string literal.
+        // Names of the live lab inside a string literal: namespaces where a namespace is
+        // named (`netns("`, `ns("`), links elsewhere (`link(ns, "`...).
         if let Some(start) = string_start(line, pos) {
             let prefix = &line[start..pos];
             let (netns, links) = live_names(&self.backend);
-            let mut all: Vec<String> = netns.into_iter().chain(links).collect();
+            let before = line[..start.saturating_sub(1)].trim_end();
+            let names_a_namespace = ["netns(", "ns("].iter().any(|f| before.ends_with(f) && !before.ends_with(&format!("_{f}")));
+            let mut all: Vec<String> = if names_a_namespace { netns } else { links };
             all.sort();
             all.dedup();
             return (start, pairs(all, prefix));

@@ -25,7 +25,7 @@ fn addrs(v: &Value, name: &str) -> Vec<String> {
 
 #[test]
 fn seed004_bridge_lab_builds_pings_and_goes_down() {
-    let run = isolated(
+    let Some(run) = isolated(
         &[],
         &format!(
             r#"{SNAPSHOT}
@@ -44,7 +44,9 @@ snapshot > after
 section diff; diff before after && echo same
 "#
         ),
-    );
+    ) else {
+        return;
+    };
     run.ok();
     let mut netns: Vec<String> = run.json("netns").as_array().unwrap().iter().map(|n| n["name"].as_str().unwrap().to_string()).collect();
     netns.sort();
@@ -70,7 +72,7 @@ section diff; diff before after && echo same
 
 #[test]
 fn seed002_veth_lab_runs_in_the_sandbox_and_leaves_nothing() {
-    let run = isolated(
+    let Some(run) = isolated(
         &[],
         &format!(
             r#"{SNAPSHOT}
@@ -81,7 +83,9 @@ section diff; diff before after && echo same
 section ledger; ls /run/nsscript/labs 2>/dev/null | wc -l
 "#
         ),
-    );
+    ) else {
+        return;
+    };
     run.ok();
     assert!(run.stdout.contains("ping ok"), "{}", run.stdout);
     assert_eq!(run.section("diff").trim(), "same");
@@ -153,7 +157,7 @@ print(`lab=${lab()}`);
 
 #[test]
 fn every_core_api_function_shows_in_the_kernel() {
-    let run = isolated(
+    let Some(run) = isolated(
         &[("api.rhai", API_LAB)],
         r#"
 $NSS api.rhai || exit 1
@@ -172,7 +176,9 @@ section ping; ip netns exec c ping -c1 -W1 10.8.0.1 >/dev/null && echo br-ok; ip
 $NSS down api || exit 1
 section after; ip netns list; ip -br link | awk '{print $1}'
 "#,
-    );
+    ) else {
+        return;
+    };
     run.ok();
     assert!(run.stdout.contains("lab=api"));
     let a = run.json("a_link");
@@ -230,7 +236,7 @@ for i in 1..=6 { let n = netns(`k${i}`); connect(n, bridge("kbr"), #{ addr: `10.
 print("built"); 
 sleep(60000);
 "#;
-    let run = isolated(
+    let Some(run) = isolated(
         &[("killme.rhai", lab)],
         &format!(
             r#"{SNAPSHOT}
@@ -246,7 +252,9 @@ section diff; diff before after && echo same
 section ls; $NSS ls
 "#
         ),
-    );
+    ) else {
+        return;
+    };
     run.ok();
     assert_eq!(run.section("up").trim(), "6", "the killed run had built its lab");
     assert_eq!(run.section("diff").trim(), "same", "down after SIGKILL restores the machine");
@@ -263,7 +271,7 @@ bridge("rbr");
 a.exec("false");
 throw "the lab is wrong";
 "#;
-    let run = isolated(
+    let Some(run) = isolated(
         &[("fails.rhai", lab)],
         &format!(
             r#"{SNAPSHOT}
@@ -274,7 +282,9 @@ section diff; diff before after && echo same
 section kept; $NSS --keep fails.rhai; ip netns list | wc -l; $NSS down fails >/dev/null; ip netns list | wc -l
 "#
         ),
-    );
+    ) else {
+        return;
+    };
     run.ok();
     assert!(run.stdout.contains("code=1"), "{}", run.stdout);
     assert!(run.stderr.contains("the lab is wrong") && run.stderr.contains("rolled back"), "{}", run.stderr);
@@ -285,7 +295,7 @@ section kept; $NSS --keep fails.rhai; ip netns list | wc -l; $NSS down fails >/d
 #[test]
 fn a_lab_that_is_up_is_not_built_twice_and_replace_rebuilds_it() {
     let lab = r#"let n = netns("twice"); connect(n, bridge("tbr"), #{ addr: "10.4.0.2/24" });"#;
-    let run = isolated(
+    let Some(run) = isolated(
         &[("twice.rhai", lab)],
         r#"
 $NSS twice.rhai || exit 1
@@ -294,7 +304,9 @@ section replace; $NSS --replace twice.rhai && echo replaced
 ip netns list | wc -l
 $NSS down twice
 "#,
-    );
+    ) else {
+        return;
+    };
     run.ok();
     assert!(
         run.section("again").contains("code=2") && run.stderr.contains("lab \"twice\" is already up") && run.stderr.contains("--replace"),
@@ -307,7 +319,7 @@ $NSS down twice
 #[test]
 fn names_vars_and_executable_lab_files() {
     let lab = "#!/usr/bin/env nsscript\nlab(\"named\");\nlet n = netns(`v-${tag}`);\nprint(`count=${count + 1} flag=${flag}`);\n";
-    let run = isolated(
+    let Some(run) = isolated(
         &[("exe.rhai", lab)],
         r#"
 chmod +x exe.rhai
@@ -318,7 +330,9 @@ $NSS down named
 $NSS --name other exe.rhai --var tag=x --var count=0 --var flag=false >/dev/null || exit 1
 section ls2; $NSS ls
 "#,
-    );
+    ) else {
+        return;
+    };
     run.ok();
     assert!(run.stdout.contains("count=42 flag=true"), "vars arrive typed: {}", run.stdout);
     assert!(run.section("ls").starts_with("named\t"), "lab(\"named\") names the lab");
@@ -329,22 +343,25 @@ section ls2; $NSS ls
 
 #[test]
 fn the_plain_repl_keeps_variables_and_survives_errors() {
-    let run = isolated(
+    let Some(run) = isolated(
         &[],
         r#"
 printf 'let r = netns("rp1");\nfn two(x) {\n  x * 2\n}\nlink(r, "nope")\nprint(two(21));\nprint(r.name);\n' | $NSS repl --name rl
 section netns; ip netns list
 $NSS down rl
 "#,
-    );
+    ) else {
+        return;
+    };
     run.ok();
     assert!(run.stdout.contains("42") && run.stdout.contains("rp1"), "{}", run.stdout);
     assert!(run.stderr.contains("unknown link \"nope\""), "{}", run.stderr);
     assert!(run.section("netns").contains("rp1"));
 }
 
-/// Run a bad lab; return the rendered error and what is left (netns + links).
-fn bad(lab: &str, setup: &str) -> (Run, String) {
+/// Run a bad lab; return the rendered error and what is left (netns + links); `None`
+/// where kernel tests are skipped.
+fn bad(lab: &str, setup: &str) -> Option<(Run, String)> {
     let run = isolated(
         &[("bad.rhai", lab)],
         &format!(
@@ -354,14 +371,14 @@ section err; cat err
 section left; ip netns list; ip -br link | awk '{{print $1}}'
 "#
         ),
-    );
+    )?;
     let left = run.section("left");
-    (run, left)
+    Some((run, left))
 }
 
 #[test]
 fn bad_input_malformed_cidr() {
-    let (run, left) = bad("let n = netns(\"m1\");\nlink(n, \"lo\").addr(\"10.0.0.300/24\");\n", "");
+    let Some((run, left)) = bad("let n = netns(\"m1\");\nlink(n, \"lo\").addr(\"10.0.0.300/24\");\n", "") else { return };
     let err = run.section("err");
     assert!(run.stdout.contains("code=1"));
     assert!(err.contains("malformed address \"10.0.0.300/24\"") && err.contains("bad.rhai:2") && err.contains("help:"), "{err}");
@@ -370,7 +387,7 @@ fn bad_input_malformed_cidr() {
 
 #[test]
 fn bad_input_interface_name_too_long() {
-    let (run, left) = bad("netns(\"t1\");\nbridge(\"a-very-long-bridge-name\");\n", "");
+    let Some((run, left)) = bad("netns(\"t1\");\nbridge(\"a-very-long-bridge-name\");\n", "") else { return };
     let err = run.section("err");
     assert!(
         err.contains("invalid interface name \"a-very-long-bridge-name\"") && err.contains("at most 15") && err.contains("bad.rhai:2"),
@@ -381,11 +398,11 @@ fn bad_input_interface_name_too_long() {
 
 #[test]
 fn bad_input_unknown_namespace_and_link() {
-    let (run, left) = bad("let b = bridge(\"ub\");\nlet x = ns(\"ghost\");\n", "");
+    let Some((run, left)) = bad("let b = bridge(\"ub\");\nlet x = ns(\"ghost\");\n", "") else { return };
     let err = run.section("err");
     assert!(err.contains("unknown namespace \"ghost\"") && err.contains("bad.rhai:2"), "{err}");
     assert_eq!(left.trim(), "lo");
-    let (run, left) = bad("let n = netns(\"ul\");\nlink(n, \"eth9\").up();\n", "");
+    let Some((run, left)) = bad("let n = netns(\"ul\");\nlink(n, \"eth9\").up();\n", "") else { return };
     let err = run.section("err");
     assert!(err.contains("unknown link \"eth9\"") && err.contains("links there: lo"), "{err}");
     assert_eq!(left.trim(), "lo");
@@ -393,24 +410,24 @@ fn bad_input_unknown_namespace_and_link() {
 
 #[test]
 fn bad_input_names_that_exist_and_are_not_ours_are_never_touched() {
-    let (run, left) = bad("let n = netns(\"mine\");\nbridge(\"theirs\");\n", "ip link add theirs type bridge");
+    let Some((run, left)) = bad("let n = netns(\"mine\");\nbridge(\"theirs\");\n", "ip link add theirs type bridge") else { return };
     let err = run.section("err");
     assert!(
         err.contains("cannot create bridge \"theirs\"") && err.contains("File exists") && err.contains("does not belong to this lab"),
         "{err}"
     );
     assert_eq!(left.split_whitespace().collect::<Vec<_>>(), ["lo", "theirs"], "their bridge stays, our netns goes");
-    let (run, left) = bad("netns(\"taken\");\n", "ip netns add taken");
+    let Some((run, left)) = bad("netns(\"taken\");\n", "ip netns add taken") else { return };
     let err = run.section("err");
     assert!(err.contains("cannot create namespace \"taken\"") && err.contains("already exists"), "{err}");
     assert!(left.contains("taken"), "their namespace stays: {left}");
-    let (run, _) = bad("link(\"lo\").down();\n", "");
+    let Some((run, _)) = bad("link(\"lo\").down();\n", "") else { return };
     assert!(run.section("err").contains("refusing to change link \"lo\""), "{}", run.section("err"));
 }
 
 #[test]
 fn bad_input_syntax_error_shows_the_span_and_builds_nothing() {
-    let (run, left) = bad("netns(\"s1\");\nlet x = ;\n", "");
+    let Some((run, left)) = bad("netns(\"s1\");\nlet x = ;\n", "") else { return };
     let err = run.section("err");
     assert!(run.stdout.contains("code=1"));
     assert!(err.contains("syntax error") && err.contains("bad.rhai:2"), "{err}");
@@ -421,7 +438,7 @@ fn bad_input_syntax_error_shows_the_span_and_builds_nothing() {
 #[test]
 fn bad_input_error_inside_a_script_function_shows_the_call_chain() {
     let lab = "fn make(name) {\n    netns(name)\n}\nfn lab_of(n) {\n    make(n)\n}\nlab_of(\"ok1\");\nlab_of(\"bad/name\");\n";
-    let (run, left) = bad(lab, "");
+    let Some((run, left)) = bad(lab, "") else { return };
     let err = run.section("err");
     assert!(err.contains("invalid namespace name \"bad/name\"") && err.contains("contains '/'"), "{err}");
     assert!(err.contains("in the call to lab_of()") && err.contains("in the call to make()"), "{err}");
@@ -431,21 +448,32 @@ fn bad_input_error_inside_a_script_function_shows_the_call_chain() {
 
 #[test]
 fn bad_input_unknown_function_suggests_the_right_one() {
-    let (run, _) = bad("let n = netnss(\"x\");\n", "");
+    let Some((run, _)) = bad("let n = netnss(\"x\");\n", "") else { return };
     let err = run.section("err");
     assert!(err.contains("unknown function netnss") && err.contains("did you mean netns(name)"), "{err}");
 }
 
 #[test]
 fn not_root_is_detected_up_front() {
-    let (run, left) = bad(
-        "netns(\"nr\");\n",
-        "chmod 755 .; chmod 644 bad.rhai; NSS=\"setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all $NSS\"",
-    );
+    // As root: as nobody, inside the test's own namespaces. As a user who is not root
+    // (no namespaces to hide in, and none needed: such a user cannot build anything):
+    // as that user, plainly; the machine's namespaces are what must stay as they were.
+    let lab = "netns(\"nr\");\n";
+    let (run, left, want_left) = if why_no_kernel().is_none() {
+        let Some((run, left)) = bad(lab, "chmod 755 .; chmod 644 bad.rhai; NSS=\"as_nobody $NSS\"") else { return };
+        (run, left, "lo".to_string())
+    } else {
+        let run = plain(
+            &[("bad.rhai", lab)],
+            "section before; ip netns list\nsection code; $NSS bad.rhai 2>err; echo \"code=$?\"\nsection err; cat err\nsection left; ip netns list\n",
+        );
+        let (left, before) = (run.section("left"), run.section("before"));
+        (run, left, before)
+    };
     let err = run.section("err");
     assert!(run.stdout.contains("code=2"), "{}", run.stdout);
     assert!(err.contains("needs root") && err.contains("CAP_NET_ADMIN") && err.contains("sudo"), "{err}");
-    assert_eq!(left.trim(), "lo");
+    assert_eq!(left.trim(), want_left.trim(), "nothing was built");
 }
 
 #[test]
@@ -463,7 +491,7 @@ fn the_readme_reference_is_what_nsscript_functions_prints() {
 #[test]
 fn a_refusal_found_at_a_later_flush_points_at_the_call_that_asked() {
     let lab = "let a = netns(\"q1\");\na.route(\"default\", \"10.9.9.1\");\nlet b = netns(\"q2\");\nconnect(b, bridge(\"qbr\"), #{ addr: \"10.8.0.2/24\" });\n";
-    let (run, left) = bad(lab, "");
+    let Some((run, left)) = bad(lab, "") else { return };
     let err = run.section("err");
     assert!(run.stdout.contains("code=1"), "{}", run.stdout);
     assert!(err.contains("cannot add route default via 10.9.9.1") && err.contains("ENETUNREACH"), "{err}");
@@ -471,8 +499,68 @@ fn a_refusal_found_at_a_later_flush_points_at_the_call_that_asked() {
     assert_eq!(left.trim(), "lo", "rolled back: {left}");
 
     let lab = "fn plug(ns) {\n    ns.route(\"10.5.0.0/16\", \"10.9.9.1\")\n}\nlet a = netns(\"q3\");\nplug(a);\nlet b = netns(\"q4\");\nsleep(1);\n";
-    let (run, left) = bad(lab, "");
+    let Some((run, left)) = bad(lab, "") else { return };
     let err = run.section("err");
     assert!(err.contains("cannot add route 10.5.0.0/16 via 10.9.9.1") && err.contains("bad.rhai:2:"), "{err}");
     assert_eq!(left.trim(), "lo", "rolled back: {left}");
+}
+
+/// Rough edges of issue 13: a plan refuses what the run refuses (the host's own lo is
+/// not the lab's) and writes a pause into the walkthrough instead of waiting itself; in
+/// the sandbox, `host()` is a namespace of the lab's with lo up; a name the lab holds
+/// already is reported as the lab's; `nsscript --sandbox repl` says where the options go.
+#[test]
+fn plans_refuse_what_runs_refuse_and_do_not_sleep_and_the_sandbox_host_has_lo_up() {
+    let Some(run) = isolated(
+        &[
+            ("lo.rhai", "link(\"lo\").down();\n"),
+            ("pause.rhai", "netns(\"p\");\nsleep(4000);\nprint(\"after the pause\");\n"),
+            ("local.rhai", "let p = ping(host(), \"127.0.0.1\");\nprint(`local ${p.ok} ${p.error}`);\n"),
+            ("twice.rhai", "bridge(\"tb\");\nbridge(netns(\"t\"), \"x\");\nveth(\"tb\", \"tc\");\n"),
+        ],
+        r#"
+section plan-lo; $NSS plan lo.rhai 2>&1; echo "code=$?"
+section plan-pause; $NSS plan pause.rhai 2>&1; echo "code=$?"
+section local; $NSS --sandbox local.rhai 2>&1; echo "code=$?"
+section twice; $NSS --sandbox twice.rhai 2>&1; echo "code=$?"
+section plan-twice; $NSS plan twice.rhai 2>&1; echo "code=$?"
+section repl-first; $NSS --sandbox repl 2>&1; echo "code=$?"
+"#,
+    ) else {
+        return;
+    };
+    let lo = run.section("plan-lo");
+    assert!(lo.contains("nsscript::not_owned") && lo.contains("refusing to change link \"lo\"") && lo.contains("code=1"), "{lo}");
+    let pause = run.section("plan-pause");
+    assert!(pause.contains("\nsleep 4\n") && pause.contains("after the pause") && pause.contains("code=0"), "{pause}");
+    let local = run.section("local");
+    assert!(local.contains("local true") && local.contains("code=0"), "{local}");
+    for section in ["twice", "plan-twice"] {
+        let twice = run.section(section);
+        assert!(twice.contains("nsscript::name_taken") && twice.contains("this lab already made a link named tb"), "{section}: {twice}");
+    }
+    let repl = run.section("repl-first");
+    assert!(repl.contains("the options of `repl` come after it: `nsscript repl --sandbox`") && repl.contains("code=2"), "{repl}");
+}
+
+/// A script's `sleep()` is a pause for the lab to settle, not a place where SIGTERM
+/// waits: the run stops at once, rolls back and exits 143 (a `timeout 20` around it
+/// would answer 124 if the 60 s pause ran to its end).
+#[test]
+fn sigterm_during_sleep_stops_the_run_and_rolls_back() {
+    let Some(run) = isolated(
+        &[("nap.rhai", "netns(\"nap\");\nsleep(60000);\n")],
+        r#"
+timeout 20 $NSS nap.rhai > out 2>&1 & p=$!
+for _ in $(seq 100); do ip netns list | grep -q nap && break; sleep 0.05; done
+sleep 0.2; kill -TERM $(pgrep -P $p) 2>/dev/null; wait $p; echo "code=$?"
+section left; ip netns list
+section out; cat out
+"#,
+    ) else {
+        return;
+    };
+    assert!(run.stdout.contains("code=143"), "{}", run.stdout);
+    assert_eq!(run.section("left").trim(), "", "{}", run.stdout);
+    assert!(run.section("out").contains("rolled back"), "{}", run.stdout);
 }

@@ -4,6 +4,7 @@
 mod support;
 
 mod core;
+mod firewall;
 mod gallery;
 mod interactive;
 mod overlay;
@@ -12,3 +13,5 @@ mod plan;
 mod reliability;
 mod router;
 mod scale;
+mod services;
+mod trust;

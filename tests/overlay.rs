@@ -26,7 +26,7 @@ section {name}; cat cap-{name}.txt
 
 #[test]
 fn vxlan_unicast_lab_pings_over_udp_4789_with_vni_11() {
-    let run = isolated(
+    let Some(run) = isolated(
         &[],
         &format!(
             r#"{SNAPSHOT}
@@ -41,7 +41,9 @@ section diff; diff before after && echo same
 "#,
             cap = capture("cap", "peer1", "ip netns exec peer1 ping -c 2 -W 1 192.168.1.3 >/dev/null")
         ),
-    );
+    ) else {
+        return;
+    };
     run.ok();
     assert!(run.stdout.contains("vxlan_unicast: peer1 (192.168.1.2) reaches 192.168.1.3"), "{}", run.stdout);
     let link = run.json("link");
@@ -61,7 +63,7 @@ section diff; diff before after && echo same
 
 #[test]
 fn vxlan_multicast_lab_floods_to_224_1_1_1() {
-    let run = isolated(
+    let Some(run) = isolated(
         &[],
         &format!(
             r#"$NSS $SCRIPTS/vxlan_multicast.rhai || exit 1
@@ -72,7 +74,9 @@ ip -n peer1 neigh flush dev vxlan0
 "#,
             cap = capture("cap", "peer1", "ip netns exec peer1 ping -c 2 -W 1 192.168.1.3 >/dev/null")
         ),
-    );
+    ) else {
+        return;
+    };
     run.ok();
     assert!(run.stdout.contains("vxlan_multicast: peer2 (192.168.1.3) reaches 192.168.1.2"), "{}", run.stdout);
     let fdb = run.json("fdb");
@@ -88,7 +92,7 @@ ip -n peer1 neigh flush dev vxlan0
 
 #[test]
 fn vxlan_bridge_lab_learns_the_remote_mac_on_the_vxlan_port() {
-    let run = isolated(
+    let Some(run) = isolated(
         &[],
         &format!(
             r#"$NSS $SCRIPTS/vxlan_bridge.rhai 2>err.txt || {{ cat err.txt; exit 1; }}
@@ -101,7 +105,9 @@ section bigping; ip netns exec ns204 ping -c1 -W2 -M do -s 1472 192.168.1.205 >/
 "#,
             cap = capture("cap", "peer2", "ip netns exec ns205 ping -c 2 -W 1 192.168.1.204 >/dev/null")
         ),
-    );
+    ) else {
+        return;
+    };
     run.ok();
     assert!(run.stdout.contains("vxlan_bridge: ns204 reaches 192.168.1.205"), "{}", run.stdout);
     assert!(!run.section("err").contains("warning"), "the lab sets the right MTU, so it does not warn:\n{}", run.section("err"));
@@ -133,7 +139,7 @@ for m in ms {
     vxlan(m.ns, "vxlan0", #{ id: 24, remote: ips[other], local: ips[m.name], dev: "eth0" }).master(br).up();
 }
 "#;
-    let run = isolated(
+    let Some(run) = isolated(
         &[("lab.rhai", lab)],
         r#"$NSS lab.rhai 2>err.txt || { cat err.txt; exit 1; }
 section err; cat err.txt
@@ -142,7 +148,9 @@ section big; ip netns exec in-a ping -c1 -W2 -M do -s 1472 192.168.1.205 >/dev/n
 for s in a b; do ip -n in-$s link set veth0 mtu 1450; ip -n $s link set in-$s-veth0 mtu 1450; done
 section fixed; ip netns exec in-a ping -c1 -W2 -M do -s 1422 192.168.1.205 >/dev/null && echo ok
 "#,
-    );
+    ) else {
+        return;
+    };
     run.ok();
     let err = run.section("err");
     assert!(err.contains("warning: bridge br0 in namespace a"), "the lab warned:\n{err}");
@@ -157,7 +165,7 @@ section fixed; ip netns exec in-a ping -c1 -W2 -M do -s 1422 192.168.1.205 >/dev
 /// stand for peer1 and peer2, and nsscript runs in each (not sandboxed: for real there).
 #[test]
 fn vxlan_bridge_lab_runs_for_real_on_two_machines() {
-    let run = isolated(
+    let Some(run) = isolated(
         &[],
         r#"ip netns add m1; ip netns add m2
 ip link add eth0 netns m1 type veth peer name eth0 netns m2
@@ -180,7 +188,9 @@ nsenter --net=/run/netns/m1 $NSS down vb1 || exit 1
 nsenter --net=/run/netns/m2 $NSS down vb2 || exit 1
 section after; ip -n m1 -br link; ip -n m2 -br link; ip netns list
 "#,
-    );
+    ) else {
+        return;
+    };
     run.ok();
     let rc = run.section("rc");
     assert!(
@@ -218,18 +228,20 @@ let t = fdb(netns("h1")).filter(|e| e.dev == "vx0" && e.mac == "00:00:00:00:00:0
 print(`flood=${t}`);
 assert(netns("h1").exec("ping -c1 -W1 192.168.42.3").code == 0, "h1 reaches h3");
 "#;
-    let run = isolated(
+    let Some(run) = isolated(
         &[("mesh.rhai", lab)],
         r#"$NSS --sandbox mesh.rhai || exit 1
 "#,
-    );
+    ) else {
+        return;
+    };
     run.ok();
     assert!(run.stdout.contains("10.1.0.2") && run.stdout.contains("10.1.0.3"), "both peers on h1's flood list: {}", run.stdout);
 }
 
 #[test]
 fn macvlan_bridge_mode_talks_and_private_mode_isolates() {
-    let run = isolated(
+    let Some(run) = isolated(
         &[],
         r#"$NSS $SCRIPTS/macvlan.rhai || exit 1
 section kind; ip -n c1 -d -j link show eth0; ip -n p1 -d -j link show eth0
@@ -238,7 +250,9 @@ ip netns exec c1 ping -c1 -W1 10.9.0.12 >/dev/null && echo "c1-c2 ok" || echo "c
 ip netns exec p1 ping -c1 -W1 10.9.1.12 >/dev/null && echo "p1-p2 ok" || echo "p1-p2 blocked"
 ip netns exec p1 ping -c1 -W1 10.9.1.1 >/dev/null && echo "p1-router ok" || echo "p1-router blocked"
 "#,
-    );
+    ) else {
+        return;
+    };
     run.ok();
     let kinds = run.section("kind");
     assert!(
@@ -264,7 +278,7 @@ let a = netns("a");
 let b = netns("b");
 connect(a, b, #{ ifname: "eth0", addr: "10.77.0.1/24", peer: "eth0", peer_addr: "10.77.0.2/24" }).shape(#{ rate: "20mbit", burst: "32kb", latency: "50ms" });
 "#;
-    let run = isolated(
+    let Some(run) = isolated(
         &[("shape.rhai", lab)],
         &format!(
             r#"{MEASURE}
@@ -275,7 +289,9 @@ $NSS --sandbox $SCRIPTS/shaping.rhai > lab.txt 2>&1 || {{ cat lab.txt; exit 1; }
 section lab; cat lab.txt
 "#
         ),
-    );
+    ) else {
+        return;
+    };
     run.ok();
     let tc = run.json("tc");
     let q = &arr(&tc)[0];
@@ -294,14 +310,16 @@ section lab; cat lab.txt
 #[test]
 fn delay_and_loss_need_netem_and_say_so() {
     let lab = "let a = netns(\"a\");\nlet l = connect(a, netns(\"b\"), #{ addr: \"10.0.0.1/24\", peer_addr: \"10.0.0.2/24\" });\nl.shape(#{ delay: \"100ms\" });\n";
-    let run = isolated(
+    let Some(run) = isolated(
         &[("netem.rhai", lab)],
         r#"ip link add nx0 type veth peer name nx1
 if tc qdisc add dev nx0 root netem delay 1ms 2>/dev/null; then echo HAS_NETEM; fi
 ip link del nx0
 $NSS --sandbox netem.rhai; echo "rc $?"
 "#,
-    );
+    ) else {
+        return;
+    };
     if run.stdout.contains("HAS_NETEM") {
         // A kernel with netem: the delay must really be there.
         assert!(run.stdout.contains("rc 0"), "{}\n{}", run.stdout, run.stderr);
@@ -326,7 +344,7 @@ ip link del vp0; ip link del vpbr 2>/dev/null
 #[test]
 fn vlan_without_8021q_says_what_the_kernel_lacks_and_points_at_the_call() {
     let lab = "let a = netns(\"a\");\nlet l = connect(a, netns(\"b\"), #{ ifname: \"eth0\" });\nlet v = vlan(l, 10);\n";
-    let run = isolated(&[("vlan.rhai", lab)], &format!("{VLAN_PROBE}\n$NSS --sandbox vlan.rhai; echo \"rc $?\"\n"));
+    let Some(run) = isolated(&[("vlan.rhai", lab)], &format!("{VLAN_PROBE}\n$NSS --sandbox vlan.rhai; echo \"rc $?\"\n")) else { return };
     if run.stdout.contains("HAS_8021Q") {
         println!("skipped: this kernel has 8021q, so there is no error to show (the real VLAN test covers it)");
         return;
@@ -342,7 +360,7 @@ fn vlan_without_8021q_says_what_the_kernel_lacks_and_points_at_the_call() {
 #[test]
 fn bridge_vlan_filtering_without_kernel_support_says_so() {
     let lab = "let br = bridge(\"br0\");\nbr.vlan_filtering(true);\n";
-    let run = isolated(&[("vf.rhai", lab)], &format!("{VLAN_PROBE}\n$NSS --sandbox vf.rhai; echo \"rc $?\"\n"));
+    let Some(run) = isolated(&[("vf.rhai", lab)], &format!("{VLAN_PROBE}\n$NSS --sandbox vf.rhai; echo \"rc $?\"\n")) else { return };
     if run.stdout.contains("HAS_VLAN_FILTERING") {
         println!("skipped: this kernel filters VLANs on bridges (the real VLAN test covers it)");
         return;
@@ -380,8 +398,11 @@ vlan(link(trk, "eth0"), 20).addr("10.20.0.2/24").up();
 assert(acc.exec("ping -c1 -W1 10.20.0.2").code == 0, "access port reaches the trunk's VLAN 20");
 print("vlan: ok");
 "#;
-    let run =
-        isolated(&[("vlan.rhai", lab)], &format!("{VLAN_PROBE}\n$NSS vlan.rhai 2>&1 || exit 1\nsection br; bridge -n sw -j vlan show\n"));
+    let Some(run) =
+        isolated(&[("vlan.rhai", lab)], &format!("{VLAN_PROBE}\n$NSS vlan.rhai 2>&1 || exit 1\nsection br; bridge -n sw -j vlan show\n"))
+    else {
+        return;
+    };
     if !run.stdout.contains("HAS_8021Q") {
         println!("skipped: kernel lacks 8021q (802.1Q VLAN sub-interfaces: `ip link add ... type vlan` says Unknown device type)");
         return;
@@ -408,7 +429,7 @@ tap(netns("n1"), "tap1");
 "#;
     // An ARP request: who has 10.0.0.1? tell 10.0.0.99 (02:00:00:00:00:99).
     let frame = r"\xff\xff\xff\xff\xff\xff\x02\x00\x00\x00\x00\x99\x08\x06\x00\x01\x08\x00\x06\x04\x00\x01\x02\x00\x00\x00\x00\x99\x0a\x00\x00\x63\x00\x00\x00\x00\x00\x00\x0a\x00\x00\x01";
-    let run = isolated(
+    let Some(run) = isolated(
         &[("tap.rhai", lab)],
         &format!(
             r#"$NSS tap.rhai || exit 1
@@ -422,7 +443,9 @@ $NSS down tap || exit 1
 section after; ip -br link show tap0 2>&1; true
 "#
         ),
-    );
+    ) else {
+        return;
+    };
     run.ok();
     let link = run.json("link");
     let l = &arr(&link)[0];
@@ -447,7 +470,7 @@ section after; ip -br link show tap0 2>&1; true
 #[test]
 fn vxlan_group_without_dev_is_a_clear_error() {
     let lab = "let a = netns(\"a\");\nvxlan(a, \"vx0\", #{ id: 6, group: \"224.1.1.1\" });\n";
-    let run = isolated(&[("g.rhai", lab)], "$NSS --sandbox g.rhai; echo \"rc $?\"\n");
+    let Some(run) = isolated(&[("g.rhai", lab)], "$NSS --sandbox g.rhai; echo \"rc $?\"\n") else { return };
     assert!(run.stdout.contains("rc 1"), "{}\n{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("vxlan() with group 224.1.1.1 needs dev"), "{}", run.stderr);
     assert!(run.stderr.contains("g.rhai:2"), "points at the call: {}", run.stderr);

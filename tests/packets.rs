@@ -39,7 +39,7 @@ fn flows(listing: &str) -> Vec<String> {
 
 #[test]
 fn capture_agrees_with_tcpdump_on_the_same_link_and_with_its_own_pcapng() {
-    let run = isolated(
+    let Some(run) = isolated(
         &[("pair.rhai", PAIR)],
         r#"$NSS pair.rhai 2> lab.err || { cat lab.err; exit 1; }
 # tcpdump on the same link at the same time (cooked: it prints each packet's direction)
@@ -60,7 +60,9 @@ section ours; tcpdump -n -r cap.pcapng 2>/dev/null
 section theirs; cat theirs
 section tshark; tshark -r cap.pcapng -T fields -e frame.interface_name -e frame.packet_flags_direction 2>/dev/null
 $NSS down pair > /dev/null 2>&1"#,
-    );
+    ) else {
+        return;
+    };
     run.ok();
     // (a background job of a script ignores SIGINT, so the test sends SIGTERM, which
     // stops it the same way)
@@ -104,13 +106,15 @@ let none = capture(a, #{{ count: 1 }});
 print(`count ${{none.stop().packets <= 1}}`);
 "#
     );
-    let run = isolated(
+    let Some(run) = isolated(
         &[("cap.rhai", &lab)],
         r#"$NSS --sandbox cap.rhai > out 2> err || { cat out err; exit 1; }
 section out; cat out
 section file; tcpdump -n -r two.pcapng 2>/dev/null | wc -l
 section names; tshark -r two.pcapng -T fields -e frame.interface_name 2>/dev/null | sort -u"#,
-    );
+    ) else {
+        return;
+    };
     run.ok();
     let out = run.section("out");
     let pkts: Vec<&str> = out.lines().filter(|l| l.starts_with("pkt ")).collect();
@@ -126,7 +130,7 @@ section names; tshark -r two.pcapng -T fields -e frame.interface_name 2>/dev/nul
 
 #[test]
 fn trace_seed000_shows_the_snat_at_rt_and_the_reply_un_nat() {
-    let run = isolated(
+    let Some(run) = isolated(
         &[],
         r#"$NSS $SCRIPTS/seed000_router.rhai > lab.out 2> lab.err || { cat lab.out lab.err; exit 1; }
 ip netns exec inet tcpdump -n -l -i eth0 icmp > inet.cap 2> inet.err &
@@ -137,7 +141,9 @@ sleep 0.2; kill $T; wait $T 2>/dev/null
 section conntrack; ip netns exec rt conntrack -L -p icmp 2>/dev/null
 section inet; cat inet.cap
 $NSS down seed000_router > /dev/null"#,
-    );
+    ) else {
+        return;
+    };
     run.ok();
     let t = run.section("trace");
     assert!(t.contains("exit 0"), "{t}");
@@ -167,7 +173,7 @@ $NSS down seed000_router > /dev/null"#,
 
 #[test]
 fn trace_seed003_floods_arp_through_vxlan0_and_learns_the_remote_mac() {
-    let run = isolated(
+    let Some(run) = isolated(
         &[],
         r#"$NSS $SCRIPTS/vxlan_bridge.rhai > lab.out 2> lab.err || { cat lab.out lab.err; exit 1; }
 ip -n ns204 neigh flush all
@@ -176,7 +182,9 @@ section trace; $NSS trace vxlan_bridge ns204 192.168.1.205; echo "exit $?"
 section mac; ip -n ns205 -j link show veth0
 section fdb; bridge -n peer1 -j fdb show br br0
 $NSS down vxlan_bridge > /dev/null"#,
-    );
+    ) else {
+        return;
+    };
     run.ok();
     let t = run.section("trace");
     assert!(t.contains("exit 0"), "{t}");
@@ -193,14 +201,16 @@ $NSS down vxlan_bridge > /dev/null"#,
 
 #[test]
 fn trace_seed004_goes_through_the_bridge_to_a_learned_port() {
-    let run = isolated(
+    let Some(run) = isolated(
         &[],
         r#"$NSS $SCRIPTS/seed004_bridge.rhai > lab.out 2> lab.err || { cat lab.out lab.err; exit 1; }
 section trace; $NSS trace seed004_bridge namespace1 172.19.0.4; echo "exit $?"
 section mac; ip -n namespace3 -j link show veth5
 section fdb; bridge -j fdb show br test-bridge
 $NSS down seed004_bridge > /dev/null"#,
-    );
+    ) else {
+        return;
+    };
     run.ok();
     let t = run.section("trace");
     let mac = run.json("mac")[0]["address"].as_str().unwrap().to_string();
@@ -260,7 +270,7 @@ connect(inner, vbr, #{ ifname: "eth0", addr: "192.168.50.1/24" });
 
 #[test]
 fn a_stopped_trace_says_why_from_the_kernel() {
-    let run = isolated(
+    let Some(run) = isolated(
         &[("broken.rhai", BROKEN)],
         r#"$NSS broken.rhai > lab.out 2> lab.err || { cat lab.out lab.err; exit 1; }
 t() { section "$1"; shift; $NSS trace broken "$@"; echo "exit $?"; }
@@ -277,7 +287,9 @@ t vxlan inner 192.168.50.2
 section fw_counter; cat fw.before fw.after
 section rp; ip netns exec r sysctl -n net.ipv4.conf.eth0.rp_filter
 $NSS down broken > /dev/null"#,
-    );
+    ) else {
+        return;
+    };
     run.ok();
     let check = |name: &str, words: &[&str]| {
         let t = run.section(name);
@@ -307,7 +319,9 @@ $NSS down broken > /dev/null"#,
 #[test]
 fn a_failed_assert_ping_explains_itself_with_a_trace() {
     let lab = format!("{PAIR}\nassert_ping(a, \"10.0.0.77\", #{{ timeout: 300 }});\n");
-    let run = isolated(&[("fail.rhai", &lab)], "$NSS --sandbox fail.rhai 2> err; section err; cat err");
+    let Some(run) = isolated(&[("fail.rhai", &lab)], "$NSS --sandbox fail.rhai 2> err; section err; cat err") else {
+        return;
+    };
     let err = run.section("err");
     assert!(err.contains("nsscript::ping_failed"), "{err}");
     assert!(err.contains("trace from a to 10.0.0.77:"), "{err}");

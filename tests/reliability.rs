@@ -56,7 +56,7 @@ print("v2 built");
 
 #[test]
 fn a_rerun_of_a_lab_that_is_up_touches_nothing_and_replace_applies_the_edited_script() {
-    let run = isolated(
+    let Some(run) = isolated(
         &[("rr.rhai", V1), ("v2.rhai", V2)],
         &script(
             r#"
@@ -86,7 +86,9 @@ snap > after
 section diff; diff before after && echo same
 "#,
         ),
-    );
+    ) else {
+        return;
+    };
     run.ok();
     let rerun = run.section("rerun");
     assert!(rerun.contains("code=2"), "{rerun}");
@@ -126,7 +128,7 @@ print("{p} built");
 #[test]
 fn two_labs_build_side_by_side_and_each_down_removes_only_its_own() {
     let (a, b) = (side_lab("sa"), side_lab("sb"));
-    let run = isolated(
+    let Some(run) = isolated(
         &[("sa.rhai", &a), ("sb.rhai", &b)],
         &script(
             r#"
@@ -147,7 +149,9 @@ snap > after
 section diff; diff before after && echo same
 "#,
         ),
-    );
+    ) else {
+        return;
+    };
     run.ok();
     let codes = run.section("codes");
     assert!(codes.starts_with("0 0\n") && codes.contains("sa built") && codes.contains("sb built"), "{codes}\n{}", run.stderr);
@@ -165,7 +169,7 @@ section diff; diff before after && echo same
 fn runs_of_one_lab_are_serialised_by_its_lock() {
     let hold = "netns(\"one1\");\nbridge(\"one-br\");\nprint(\"built\");\nsleep(1500);\n";
     let quick = "for i in 1..=5 { netns(`q${i}`); }\nbridge(\"q-br\");\n";
-    let run = isolated(
+    let Some(run) = isolated(
         &[("one.rhai", hold), ("q.rhai", quick)],
         &script(
             r#"
@@ -192,7 +196,9 @@ snap > after
 section diff; diff before after && echo same
 "#,
         ),
-    );
+    ) else {
+        return;
+    };
     run.ok();
     let pid = run.section("pid").trim().to_string();
     let second = run.section("second");
@@ -213,7 +219,7 @@ fn two_labs_claiming_one_name_never_interleave() {
     // Both claim the namespace "claimed" first: whoever gets it builds, the other is
     // refused at once and rolls back only its own (nothing).
     let x = "netns(\"claimed\");\nbridge(\"cl-br\");\nfor i in 1..=4 { netns(`${lab()}-${i}`); }\n";
-    let run = isolated(
+    let Some(run) = isolated(
         &[("cx.rhai", x), ("cy.rhai", x)],
         &script(
             r#"
@@ -245,7 +251,9 @@ snap > after
 section diff; diff before after && echo same
 "#,
         ),
-    );
+    ) else {
+        return;
+    };
     run.ok();
     let race = run.section("race");
     let rounds: Vec<&str> = race.lines().collect();
@@ -256,8 +264,18 @@ section diff; diff before after && echo same
     }
     let ghost = run.section("ghost");
     assert_eq!(ghost.split_whitespace().collect::<Vec<_>>(), ["code=0", "1", "1"], "{ghost}\n{}", run.stderr);
-    assert!(run.stderr.contains("skipped netns claimed: never created by this lab"), "{}", run.stderr);
-    assert!(run.stderr.contains("skipped link cl-br in the host namespace: never created by this lab"), "{}", run.stderr);
+    // Its entries have no identity (the intents of a run killed before creating): the
+    // objects standing under those names are left alone, and the report says what they are.
+    assert!(
+        run.stderr.contains("skipped netns claimed: the ledger holds no identity for it") && run.stderr.contains("a namespace (cookie"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("skipped what the lab changed in the host namespace (link cl-br): the ledger does not say which namespace"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(run.section("diff").trim(), "same");
 }
 
@@ -278,13 +296,15 @@ netns("sg-never");
 fn sigint_and_sigterm_roll_back_or_keep_and_a_kernel_refusal_rolls_back() {
     let busy = "netns(\"busy1\");\nprint(\"built\");\nlet x = 0;\nloop { x += 1; }\n";
     let refused = "netns(\"kr1\");\nbridge(\"kr-br\");\nhost().sysctl(\"net.ipv4.conf.all.rp_filter\", 1);\nhost().route(\"10.42.0.0/16\", \"192.0.2.1\");\nnetns(\"kr-never\");\n";
-    let run = isolated(
+    let Some(run) = isolated(
         &[("sg.rhai", SLOW), ("busy.rhai", busy), ("kr.rhai", refused)],
         &script(
             r#"
 snap > before
-# the test shell starts jobs with SIGINT ignored; env gives nsscript a default one back
-start() { env --default-signal=INT $NSS "$@" > run.out 2> run.err & pid=$!; for i in $(seq 100); do grep -q built run.out && break; sleep 0.05; done; }
+# the test shell starts jobs with SIGINT ignored; env gives nsscript a default one back.
+# The files go first: "built" left in run.out by the run before would be seen at once,
+# and the signal would hit the job before nsscript (or even its output files) exists.
+start() { rm -f run.out run.err; env --default-signal=INT $NSS "$@" > run.out 2> run.err & pid=$!; for i in $(seq 600); do grep -qs built run.out && break; sleep 0.05; done; }
 for sig in INT TERM; do
     start sg.rhai; kill -$sig $pid; wait $pid; echo "$sig code=$?" >> codes
     cat run.err >> errs; snap > now; diff before now >/dev/null && echo "$sig same" >> codes
@@ -301,7 +321,9 @@ section errs; cat errs
 section diff; diff before after && echo same
 "#,
         ),
-    );
+    ) else {
+        return;
+    };
     run.ok();
     let codes = run.section("codes");
     assert_eq!(
@@ -347,7 +369,7 @@ host().route("10.52.0.0/16", "10.50.0.2");
 
 #[test]
 fn sigkill_at_random_points_then_down_leaves_the_machine_as_before() {
-    let run = isolated(
+    let Some(run) = isolated(
         &[("kl.rhai", KILL_LAB)],
         &script(
             r#"
@@ -371,7 +393,9 @@ done
 section ls; $NSS ls
 "#,
         ),
-    );
+    ) else {
+        return;
+    };
     run.ok();
     let iters = run.section("iters");
     eprintln!("full build: {} us\n{iters}", run.section("full").trim());
@@ -425,7 +449,7 @@ fn hostile_names_are_refused_and_never_reach_outside_run_netns() {
         loop_body.push_str(&format!("section h{i}; $NSS h{i}.rhai; echo \"code=$?\"\n"));
     }
     let file_refs: Vec<(&str, &str)> = files.iter().map(|(n, c)| (n.as_str(), c.as_str())).collect();
-    let run = isolated(
+    let Some(run) = isolated(
         &file_refs,
         &script(&format!(
             r#"
@@ -444,7 +468,9 @@ section labs; ls -A /run/nsscript/labs; echo end
 section diff; diff before after && diff fs_before fs_after && echo same
 "#
         )),
-    );
+    ) else {
+        return;
+    };
     run.ok();
     for (i, (src, want)) in cases.iter().enumerate() {
         let out = run.section(&format!("h{i}"));
@@ -462,7 +488,7 @@ section diff; diff before after && diff fs_before fs_after && echo same
 #[test]
 fn the_ledger_is_private_and_a_tampered_one_makes_down_refuse() {
     let lab = "let n = netns(\"tp1\");\nconnect(n, bridge(\"tp-br\"), #{ addr: \"10.60.0.2/24\" });\nveth(\"tp-va\", \"tp-vb\");\n";
-    let run = isolated(
+    let Some(run) = isolated(
         &[("tp.rhai", lab)],
         &script(
             r#"
@@ -491,7 +517,9 @@ snap > after
 section diff; diff before after && echo same
 "#,
         ),
-    );
+    ) else {
+        return;
+    };
     run.ok();
     let modes = run.section("modes");
     let m: Vec<&str> = modes.lines().map(|l| l.split(' ').next().unwrap()).collect();
@@ -531,7 +559,7 @@ section diff; diff before after && echo same
 #[test]
 fn down_skips_objects_that_someone_else_recreated_under_the_same_name() {
     let lab = "let n = netns(\"rc1\");\nnetns(\"rc2\");\nlet br = bridge(\"rc-br\");\nconnect(n, br, #{ addr: \"10.61.0.2/24\" });\nveth(\"rc-va\", \"rc-vb\");\n";
-    let run = isolated(
+    let Some(run) = isolated(
         &[("rc.rhai", lab)],
         &script(
             r#"
@@ -548,7 +576,9 @@ snap > after
 section diff; diff before after && echo same
 "#,
         ),
-    );
+    ) else {
+        return;
+    };
     run.ok();
     assert!(run.section("down").contains("code=0"));
     for s in [
@@ -568,7 +598,7 @@ section diff; diff before after && echo same
 
 #[test]
 fn the_sandbox_works_for_a_user_who_is_not_root() {
-    let run = isolated(
+    let Some(run) = isolated(
         &[],
         &script(
             r#"
@@ -591,7 +621,9 @@ snap > after
 section diff; diff before after && echo same
 "#,
         ),
-    );
+    ) else {
+        return;
+    };
     run.ok();
     assert_ne!(run.section("userns").trim(), "0", "this kernel allows user namespaces (the test needs them)");
     let s4 = run.section("seed004");
@@ -618,7 +650,7 @@ section diff; diff before after && echo same
 #[test]
 fn soak_ten_cycles_leave_nothing_and_grow_nothing() {
     let soak = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/soak.sh");
-    let run = isolated(&[], &format!("SOAK_INSIDE=1 CHURN=30 bash {soak} 10"));
+    let Some(run) = isolated(&[], &format!("SOAK_INSIDE=1 CHURN=30 bash {soak} 10")) else { return };
     eprintln!("{}", run.stdout);
     run.ok();
     let field = |key: &str| -> String {
@@ -627,7 +659,10 @@ fn soak_ten_cycles_leave_nothing_and_grow_nothing() {
     };
     assert_eq!(field("leftovers"), "0");
     assert_eq!(field("mounts_before"), field("mounts_after"));
-    assert_eq!(field("shell_fds_before"), field("shell_fds_after"));
+    // Descriptors must not grow; fewer at the end is fine (a transient one has closed).
+    let count = |key: &str| -> u64 { field(key).parse().unwrap_or_else(|_| panic!("{key}={}", field(key))) };
+    assert!(count("shell_fds_after") <= count("shell_fds_before"), "the soak shell's descriptors grew:\n{}", run.stdout);
+    assert_eq!(field("fd_growth"), "0", "bench/soak.sh saw descriptors grow:\n{}", run.stdout);
     let procs = |k: &str| run.stdout.split(&format!("{k}=[")).nth(1).unwrap().split(']').next().unwrap().to_string();
     assert_eq!(procs("procs_before"), procs("procs_after"));
     let pair = |k: &str| -> (u64, u64) {
@@ -635,14 +670,22 @@ fn soak_ten_cycles_leave_nothing_and_grow_nothing() {
         let (a, b) = v.split_once(',').unwrap_or_else(|| panic!("{k}={v}"));
         (a.parse().unwrap(), b.parse().unwrap())
     };
-    let (fd_first, rss_first) = pair("build_fds_rss_first");
-    let (fd_last, rss_last) = pair("build_fds_rss_last");
-    assert_eq!(fd_first, fd_last, "an nsscript run holds as many fds in cycle 10 as in cycle 1");
+    let (_, rss_first) = pair("build_fds_rss_first");
+    let (_, rss_last) = pair("build_fds_rss_last");
     assert!(rss_last < rss_first + 2048, "RSS at the end of a build: {rss_first} KB then {rss_last} KB");
-    let (fd_early, rss_early) = pair("churn_early");
-    let (fd_late, rss_late) = pair("churn_late");
-    assert_eq!(fd_early, fd_late, "one process adding and deleting links leaks no fd");
+    let (_, rss_early) = pair("churn_early");
+    let (_, rss_late) = pair("churn_late");
     assert!(rss_late < rss_early + 2048, "one process adding and deleting links: {rss_early} KB then {rss_late} KB");
+    // Each build is a process of its own, whose count also holds the namespaces being made
+    // ahead at that moment: a later build grew only if its least count is above every
+    // early one. (A descriptor open for a moment raises one sample, a leak all later ones.)
+    let (early, late) = (count("build_fds_max_early"), count("build_fds_min_late"));
+    assert!(
+        late <= early,
+        "an nsscript run holds more fds at the end of a build in the last cycles than in the first: {early} then {late}"
+    );
+    let (early, late) = (count("churn_fds_min_early"), count("churn_fds_min_late"));
+    assert!(late <= early, "one process adding and deleting links leaks fds: {early} then {late}");
 }
 
 // ---------------------------------------------------------------------------------
@@ -781,12 +824,15 @@ fn random_api_calls_give_diagnostics_never_panics_or_leftovers() {
     // 6 batches of 10 random scripts (half wrapped in try/catch so the lab stays up
     // and `down` must remove it, half failing at the first bad call and rolling back).
     // NSS_FUZZ_BATCHES=40 runs more by hand.
+    if !kernel() {
+        return;
+    }
     let cases = std::env::var("NSS_FUZZ_BATCHES").ok().and_then(|v| v.parse().ok()).unwrap_or(6);
     let mut runner = TestRunner::new(Config { cases, max_shrink_iters: 8, failure_persistence: None, ..Config::default() });
     let result = runner.run(&prop::collection::vec(fuzz_script(), 10), |scripts| {
         let files: Vec<(String, String)> = scripts.iter().enumerate().map(|(i, s)| (format!("f{i}.rhai"), s.clone())).collect();
         let refs: Vec<(&str, &str)> = files.iter().map(|(n, c)| (n.as_str(), c.as_str())).collect();
-        let run = isolated(
+        let Some(run) = isolated(
             &refs,
             &script(
                 r#"
@@ -802,7 +848,9 @@ for f in f*.rhai; do
 done
 "#,
             ),
-        );
+        ) else {
+            return Ok(());
+        };
         let lines: Vec<&str> = run.stdout.lines().collect();
         prop_assert_eq!(lines.len(), scripts.len(), "{}\n{}", run.stdout, run.stderr);
         for (i, line) in lines.iter().enumerate() {

@@ -28,7 +28,7 @@ for f in r.failed {{ print(`failed ${{f}}`); }}
 pingall(nodes, #{{ timeout: 300 }});
 "#
     );
-    let run = isolated(&[("pa.rhai", &lab)], "$NSS pa.rhai --var n=4; echo code=$?");
+    let Some(run) = isolated(&[("pa.rhai", &lab)], "$NSS pa.rhai --var n=4; echo code=$?") else { return };
     assert!(run.stdout.contains("all: ok=true pairs=12 reached=12"), "{}\n{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("matrix: true true"), "{}", run.stdout);
     assert!(run.stdout.contains("cut: ok=false reached=6 failed=6"), "{}\n{}", run.stdout, run.stderr);
@@ -47,13 +47,15 @@ print(`static: ok=${{r.ok}} pairs=${{r.pairs}}`);
 pingall(nodes);
 "#
     );
-    let run = isolated(
+    let Some(run) = isolated(
         &[("big.rhai", &lab)],
         r#"
 $NSS big.rhai --var n=40; echo code=$?
 section neigh; ip -n s1 neigh show nud permanent | wc -l
 "#,
-    );
+    ) else {
+        return;
+    };
     assert!(run.stdout.contains("static: ok=true pairs=1560"), "{}\n{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("code=1"));
     assert!(
@@ -74,7 +76,7 @@ fn the_bench_star_lab_builds_exactly_the_anchors_star_and_the_harness_runs() {
         eprintln!("skipped: ../shared/anchors is not beside the project");
         return;
     }
-    let run = isolated(
+    let Some(run) = isolated(
         &[],
         &format!(
             r#"
@@ -86,11 +88,16 @@ $NSS down star >/dev/null 2>&1
             top = env!("CARGO_MANIFEST_DIR"),
             anchors = anchors.display()
         ),
-    );
+    ) else {
+        return;
+    };
     run.ok();
     assert_eq!(run.section("verify").trim(), "verified", "{}", run.stdout);
-    let out = std::process::Command::new("bash")
-        .args(["bench/run.sh", "--reps", "1", "--ns", "10", "--impls", "cstar"])
+    // In a PID namespace of its own too (not a network one: it may install packages and
+    // it builds; it makes its own network namespace for the benchmark).
+    let out = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "--propagation", "private"])
+        .args(["bash", "bench/run.sh", "--reps", "1", "--ns", "10", "--impls", "cstar"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("bash runs");
@@ -106,14 +113,14 @@ fn a_progress_line_shows_on_a_terminal_after_a_second_and_never_in_a_pipe() {
     let dir = tempfile::tempdir().unwrap();
     let lab = "for i in 1..=4 { let n = netns(`pg${i}`); connect(n, bridge(\"pgbr\"), #{ addr: `10.9.0.${i + 1}/24` }); sleep(400); }\nprint(\"built\");\n";
     std::fs::write(dir.path().join("slow.rhai"), lab).unwrap();
-    let mut cmd = isolated_nsscript("--sandbox slow.rhai");
+    let Some(mut cmd) = isolated_nsscript("--sandbox slow.rhai") else { return };
     cmd.current_dir(dir.path()).env("TERM", "xterm");
     let mut p = expectrl::Session::spawn(cmd).expect("spawn in a pty");
     p.set_expect_timeout(Some(Duration::from_secs(20)));
     p.expect(Regex(r"operations: \d+ namespaces in lab slow")).expect("the progress line on a terminal");
     p.expect("built").expect("the lab finishes");
     // The same lab with stderr in a pipe: not a trace of it.
-    let run = isolated(&[("slow.rhai", lab)], "$NSS --sandbox slow.rhai");
+    let Some(run) = isolated(&[("slow.rhai", lab)], "$NSS --sandbox slow.rhai") else { return };
     run.ok();
     assert!(!run.stderr.contains("operations:"), "no progress line in a pipe: {}", run.stderr);
 }
@@ -123,14 +130,16 @@ fn a_lab_past_the_open_file_limit_gets_room_up_to_the_hard_limit_and_a_clear_err
     // Each lab namespace keeps two descriptors open. A soft limit of 64 below a higher
     // hard limit is raised (40 namespaces build); a hard limit of 64 stops the lab with
     // EMFILE in words and the way out, and the rollback leaves nothing behind.
-    let run = isolated(
+    let Some(run) = isolated(
         &[("star.rhai", STAR)],
         r#"
 section soft; (ulimit -Sn 64; $NSS star.rhai --var n=40 >/dev/null 2>&1; echo "rc=$?"; ip netns list | wc -l; $NSS down star >/dev/null 2>&1)
 section hard; (ulimit -n 64; $NSS star.rhai --var n=40 2>&1 >/dev/null; echo "rc=$?")
 section left; ip netns list | wc -l; ip -br link | awk '{print $1}'
 "#,
-    );
+    ) else {
+        return;
+    };
     run.ok();
     assert_eq!(run.section("soft").split_whitespace().collect::<Vec<_>>(), ["rc=0", "40"], "{}", run.stdout);
     let hard = run.section("hard");
@@ -154,7 +163,7 @@ back.ipv6(false);
 back.ipv6(true);
 connect(back, br, #{ addr: "10.67.0.4/24" });
 "#;
-    let run = isolated(
+    let Some(run) = isolated(
         &[("v6.rhai", lab)],
         r#"
 $NSS v6.rhai >/dev/null 2>&1 || exit 1
@@ -166,7 +175,9 @@ done
 section ping; ip netns exec v6off ping -c1 -W2 10.67.0.3 >/dev/null && echo reached
 $NSS down v6 >/dev/null 2>&1
 "#,
-    );
+    ) else {
+        return;
+    };
     run.ok();
     assert_eq!(run.section("v6off").trim(), "1", "no IPv6 address at all, and new links start without it: {}", run.stdout);
     for ns in ["v6on", "v6back"] {

@@ -10,6 +10,7 @@ declare -A need=(
   [tcpdump]=tcpdump [socat]=socat [ping]=iputils-ping [unshare]=util-linux
   [setpriv]=util-linux [pgrep]=procps [bridge]=iproute2 [conntrack]=conntrack
   [tshark]=tshark
+  [strace]=strace
 )
 missing=()
 for cmd in "${!need[@]}"; do

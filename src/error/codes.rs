@@ -60,6 +60,9 @@ catalogue! {
     UnknownModule "unknown_module":
         "a script imports a module that is neither in stdlib/ nor a file beside the lab",
         help: "stdlib modules are imported by name (import \"topo\" as topo); other imports are files relative to the lab";
+    ScriptLimit "script_limit":
+        "a script grew a string, array or map past nsscript's limits (16 MiB, 1,048,576 items), or called itself too deep",
+        help: "a lab never needs that much: look for a loop that doubles a value, or a function that calls itself without end";
     ScriptError "script_error":
         "the script failed by itself: throw, a type mismatch, an index out of range, a division by zero...",
         help: "the message is the script's own (or Rhai's): fix the script at the place shown";
@@ -84,8 +87,8 @@ catalogue! {
         "an address or a number lies outside the subnet it must be in (a host or subnet number, a DHCP range)",
         help: "pick it inside the subnet, away from its network and broadcast addresses";
     NoAddress "no_address":
-        "a namespace or interface needs an IPv4 address for this and has none",
-        help: "give it an address first, e.g. link(ns, \"eth0\").addr(\"10.0.0.1/24\")";
+        "a namespace or interface needs an address for this and has none (IPv4, or a usable IPv6 one: global, link-local, DAD done)",
+        help: "give it an address first, e.g. link(ns, \"eth0\").addr(\"10.0.0.1/24\"), or wait for SLAAC with wait_addr(ns, iface)";
     BadWiring "bad_wiring":
         "the wiring asked for cannot exist: a namespace connected to itself, two veth ends with one name, a bridge port in another namespace...",
         help: "each end of a link needs its own name and place; a bridge and its ports share one namespace";
@@ -172,6 +175,9 @@ catalogue! {
     IptablesRefused "iptables_refused":
         "iptables refused a rule (or could not be run)",
         help: "the message is iptables' own: check the rule's options (`man iptables`, `man iptables-extensions`)";
+    DnsFailed "dns_failed":
+        "a DNS query (resolve) got no answer: its server is unreachable, did not answer in time, or failed (SERVFAIL, REFUSED)",
+        help: "check that a DNS server runs at that address (dns_server) and that the namespace reaches it";
     NoLease "no_lease":
         "a DHCP client got no lease",
         help: "start a DHCP server on the same segment first, check both ends are up and bridged, or give the client longer";

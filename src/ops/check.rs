@@ -31,6 +31,8 @@ pub struct PingResult {
     /// Average round trip of the replies.
     pub rtt_ms: Option<f64>,
     pub waited_ms: u64,
+    /// Why an echo request could not be sent, in words (the last refusal of the send).
+    pub unsent: Option<String>,
 }
 
 /// One node of `pingall`: where it probes from and the address it answers on.

@@ -216,6 +216,14 @@ pub fn create_refused(what: String, names: &str, errno: i32) -> Error {
     }
 }
 
+/// The name a creation wanted is one this lab gave to a link it made already.
+pub fn taken_by_the_lab(err: Error, ns: &NsRef, name: &str) -> Error {
+    err.with_code(Code::NameTaken).help(format!(
+        "this lab already made a link named {name} in {ns}: a second link needs another name (link({}, \"{name}\") is the first)",
+        ns.in_script()
+    ))
+}
+
 /// A link that must exist and does not.
 pub fn unknown(ns: &NsRef, name: &str) -> Error {
     Error::new(Code::UnknownLink, format!("unknown link {name:?} in {ns}"))

@@ -15,6 +15,8 @@ pub mod address;
 pub mod capture;
 pub mod check;
 pub mod dhcp;
+pub mod dns;
+pub mod dnsmasq;
 pub mod firewall;
 pub mod link;
 pub mod names;
@@ -23,6 +25,7 @@ pub mod overlay;
 pub mod process;
 pub mod qdisc;
 pub mod query;
+pub mod ra;
 pub mod route;
 pub mod shell;
 pub mod sysctl;
@@ -92,6 +95,11 @@ pub enum Op {
     Spawn(process::Spawn),
     DhcpServer(dhcp::DhcpServer),
     DhcpLease(dhcp::DhcpLease),
+    DhcpRelay(dhcp::DhcpRelay),
+    DnsServer(dns::DnsServer),
+    RouterAdv(ra::RouterAdv),
+    Resolve(dns::Resolve),
+    WaitAddr(address::WaitAddr),
     Ping(check::Ping),
     PingAll(check::PingAll),
     /// Packets: a capture in the background, and a trace of one probe.
@@ -119,6 +127,8 @@ pub enum Outcome {
         pid: u32,
     },
     Lease(dhcp::Lease),
+    /// Addresses (a DNS answer).
+    Ips(Vec<std::net::IpAddr>),
     Ping(check::PingResult),
     PingAll(check::PingAllResult),
     /// A capture started: its id.

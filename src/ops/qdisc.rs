@@ -6,7 +6,8 @@ use super::shell::{Sh, Step};
 use super::NsRef;
 use crate::error::{Code, Error, Result};
 
-/// Egress shaping of a link: tbf for the rate, netem for delay and loss.
+/// Egress shaping of a link: tbf for the rate, netem for delay and loss. The root
+/// qdisc always gets handle 1: (the run asks for it; the plan's `tc` says so too).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Shape {
     /// Bits per second.
@@ -108,7 +109,7 @@ impl SetShape {
             Some(Qdisc::Tbf(t)) => tc()
                 .raw("replace dev")
                 .w(&self.link)
-                .raw("root tbf rate")
+                .raw("root handle 1: tbf rate")
                 .w(format!("{}bit", t.rate_bits))
                 .raw("burst")
                 .w(t.burst.to_string())
@@ -116,7 +117,7 @@ impl SetShape {
                 .w(format!("{}us", t.latency_us))
                 .done(),
             Some(Qdisc::Netem(n)) => {
-                let mut c = tc().raw("replace dev").w(&self.link).raw("root netem");
+                let mut c = tc().raw("replace dev").w(&self.link).raw("root handle 1: netem");
                 if let Some(d) = n.delay_us {
                     c = c.raw("delay").w(format!("{d}us"));
                 }
@@ -174,6 +175,9 @@ mod tests {
         let slow = Shape { rate: Some(100_000), ..s.clone() };
         assert_eq!(slow.qdisc().unwrap(), Qdisc::Tbf(Tbf { rate_bits: 100_000, burst: 4096, latency_us: 50_000 }));
         let plan = SetShape { ns: NsRef::named("a"), link: "eth0".into(), shape: Some(s) }.shell().unwrap();
-        assert_eq!(plan.commands, ["ip netns exec a tc qdisc replace dev eth0 root tbf rate 10000000bit burst 12500 latency 50000us"]);
+        assert_eq!(
+            plan.commands,
+            ["ip netns exec a tc qdisc replace dev eth0 root handle 1: tbf rate 10000000bit burst 12500 latency 50000us"]
+        );
     }
 }

@@ -18,11 +18,10 @@ pub fn register(r: &mut Registrar, backend: &Shared) {
     let b = backend.clone();
     r.func("sleep", move |ms: i64| -> RhaiResult<()> {
         let ms = args::u32_in("sleep of", ms, 0, 3_600_000)?;
-        // A pause is for the lab to settle: it must be all there first.
-        b.borrow_mut().flush().map_err(fail)?;
-        tracing::debug!(ms, "sleep: the queue is flushed");
-        std::thread::sleep(std::time::Duration::from_millis(ms.into()));
-        Ok(())
+        // A pause is for the lab to settle: the backend sends what is queued first (a
+        // plan writes the pause into the walkthrough instead of waiting itself).
+        tracing::debug!(ms, "sleep");
+        b.borrow_mut().pause(ms).map_err(fail)
     });
     let b = backend.clone();
     r.func("assert", move |ok: bool, message: &str| -> RhaiResult<()> {

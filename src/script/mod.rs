@@ -7,6 +7,7 @@ mod check;
 mod cidr;
 mod control;
 mod file;
+mod firewall;
 mod link;
 mod ns;
 mod overlay;
@@ -15,6 +16,7 @@ mod query;
 mod registrar;
 pub mod registry;
 mod router;
+mod services;
 pub mod types;
 
 pub use file::ScriptFile;
@@ -131,6 +133,8 @@ const FAMILIES: &[Family] = &[
     Family { name: "control", docs: control::DOCS, register: control::register },
     Family { name: "overlays", docs: overlay::DOCS, register: overlay::register },
     Family { name: "router labs", docs: router::DOCS, register: router::register },
+    Family { name: "firewall", docs: firewall::DOCS, register: firewall::register },
+    Family { name: "services", docs: services::DOCS, register: services::register },
     Family { name: "checks", docs: check::DOCS, register: check::register },
     Family { name: "packets", docs: packets::DOCS, register: packets::register },
     Family { name: "address arithmetic", docs: cidr::DOCS, register: cidr::register },
@@ -162,6 +166,10 @@ pub struct ScriptEngine {
     backend: Shared,
 }
 
+/// The largest string a script may build (bytes), and the most items in an array or map.
+pub const MAX_STRING: usize = 16 << 20;
+pub const MAX_ITEMS: usize = 1 << 20;
+
 impl ScriptEngine {
     pub fn new(backend: Shared, base_dir: Option<&Path>) -> Self {
         let mut engine = rhai::Engine::new();
@@ -176,6 +184,11 @@ impl ScriptEngine {
         engine.set_max_call_levels(256);
         // Debug builds of Rhai default to half these (32/16): too shallow for stdlib functions.
         engine.set_max_expr_depths(64, 32);
+        // A runaway script (a string doubled in a loop) must end as an error the run can
+        // roll back from, not abort the process: far above what a lab needs.
+        engine.set_max_string_size(MAX_STRING);
+        engine.set_max_array_size(MAX_ITEMS);
+        engine.set_max_map_size(MAX_ITEMS);
         // SIGINT/SIGTERM stop a running script (a loop between two ops too).
         engine.on_progress(|_| crate::signals::stop_requested().map(|sig| Dynamic::from(sig.as_str())));
         engine.register_type_with_name::<Error>("Error");

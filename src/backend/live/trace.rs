@@ -845,7 +845,7 @@ impl<K: Kernel> Explainer<'_, K> {
         let Kind::Arp(_, sender, _) = o.kind else { return None };
         let at = self.target(o).clone();
         let q = RouteQuery { dst: addr.into(), from: Some(sender.into()), iif: Some(at.link.clone()), fwmark: None };
-        let e = self.nl.route_get(&at.ns, &q).err().filter(|e| refused_source(&e))?;
+        let e = self.nl.route_get(&at.ns, &q).err().filter(refused_source)?;
         Some(self.rp_filter(&at, Some(sender.into()), e))
     }
 

@@ -100,6 +100,7 @@ pub fn ping(ns: BorrowedFd<'_>, addr: IpAddr, spec: &PingSpec) -> Result<PingRes
     let mut sent_at: HashMap<u16, Instant> = HashMap::new();
     let mut rtts: Vec<f64> = Vec::new();
     let mut sent = 0u32;
+    let mut unsent: Option<String> = None;
     let mut buf = [0u8; 2048];
     let count = spec.count.max(1);
     for seq in 0..count {
@@ -115,7 +116,11 @@ pub fn ping(ns: BorrowedFd<'_>, addr: IpAddr, spec: &PingSpec) -> Result<PingRes
         // SAFETY: sending from a valid buffer to a valid address on our socket.
         let n =
             unsafe { libc::sendto(fd, pkt.as_ptr() as *const libc::c_void, pkt.len(), 0, &sa as *const _ as *const libc::sockaddr, salen) };
-        // A failed send (no route yet) counts as not sent; the caller reports the route.
+        // A failed send (no route yet) counts as not sent; the caller reports the route
+        // and why the kernel refused it.
+        if n < 0 {
+            unsent = std::io::Error::last_os_error().raw_os_error().map(crate::error::errno_words);
+        }
         if n >= 0 {
             sent += 1;
             sent_at.insert(seq16, Instant::now());
@@ -176,6 +181,7 @@ pub fn ping(ns: BorrowedFd<'_>, addr: IpAddr, spec: &PingSpec) -> Result<PingRes
     }
     let received = rtts.len() as u32;
     Ok(PingResult {
+        unsent: if sent == 0 { unsent } else { None },
         sent,
         received,
         rtt_ms: if rtts.is_empty() { None } else { Some(rtts.iter().sum::<f64>() / f64::from(received)) },
