@@ -9,6 +9,7 @@ mod inspect;
 mod lab;
 mod nsexec;
 mod ops;
+mod packets;
 mod privilege;
 mod progress;
 mod recipes;
@@ -53,6 +54,10 @@ fn main() -> ExitCode {
         Some(Cmd::Graph { script, format, vars }) => inspect::graph(&script, &vars, format),
         Some(Cmd::Shell { lab, ns }) => inspect::shell(&lab, &ns),
         Some(Cmd::Exec { lab, ns, cmd }) => inspect::exec(&lab, &ns, &cmd),
+        Some(Cmd::Capture { lab, targets, write, filter, count, seconds }) => {
+            packets::capture(&lab, &targets, write.as_deref(), filter, count, seconds)
+        }
+        Some(Cmd::Trace { lab, ns, dst, proto, port }) => packets::trace(&lab, &ns, &dst, proto.as_deref(), port),
         Some(Cmd::Errors { code }) => errors(code.as_deref()),
         Some(Cmd::Check { lab, script }) => testing::check_lab(&lab, script.as_deref()),
         Some(Cmd::Test { paths, jobs, junit, tap, filter }) => testing::test(&paths, jobs, junit.as_deref(), tap, filter.as_deref()),

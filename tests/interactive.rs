@@ -313,6 +313,7 @@ catalogue! {
     diag_dns_server_not_running: [("lab.rhai", "let a = netns(\"a\");\nlet b = netns(\"b\");\nconnect(a, b, #{ addr: \"10.0.0.1/24\", peer_addr: \"10.0.0.2/24\" });\nassert_dns(a, \"web.lab\", \"10.0.0.2\", #{ server: \"10.0.0.2\" });\n")], "$NSS --sandbox lab.rhai";
     diag_path_mtu_without_an_answer: [("lab.rhai", "let a = netns(\"a\");\nlet b = netns(\"b\");\nconnect(a, b, #{ addr: \"10.0.0.1/24\", peer_addr: \"10.0.0.2/24\" });\nprint(path_mtu(a, \"10.0.0.9\", #{ timeout: 100 }));\n")], "$NSS --sandbox lab.rhai";
     diag_throughput_without_a_listener: [("lab.rhai", "let a = netns(\"a\");\nlet b = netns(\"b\");\nconnect(a, b, #{ addr: \"10.0.0.1/24\", peer_addr: \"10.0.0.2/24\" });\nthroughput(a, \"10.0.0.2:5001\");\n")], "$NSS --sandbox lab.rhai";
+    diag_bad_capture_filter: [("lab.rhai", "let a = netns(\"a\");\nconnect(a, netns(\"b\"));\nlet cap = capture(a, #{ filter: \"tcp port\" });\n")], "$NSS plan lab.rhai";
     // (33 nodes on one /24 need 33 * 32 entries; a namespace has no gc_thresh3 of its own: 1024)
     diag_pingall_beyond_the_neighbour_table: [("lab.rhai", "import \"topo\" as topo;\nlet s = topo::star(33);\npingall(s.nodes);\n")], "$NSS --sandbox lab.rhai";
     // the command line and the process

@@ -11,6 +11,7 @@ mod htb;
 mod interactive;
 mod linkkinds;
 mod overlay;
+mod packets;
 mod plan;
 mod probes;
 mod reliability;

@@ -13,6 +13,7 @@
 
 pub mod address;
 pub mod bridge;
+pub mod capture;
 pub mod check;
 pub mod dhcp;
 pub mod dns;
@@ -31,6 +32,7 @@ pub mod route;
 pub mod rule;
 pub mod shell;
 pub mod sysctl;
+pub mod trace;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -109,6 +111,9 @@ pub enum Op {
     PingAll(check::PingAll),
     Probe(probe::Probe),
     Serve(probe::Serve),
+    /// Packets: a capture in the background, and a trace of one probe.
+    Capture(capture::CaptureOp),
+    Trace(trace::Trace),
     /// Questions: they change nothing.
     Query(query::Query),
 }
@@ -141,4 +146,9 @@ pub enum Outcome {
     Ping(check::PingResult),
     PingAll(check::PingAllResult),
     Probe(probe::ProbeOutcome),
+    /// A capture started: its id.
+    Capture(u64),
+    CaptureStats(capture::CaptureStats),
+    Packets(Vec<capture::Packet>),
+    Trace(trace::TraceResult),
 }

@@ -237,7 +237,7 @@ pub struct RouteQuery {
 
 /// What `ip route get` says: the device and gateway the packet leaves by, the source
 /// address it gets, and the table the route came from.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RouteAnswer {
     pub dev: Option<String>,
     pub via: Option<IpAddr>,

@@ -13,6 +13,7 @@ mod kinds;
 mod link;
 mod ns;
 mod overlay;
+mod packets;
 mod probe;
 mod query;
 mod registrar;
@@ -20,8 +21,8 @@ pub mod registry;
 mod router;
 mod routing;
 mod services;
-mod tc;
 pub mod suite;
+mod tc;
 pub mod types;
 
 pub use file::ScriptFile;
@@ -146,6 +147,7 @@ const FAMILIES: &[Family] = &[
     Family { name: "services", docs: services::DOCS, register: services::register },
     Family { name: "checks", docs: check::DOCS, register: check::register },
     Family { name: "service checks", docs: probe::DOCS, register: probe::register },
+    Family { name: "packets", docs: packets::DOCS, register: packets::register },
     Family { name: "address arithmetic", docs: cidr::DOCS, register: cidr::register },
 ];
 

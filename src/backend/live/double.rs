@@ -9,6 +9,7 @@ use crate::nsexec::Marker;
 use crate::ops::check::{PingResult, PingSpec};
 use crate::ops::firewall::Rule;
 use crate::ops::process::{Command, ExecOutput};
+use crate::ops::trace::Conntrack;
 use crate::ops::NsRef;
 use ipnetwork::IpNetwork;
 use rtnetlink::packet_core::NetlinkPayload;
@@ -704,6 +705,22 @@ impl Kernel for Double {
 
     fn socket_in(&mut self, _ns: &NsRef, _domain: i32, _ty: i32, _protocol: i32) -> Result<OwnedFd> {
         Err(Error::new(Code::Internal, "the test double has no sockets"))
+    }
+
+    fn packet_socket(&mut self, _ns: &NsRef, _ifindex: u32) -> Result<OwnedFd> {
+        Err(Error::new(Code::Internal, "the test double has no sockets"))
+    }
+
+    fn raw_socket(&mut self, _ns: &NsRef, _protocol: i32) -> Result<OwnedFd> {
+        Err(Error::new(Code::Internal, "the test double has no sockets"))
+    }
+
+    fn conntrack(&mut self, _ns: &NsRef) -> Result<Vec<Conntrack>> {
+        Ok(Vec::new())
+    }
+
+    fn filter_counters(&mut self, _ns: &NsRef) -> Result<Option<String>> {
+        Ok(None)
     }
 
     /// A real socket of the test's own namespace (loopback servers answer it).

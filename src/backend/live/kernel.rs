@@ -13,6 +13,7 @@ use crate::error::Result;
 use crate::ops::check::{PingResult, PingSpec};
 use crate::ops::firewall::Rule;
 use crate::ops::process::{Command, ExecOutput};
+use crate::ops::trace::Conntrack;
 use crate::ops::NsRef;
 use rtnetlink::packet_core::NetlinkMessage;
 use rtnetlink::packet_route::link::LinkMessage;
@@ -177,6 +178,20 @@ pub trait Kernel {
     /// A socket opened inside ns (socket(2) with SOCK_CLOEXEC added): the TCP, UDP
     /// and ICMP sockets of the service checks. It stays in that namespace for its life.
     fn socket_in(&mut self, ns: &NsRef, domain: i32, ty: i32, protocol: i32) -> Result<OwnedFd>;
+
+    // ---- packets (capture and trace) ----
+    /// An AF_PACKET socket opened inside ns and bound to the link `ifindex` there, with
+    /// protocol 0, so it receives nothing yet: the capture engine attaches its filter
+    /// and ring first, then arms it (see `capture::ring`).
+    fn packet_socket(&mut self, ns: &NsRef, ifindex: u32) -> Result<OwnedFd>;
+    /// A raw IPv4 socket of `protocol` (IPPROTO_ICMP, _TCP, _UDP) opened inside ns:
+    /// the probe `trace` sends.
+    fn raw_socket(&mut self, ns: &NsRef, protocol: i32) -> Result<OwnedFd>;
+    /// The connection-tracking table of ns (ctnetlink, as `conntrack -L` shows it).
+    fn conntrack(&mut self, ns: &NsRef) -> Result<Vec<Conntrack>>;
+    /// `iptables -L -v -x -n` of the filter table in ns (rules with their packet
+    /// counters), or None when ns has no filter table (asked of nftables, no process).
+    fn filter_counters(&mut self, ns: &NsRef) -> Result<Option<String>>;
     /// A UDP socket opened inside ns, unbound (IPv6 for `v6`): resolve's DNS queries.
     fn udp_socket(&mut self, ns: &NsRef, v6: bool) -> Result<OwnedFd>;
 }

@@ -4,6 +4,7 @@
 //! refused because it is not the lab's, and what may be batched.
 
 mod bridge;
+pub mod capture;
 mod dhcp;
 mod dns;
 #[cfg(test)]
@@ -13,6 +14,7 @@ pub mod kernel;
 pub mod linux;
 pub mod netlink;
 mod overlay;
+mod packets;
 mod pingall;
 mod probe;
 mod procs;
@@ -21,6 +23,7 @@ pub mod recheck;
 pub mod teardown;
 #[cfg(test)]
 mod tests;
+pub mod trace;
 
 use crate::backend::Backend;
 use crate::error::{Code, Error, Origin, Result};
@@ -48,6 +51,8 @@ pub struct LiveBackend<K: Kernel = Linux> {
     /// A `--sandbox` run: the lab's processes end with it (and with nsscript if killed).
     sandboxed: bool,
     progress: crate::progress::Progress,
+    /// The captures running in the background, by id (see packets.rs).
+    captures: packets::Captures,
     /// The next ifindex for a link made in a namespace that outlives the lab (see
     /// [`LiveBackend::outside_index`]); 0 until the first is picked.
     next_outside_index: u32,
@@ -72,6 +77,7 @@ impl<K: Kernel> LiveBackend<K> {
             state: LabState::default(),
             sandboxed: false,
             progress: Default::default(),
+            captures: Default::default(),
             next_outside_index: 0,
             dns: Default::default(),
         })
@@ -95,6 +101,16 @@ impl<K: Kernel> LiveBackend<K> {
 
     pub fn state(&self) -> &LabState {
         &self.state
+    }
+
+    /// Every link of the lab, as the kernel lists them now (for capturing on them).
+    pub fn lab_links(&mut self) -> Result<Vec<trace::LabLink>> {
+        trace::lab_links(&mut self.nl, &self.state)
+    }
+
+    /// The kernel, for the REPL's `:capture` (it opens packet sockets through it).
+    pub fn kernel(&mut self) -> &mut K {
+        self.nl.kernel()
     }
 
     /// Whether this run created anything (so there is a lab to keep or roll back).
@@ -491,6 +507,8 @@ impl<K: Kernel> LiveBackend<K> {
             Op::PingAll(o) => self.pingall(o).map(Outcome::PingAll),
             Op::Probe(o) => self.probe(o).map(Outcome::Probe),
             Op::Serve(o) => self.serve(o),
+            Op::Capture(o) => self.capture(o),
+            Op::Trace(o) => self.trace(o).map(Outcome::Trace),
             Op::CreateLink(o) => self.create_link(o),
             Op::FdbAppend(o) => self.fdb_append(o),
             Op::Shape(o) => self.shape(o),
@@ -570,7 +588,7 @@ impl<K: Kernel> Backend for LiveBackend<K> {
         // What sends packets (a check, a user's command, a DHCP client) first makes the
         // links that came up able to carry them (see Netlink::settle).
         let started = std::time::Instant::now();
-        if matches!(op, Op::Ping(_) | Op::PingAll(_) | Op::Probe(_) | Op::Exec(_) | Op::DhcpLease(_) | Op::Resolve(_)) {
+        if matches!(op, Op::Ping(_) | Op::PingAll(_) | Op::Probe(_) | Op::Exec(_) | Op::DhcpLease(_) | Op::Resolve(_) | Op::Trace(_)) {
             self.nl.settle()?;
         }
         // Questions are not building (the REPL's completion asks them at every Tab).

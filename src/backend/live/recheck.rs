@@ -15,6 +15,7 @@ use super::LiveBackend;
 use crate::backend::Backend;
 use crate::error::{Code, Error, Result};
 use crate::lab::LabState;
+use crate::ops::capture::CaptureOp;
 use crate::ops::dhcp::Lease;
 use crate::ops::firewall::FwOp;
 use crate::ops::probe::{Probe, StreamTo, Throughput};
@@ -150,6 +151,9 @@ impl<K: Kernel> Recheck<K> {
             }
             Op::Resolve(o) => vec![o.ns.clone()],
             Op::WaitAddr(o) => vec![o.ns.clone()],
+            Op::WaitStp(o) => vec![o.ns.clone()],
+            Op::Trace(o) => vec![o.ns.clone()],
+            Op::Capture(CaptureOp::Start(c)) => c.targets.iter().map(|t| t.ns.clone()).collect(),
             Op::Firewall(f) => vec![f.ns.clone()],
             Op::Query(Query::Links(ns) | Query::Addrs(ns) | Query::Routes(ns) | Query::Fdb(ns) | Query::VethPeer { ns, .. }) => {
                 vec![ns.clone()]
@@ -283,7 +287,9 @@ impl<K: Kernel> Backend for Recheck<K> {
             | Op::Probe(_)
             | Op::Resolve(_)
             | Op::WaitAddr(_)
-            | Op::WaitStp(_) => self.look(op),
+            | Op::WaitStp(_)
+            | Op::Capture(_)
+            | Op::Trace(_) => self.look(op),
         }
     }
 

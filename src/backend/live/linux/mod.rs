@@ -6,6 +6,7 @@ pub mod exec;
 mod icmp;
 mod iptables;
 mod nft;
+mod packets;
 mod sysctl;
 mod tap;
 pub mod wire;
@@ -16,6 +17,7 @@ use crate::nsexec;
 use crate::ops::check::{PingResult, PingSpec};
 use crate::ops::firewall::Rule;
 use crate::ops::process::{Command, ExecOutput};
+use crate::ops::trace::Conntrack;
 use crate::ops::NsRef;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -350,6 +352,22 @@ impl Kernel for Linux {
 
     fn socket_in(&mut self, ns: &NsRef, domain: i32, ty: i32, protocol: i32) -> Result<OwnedFd> {
         nsexec::run_in(self.fd(ns)?, move || socket(domain, ty, protocol))
+    }
+
+    fn packet_socket(&mut self, ns: &NsRef, ifindex: u32) -> Result<OwnedFd> {
+        packets::packet_socket(self.fd(ns)?, ifindex)
+    }
+
+    fn raw_socket(&mut self, ns: &NsRef, protocol: i32) -> Result<OwnedFd> {
+        packets::raw_socket(self.fd(ns)?, protocol)
+    }
+
+    fn conntrack(&mut self, ns: &NsRef) -> Result<Vec<Conntrack>> {
+        packets::conntrack(self.fd(ns)?)
+    }
+
+    fn filter_counters(&mut self, ns: &NsRef) -> Result<Option<String>> {
+        packets::filter_counters(self.fd(ns)?)
     }
 
     fn udp_socket(&mut self, ns: &NsRef, v6: bool) -> Result<OwnedFd> {
