@@ -14,6 +14,7 @@ mod bridge;
 mod decode;
 mod link;
 mod neighbour;
+pub mod observe;
 mod qdisc;
 mod route;
 

@@ -1,0 +1,351 @@
+// nsscript's page: draws a lab (namespaces and bridges as boxes, links as edges) with
+// cytoscape.js and the fCoSE layout. Live (`nsscript ui`): the drawing comes from the
+// server, then changes arrive as patches over server-sent events and counters as
+// rates every second. Standalone (`nsscript graph -f html`): the drawing is in the page.
+(function () {
+  'use strict';
+  const boot = window.NSVIEW_BOOT;
+  const $ = (id) => document.getElementById(id);
+  // Past this many boxes, labels carry names only (the list and the panel have the rest).
+  const BIG = 40;
+
+  const S = {
+    lab: boot.lab,
+    live: !!boot.live,
+    up: true,
+    version: 0,
+    nodes: new Map(),
+    edges: new Map(),
+    rates: {},
+    selected: null,
+    cy: null,
+    metrics: { firstDrawMs: null, layoutMs: null, patches: [] },
+    waiters: [],
+  };
+  window.nsview = S;
+
+  const withToken = (path) => path + (path.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(boot.token || '');
+  const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
+  const big = () => S.nodes.size > BIG;
+
+  // ---- what each box and edge shows ----
+  function ifaceLine(i) {
+    let s = i.name;
+    if (i.addrs.length) s += ' ' + i.addrs.join(' ');
+    if (i.mtu && i.mtu !== 1500 && i.kind !== 'loopback') s += ' mtu ' + i.mtu;
+    if (i.state === 'down') s += ' ✕ down';
+    if (i.state === 'no-carrier') s += ' ⚠ no carrier';
+    return s;
+  }
+  function nodeLabel(n) {
+    const title = n.kind === 'bridge' ? 'bridge ' + n.title : n.title;
+    if (big() || n.kind === 'external') return [title];
+    if (n.kind === 'bridge') {
+      const [self, ...ports] = n.ifaces;
+      const lines = [title];
+      if (self) lines.push(...self.addrs);
+      if (self && self.state !== 'up') lines.push(self.state === 'down' ? '✕ down' : '⚠ ' + self.state);
+      lines.push(ports.length + (ports.length === 1 ? ' port' : ' ports'));
+      if (n.mtu_mismatch) lines.push('⚠ MTU differs');
+      return lines;
+    }
+    return [title, ...n.ifaces.map(ifaceLine)];
+  }
+  function nodeData(n) {
+    const lines = nodeLabel(n);
+    const width = Math.max(...lines.map((l) => l.length));
+    return {
+      id: n.id, kind: n.kind, label: lines.join('\n'),
+      w: Math.max(56, width * 6.7 + 18), h: lines.length * 14 + 14,
+      mtu: n.mtu_mismatch ? 1 : 0,
+      down: n.ifaces.some((i) => i.state === 'down') ? 1 : 0,
+    };
+  }
+  function fmtRate(r) {
+    if (!r || (r.pps < 0.05 && r.bps < 1)) return '';
+    const b = r.bps;
+    const bytes = b >= 1e6 ? (b / 1e6).toFixed(1) + ' MB/s' : b >= 1e3 ? (b / 1e3).toFixed(1) + ' kB/s' : Math.round(b) + ' B/s';
+    const pps = r.pps >= 10 ? Math.round(r.pps) : r.pps.toFixed(1);
+    return pps + ' pkt/s · ' + bytes;
+  }
+  // A link's traffic: both directions, counted at its first end.
+  function edgeRate(e) {
+    const end = e.ends[0];
+    const r = end && S.rates[end.ns + '/' + end.name];
+    return r ? { pps: r[0] + r[1], bps: r[2] + r[3] } : null;
+  }
+  function edgeData(e) {
+    const lines = [];
+    if (!big()) lines.push(e.kind === 'veth' ? e.ends.map((x) => x.name).join(' — ') : e.label);
+    if (e.mtu_mismatch) lines.push('⚠ ' + e.mtu_mismatch);
+    if (e.state === 'down') lines.push('down');
+    const rate = fmtRate(edgeRate(e));
+    if (rate) lines.push(rate);
+    const r = edgeRate(e);
+    return {
+      id: e.id, source: e.a, target: e.b, kind: e.kind, state: e.state, label: lines.join('\n'),
+      mtu: e.mtu_mismatch ? 1 : 0,
+      width: 2 + (r ? Math.min(7, Math.log10(1 + r.pps) * 2.2) : 0),
+    };
+  }
+
+  // ---- the drawing ----
+  const style = [
+    { selector: 'node', style: {
+      shape: 'round-rectangle', width: 'data(w)', height: 'data(h)', label: 'data(label)',
+      'text-wrap': 'wrap', 'text-valign': 'center', 'text-halign': 'center',
+      'font-family': 'ui-monospace, SFMono-Regular, Menlo, Consolas, monospace', 'font-size': 11,
+      'background-color': '#e8f0fe', 'border-width': 1.5, 'border-color': '#1a73e8', color: '#202124' } },
+    { selector: 'node[kind="bridge"]', style: { 'background-color': '#fef3e0', 'border-color': '#e8710a' } },
+    { selector: 'node[kind="host"]', style: { 'background-color': '#eceff1', 'border-color': '#455a64' } },
+    { selector: 'node[kind="external"]', style: { shape: 'ellipse', 'background-color': '#fff', 'border-style': 'dashed', 'border-color': '#80868b' } },
+    { selector: 'node[down=1]', style: { 'border-color': '#d93025' } },
+    { selector: 'node[mtu=1]', style: { 'border-color': '#a142f4', 'border-width': 3, 'border-style': 'double' } },
+    { selector: 'node:selected', style: { 'border-width': 3, 'overlay-opacity': 0.08 } },
+    { selector: 'edge', style: {
+      width: 'data(width)', 'curve-style': 'bezier', 'line-color': '#5f6368', label: 'data(label)', 'text-wrap': 'wrap',
+      'font-size': 9, 'font-family': 'ui-monospace, monospace', color: '#3c4043', 'text-rotation': 'autorotate',
+      'text-background-color': '#fafafa', 'text-background-opacity': 0.85, 'text-background-padding': 1 } },
+    { selector: 'edge[kind="vxlan"]', style: { 'line-style': 'dotted', 'line-color': '#188038' } },
+    { selector: 'edge[state="no-carrier"]', style: { 'line-style': 'dashed', 'line-color': '#e37400' } },
+    { selector: 'edge[state="down"]', style: { 'line-style': 'dashed', 'line-color': '#d93025', color: '#d93025' } },
+    { selector: 'edge[mtu=1]', style: { 'line-color': '#a142f4', color: '#7b1fa2' } },
+    { selector: 'edge:selected', style: { 'overlay-opacity': 0.15, 'overlay-color': '#1a73e8' } },
+  ];
+
+  function layoutOptions(randomize) {
+    return {
+      name: 'fcose', quality: 'default', randomize, animate: false, fit: true, padding: 24,
+      nodeDimensionsIncludeLabels: true, packComponents: true,
+      idealEdgeLength: () => (big() ? 45 : 90), nodeRepulsion: () => (big() ? 4500 : 9000),
+      nodeSeparation: 60, numIter: 2500,
+    };
+  }
+  function layout(randomize) {
+    const t = performance.now();
+    S.cy.layout(layoutOptions(randomize)).run();
+    S.metrics.layoutMs = performance.now() - t;
+  }
+
+  // Bring the drawing in line with S.nodes / S.edges: only the ids in `touched`
+  // (all of them when it is null). Boxes or links that appear start beside a
+  // neighbour and the layout runs again from where everything is.
+  function sync(touched) {
+    const cy = S.cy;
+    let added = false;
+    cy.batch(() => {
+      const ids = touched || new Set([...cy.elements().map((e) => e.id()), ...S.nodes.keys(), ...S.edges.keys()]);
+      for (const id of ids) {
+        const el = cy.getElementById(id);
+        const n = S.nodes.get(id), e = S.edges.get(id);
+        if (!n && !e) { if (el.nonempty()) cy.remove(el); continue; }
+        const data = n ? nodeData(n) : edgeData(e);
+        if (el.nonempty()) {
+          // An edge whose ends changed is a new edge.
+          if (e && (el.data('source') !== e.a || el.data('target') !== e.b)) { cy.remove(el); }
+          else { el.data(data); continue; }
+        }
+        if (e && (cy.getElementById(e.a).empty() || cy.getElementById(e.b).empty())) continue;
+        cy.add({ group: n ? 'nodes' : 'edges', data });
+        added = true;
+      }
+      // Edges whose boxes arrived later than them.
+      for (const e of S.edges.values()) {
+        if (cy.getElementById(e.id).empty() && cy.getElementById(e.a).nonempty() && cy.getElementById(e.b).nonempty()) {
+          cy.add({ group: 'edges', data: edgeData(e) });
+          added = true;
+        }
+      }
+    });
+    if (added) {
+      const fresh = cy.nodes().filter((n) => !n.scratch('_placed'));
+      const first = cy.nodes().length === fresh.length;
+      fresh.forEach((n) => {
+        const near = n.neighborhood('node').filter((m) => m.scratch('_placed'));
+        if (near.nonempty()) {
+          const p = near[0].position();
+          n.position({ x: p.x + 40 * (Math.random() - 0.5), y: p.y + 40 * (Math.random() - 0.5) });
+        }
+        n.scratch('_placed', true);
+      });
+      layout(first);
+    }
+    renderList();
+    renderCounts();
+    if (S.selected) showSelected(false);
+    $('down').style.display = S.up ? 'none' : 'block';
+  }
+
+  // ---- the list of boxes (also what tests and screen readers read) ----
+  function renderList() {
+    const groups = [['netns', 'Namespaces'], ['host', 'Host'], ['bridge', 'Bridges'], ['external', 'Outside the lab']];
+    let html = '';
+    for (const [kind, title] of groups) {
+      const nodes = [...S.nodes.values()].filter((n) => n.kind === kind).sort((a, b) => a.title.localeCompare(b.title, undefined, { numeric: true }));
+      if (!nodes.length) continue;
+      html += `<h2>${title} (${nodes.length})</h2><ul>`;
+      for (const n of nodes) {
+        const cls = ['node', n.mtu_mismatch ? 'mtu' : '', S.selected === n.id ? 'selected' : ''].join(' ');
+        html += `<li class="${cls}" data-id="${esc(n.id)}" data-kind="${n.kind}"><span class="name">${esc(n.title)}</span><ul>`;
+        for (const i of n.ifaces) {
+          html += `<li class="iface" data-iface="${esc(n.ns + '/' + i.name)}" data-state="${i.state}">${esc(ifaceLine(i).replace(/ (✕ down|⚠ no carrier)$/, ''))}</li>`;
+        }
+        html += '</ul></li>';
+      }
+      html += '</ul>';
+    }
+    $('list').innerHTML = html;
+  }
+  $('list').addEventListener('click', (ev) => {
+    const li = ev.target.closest('li.node');
+    if (!li) return;
+    select(li.dataset.id);
+    const el = S.cy.getElementById(li.dataset.id);
+    if (el.nonempty()) { S.cy.elements().unselect(); el.select(); S.cy.animate({ center: { eles: el } }, { duration: 200 }); }
+  });
+
+  function renderCounts() {
+    const ns = [...S.nodes.values()].filter((n) => n.kind === 'netns').length;
+    const br = [...S.nodes.values()].filter((n) => n.kind === 'bridge').length;
+    const down = [...S.edges.values()].filter((e) => e.state !== 'up' && e.state !== 'planned').length;
+    $('counts').textContent = `${ns} namespaces · ${br} bridges · ${S.edges.size} links` + (down ? ` · ${down} not up` : '');
+  }
+
+  // ---- the details panel ----
+  function ifaceTable(ifaces) {
+    let h = '<table class="ifaces"><tr><th>link</th><th>state</th><th>mtu</th><th>addresses</th></tr>';
+    for (const i of ifaces) {
+      h += `<tr><td>${esc(i.name)}${i.kind && i.kind !== 'veth' ? ' <small>(' + esc(i.kind) + ')</small>' : ''}</td>` +
+        `<td class="${i.state}">${esc(i.oper || i.state)}</td><td>${i.mtu}</td><td>${esc(i.addrs.join(' '))}</td></tr>`;
+    }
+    return h + '</table>';
+  }
+  function select(id) { S.selected = id; showSelected(true); renderList(); }
+  function showSelected(fetchDetails) {
+    const n = S.nodes.get(S.selected), e = S.edges.get(S.selected);
+    const panel = $('panel');
+    if (n) {
+      let h = `<div class="section"><h2>${n.kind === 'bridge' ? 'bridge' : n.kind === 'external' ? 'outside the lab' : 'namespace'}</h2>` +
+        `<h3>${esc(n.title)}</h3>`;
+      if (n.mtu_mismatch) h += `<p class="warn">⚠ ${esc(n.mtu_mismatch)}</p>`;
+      if (n.ifaces.length) h += ifaceTable(n.ifaces);
+      if (S.live && n.ns) h += `<h2>:show ${esc(n.ns)}</h2><pre id="details">${fetchDetails ? 'reading…' : esc(S.detailsText || '')}</pre>`;
+      h += '</div>';
+      panel.innerHTML = h;
+      if (S.live && n.ns && fetchDetails) {
+        S.detailsText = '';
+        fetch(withToken('api/ns/' + encodeURIComponent(n.ns))).then((r) => r.json()).then((d) => {
+          S.detailsText = d.text || d.error || '';
+          const pre = $('details');
+          if (pre && S.selected === n.id) { pre.textContent = S.detailsText; if (d.error) pre.className = 'err'; }
+        });
+      }
+    } else if (e) {
+      let h = `<div class="section"><h2>${esc(e.kind)} link</h2><h3>${esc(e.label)}</h3>`;
+      h += `<p>state: <b>${esc(e.state)}</b></p>`;
+      if (e.mtu_mismatch) h += `<p class="warn">⚠ ${esc(e.mtu_mismatch)}</p>`;
+      h += '<table><tr><th>end</th><th>namespace</th><th>rx pkt/s</th><th>tx pkt/s</th><th>rx B/s</th><th>tx B/s</th></tr>';
+      for (const x of e.ends) {
+        const r = S.rates[x.ns + '/' + x.name] || [0, 0, 0, 0];
+        h += `<tr><td>${esc(x.name)}</td><td>${esc(x.ns)}</td>` + r.map((v) => `<td>${v.toFixed(1)}</td>`).join('') + '</tr>';
+      }
+      h += '</table></div>';
+      panel.innerHTML = h;
+    }
+  }
+
+  // ---- reachability (pingall) ----
+  $('pingall').addEventListener('click', () => {
+    if (!S.live) return;
+    const btn = $('pingall');
+    btn.disabled = true;
+    $('panel').innerHTML = '<div class="section"><h2>reachability</h2><p>pingall: every namespace pings every other one…</p></div>';
+    S.selected = null;
+    fetch(withToken('api/pingall'), { method: 'POST' }).then((r) => r.json()).then((m) => {
+      btn.disabled = false;
+      let h = '<div class="section"><h2>reachability (pingall)</h2>';
+      if (m.error) { $('panel').innerHTML = h + `<p class="err">${esc(m.error)}</p></div>`; return; }
+      h += `<p>${m.reached} of ${m.pairs} pairs answered in ${Math.round(m.elapsed_ms)} ms; row pings column.</p>`;
+      h += '<table class="matrix"><tr><th></th>' + m.nodes.map((n) => `<th title="${esc(n.addr)}">${esc(n.name)}</th>`).join('') + '</tr>';
+      m.rtt_ms.forEach((row, i) => {
+        h += `<tr><th>${esc(m.nodes[i].name)}</th>` + row.map((v, j) => i === j ? '<td class="self">·</td>'
+          : v === null ? `<td class="no" title="no answer">✕</td>` : `<td class="yes" title="${v.toFixed(2)} ms">✓</td>`).join('') + '</tr>';
+      });
+      $('panel').innerHTML = h + '</table></div>';
+      S.lastMatrix = m;
+    }).catch((err) => { btn.disabled = false; $('panel').innerHTML = `<p class="err">${esc(err)}</p>`; });
+  });
+  $('fit').addEventListener('click', () => S.cy.fit(undefined, 24));
+  $('relayout').addEventListener('click', () => layout(true));
+
+  // ---- applying what the server says ----
+  function load(view) {
+    S.up = view.up;
+    S.nodes = new Map(view.nodes.map((n) => [n.id, n]));
+    S.edges = new Map(view.edges.map((e) => [e.id, e]));
+  }
+  function patch(p) {
+    const touched = new Set();
+    S.up = p.up;
+    for (const n of p.nodes_set) { S.nodes.set(n.id, n); touched.add(n.id); }
+    for (const id of p.nodes_del) { S.nodes.delete(id); touched.add(id); }
+    for (const e of p.edges_set) { S.edges.set(e.id, e); touched.add(e.id); }
+    for (const id of p.edges_del) { S.edges.delete(id); touched.add(id); }
+    return touched;
+  }
+  function settleWaiters() {
+    S.waiters = S.waiters.filter((w) => { if (w.pred()) { w.resolve(Date.now()); return false; } return true; });
+  }
+  // Resolves (with the time it became true) once pred() holds after a drawing.
+  S.waitFor = (pred) => new Promise((resolve) => { S.waiters.push({ pred, resolve }); settleWaiters(); });
+  S.ifaceState = (key) => { for (const n of S.nodes.values()) for (const i of n.ifaces) if (n.ns + '/' + i.name === key) return i.state; return null; };
+
+  function afterPaint(f) { requestAnimationFrame(() => requestAnimationFrame(f)); }
+
+  function start() {
+    S.cy = cytoscape({ container: $('cy'), style, elements: [], wheelSensitivity: 0.3, minZoom: 0.05, maxZoom: 4 });
+    S.cy.on('tap', 'node, edge', (ev) => select(ev.target.id()));
+    if (!S.live) {
+      $('status').textContent = 'from the script (plan)';
+      $('status').className = 'plan';
+      $('pingall').style.display = 'none';
+      load(boot.view);
+      sync(null);
+      afterPaint(() => { S.metrics.firstDrawMs = performance.now(); });
+      return;
+    }
+    const events = new EventSource(withToken('api/events'));
+    events.onopen = () => { $('status').textContent = 'live'; $('status').className = 'live'; };
+    events.onerror = () => { $('status').textContent = 'reconnecting…'; $('status').className = 'lost'; };
+    events.addEventListener('snapshot', (m) => {
+      const v = JSON.parse(m.data);
+      S.version = v.version;
+      load(v.view);
+      sync(null);
+      if (S.metrics.firstDrawMs === null) afterPaint(() => { S.metrics.firstDrawMs = performance.now(); settleWaiters(); });
+      else afterPaint(settleWaiters);
+    });
+    events.addEventListener('patch', (m) => {
+      const received = Date.now();
+      const p = JSON.parse(m.data);
+      if (p.version <= S.version) return;
+      S.version = p.version;
+      const wasBig = big();
+      const touched = patch(p.patch);
+      // Labels switch between full and short as the lab crosses BIG boxes: redo all.
+      sync(wasBig !== big() ? null : touched);
+      afterPaint(() => {
+        S.metrics.patches.push({ version: p.version, kernelAt: p.at, sentAt: p.sent, receivedAt: received, drawnAt: Date.now() });
+        if (S.metrics.patches.length > 200) S.metrics.patches.shift();
+        settleWaiters();
+      });
+    });
+    events.addEventListener('rates', (m) => {
+      S.rates = JSON.parse(m.data).ifaces;
+      S.cy.batch(() => { for (const e of S.edges.values()) { const el = S.cy.getElementById(e.id); if (el.nonempty()) el.data(edgeData(e)); } });
+      if (S.edges.has(S.selected)) showSelected(false);
+    });
+  }
+  cytoscape.use(cytoscapeFcose);
+  start();
+})();
