@@ -62,7 +62,14 @@ fn node_of(l: &PLink) -> String {
 
 pub fn build(lab: &str, m: &Model) -> Graph {
     let mut g = Graph { lab: lab.to_string(), ..Graph::default() };
-    let addr_text = |l: &PLink| m.addrs_of(&l.ns, &l.name).iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    // An address SLAAC forms is marked: the plan knows its prefix, its host part only from a known MAC.
+    let addr_text = |l: &PLink| {
+        m.addrs
+            .iter()
+            .filter(|a| a.ns == l.ns && a.link == l.name)
+            .map(|a| if m.slaac.contains(a) { format!("{} (slaac)", a.addr) } else { a.addr.to_string() })
+            .collect::<Vec<_>>()
+    };
     for ns in m.namespaces() {
         let links = m.links_in(&ns);
         let mut lines = Vec::new();
@@ -71,6 +78,8 @@ pub fn build(lab: &str, m: &Model) -> Graph {
             lines.push(format!("{}{kind}", l.name));
             lines.extend(addr_text(l));
         }
+        // The lab's services (dnsmasq: DHCP, relay, DNS, router advertisements) as labels.
+        lines.extend(m.services.iter().filter(|s| s.run.ns == ns).map(|s| format!("[{}]", s.run.label)));
         let title = ns.name().unwrap_or("host").to_string();
         if ns != NsRef::Host || !lines.is_empty() {
             g.nodes.push(Node { id: ns_id(&ns), kind: if ns == NsRef::Host { "host" } else { "netns" }.into(), title, lines });

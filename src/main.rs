@@ -168,11 +168,8 @@ fn start(script: Option<&Path>, opts: &RunOpts, repl: bool) -> Result<ExitCode, 
             }
         } else if opts.sandbox {
             if opts.hold {
-                eprintln!(
-                    "lab {name} is up in the sandbox (pid {}); enter it with `nsenter -t {} -n -m`. Ctrl-C ends it.",
-                    std::process::id(),
-                    std::process::id()
-                );
+                let pid = nsexec::outer_pid();
+                eprintln!("lab {name} is up in the sandbox (pid {pid}); enter it with `nsenter -t {pid} -n -m -p`. Ctrl-C ends it.");
                 privilege::wait_for_interrupt();
             }
             eprintln!("lab {name}: sandbox closed, nothing left behind.");
@@ -195,7 +192,8 @@ fn report_down(lab_name: &str, report: &lab::report::Report) {
     for f in &report.failed {
         eprintln!("could not remove {f}");
     }
-    eprintln!("lab {lab_name}: removed {} object(s).", report.removed.len());
+    let waited = if report.waited.is_empty() { String::new() } else { format!("; waited {}", report.waited.join(", ")) };
+    eprintln!("lab {lab_name}: removed {} object(s){waited}.", report.removed.len());
 }
 
 fn down(lab_name: &str, wait: bool) -> Result<ExitCode, Error> {

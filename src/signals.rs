@@ -115,3 +115,23 @@ pub fn wait() {
         guard = WAKE.1.wait(guard).unwrap_or_else(|p| p.into_inner());
     }
 }
+
+/// Wait `dur`, or less when SIGINT/SIGTERM arrives meanwhile (a script's `sleep()`):
+/// the error says the run was interrupted.
+pub fn sleep(dur: std::time::Duration) -> Result<()> {
+    if INSTALLED.get().is_none() {
+        std::thread::sleep(dur);
+        return check();
+    }
+    let until = std::time::Instant::now() + dur;
+    let mut guard = WAKE.0.lock().unwrap_or_else(|p| p.into_inner());
+    while stop_requested().is_none() {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        guard = WAKE.1.wait_timeout(guard, left).unwrap_or_else(|p| p.into_inner()).0;
+    }
+    drop(guard);
+    check()
+}

@@ -542,3 +542,25 @@ section repl-first; $NSS --sandbox repl 2>&1; echo "code=$?"
     let repl = run.section("repl-first");
     assert!(repl.contains("the options of `repl` come after it: `nsscript repl --sandbox`") && repl.contains("code=2"), "{repl}");
 }
+
+/// A script's `sleep()` is a pause for the lab to settle, not a place where SIGTERM
+/// waits: the run stops at once, rolls back and exits 143 (a `timeout 20` around it
+/// would answer 124 if the 60 s pause ran to its end).
+#[test]
+fn sigterm_during_sleep_stops_the_run_and_rolls_back() {
+    let Some(run) = isolated(
+        &[("nap.rhai", "netns(\"nap\");\nsleep(60000);\n")],
+        r#"
+timeout 20 $NSS nap.rhai > out 2>&1 & p=$!
+for _ in $(seq 100); do ip netns list | grep -q nap && break; sleep 0.05; done
+sleep 0.2; kill -TERM $(pgrep -P $p) 2>/dev/null; wait $p; echo "code=$?"
+section left; ip netns list
+section out; cat out
+"#,
+    ) else {
+        return;
+    };
+    assert!(run.stdout.contains("code=143"), "{}", run.stdout);
+    assert_eq!(run.section("left").trim(), "", "{}", run.stdout);
+    assert!(run.section("out").contains("rolled back"), "{}", run.stdout);
+}

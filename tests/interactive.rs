@@ -57,7 +57,8 @@ fn graph_of_seed000_has_its_boxes_and_links() {
     assert_eq!(edges(&g), want);
     let rt = g["nodes"].as_array().unwrap().iter().find(|n| n["id"] == "ns:rt").unwrap();
     let lines: Vec<&str> = rt["lines"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
-    assert_eq!(lines, ["eth0", "10.0.0.254/24", "eth1", "192.168.100.11/24"]);
+    // Its dnsmasq is a label on it.
+    assert_eq!(lines, ["eth0", "10.0.0.254/24", "eth1", "192.168.100.11/24", "[dhcp eth0 10.0.0.151 - 10.0.0.160]"]);
 }
 
 #[test]
@@ -270,7 +271,9 @@ catalogue! {
     // (listen: the run waits for a port that never opens, so it sees the exit however slow the machine)
     diag_spawned_program_exits_at_once: [("lab.rhai", "spawn(netns(\"a\"), \"echo no config; exit 3\", #{ listen: 8080, wait: 30000 });\n")], "$NSS --sandbox lab.rhai";
     diag_iptables_refuses_a_rule: [("lab.rhai", "iptables(netns(\"a\"), \"-A FORWARD -j NOSUCHTARGET\");\n")], "$NSS --sandbox lab.rhai";
+    diag_iptables_old_negation_says_how_iptables_1_8_writes_it: [("lab.rhai", "let gw = netns(\"gw\");\niptables(gw, \"-A INPUT -i ! ppp0 -j ACCEPT\");\n")], "$NSS plan lab.rhai";
     diag_no_dhcp_lease: [("lab.rhai", "let a = netns(\"a\");\nconnect(a, bridge(\"br0\"), #{ ifname: \"eth0\" });\ndhcp_client(a, \"eth0\");\n")], "$NSS plan lab.rhai";
+    diag_resolve_names_the_dns_server_that_does_not_answer: [("lab.rhai", "let a = netns(\"a\");\nconnect(a, netns(\"b\"), #{ ifname: \"eth0\", addr: \"10.0.0.1/24\" });\nresolve(a, \"web.lab\", #{ server: \"10.0.0.99\", timeout: 200 });\n")], "$NSS --sandbox lab.rhai";
     // checks
     diag_assertion_failed: [("lab.rhai", "let r = netns(\"a\").exec(\"exit 3\");\nassert(r.code == 0, `exit code ${r.code}`);\n")], "$NSS --sandbox lab.rhai";
     diag_pingall_pairs_without_reply: [("lab.rhai", "let a = netns(\"a\");\nlet b = netns(\"b\");\nconnect(a, b, #{ addr: \"10.0.0.1/24\", peer_addr: \"10.0.1.2/24\" });\npingall([a, b], #{ timeout: 200 });\n")], "$NSS --sandbox lab.rhai";

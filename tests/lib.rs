@@ -4,6 +4,7 @@
 mod support;
 
 mod core;
+mod firewall;
 mod gallery;
 mod interactive;
 mod overlay;
@@ -11,3 +12,5 @@ mod plan;
 mod reliability;
 mod router;
 mod scale;
+mod services;
+mod trust;

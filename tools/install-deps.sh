@@ -9,6 +9,7 @@ declare -A need=(
   [ip]=iproute2 [iptables]=iptables [dnsmasq]=dnsmasq-base [busybox]=busybox
   [tcpdump]=tcpdump [socat]=socat [ping]=iputils-ping [unshare]=util-linux
   [setpriv]=util-linux [pgrep]=procps [bridge]=iproute2 [conntrack]=conntrack
+  [strace]=strace
 )
 missing=()
 for cmd in "${!need[@]}"; do

@@ -18,7 +18,7 @@ command -v jq >/dev/null 2>&1 || {
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends jq >/dev/null
 }
-root_state() { ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | sort; ip netns list; ls -A /run/netns 2>/dev/null || true; }
+root_state() { ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | sort; ls -A /run/netns 2>/dev/null || true; }
 before=$(root_state)
 status=0
 cargo test --release --all-targets 2>&1 || status=$?

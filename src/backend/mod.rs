@@ -29,11 +29,11 @@ pub trait Backend {
     /// The script call the next ops serve (None between calls): a pipelining backend
     /// keeps it with requests whose refusal may come after the call returned.
     fn set_origin(&mut self, _origin: Option<Origin>) {}
-    /// A pause for the lab to settle (`sleep(ms)`): what is queued is sent first.
+    /// A pause for the lab to settle (`sleep(ms)`): what is queued is sent first; a
+    /// SIGINT/SIGTERM ends it at once.
     fn pause(&mut self, ms: u32) -> Result<()> {
         self.flush()?;
-        std::thread::sleep(std::time::Duration::from_millis(ms.into()));
-        Ok(())
+        crate::signals::sleep(std::time::Duration::from_millis(ms.into()))
     }
     /// Send whatever is queued now (before a pause, say), and report its refusals.
     fn flush(&mut self) -> Result<()> {

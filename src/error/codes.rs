@@ -87,8 +87,8 @@ catalogue! {
         "an address or a number lies outside the subnet it must be in (a host or subnet number, a DHCP range)",
         help: "pick it inside the subnet, away from its network and broadcast addresses";
     NoAddress "no_address":
-        "a namespace or interface needs an IPv4 address for this and has none",
-        help: "give it an address first, e.g. link(ns, \"eth0\").addr(\"10.0.0.1/24\")";
+        "a namespace or interface needs an address for this and has none (IPv4, or a usable IPv6 one: global, link-local, DAD done)",
+        help: "give it an address first, e.g. link(ns, \"eth0\").addr(\"10.0.0.1/24\"), or wait for SLAAC with wait_addr(ns, iface)";
     BadWiring "bad_wiring":
         "the wiring asked for cannot exist: a namespace connected to itself, two veth ends with one name, a bridge port in another namespace...",
         help: "each end of a link needs its own name and place; a bridge and its ports share one namespace";
@@ -175,6 +175,9 @@ catalogue! {
     IptablesRefused "iptables_refused":
         "iptables refused a rule (or could not be run)",
         help: "the message is iptables' own: check the rule's options (`man iptables`, `man iptables-extensions`)";
+    DnsFailed "dns_failed":
+        "a DNS query (resolve) got no answer: its server is unreachable, did not answer in time, or failed (SERVFAIL, REFUSED)",
+        help: "check that a DNS server runs at that address (dns_server) and that the namespace reaches it";
     NoLease "no_lease":
         "a DHCP client got no lease",
         help: "start a DHCP server on the same segment first, check both ends are up and bridged, or give the client longer";

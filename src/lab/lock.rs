@@ -13,10 +13,10 @@
 
 use crate::error::{Code, Error, Result};
 use std::cell::Cell;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -33,17 +33,14 @@ fn names_lock() -> PathBuf {
 const NAMES_WAIT: Duration = Duration::from_secs(30);
 
 fn open_lock_file(path: &PathBuf) -> Result<File> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path.parent().expect("lock files live in a directory"))
-        .map_err(|e| Error::io(Code::IoFailed, format!("cannot create {}", path.parent().unwrap().display()), &e))?;
+    super::state_dir(path.parent().expect("lock files live in a directory"))?;
     OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| Error::io(Code::IoFailed, format!("cannot open the lock file {}", path.display()), &e))
 }

@@ -110,6 +110,13 @@ pub enum Object {
     Fw(FwRecord),
     /// A background process of the lab (spawn, dhcp_server).
     Proc(ProcRecord),
+    /// A namespace that outlives the lab (the host's, or one named with `ns()`) and that
+    /// the lab changes, with its identity: written before the first change there, so
+    /// `down` touches nothing in it unless it is still that namespace.
+    Outside {
+        ns: NsRef,
+        cookie: u64,
+    },
 }
 
 /// What a lab holds, replayed from its ledger: each object's latest entry, by id
@@ -120,6 +127,8 @@ pub struct LabState {
     /// Lookups a build makes at every step: namespace by name, link by place and name.
     netns_by_name: HashMap<String, u64>,
     link_by_place: HashMap<(NsRef, String), u64>,
+    /// The cookie of each namespace outside the lab that it changes.
+    outside: HashMap<NsRef, u64>,
     next_id: u64,
 }
 
@@ -150,6 +159,9 @@ impl LabState {
                 }
             }
             Object::LinkGone => self.forget(e.id),
+            Object::Outside { ns, cookie } => {
+                self.outside.entry(ns.clone()).or_insert(*cookie);
+            }
             Object::Sysctl(s)
                 // Only the first change of a key remembers the value to restore.
                 if self.sysctls().any(|(x, r)| r.ns == s.ns && r.key == s.key && x.id != e.id) => {}
@@ -203,6 +215,11 @@ impl LabState {
     records!(sysctls, Sysctl, SysctlRecord);
     records!(fw, Fw, FwRecord);
     records!(procs, Proc, ProcRecord);
+
+    /// The identity recorded for a namespace outside the lab that it changes.
+    pub fn outside_cookie(&self, ns: &NsRef) -> Option<u64> {
+        self.outside.get(ns).copied()
+    }
 
     pub fn owns_netns(&self, name: &str) -> bool {
         self.netns_by_name.contains_key(name)
@@ -268,6 +285,60 @@ fn labs_dir() -> PathBuf {
     state_root().join("labs")
 }
 
+/// Make (0700) and check every directory from the state root down to `dir`: each must be
+/// a real directory (no symbolic link is followed: lab state written through a link
+/// could land anywhere, and a ledger read through one could be anyone's), ours, and
+/// closed to other users' writes.
+pub fn state_dir(dir: &std::path::Path) -> Result<()> {
+    let root = state_root();
+    let Ok(below) = dir.strip_prefix(root) else {
+        return Err(Error::new(Code::Internal, format!("{} is not under {}", dir.display(), root.display())));
+    };
+    let mut path = root.clone();
+    let mut levels = vec![path.clone()];
+    for part in below.components() {
+        path.push(part);
+        levels.push(path.clone());
+    }
+    for level in levels {
+        match fs::DirBuilder::new().mode(0o700).create(&level) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io(Code::IoFailed, format!("cannot create {}", dir.display()), &e)),
+        }
+        if fs::symlink_metadata(&level).is_ok_and(|m| !m.is_dir() && !m.file_type().is_symlink()) {
+            let e = std::io::Error::from_raw_os_error(libc::ENOTDIR);
+            return Err(Error::io(Code::IoFailed, format!("cannot create {}", dir.display()), &e));
+        }
+        check_dir(&level)?;
+    }
+    Ok(())
+}
+
+/// A state directory that exists must be a real directory of ours that others cannot write.
+fn check_dir(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = fs::symlink_metadata(path) else { return Ok(()) };
+    let me = nix::unistd::geteuid().as_raw();
+    let why = if meta.file_type().is_symlink() {
+        let to = fs::read_link(path).map(|t| t.display().to_string()).unwrap_or_default();
+        format!("{} is a symbolic link (to {to})", path.display())
+    } else if !meta.is_dir() {
+        format!("{} is not a directory", path.display())
+    } else if meta.uid() != me {
+        format!("{} belongs to uid {}, not to this user (uid {me})", path.display(), meta.uid())
+    } else if meta.mode() & 0o022 != 0 {
+        format!("{} is writable by other users (mode {:o})", path.display(), meta.mode() & 0o7777)
+    } else {
+        return Ok(());
+    };
+    Err(Error::new(Code::LedgerTampered, format!("refusing to use the lab state under {}", state_root().display())).why(why).help(format!(
+        "nothing was read or written there: lab state must live in real directories private to their owner; \
+             inspect {} and remove what is wrong by hand",
+        path.display()
+    )))
+}
+
 pub fn lab_dir(lab: &str) -> PathBuf {
     labs_dir().join(lab)
 }
@@ -286,11 +357,7 @@ impl Ledger {
     /// Start the ledger of a new build of `lab`. Refuses when the lab is up.
     pub fn create(lab: &str, script: &str) -> Result<Ledger> {
         validate_lab_name(lab)?;
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(lab_dir(lab))
-            .map_err(|e| Error::io(Code::IoFailed, format!("cannot create the state directory of lab {lab:?}"), &e))?;
+        state_dir(&lab_dir(lab))?;
         let file = OpenOptions::new().append(true).create_new(true).mode(0o600).open(ledger_path(lab)).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
                 Error::new(Code::LabUp, format!("lab {lab:?} is already up")).help(format!(
@@ -360,15 +427,27 @@ pub fn load(lab: &str) -> Result<LabState> {
     Ok(state)
 }
 
+/// Remove a lab's state: what a killed run may have left in its directory (a hook
+/// script, a log), then the ledger, then the directory. Everything in it is the lab's
+/// own: the directory is private to its owner (see [`check_private`]).
 pub fn remove(lab: &str) -> Result<()> {
     let dir = lab_dir(lab);
-    fs::remove_file(ledger_path(lab)).map_err(|e| Error::io(Code::IoFailed, format!("cannot remove the ledger of lab {lab:?}"), &e))?;
+    let ledger = ledger_path(lab);
+    if let Ok(rd) = fs::read_dir(&dir) {
+        for f in rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| *p != ledger) {
+            let _ = fs::remove_file(f);
+        }
+    }
+    fs::remove_file(&ledger).map_err(|e| Error::io(Code::IoFailed, format!("cannot remove the ledger of lab {lab:?}"), &e))?;
     let _ = fs::remove_dir(dir);
     Ok(())
 }
 
-/// The labs that are up, by name.
+/// The labs that are up, by name (none when the state directories are not to be trusted).
 pub fn list() -> Vec<String> {
+    if [state_root().clone(), labs_dir()].iter().any(|d| check_dir(d).is_err()) {
+        return Vec::new();
+    }
     let mut labs: Vec<String> = fs::read_dir(labs_dir())
         .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| exists(n)).collect())
         .unwrap_or_default();
@@ -380,6 +459,8 @@ pub fn list() -> Vec<String> {
 /// must belong to us and be closed to everyone else (0700 / 0600).
 fn check_private(lab: &str) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
+    check_dir(state_root())?;
+    check_dir(&labs_dir())?;
     let me = nix::unistd::geteuid().as_raw();
     for path in [lab_dir(lab), ledger_path(lab)] {
         let Ok(meta) = fs::symlink_metadata(&path) else { continue };
@@ -456,8 +537,36 @@ fn verify(lab: &str, state: &LabState) -> Result<()> {
                     return refuse(format!("sysctl key {:?}", s.key), e);
                 }
             }
-            Object::Fw(f) => ns_ok(&f.ns)?,
-            Object::Proc(p) => ns_ok(&p.ns)?,
+            Object::Fw(f) => {
+                ns_ok(&f.ns)?;
+                if let Err(e) = crate::ops::firewall::validate_table_chain(&f.table, &f.chain) {
+                    return refuse(format!("iptables chain {:?} (table {:?})", f.chain, f.table), e);
+                }
+            }
+            Object::Outside { ns, .. } => ns_ok(ns)?,
+            Object::Proc(p) => {
+                ns_ok(&p.ns)?;
+                // killpg(1) would be kill(-1): every process on the machine.
+                if p.pid.is_some_and(|pid| pid <= 1) {
+                    return refuse(
+                        format!("process id {}", p.pid.unwrap_or(0)),
+                        Error::new(Code::LedgerTampered, "no lab process is pid 0 or 1"),
+                    );
+                }
+                // `down` removes these files: only ever the lab's own.
+                let own = lab_dir(lab);
+                for f in &p.files {
+                    let path = std::path::Path::new(f);
+                    let inside = path.parent() == Some(own.as_path())
+                        && path.file_name().is_some_and(|n| n != "ledger.jsonl" && !n.to_string_lossy().starts_with('.'));
+                    if !inside {
+                        return refuse(
+                            format!("process file {f:?}"),
+                            Error::new(Code::LedgerTampered, format!("a lab's process files live in {}", own.display())),
+                        );
+                    }
+                }
+            }
         }
     }
     Ok(())
@@ -474,11 +583,11 @@ mod tests {
     #[test]
     fn entries_replay_to_what_the_lab_holds() {
         let mut s = LabState::default();
-        let ns = Entry::intent(1, Object::Netns(NetnsRecord { name: "a".into(), inode: None }));
+        let ns = Entry::intent(1, Object::Netns(NetnsRecord { name: "a".into(), cookie: Some(7) }));
         s.apply(&ns);
         assert!(s.owns_netns("a"));
-        s.apply(&Entry { id: 1, phase: Phase::Done, object: Object::Netns(NetnsRecord { name: "a".into(), inode: Some(7) }) });
-        assert_eq!(s.netns().map(|(e, n)| (e.phase, n.inode)).collect::<Vec<_>>(), [(Phase::Done, Some(7))]);
+        s.apply(&ns.at(Phase::Done));
+        assert_eq!(s.netns().map(|(e, n)| (e.phase, n.cookie)).collect::<Vec<_>>(), [(Phase::Done, Some(7))]);
         s.apply(&Entry::intent(2, link("a", "eth0")));
         s.apply(&Entry { id: 2, phase: Phase::Done, object: Object::LinkMoved { ns: NsRef::named("a"), name: "lan".into(), index: 5 } });
         assert!(s.link(&NsRef::named("a"), "eth0").is_none());

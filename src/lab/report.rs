@@ -8,6 +8,8 @@ pub struct Report {
     pub skipped: Vec<String>,
     /// Objects that could not be removed (the ledger is kept for another try).
     pub failed: Vec<String>,
+    /// What it waited for, and how long (processes to end, the kernel to free links).
+    pub waited: Vec<String>,
 }
 
 impl Report {
@@ -21,5 +23,10 @@ impl Report {
 
     pub fn failed(&mut self, what: impl Into<String>) {
         self.failed.push(what.into());
+    }
+
+    /// `what` was waited for from `since` until now.
+    pub fn waited(&mut self, what: impl std::fmt::Display, since: std::time::Instant) {
+        self.waited.push(format!("{} ms for {what}", since.elapsed().as_millis()));
     }
 }

@@ -14,6 +14,8 @@
 pub mod address;
 pub mod check;
 pub mod dhcp;
+pub mod dns;
+pub mod dnsmasq;
 pub mod firewall;
 pub mod link;
 pub mod names;
@@ -22,6 +24,7 @@ pub mod overlay;
 pub mod process;
 pub mod qdisc;
 pub mod query;
+pub mod ra;
 pub mod route;
 pub mod shell;
 pub mod sysctl;
@@ -90,6 +93,11 @@ pub enum Op {
     Spawn(process::Spawn),
     DhcpServer(dhcp::DhcpServer),
     DhcpLease(dhcp::DhcpLease),
+    DhcpRelay(dhcp::DhcpRelay),
+    DnsServer(dns::DnsServer),
+    RouterAdv(ra::RouterAdv),
+    Resolve(dns::Resolve),
+    WaitAddr(address::WaitAddr),
     Ping(check::Ping),
     PingAll(check::PingAll),
     /// Questions: they change nothing.
@@ -114,6 +122,8 @@ pub enum Outcome {
         pid: u32,
     },
     Lease(dhcp::Lease),
+    /// Addresses (a DNS answer).
+    Ips(Vec<std::net::IpAddr>),
     Ping(check::PingResult),
     PingAll(check::PingAllResult),
 }

@@ -26,12 +26,15 @@ impl CreateNetns {
     }
 }
 
-/// What the ledger keeps of a namespace the lab created: its name, and once it exists
-/// its identity (the nsfs inode).
+/// What the ledger keeps of a namespace the lab created: its name and its identity, the
+/// namespace's cookie (SO_NETNS_COOKIE, never reused; the nsfs inode number is). The
+/// cookie is known before the name is claimed (the namespace is made unnamed first), so
+/// even the entry's intent identifies it. A ledger of an older nsscript (an `inode`
+/// field) has no cookie: `down` then deletes nothing by that name alone.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct NetnsRecord {
     pub name: String,
-    pub inode: Option<u64>,
+    pub cookie: Option<u64>,
 }
 
 /// The name is someone else's namespace.

@@ -175,6 +175,9 @@ mod tests {
         let slow = Shape { rate: Some(100_000), ..s.clone() };
         assert_eq!(slow.qdisc().unwrap(), Qdisc::Tbf(Tbf { rate_bits: 100_000, burst: 4096, latency_us: 50_000 }));
         let plan = SetShape { ns: NsRef::named("a"), link: "eth0".into(), shape: Some(s) }.shell().unwrap();
-        assert_eq!(plan.commands, ["ip netns exec a tc qdisc replace dev eth0 root handle 1: tbf rate 10000000bit burst 12500 latency 50000us"]);
+        assert_eq!(
+            plan.commands,
+            ["ip netns exec a tc qdisc replace dev eth0 root handle 1: tbf rate 10000000bit burst 12500 latency 50000us"]
+        );
     }
 }

@@ -38,6 +38,43 @@ pub struct AddrInfo {
     /// `10.0.0.1/24`
     pub addr: String,
     pub family: u8,
+    /// Still being checked for duplicates (IPv6 DAD): not usable yet.
+    pub tentative: bool,
+    /// `global`, `site`, `link` or `host`, as `ip addr` says it.
+    pub scope: String,
+    /// It has a lifetime (SLAAC, a kernel-managed lease), as `ip addr` marks `dynamic`.
+    pub dynamic: bool,
+}
+
+impl AddrInfo {
+    /// An address as it is added by hand: usable at once (IPv6 without DAD), permanent,
+    /// of the scope the kernel gives it.
+    pub fn permanent(link: &str, addr: IpNetwork) -> AddrInfo {
+        AddrInfo {
+            link: link.to_string(),
+            addr: addr.to_string(),
+            family: family(&addr.ip()),
+            tentative: false,
+            scope: scope_of(&addr.ip()).into(),
+            dynamic: false,
+        }
+    }
+
+    /// Global (not link or host scope), and done with DAD: what a host can use for the
+    /// outside world.
+    pub fn usable_global(&self) -> bool {
+        self.scope == "global" && !self.tentative
+    }
+}
+
+/// The scope the kernel gives an address added without one: host for loopback, link
+/// for IPv6 link-local (fe80::/10), global otherwise.
+pub fn scope_of(ip: &IpAddr) -> &'static str {
+    match ip {
+        ip if ip.is_loopback() => "host",
+        IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80 => "link",
+        _ => "global",
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

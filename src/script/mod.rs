@@ -7,6 +7,7 @@ mod check;
 mod cidr;
 mod control;
 mod file;
+mod firewall;
 mod link;
 mod ns;
 mod overlay;
@@ -14,6 +15,7 @@ mod query;
 mod registrar;
 pub mod registry;
 mod router;
+mod services;
 pub mod types;
 
 pub use file::ScriptFile;
@@ -130,6 +132,8 @@ const FAMILIES: &[Family] = &[
     Family { name: "control", docs: control::DOCS, register: control::register },
     Family { name: "overlays", docs: overlay::DOCS, register: overlay::register },
     Family { name: "router labs", docs: router::DOCS, register: router::register },
+    Family { name: "firewall", docs: firewall::DOCS, register: firewall::register },
+    Family { name: "services", docs: services::DOCS, register: services::register },
     Family { name: "checks", docs: check::DOCS, register: check::register },
     Family { name: "address arithmetic", docs: cidr::DOCS, register: cidr::register },
 ];

@@ -35,7 +35,14 @@ fn to_array(out: Outcome) -> Array {
         }
         Outcome::Addrs(addrs) => {
             for a in addrs {
-                push(vec![("link", a.link.into()), ("addr", a.addr.into()), ("family", i64::from(a.family).into())]);
+                push(vec![
+                    ("link", a.link.into()),
+                    ("addr", a.addr.into()),
+                    ("family", i64::from(a.family).into()),
+                    ("tentative", a.tentative.into()),
+                    ("scope", a.scope.into()),
+                    ("dynamic", a.dynamic.into()),
+                ]);
             }
         }
         Outcome::Routes(routes) => {
@@ -56,8 +63,11 @@ pub const DOCS: &[FnDoc] = &[
             "for l in links(vm1) { print(`${l.name} ${l.state}`); }",
         )
         .also_method(),
-    FnDoc::new("addrs", "addrs(ns) -> [#{ link, addr, family }]", "the addresses of ns")
-        .details("The addresses of ns as maps.", "addrs(vm1).filter(|a| a.family == 4)")
+    FnDoc::new("addrs", "addrs(ns) -> [#{ link, addr, family, tentative, scope, dynamic }]", "the addresses of ns")
+        .details(
+            "The addresses of ns as maps: scope is \"global\", \"link\" or \"host\"; tentative: IPv6 duplicate address detection is not done yet (the address cannot be used); dynamic: it has a lifetime (SLAAC), as `ip addr` marks it.",
+            "addrs(vm1).filter(|a| a.family == 6 && a.scope == \"global\" && !a.tentative)",
+        )
         .also_method(),
     FnDoc::new("routes", "routes(ns) -> [#{ dest, via, dev, family }]", "the main-table routes of ns")
         .details("The main-table routes of ns as maps.", "routes(vm1).map(|r| r.dest)")

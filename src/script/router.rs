@@ -12,7 +12,7 @@ use crate::backend::Backend;
 use crate::error::{Code, Error};
 use crate::ops::address::AddAddr;
 use crate::ops::check::{Ping, PingResult, PingSpec};
-use crate::ops::dhcp::{DhcpLease, DhcpServer, Lease};
+use crate::ops::dhcp::{DhcpLease, DhcpServer, FixedHost, Lease};
 use crate::ops::firewall::{self, Firewall, ForwardAccept, FwOp, Masquerade, PortForward, Snat};
 use crate::ops::process::{Command, Exec, Spawn};
 use crate::ops::query::{route_used, Query};
@@ -24,7 +24,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 // ---- arguments ----
 
-fn ipv4_net(func: &str, key: &str, text: &str) -> RhaiResult<Ipv4Network> {
+pub(super) fn ipv4_net(func: &str, key: &str, text: &str) -> RhaiResult<Ipv4Network> {
     let net = args::cidr(text).or_else(|_| args::ip(text).map(|ip| IpNetwork::new(ip, 32).expect("a /32 is valid")))?;
     match net {
         IpNetwork::V4(n) => Ok(n),
@@ -35,7 +35,7 @@ fn ipv4_net(func: &str, key: &str, text: &str) -> RhaiResult<Ipv4Network> {
     }
 }
 
-fn ipv4(func: &str, key: &str, text: &str) -> RhaiResult<Ipv4Addr> {
+pub(super) fn ipv4(func: &str, key: &str, text: &str) -> RhaiResult<Ipv4Addr> {
     match args::ip(text)? {
         IpAddr::V4(a) => Ok(a),
         IpAddr::V6(_) => Err(fail(
@@ -44,7 +44,7 @@ fn ipv4(func: &str, key: &str, text: &str) -> RhaiResult<Ipv4Addr> {
     }
 }
 
-fn required(o: &Opts, func: &str, key: &str, example: &str) -> RhaiResult<String> {
+pub(super) fn required(o: &Opts, func: &str, key: &str, example: &str) -> RhaiResult<String> {
     o.string(key)?.ok_or_else(|| {
         fail(
             Error::new(Code::MissingOption, format!("{func}() needs the option {key:?}"))
@@ -53,7 +53,7 @@ fn required(o: &Opts, func: &str, key: &str, example: &str) -> RhaiResult<String
     })
 }
 
-fn port(func: &str, what: &str, v: &Dynamic) -> RhaiResult<u16> {
+pub(super) fn port(func: &str, what: &str, v: &Dynamic) -> RhaiResult<u16> {
     let n = if let Ok(n) = v.as_int() {
         n
     } else if let Ok(s) = v.clone().into_immutable_string() {
@@ -96,7 +96,7 @@ fn command_of(func: &str, v: Dynamic) -> RhaiResult<Command> {
     }
 }
 
-fn ms(func: &str, key: &str, n: i64) -> RhaiResult<u32> {
+pub(super) fn ms(func: &str, key: &str, n: i64) -> RhaiResult<u32> {
     args::u32_in(&format!("{func}(): {key} of"), n, 1, 3_600_000)
 }
 
@@ -104,11 +104,11 @@ fn ms(func: &str, key: &str, n: i64) -> RhaiResult<u32> {
 
 /// `in` is a Rhai keyword, so a map writes it quoted (`#{ "in": "eth1" }`); `iif` is
 /// the same option unquoted.
-fn in_iface(o: &Opts) -> RhaiResult<Option<String>> {
+pub(super) fn in_iface(o: &Opts) -> RhaiResult<Option<String>> {
     Ok(o.string("in")?.or(o.string("iif")?))
 }
 
-fn fw(b: &Shared, ns: &NsRef, op: FwOp) -> RhaiResult<Outcome> {
+pub(super) fn fw(b: &Shared, ns: &NsRef, op: FwOp) -> RhaiResult<Outcome> {
     apply(b, Op::Firewall(Firewall { ns: ns.clone(), op }))
 }
 
@@ -134,9 +134,10 @@ fn masquerade(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<()> {
     Ok(())
 }
 
-/// Port forwarding (see `ops::firewall::PortForward` for the rules it adds).
+/// Port forwarding (see `ops::firewall::PortForward` for the rules it adds): `to` is one
+/// back end or an array of them.
 fn dnat(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<()> {
-    let o = Opts::new("dnat", opts, &["proto", "dport", "to", "in", "iif"])?;
+    let o = Opts::new("dnat", opts, &["proto", "dport", "to", "in", "iif", "dst"])?;
     let example = "proto: \"tcp\", dport: 8080, to: \"10.0.0.1:80\"";
     let proto = required(&o, "dnat", "proto", example)?.trim().to_ascii_lowercase();
     let dport = match opts.get("dport").filter(|v| !v.is_unit()) {
@@ -147,19 +148,33 @@ fn dnat(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<()> {
             ))
         }
     };
-    let to_text = required(&o, "dnat", "to", example)?;
-    let (to, to_port) = match to_text.rsplit_once(':') {
-        Some((ip, p)) if !ip.contains(':') => (ipv4("dnat", "to", ip)?, port("dnat", "port in \"to\"", &Dynamic::from(p.to_string()))?),
-        _ => (ipv4("dnat", "to", &to_text)?, dport),
+    let backends: Vec<Dynamic> = match opts.get("to").filter(|v| !v.is_unit()) {
+        Some(v) if v.is_array() => v.clone().cast::<Array>(),
+        Some(v) => vec![v.clone()],
+        None => return required(&o, "dnat", "to", example).map(|_| ()),
     };
-    fw(b, &ns.0, FwOp::PortForward(PortForward { proto, dport, to, to_port, iif: in_iface(&o)? }))?;
+    let mut to = Vec::new();
+    for v in backends {
+        let text = v
+            .into_immutable_string()
+            .map_err(|ty| fail(Error::new(Code::BadValue, format!("dnat(): a back end must be a string \"IP:PORT\", not {ty}"))))?;
+        let (ip, p) = match text.rsplit_once(':') {
+            Some((ip, p)) if !ip.contains(':') => (ipv4("dnat", "to", ip)?, port("dnat", "port in \"to\"", &Dynamic::from(p.to_string()))?),
+            _ => (ipv4("dnat", "to", &text)?, dport),
+        };
+        to.push(std::net::SocketAddrV4::new(ip, p));
+    }
+    let dst = o.string("dst")?.map(|d| ipv4_net("dnat", "dst", &d)).transpose()?;
+    fw(b, &ns.0, FwOp::PortForward(PortForward { proto, dport, to, iif: in_iface(&o)?, dst }))?;
     Ok(())
 }
 
 fn forward_accept(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<()> {
-    let o = Opts::new("forward_accept", opts, &["in", "iif", "out", "oif"])?;
+    let o = Opts::new("forward_accept", opts, &["in", "iif", "out", "oif", "src", "dst"])?;
     let oif = o.string("out")?.or(o.string("oif")?);
-    fw(b, &ns.0, FwOp::ForwardAccept(ForwardAccept { iif: in_iface(&o)?, oif }))?;
+    let net = |key: &str| o.string(key)?.map(|t| super::firewall::net_or_host(&t)).transpose();
+    let (src, dst) = (net("src")?, net("dst")?);
+    fw(b, &ns.0, FwOp::ForwardAccept(ForwardAccept { iif: in_iface(&o)?, oif, src, dst }))?;
     Ok(())
 }
 
@@ -201,34 +216,82 @@ fn spawn(b: &Shared, ns: Netns, cmd: Dynamic, opts: &Map) -> RhaiResult<i64> {
 
 // ---- DHCP ----
 
-fn dhcp_server(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<i64> {
-    let o = Opts::new("dhcp_server", opts, &["iface", "range", "router", "dns"])?;
-    let example = "iface: \"eth0\", range: [\"10.0.0.151\", \"10.0.0.160\"], router: \"10.0.0.254\"";
-    let iface = required(&o, "dhcp_server", "iface", example)?;
-    let range = opts.get("range").and_then(|v| v.clone().try_cast::<Array>()).filter(|a| a.len() == 2).ok_or_else(|| {
-        fail(
-            Error::new(Code::MissingOption, "dhcp_server() needs range: [first, last]")
-                .help(format!("e.g. dhcp_server(ns, #{{ {example} }})")),
-        )
+/// A string of an option (or of an array in it), for `func`'s error.
+pub(super) fn text(func: &str, what: &str, v: &Dynamic) -> RhaiResult<String> {
+    v.clone()
+        .into_immutable_string()
+        .map(|s| s.to_string())
+        .map_err(|ty| fail(Error::new(Code::BadValue, format!("{func}(): {what} must be strings, not {ty}"))))
+}
+
+/// `[first, last]` of IPv4 addresses.
+fn ipv4_pair(func: &str, v: &Dynamic, example: &str) -> RhaiResult<(Ipv4Addr, Ipv4Addr)> {
+    let pair = v.clone().try_cast::<Array>().filter(|a| a.len() == 2).ok_or_else(|| {
+        fail(Error::new(Code::BadValue, format!("{func}(): a range is [first, last]")).help(format!("e.g. {func}(ns, #{{ {example} }})")))
     })?;
-    let text = |v: &Dynamic| {
-        v.clone()
-            .into_immutable_string()
-            .map(|s| s.to_string())
-            .map_err(|ty| fail(Error::new(Code::BadValue, format!("dhcp_server(): range addresses must be strings, not {ty}"))))
-    };
-    let first = ipv4("dhcp_server", "range", &text(&range[0])?)?;
-    let last = ipv4("dhcp_server", "range", &text(&range[1])?)?;
-    let router = o.string("router")?.map(|r| ipv4("dhcp_server", "router", &r)).transpose()?;
+    Ok((ipv4(func, "range", &text(func, "range addresses", &pair[0])?)?, ipv4(func, "range", &text(func, "range addresses", &pair[1])?)?))
+}
+
+/// An address or an array of them.
+pub(super) fn addresses(func: &str, key: &str, v: &Dynamic) -> RhaiResult<Vec<String>> {
+    if v.is_string() {
+        return Ok(vec![text(func, key, v)?]);
+    }
+    match v.clone().try_cast::<Array>() {
+        Some(a) => a.iter().map(|d| text(func, key, d)).collect(),
+        None => Err(fail(Error::new(Code::BadValue, format!("{func}(): {key} must be an address or an array of addresses")))),
+    }
+}
+
+fn dhcp_server(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<i64> {
+    const F: &str = "dhcp_server";
+    let o = Opts::new(F, opts, &["iface", "range", "ranges", "router", "dns", "hosts", "lease", "domain"])?;
+    let example = "iface: \"eth0\", range: [\"10.0.0.151\", \"10.0.0.160\"], router: \"10.0.0.254\"";
+    let iface = required(&o, F, "iface", example)?;
+    let mut ranges = Vec::new();
+    if let Some(v) = opts.get("range").filter(|v| !v.is_unit()) {
+        ranges.push(ipv4_pair(F, v, example)?);
+    }
+    if let Some(v) = opts.get("ranges").filter(|v| !v.is_unit()) {
+        let all = v
+            .clone()
+            .try_cast::<Array>()
+            .ok_or_else(|| fail(Error::new(Code::BadValue, "dhcp_server(): ranges is an array of [first, last]")))?;
+        for r in &all {
+            ranges.push(ipv4_pair(F, r, example)?);
+        }
+    }
+    if ranges.is_empty() {
+        return Err(fail(
+            Error::new(Code::MissingOption, "dhcp_server() needs range: [first, last] (or ranges: [[first, last], ...])")
+                .help(format!("e.g. dhcp_server(ns, #{{ {example} }})")),
+        ));
+    }
+    let router = o.string("router")?.map(|r| ipv4(F, "router", &r)).transpose()?;
     let dns = match opts.get("dns").filter(|v| !v.is_unit()) {
         None => Vec::new(),
-        Some(v) if v.is_string() => vec![ipv4("dhcp_server", "dns", &text(v)?)?],
-        Some(v) => match v.clone().try_cast::<Array>() {
-            Some(a) => a.iter().map(|d| text(d).and_then(|d| ipv4("dhcp_server", "dns", &d))).collect::<RhaiResult<Vec<_>>>()?,
-            None => return Err(fail(Error::new(Code::BadValue, "dhcp_server(): dns must be an address or an array of addresses"))),
-        },
+        Some(v) => addresses(F, "dns", v)?.iter().map(|d| ipv4(F, "dns", d)).collect::<RhaiResult<Vec<_>>>()?,
     };
-    match apply(b, Op::DhcpServer(DhcpServer { ns: ns.0, iface, first, last, router, dns }))? {
+    let mut hosts = Vec::new();
+    if let Some(v) = opts.get("hosts").filter(|v| !v.is_unit()) {
+        let all = v.clone().try_cast::<Array>().ok_or_else(|| {
+            fail(
+                Error::new(Code::BadValue, "dhcp_server(): hosts is an array of #{ mac, ip, name? }")
+                    .help("hosts: [#{ mac: \"02:00:00:00:00:10\", ip: \"10.0.0.10\" }]"),
+            )
+        })?;
+        for h in all {
+            let map = h
+                .try_cast::<Map>()
+                .ok_or_else(|| fail(Error::new(Code::BadValue, "dhcp_server(): each of hosts is #{ mac, ip, name? }")))?;
+            let ho = Opts::new(F, &map, &["mac", "ip", "name"])?;
+            let mac = args::mac(&required(&ho, F, "mac", "hosts: [#{ mac: \"02:00:00:00:00:10\", ip: \"10.0.0.10\" }]")?)?;
+            let ip = ipv4(F, "ip", &required(&ho, F, "ip", "hosts: [#{ mac: \"02:00:00:00:00:10\", ip: \"10.0.0.10\" }]")?)?;
+            hosts.push(FixedHost { mac, ip, name: ho.string("name")? });
+        }
+    }
+    let op = DhcpServer { ns: ns.0, iface, ranges, router, dns, hosts, lease: o.string("lease")?, domain: o.string("domain")? };
+    match apply(b, Op::DhcpServer(op))? {
         Outcome::Spawned { pid } => Ok(i64::from(pid)),
         _ => Ok(0),
     }
@@ -265,6 +328,7 @@ fn dhcp_client_fn(b: &Shared, ns: Netns, iface: &str, opts: &Map) -> RhaiResult<
     m.insert("router".into(), opt(lease.router));
     m.insert("server".into(), opt(lease.server));
     m.insert("dns".into(), lease.dns.into_iter().map(Dynamic::from).collect::<Array>().into());
+    m.insert("domain".into(), lease.domain.map(Dynamic::from).unwrap_or(Dynamic::UNIT));
     m.insert("lease".into(), lease.lease_secs.map(|s| Dynamic::from(i64::from(s))).unwrap_or(Dynamic::UNIT));
     m.insert("ms".into(), (lease.ms as i64).into());
     Ok(m)
@@ -418,18 +482,18 @@ pub const DOCS: &[FnDoc] = &[
     ),
     FnDoc::new(
         "dnat",
-        r#"dnat(ns, #{ proto, dport, to: "IP:PORT", "in"? | iif? })"#,
-        "forward a port of ns's own addresses to IP:PORT (PREROUTING and OUTPUT, so ns itself reaches it too)",
+        r#"dnat(ns, #{ proto, dport, to: "IP:PORT" | ["IP:PORT", ...], "in"? | iif?, dst? })"#,
+        "forward a port of ns's own addresses (or of dst) to IP:PORT (PREROUTING and OUTPUT, so ns itself reaches it too); several back ends share the connections evenly (-m statistic --mode nth)",
     ),
     FnDoc::new(
         "forward_accept",
-        r#"forward_accept(ns, #{ "in"? | iif?, out? | oif? })"#,
-        "iptables -A FORWARD [-i IN] [-o OUT] -j ACCEPT, added once",
+        r#"forward_accept(ns, #{ "in"? | iif?, out? | oif?, src?, dst? })"#,
+        "iptables -A FORWARD [-s SRC] [-d DST] [-i IN] [-o OUT] -j ACCEPT, added once",
     ),
     FnDoc::new(
         "iptables",
         r#"iptables(ns, "args") -> String"#,
-        "any iptables command inside ns; -A/-I/-P are added once and undone at down, others run as given (returns the output)",
+        "any iptables command inside ns; -A/-I/-P/-N are added once and undone at down, others run as given (returns the output)",
     ),
     FnDoc::new(
         "spawn",
@@ -438,12 +502,12 @@ pub const DOCS: &[FnDoc] = &[
     ),
     FnDoc::new(
         "dhcp_server",
-        "dhcp_server(ns, #{ iface, range: [first, last], router?, dns? }) -> pid",
-        "run dnsmasq as DHCP server on iface inside ns (no ping delay), stopped at down",
+        "dhcp_server(ns, #{ iface, range: [first, last] | ranges: [[first, last], ...], router?, dns?, hosts?, lease?, domain? }) -> pid",
+        "run dnsmasq as DHCP server on iface inside ns (no ping delay), stopped at down; ranges outside iface's subnet serve relayed clients where ns routes to them; hosts: [#{ mac, ip, name? }] fixed leases",
     ),
     FnDoc::new(
         "dhcp_client",
-        "dhcp_client(ns, iface, #{ timeout? }) -> #{ addr, prefix, router, server, dns, lease, ms }",
+        "dhcp_client(ns, iface, #{ timeout? }) -> #{ addr, prefix, router, server, dns, domain, lease, ms }",
         "obtain a DHCP lease on iface, add the address and the default route via the router (never touches /etc/resolv.conf)",
     ),
     FnDoc::new(

@@ -3,8 +3,9 @@
 //! sends, records every call in order, and refuses on demand. With it the ledger,
 //! rollback, request batching and teardown order are unit-tested without root.
 
-use super::kernel::{Answer, Aside, Exit, Kernel, NewNetns, Ready, Request};
+use super::kernel::{Answer, Aside, Exit, Kernel, NetnsAt, NsProcess, Ready, Request, Started};
 use crate::error::{Code, Error, Result};
+use crate::nsexec::Marker;
 use crate::ops::check::{PingResult, PingSpec};
 use crate::ops::firewall::Rule;
 use crate::ops::process::{Command, ExecOutput};
@@ -35,8 +36,15 @@ pub enum Call {
     RuleAdd(NsRef, String),
     RuleDelete(NsRef, String),
     SetPolicy(NsRef, String, String),
+    /// A chain made (`-N`) or emptied and deleted (`-F`, `-X`): "table chain".
+    ChainAdd(NsRef, String),
+    ChainDelete(NsRef, String),
     Start(NsRef, String),
+    Release(u32),
     Kill(u32, String),
+    /// A process found in a lab namespace, signalled through its pidfd.
+    Signal(u32, String),
+    PersistTap(String),
 }
 
 #[derive(Clone, Debug)]
@@ -54,24 +62,32 @@ struct DLink {
 #[derive(Default)]
 pub struct Double {
     pub calls: Vec<Call>,
+    /// Named namespaces by name: their cookies.
     netns: HashMap<String, u64>,
-    next_inode: u64,
+    /// Files at /run/netns/NAME that are no namespace (what a killed run leaves).
+    placeholders: HashMap<String, Option<Marker>>,
+    next_cookie: u64,
+    prepared: Option<u64>,
     links: Vec<DLink>,
     next_index: HashMap<NsRef, u32>,
     addrs: Vec<(NsRef, u32, IpNetwork)>,
     sysctls: HashMap<(NsRef, String), String>,
     rules: Vec<(NsRef, Rule)>,
     policies: HashMap<(NsRef, String, String), String>,
-    /// pid -> (state, start time)
-    procs: HashMap<u32, (char, u64)>,
+    chains: Vec<(NsRef, String, String)>,
+    /// pid -> (state, start time, the lab namespace it is in)
+    procs: HashMap<u32, (char, u64, Option<String>)>,
     next_pid: u32,
     /// Requests refused: (words the request starts with, errno).
     refusals: Vec<(String, i32)>,
+    /// A ledger to look at when a process is released: whether it held its pid by then.
+    pub watch_ledger: Option<std::path::PathBuf>,
+    pub released_after_record: Vec<bool>,
 }
 
 impl Double {
     pub fn new() -> Self {
-        Double { next_inode: 4026531000, next_pid: 1000, ..Default::default() }
+        Double { next_cookie: 4096, next_pid: 1000, ..Default::default() }
     }
 
     /// Refuse the next request whose words start with `words` (e.g. "newlink veth x").
@@ -79,16 +95,45 @@ impl Double {
         self.refusals.push((words.to_string(), errno));
     }
 
-    /// Someone replaced namespace `name` by another (a new identity under the name).
+    /// Someone replaced namespace `name` by another (a new identity under the name), or
+    /// made one of that name.
     pub fn replace_netns(&mut self, name: &str) {
-        self.next_inode += 1;
-        self.netns.insert(name.to_string(), self.next_inode);
+        self.next_cookie += 1;
+        self.placeholders.remove(name);
+        self.netns.insert(name.to_string(), self.next_cookie);
+    }
+
+    /// A file at /run/netns/NAME that is no namespace: a marker, or an empty one.
+    pub fn put_placeholder(&mut self, name: &str, marker: Option<Marker>) {
+        self.netns.remove(name);
+        self.placeholders.insert(name.to_string(), marker);
+    }
+
+    /// A process someone started inside namespace `ns` (not through the lab).
+    pub fn add_process_in(&mut self, ns: &str) -> u32 {
+        self.next_pid += 1;
+        self.procs.insert(self.next_pid, ('S', u64::from(self.next_pid) * 10, Some(ns.to_string())));
+        self.next_pid
+    }
+
+    pub fn alive(&self, pid: u32) -> bool {
+        self.procs.contains_key(&pid)
     }
 
     /// A link someone made, not the lab.
     pub fn add_foreign_link(&mut self, ns: &NsRef, name: &str, kind: &str) {
         let index = self.new_index(ns);
+        self.add_foreign_link_at(ns, name, kind, index);
+    }
+
+    /// A link someone made, with this ifindex.
+    pub fn add_foreign_link_at(&mut self, ns: &NsRef, name: &str, kind: &str, index: u32) {
         self.links.push(DLink { ns: ns.clone(), name: name.into(), index, kind: kind.into(), up: false, master: None, peer: None });
+    }
+
+    /// The ifindex of the link `name` in `ns`.
+    pub fn index_of(&self, ns: &NsRef, name: &str) -> Option<u32> {
+        self.link_named(ns, name).map(|i| self.links[i].index)
     }
 
     pub fn set_sysctl(&mut self, ns: &NsRef, key: &str, value: &str) {
@@ -105,6 +150,10 @@ impl Double {
 
     pub fn rules(&self, ns: &NsRef) -> Vec<String> {
         self.rules.iter().filter(|(n, _)| n == ns).map(|(_, r)| format!("-t {} -A {} {}", r.table, r.chain, r.text())).collect()
+    }
+
+    pub fn has_chain(&self, ns: &NsRef, table: &str, chain: &str) -> bool {
+        self.chains.contains(&(ns.clone(), table.into(), chain.into()))
     }
 
     /// The bursts sent to `ns`, in order.
@@ -166,6 +215,7 @@ impl Double {
 
     /// One request: its words, and the answer.
     fn answer(&mut self, ns: &NsRef, request: &Request) -> (String, Answer) {
+        let creating = request.header.flags & rtnetlink::packet_core::NLM_F_CREATE != 0;
         let NetlinkPayload::InnerMessage(msg) = &request.payload else { return ("?".into(), Answer::default()) };
         let words = describe(msg);
         if let Some(at) = self.refusals.iter().position(|(w, _)| words.starts_with(w.as_str())) {
@@ -175,14 +225,18 @@ impl Double {
         let ok = Answer::default();
         let refuse = |errno| Answer { errno: Some(errno), echo: None };
         let answer = match msg {
-            RouteNetlinkMessage::NewLink(m) if m.header.index != 0 => ok, // changelink
+            RouteNetlinkMessage::NewLink(m) if m.header.index != 0 && !creating => ok, // changelink
             RouteNetlinkMessage::NewLink(m) => {
                 let name = ifname(m).unwrap_or_default();
                 if self.link_named(ns, &name).is_some() {
                     return (words, refuse(libc::EEXIST));
                 }
+                // An ifindex asked for: refused (EEXIST, as the kernel does) when taken.
+                if m.header.index != 0 && self.link_at(ns, m.header.index).is_some() {
+                    return (words, refuse(libc::EEXIST));
+                }
                 let kind = link_kind(m).unwrap_or_default();
-                let index = self.new_index(ns);
+                let index = if m.header.index != 0 { m.header.index } else { self.new_index(ns) };
                 let up = m.header.flags.contains(LinkFlags::Up);
                 let master = m.attributes.iter().find_map(|a| match a {
                     LinkAttribute::Controller(i) => Some(*i),
@@ -202,7 +256,10 @@ impl Double {
                     if self.link_named(&peer_ns, &peer_name).is_some() {
                         return (words, refuse(libc::EEXIST));
                     }
-                    let pi = self.new_index(&peer_ns);
+                    if peer.header.index != 0 && self.link_at(&peer_ns, peer.header.index).is_some() {
+                        return (words, refuse(libc::EEXIST));
+                    }
+                    let pi = if peer.header.index != 0 { peer.header.index } else { self.new_index(&peer_ns) };
                     link.peer = Some((peer_ns.clone(), pi));
                     self.links.push(DLink {
                         ns: peer_ns,
@@ -366,22 +423,37 @@ fn describe(msg: &RouteNetlinkMessage) -> String {
 }
 
 impl Kernel for Double {
-    fn create_netns(&mut self, name: &str) -> Result<NewNetns> {
-        self.calls.push(Call::CreateNetns(name.into()));
-        if let Some(at) = self.refusals.iter().position(|(w, _)| w == &format!("netns {name}")) {
-            let (_, errno) = self.refusals.remove(at);
-            return Err(Error::new(Code::NameTaken, format!("cannot create namespace {name:?}")).errno(errno));
+    fn prepare_netns(&mut self) -> Result<u64> {
+        if self.prepared.is_none() {
+            self.next_cookie += 1;
+            self.prepared = Some(self.next_cookie);
         }
-        if self.netns.contains_key(name) {
-            return Err(Error::new(Code::NameTaken, format!("cannot create namespace {name:?}")).errno(libc::EEXIST));
-        }
-        self.next_inode += 1;
-        self.netns.insert(name.into(), self.next_inode);
-        Ok(NewNetns { inode: self.next_inode })
+        Ok(self.prepared.expect("just made"))
     }
 
-    fn netns_identity(&mut self, name: &str) -> Option<u64> {
-        self.netns.get(name).copied()
+    fn create_netns(&mut self, name: &str, _lab: &str) -> Result<()> {
+        self.calls.push(Call::CreateNetns(name.into()));
+        let cookie = self.prepare_netns()?;
+        if let Some(at) = self.refusals.iter().position(|(w, _)| w == &format!("netns {name}")) {
+            let (_, errno) = self.refusals.remove(at);
+            self.prepared = None;
+            return Err(Error::new(Code::NameTaken, format!("cannot create namespace {name:?}")).errno(errno));
+        }
+        if self.netns.contains_key(name) || self.placeholders.contains_key(name) {
+            self.prepared = None;
+            return Err(Error::new(Code::NameTaken, format!("cannot create namespace {name:?}")).errno(libc::EEXIST));
+        }
+        self.prepared = None;
+        self.netns.insert(name.into(), cookie);
+        Ok(())
+    }
+
+    fn netns_at(&mut self, name: &str) -> NetnsAt {
+        match (self.netns.get(name), self.placeholders.get(name)) {
+            (Some(c), _) => NetnsAt::Namespace(*c),
+            (None, Some(m)) => NetnsAt::Placeholder(m.clone()),
+            (None, None) => NetnsAt::Nothing,
+        }
     }
 
     fn delete_netns(&mut self, name: &str) -> Result<()> {
@@ -394,8 +466,22 @@ impl Kernel for Double {
         Ok(())
     }
 
-    fn remove_netns_placeholder(&mut self, _name: &str) -> Result<bool> {
-        Ok(false)
+    fn remove_netns_placeholder(&mut self, name: &str, cookie: u64) -> Result<bool> {
+        match self.placeholders.get(name) {
+            Some(Some(m)) if m.cookie == cookie => {
+                self.calls.push(Call::DeleteNetns(format!("placeholder {name}")));
+                self.placeholders.remove(name);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn netns_cookie(&mut self, ns: &NsRef) -> Result<u64> {
+        match ns {
+            NsRef::Host => Ok(1),
+            NsRef::Named(n) => self.netns.get(n).copied().ok_or_else(|| crate::ops::netns::unknown(n)),
+        }
     }
 
     fn open_netns(&mut self, name: &str) -> Result<()> {
@@ -495,6 +581,26 @@ impl Kernel for Double {
         Ok(())
     }
 
+    fn chain_exists(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<bool> {
+        Ok(self.chains.contains(&(ns.clone(), table.into(), chain.into())))
+    }
+
+    fn chain_add(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<()> {
+        self.calls.push(Call::ChainAdd(ns.clone(), format!("{table} {chain}")));
+        self.chains.push((ns.clone(), table.into(), chain.into()));
+        Ok(())
+    }
+
+    fn chain_delete(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<()> {
+        self.calls.push(Call::ChainDelete(ns.clone(), format!("{table} {chain}")));
+        // Like iptables -X: a chain a rule still jumps to cannot go.
+        if self.rules.iter().any(|(n, r)| n == ns && r.table == table && r.words.windows(2).any(|w| w[0] == "-j" && w[1] == chain)) {
+            return Err(Error::new(Code::IptablesRefused, format!("cannot delete the chain {chain}")).why("Too many links"));
+        }
+        self.chains.retain(|c| c != &(ns.clone(), table.to_string(), chain.to_string()));
+        Ok(())
+    }
+
     fn iptables(&mut self, _ns: &NsRef, _args: &[String]) -> Result<String> {
         Ok(String::new())
     }
@@ -507,15 +613,26 @@ impl Kernel for Double {
         Ok(ExecOutput::default())
     }
 
-    fn start(&mut self, ns: &NsRef, cmd: &Command, _log: &Path, _tied: bool) -> Result<u32> {
+    fn start(&mut self, ns: &NsRef, cmd: &Command, _log: &Path, _tied: bool) -> Result<Started> {
         self.calls.push(Call::Start(ns.clone(), cmd.short()));
         self.next_pid += 1;
-        self.procs.insert(self.next_pid, ('S', u64::from(self.next_pid) * 10));
-        Ok(self.next_pid)
+        let start = u64::from(self.next_pid) * 10;
+        self.procs.insert(self.next_pid, ('S', start, ns.name().map(String::from)));
+        Ok(Started { pid: self.next_pid, start })
+    }
+
+    fn release(&mut self, pid: u32) -> Result<()> {
+        self.calls.push(Call::Release(pid));
+        if let Some(path) = &self.watch_ledger {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let recorded = text.lines().any(|l| l.contains("\"phase\":\"done\"") && l.contains(&format!("\"pid\":{pid},\"start\":")));
+            self.released_after_record.push(recorded);
+        }
+        Ok(())
     }
 
     fn process(&mut self, pid: u32) -> Option<(char, u64)> {
-        self.procs.get(&pid).copied()
+        self.procs.get(&pid).map(|(state, start, _)| (*state, *start))
     }
 
     fn reap(&mut self, _pid: u32) -> Option<Exit> {
@@ -531,8 +648,35 @@ impl Kernel for Double {
         self.procs.remove(&pgid);
     }
 
+    fn processes_in(&mut self, names: &[String]) -> Vec<NsProcess> {
+        let mut found: Vec<NsProcess> = self
+            .procs
+            .iter()
+            .filter_map(|(pid, (_, start, ns))| {
+                let ns = ns.as_ref().filter(|n| names.contains(n))?;
+                Some(NsProcess { ns: ns.clone(), pid: *pid, start: *start, comm: "proc".into() })
+            })
+            .collect();
+        found.sort_by_key(|p| p.pid);
+        found
+    }
+
+    fn signal(&mut self, pid: u32, start: u64, signal: nix::sys::signal::Signal) -> bool {
+        if self.procs.get(&pid).map(|p| p.1) != Some(start) {
+            return false;
+        }
+        self.calls.push(Call::Signal(pid, format!("{signal:?}")));
+        self.procs.remove(&pid);
+        true
+    }
+
     fn create_tap(&mut self, ns: &NsRef, name: &str, _owner: Option<u32>, _group: Option<u32>) -> Result<()> {
         self.add_foreign_link(ns, name, "tun");
+        Ok(())
+    }
+
+    fn persist_tap(&mut self, _ns: &NsRef, name: &str) -> Result<()> {
+        self.calls.push(Call::PersistTap(name.into()));
         Ok(())
     }
 
@@ -542,5 +686,11 @@ impl Kernel for Double {
 
     fn icmp_socket(&mut self, _ns: &NsRef) -> Result<OwnedFd> {
         Err(Error::new(Code::Internal, "the test double has no sockets"))
+    }
+
+    /// A real socket of the test's own namespace (loopback servers answer it).
+    fn udp_socket(&mut self, _ns: &NsRef, v6: bool) -> Result<OwnedFd> {
+        let bind = if v6 { "[::1]:0" } else { "127.0.0.1:0" };
+        std::net::UdpSocket::bind(bind).map(OwnedFd::from).map_err(|e| Error::io(Code::Internal, "cannot open a UDP socket", &e))
     }
 }

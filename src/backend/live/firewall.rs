@@ -1,7 +1,7 @@
 //! Firewall changes in the live backend: a rule is added only when missing
-//! (`iptables -C`), and a change to a namespace that outlives the lab is written to
-//! the ledger first, with how to undo it. The rules themselves come from
-//! `ops::firewall`.
+//! (`iptables -C`), a chain only when it is not there, and a change to a namespace that
+//! outlives the lab is written to the ledger first, with how to undo it. The rules
+//! themselves come from `ops::firewall`.
 
 use super::kernel::Kernel;
 use super::LiveBackend;
@@ -16,6 +16,7 @@ impl<K: Kernel> LiveBackend<K> {
         let ns = &op.ns;
         match &op.op {
             FwOp::Policy { table, chain, policy } => self.set_policy(ns, table, chain, policy)?,
+            FwOp::NewChain { table, chain } => self.new_chain(ns, table, chain)?,
             FwOp::Raw { args } => return self.nl.kernel().iptables(ns, args).map(Outcome::Text),
             FwOp::Insert { rule, pos } => self.add_rule(ns, rule, Some(*pos))?,
             FwOp::PortForward(_) => {
@@ -23,7 +24,7 @@ impl<K: Kernel> LiveBackend<K> {
                     self.add_rule(ns, &rule, None)?;
                 }
                 if self.nl.kernel().chain_policy(ns, "filter", "FORWARD")? == "DROP" {
-                    self.add_rule(ns, &PortForward::forward_rule(), None)?;
+                    self.add_rule(ns, &PortForward::forward_filter().rule(), None)?;
                 }
             }
             _ => {
@@ -39,23 +40,32 @@ impl<K: Kernel> LiveBackend<K> {
         if self.nl.kernel().rule_exists(ns, rule)? {
             return Ok(());
         }
-        self.recorded_fw(ns, &rule.table, &rule.chain, FwUndo::Rule(rule.text()), |b| b.nl.kernel().rule_add(ns, rule, pos))
+        let record = FwRecord {
+            ns: ns.clone(),
+            table: rule.table.clone(),
+            chain: rule.chain.clone(),
+            undo: FwUndo::Rule(rule.text()),
+            ipv6: rule.ipv6,
+        };
+        self.recorded_fw(record, |b| b.nl.kernel().rule_add(ns, rule, pos))
+    }
+
+    /// `-N CHAIN`, once: a chain that is there already (made by an earlier call, or by
+    /// someone else) is left as it is, and only one the lab made is removed at `down`.
+    fn new_chain(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<()> {
+        if self.nl.kernel().chain_exists(ns, table, chain)? {
+            return Ok(());
+        }
+        let record = FwRecord { ns: ns.clone(), table: table.to_string(), chain: chain.to_string(), undo: FwUndo::Chain, ipv6: false };
+        self.recorded_fw(record, |b| b.nl.kernel().chain_add(ns, table, chain))
     }
 
     /// Apply a firewall change: recorded in the ledger (with how to undo it) when it
     /// lives in a namespace that outlives the lab; otherwise it goes with the namespace.
-    fn recorded_fw(
-        &mut self,
-        ns: &NsRef,
-        table: &str,
-        chain: &str,
-        undo: FwUndo,
-        apply: impl FnOnce(&mut Self) -> Result<()>,
-    ) -> Result<()> {
-        if self.state.owns_ns(ns) {
+    fn recorded_fw(&mut self, record: FwRecord, apply: impl FnOnce(&mut Self) -> Result<()>) -> Result<()> {
+        if self.state.owns_ns(&record.ns) {
             return apply(self);
         }
-        let record = FwRecord { ns: ns.clone(), table: table.to_string(), chain: chain.to_string(), undo };
         self.created(Object::Fw(record), apply, |_, o| o)
     }
 
@@ -64,7 +74,9 @@ impl<K: Kernel> LiveBackend<K> {
         if old == new {
             return Ok(());
         }
-        self.recorded_fw(ns, table, chain, FwUndo::Policy(old), |b| b.nl.kernel().set_chain_policy(ns, table, chain, new))?;
+        let record =
+            FwRecord { ns: ns.clone(), table: table.to_string(), chain: chain.to_string(), undo: FwUndo::Policy(old), ipv6: false };
+        self.recorded_fw(record, |b| b.nl.kernel().set_chain_policy(ns, table, chain, new))?;
         if table == "filter" && chain == "FORWARD" && new == "DROP" {
             let bridges: Vec<String> =
                 self.state.links().filter(|(_, l)| &l.ns == ns && l.kind == "bridge").map(|(_, l)| l.name.clone()).collect();

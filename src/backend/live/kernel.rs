@@ -32,10 +32,26 @@ pub struct Answer {
     pub echo: Option<LinkMessage>,
 }
 
-/// A namespace just created, and what identifies it.
+pub use crate::nsexec::NetnsAt;
+
+/// A background process just started, held before it runs its command (see
+/// [`Kernel::start`]): what identifies it.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct NewNetns {
-    pub inode: u64,
+pub struct Started {
+    pub pid: u32,
+    /// Field 22 of /proc/PID/stat: with the pid, what no other process shares.
+    pub start: u64,
+}
+
+/// A process found inside one of a lab's namespaces, whoever started it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NsProcess {
+    /// The lab namespace it is in.
+    pub ns: String,
+    pub pid: u32,
+    pub start: u64,
+    /// Its command name (/proc/PID/comm), for the report.
+    pub comm: String,
 }
 
 /// What a background process is waiting for before it counts as started.
@@ -47,6 +63,8 @@ pub enum Ready {
     Tcp(u16),
     /// A bound UDP socket on this port in the namespace.
     Udp(u16),
+    /// A raw ICMPv6 socket (router advertisements).
+    Icmpv6,
 }
 
 /// How a process ended.
@@ -62,14 +80,23 @@ pub type AsideDone = Vec<Result<Vec<Answer>>>;
 
 pub trait Kernel {
     // ---- namespaces ----
-    /// `ip netns add NAME`: the namespace, mounted at /run/netns/NAME, and a socket in it.
-    fn create_netns(&mut self, name: &str) -> Result<NewNetns>;
-    /// The identity of what /run/netns/NAME holds now (None: no namespace there).
-    fn netns_identity(&mut self, name: &str) -> Option<u64>;
+    /// Make the next namespace, still unnamed (it vanishes with nsscript until it is
+    /// named), and return its cookie: the identity the ledger records before the name
+    /// is claimed.
+    fn prepare_netns(&mut self) -> Result<u64>;
+    /// `ip netns add NAME` for the namespace [`Kernel::prepare_netns`] made, mounted at
+    /// /run/netns/NAME over a placeholder that names it and `lab`, and a socket in it.
+    fn create_netns(&mut self, name: &str, lab: &str) -> Result<()>;
+    /// What /run/netns/NAME holds now.
+    fn netns_at(&mut self, name: &str) -> NetnsAt;
     /// `ip netns del NAME`.
     fn delete_netns(&mut self, name: &str) -> Result<()>;
-    /// Remove the empty file a killed `create_netns` may leave (true when there was one).
-    fn remove_netns_placeholder(&mut self, name: &str) -> Result<bool>;
+    /// Remove the placeholder of the namespace with `cookie` that a killed run left at
+    /// /run/netns/NAME (true when there was one; never anything else).
+    fn remove_netns_placeholder(&mut self, name: &str, cookie: u64) -> Result<bool>;
+    /// The cookie of a namespace the lab changes but does not own (the host's, or one
+    /// named with `ns()`).
+    fn netns_cookie(&mut self, ns: &NsRef) -> Result<u64>;
     /// Check that a named namespace exists, and keep its handle.
     fn open_netns(&mut self, name: &str) -> Result<()>;
     /// The handle of a namespace, as a number for IFLA_NET_NS_FD (valid while held).
@@ -91,13 +118,19 @@ pub trait Kernel {
     fn sysctl_read(&mut self, ns: &NsRef, key: &str) -> Result<String>;
     fn sysctl_write(&mut self, ns: &NsRef, key: &str, value: &str) -> Result<()>;
 
-    // ---- firewall (iptables, IPv4) ----
+    // ---- firewall (iptables; a rule says when it is ip6tables') ----
     fn rule_exists(&mut self, ns: &NsRef, rule: &Rule) -> Result<bool>;
     /// Append, or insert at `pos` (1-based).
     fn rule_add(&mut self, ns: &NsRef, rule: &Rule, pos: Option<u32>) -> Result<()>;
     fn rule_delete(&mut self, ns: &NsRef, rule: &Rule) -> Result<()>;
     fn chain_policy(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<String>;
     fn set_chain_policy(&mut self, ns: &NsRef, table: &str, chain: &str, policy: &str) -> Result<()>;
+    /// Whether a chain exists (`iptables -t TABLE -S CHAIN` succeeds).
+    fn chain_exists(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<bool>;
+    /// `iptables -t TABLE -N CHAIN`.
+    fn chain_add(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<()>;
+    /// `iptables -t TABLE -F CHAIN` and `-X CHAIN`.
+    fn chain_delete(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<()>;
     /// `iptables ARGS` as given: its output.
     fn iptables(&mut self, ns: &NsRef, args: &[String]) -> Result<String>;
     /// Whether FORWARD drops by default in ns (asked of nftables, not iptables, where it can).
@@ -107,8 +140,12 @@ pub trait Kernel {
     /// Run a command inside ns and wait (past `timeout` its process group is killed: code 124).
     fn run(&mut self, ns: &NsRef, cmd: &Command, timeout: Option<Duration>) -> Result<ExecOutput>;
     /// Start a command inside ns in the background, in a process group of its own, its
-    /// output to `log`; `tied`: it dies with nsscript. Returns its pid.
-    fn start(&mut self, ns: &NsRef, cmd: &Command, log: &Path, tied: bool) -> Result<u32>;
+    /// output to `log`; `tied`: it dies with nsscript. The process is held before it
+    /// runs the command until [`Kernel::release`], so the caller can record it first; if
+    /// nsscript dies before that, it exits without running anything.
+    fn start(&mut self, ns: &NsRef, cmd: &Command, log: &Path, tied: bool) -> Result<Started>;
+    /// Let a process held by [`Kernel::start`] run its command.
+    fn release(&mut self, pid: u32) -> Result<()>;
     /// A process's state letter and start time (fields 3 and 22 of /proc/PID/stat).
     fn process(&mut self, pid: u32) -> Option<(char, u64)>;
     /// Reap a child of ours that ended (None: it runs, or it is not ours).
@@ -117,12 +154,23 @@ pub trait Kernel {
     fn listening(&mut self, pid: u32, ready: Ready) -> bool;
     /// Signal a process group.
     fn kill_group(&mut self, pgid: u32, signal: nix::sys::signal::Signal);
+    /// Every process (this one aside) whose network namespace is one of the named ones
+    /// (as `ip netns pids` finds them).
+    fn processes_in(&mut self, names: &[String]) -> Vec<NsProcess>;
+    /// Signal `pid` if it still is the process that started at `start` (never a pid the
+    /// kernel has given to someone else since). True when it was signalled.
+    fn signal(&mut self, pid: u32, start: u64, signal: nix::sys::signal::Signal) -> bool;
 
     // ---- native sockets and devices ----
-    /// A persistent tap device in ns.
+    /// A tap device in ns, not yet persistent: it goes when nsscript does, until
+    /// [`Kernel::persist_tap`] (called once the ledger knows its ifindex).
     fn create_tap(&mut self, ns: &NsRef, name: &str, owner: Option<u32>, group: Option<u32>) -> Result<()>;
+    /// Make the tap made by [`Kernel::create_tap`] stay after nsscript.
+    fn persist_tap(&mut self, ns: &NsRef, name: &str) -> Result<()>;
     /// Echo requests from inside ns.
     fn ping(&mut self, ns: &NsRef, addr: std::net::IpAddr, spec: &PingSpec) -> Result<PingResult>;
     /// A raw ICMP socket opened inside ns (pingall drives many at once).
     fn icmp_socket(&mut self, ns: &NsRef) -> Result<OwnedFd>;
+    /// A UDP socket opened inside ns, unbound (IPv6 for `v6`): resolve's DNS queries.
+    fn udp_socket(&mut self, ns: &NsRef, v6: bool) -> Result<OwnedFd>;
 }

@@ -4,6 +4,7 @@
 //! refused because it is not the lab's, and what may be batched.
 
 mod dhcp;
+mod dns;
 #[cfg(test)]
 mod double;
 mod firewall;
@@ -13,6 +14,7 @@ pub mod netlink;
 mod overlay;
 mod pingall;
 mod procs;
+mod ra;
 pub mod teardown;
 #[cfg(test)]
 mod tests;
@@ -42,6 +44,11 @@ pub struct LiveBackend<K: Kernel = Linux> {
     /// A `--sandbox` run: the lab's processes end with it (and with nsscript if killed).
     sandboxed: bool,
     progress: crate::progress::Progress,
+    /// The next ifindex for a link made in a namespace that outlives the lab (see
+    /// [`LiveBackend::outside_index`]); 0 until the first is picked.
+    next_outside_index: u32,
+    /// The DNS servers resolve() asks by default.
+    dns: dns::Known,
 }
 
 impl LiveBackend<Linux> {
@@ -61,6 +68,8 @@ impl<K: Kernel> LiveBackend<K> {
             state: LabState::default(),
             sandboxed: false,
             progress: Default::default(),
+            next_outside_index: 0,
+            dns: Default::default(),
         })
     }
 
@@ -110,7 +119,10 @@ impl<K: Kernel> LiveBackend<K> {
     }
 
     /// Write the intent of `object`, run `create`, then write the entry again as done
-    /// (with what `done` fills in from the result) or as failed.
+    /// (with what `done` fills in from the result) or as failed. The intent already
+    /// holds the object's identity wherever one can be known before it exists (a
+    /// namespace's cookie, the ifindex a link outside the lab is created with), and the
+    /// identity of the outside namespace it goes into.
     fn created<T>(
         &mut self,
         object: Object,
@@ -120,8 +132,10 @@ impl<K: Kernel> LiveBackend<K> {
         // Intent, kernel call and result under the name lock: two labs claiming one
         // name never interleave (the second finds the first's object recorded).
         let _names = lab::lock::names()?;
+        let mut first = self.outside_entry(object_ns(&object))?;
         let intent = Entry::intent(self.state.new_id(), object);
-        self.record(intent.clone())?;
+        first.push(intent.clone());
+        self.record_all(first)?;
         match create(self) {
             Ok(v) => {
                 let object = done(&v, intent.object.clone());
@@ -144,6 +158,53 @@ impl<K: Kernel> LiveBackend<K> {
         }
     }
 
+    /// The entry that records the identity of `ns`, when the lab is about to change it
+    /// for the first time and does not own it (nothing otherwise).
+    fn outside_entry(&mut self, ns: Option<&NsRef>) -> Result<Vec<Entry>> {
+        let Some(ns) = ns.filter(|ns| !self.state.owns_ns(ns) && self.state.outside_cookie(ns).is_none()) else {
+            return Ok(Vec::new());
+        };
+        let cookie = self.nl.kernel().netns_cookie(ns)?;
+        Ok(vec![Entry { id: self.state.new_id(), phase: Phase::Done, object: Object::Outside { ns: ns.clone(), cookie } }])
+    }
+
+    /// The ifindex to create a link in `ns` with, when `ns` outlives the lab (None in the
+    /// lab's own namespaces: their links go with them and need no identity). Chosen by
+    /// us, it is in the ledger's intent before the link exists, so a run killed between
+    /// the two leaves an entry that still identifies its link: a link someone makes
+    /// later under that name gets another ifindex from the kernel's counter, which
+    /// starts at 1 and counts up, while ours come from 2^30 up (from a random point, so
+    /// that two labs seldom meet; if they do, the kernel refuses and another is picked).
+    fn outside_index(&mut self, ns: &NsRef) -> Option<u32> {
+        if self.state.owns_ns(ns) {
+            return None;
+        }
+        if self.next_outside_index == 0 {
+            self.reseed_outside_index();
+        }
+        let i = self.next_outside_index;
+        self.next_outside_index = if i >= i32::MAX as u32 { 0 } else { i + 1 };
+        Some(i)
+    }
+
+    fn reseed_outside_index(&mut self) {
+        const BASE: u32 = 1 << 30;
+        self.next_outside_index = BASE + (random_u64() % u64::from(BASE - (1 << 24))) as u32;
+    }
+
+    /// Whether a creation refused with EEXIST was refused for the ifindex we chose (the
+    /// name is free): then another index is tried.
+    fn index_clash(&mut self, e: &Error, ns: &NsRef, names: &[&str], chosen: bool) -> bool {
+        if !chosen || !e.is_errno(libc::EEXIST) {
+            return false;
+        }
+        let free = names.iter().all(|n| matches!(self.nl.link_index(ns, n), Ok(None)));
+        if free {
+            self.reseed_outside_index();
+        }
+        free
+    }
+
     fn require_owned_link(&self, ns: &NsRef, name: &str, action: &str) -> Result<()> {
         if self.state.owns_link(ns, name) {
             return Ok(());
@@ -157,10 +218,14 @@ impl<K: Kernel> LiveBackend<K> {
             return Ok(Outcome::Done);
         }
         let name = op.name.clone();
+        // The namespace exists (unnamed) before its entry is written: the intent holds
+        // its cookie, so no entry ever names a namespace without saying which one.
+        let cookie = self.nl.kernel().prepare_netns()?;
+        let lab = self.lab.clone();
         self.created(
-            Object::Netns(NetnsRecord { name: name.clone(), inode: None }),
-            |b| b.nl.kernel().create_netns(&name),
-            |made, _| Object::Netns(NetnsRecord { name: name.clone(), inode: Some(made.inode) }),
+            Object::Netns(NetnsRecord { name: name.clone(), cookie: Some(cookie) }),
+            |b| b.nl.kernel().create_netns(&name, &lab),
+            |_, o| o,
         )?;
         // lo goes up with the namespace's first burst.
         self.nl.queue_lo_up(&NsRef::named(&op.name));
@@ -172,9 +237,15 @@ impl<K: Kernel> LiveBackend<K> {
         if self.state.link(&op.ns, &op.name).is_some_and(|(_, l)| l.kind == "bridge") {
             return Ok(Outcome::Done);
         }
-        let record = LinkRecord { ns: op.ns.clone(), name: op.name.clone(), kind: "bridge".into(), index: None, pair: None };
-        self.created(Object::Link(record), |b| b.nl.create_bridge(&op), with_index)
-            .map_err(|e| self.name_taken_by_us(e, &[(&op.ns, &op.name)]))?;
+        for attempt in 0.. {
+            let index = self.outside_index(&op.ns);
+            let record = LinkRecord { ns: op.ns.clone(), name: op.name.clone(), kind: "bridge".into(), index, pair: None };
+            match self.created(Object::Link(record), |b| b.nl.create_bridge(&op, index), with_index) {
+                Err(e) if attempt < 3 && self.index_clash(&e, &op.ns, &[&op.name], index.is_some()) => continue,
+                other => other.map_err(|e| self.name_taken_by_us(e, &[(&op.ns, &op.name)]))?,
+            };
+            break;
+        }
         if !self.state.owns_ns(&op.ns) {
             self.warn_bridge_filtering(&op.ns, &op.name);
         }
@@ -183,23 +254,40 @@ impl<K: Kernel> LiveBackend<K> {
 
     fn create_veth(&mut self, op: CreateVeth) -> Result<Outcome> {
         op.validate()?;
-        let (a, b) = (self.state.new_id(), self.state.new_id());
-        let end = |id, pair, ns: &NsRef, name: &str| {
-            Entry::intent(
-                id,
-                Object::Link(LinkRecord { ns: ns.clone(), name: name.to_string(), kind: "veth".into(), index: None, pair: Some(pair) }),
-            )
-        };
-        let (near, far) = (end(a, b, &op.ns, &op.name), end(b, a, &op.peer_ns, &op.peer));
-        // Both ends' intents in one ledger write, both results in another.
-        let _names = lab::lock::names()?;
-        self.record_all(vec![far.clone(), near.clone()])?;
-        match self.nl.create_veth(&op) {
-            Ok((ia, ib)) => self.record_all(vec![done_with_index(near, ia), done_with_index(far, ib)])?,
-            Err(e) => {
-                self.record_all(vec![near.at(Phase::Failed), far.at(Phase::Failed)])?;
-                return Err(self.name_taken_by_us(e, &[(&op.ns, &op.name), (&op.peer_ns, &op.peer)]));
+        for attempt in 0.. {
+            let indexes = (self.outside_index(&op.ns), self.outside_index(&op.peer_ns));
+            let (a, b) = (self.state.new_id(), self.state.new_id());
+            let end = |id, pair, ns: &NsRef, name: &str, index| {
+                Entry::intent(
+                    id,
+                    Object::Link(LinkRecord { ns: ns.clone(), name: name.to_string(), kind: "veth".into(), index, pair: Some(pair) }),
+                )
+            };
+            let (near, far) = (end(a, b, &op.ns, &op.name, indexes.0), end(b, a, &op.peer_ns, &op.peer, indexes.1));
+            // Both ends' intents in one ledger write, both results in another.
+            let _names = lab::lock::names()?;
+            let mut first = self.outside_entry(Some(&op.ns))?;
+            if op.peer_ns != op.ns {
+                first.extend(self.outside_entry(Some(&op.peer_ns))?);
             }
+            first.extend([far.clone(), near.clone()]);
+            self.record_all(first)?;
+            match self.nl.create_veth(&op, indexes) {
+                Ok((ia, ib)) => self.record_all(vec![done_with_index(near, ia), done_with_index(far, ib)])?,
+                Err(e) => {
+                    self.record_all(vec![near.at(Phase::Failed), far.at(Phase::Failed)])?;
+                    let chosen = indexes.0.is_some() || indexes.1.is_some();
+                    // Which end clashed is not said: both names free means an index did.
+                    if attempt < 3
+                        && self.index_clash(&e, &op.ns, &[&op.name], chosen)
+                        && matches!(self.nl.link_index(&op.peer_ns, &op.peer), Ok(None))
+                    {
+                        continue;
+                    }
+                    return Err(self.name_taken_by_us(e, &[(&op.ns, &op.name), (&op.peer_ns, &op.peer)]));
+                }
+            }
+            break;
         }
         Ok(Outcome::Done)
     }
@@ -211,6 +299,15 @@ impl<K: Kernel> LiveBackend<K> {
             if !self.state.owns_netns(target) {
                 // Moving a link into a foreign namespace would hand it out of the lab.
                 self.nl.kernel().open_netns(target)?;
+            }
+        }
+        if let LinkChange::MoveTo(target) = &op.change {
+            // The namespace it moves into is identified before anything of ours is there.
+            if self.state.link(&op.ns, &op.name).is_some() {
+                let first = self.outside_entry(Some(target))?;
+                if !first.is_empty() {
+                    self.record_all(first)?;
+                }
             }
         }
         self.nl.set_link(&op)?;
@@ -353,6 +450,11 @@ impl<K: Kernel> LiveBackend<K> {
             Op::Spawn(o) => self.spawn(o),
             Op::DhcpServer(o) => self.dhcp_server(o),
             Op::DhcpLease(o) => self.dhcp_lease(o),
+            Op::DhcpRelay(o) => self.dhcp_relay(o),
+            Op::DnsServer(o) => self.dns_server(o),
+            Op::RouterAdv(o) => self.router_adv(o),
+            Op::Resolve(o) => self.resolve(o),
+            Op::WaitAddr(o) => self.wait_addr(o),
             Op::Ping(o) => self.nl.kernel().ping(&o.ns, o.addr, &o.spec).map(Outcome::Ping),
             Op::PingAll(o) => self.pingall(o).map(Outcome::PingAll),
             Op::CreateLink(o) => self.create_link(o),
@@ -368,6 +470,32 @@ impl<K: Kernel> LiveBackend<K> {
             }
         }
     }
+}
+
+/// The namespace an object lives in (None: a namespace itself, or nothing in one).
+fn object_ns(o: &Object) -> Option<&NsRef> {
+    match o {
+        Object::Link(l) => Some(&l.ns),
+        Object::Addr(a) => Some(&a.ns),
+        Object::Route(r) => Some(&r.ns),
+        Object::Sysctl(s) => Some(&s.ns),
+        Object::Fw(f) => Some(&f.ns),
+        Object::Proc(p) => Some(&p.ns),
+        Object::LinkMoved { ns, .. } | Object::Outside { ns, .. } => Some(ns),
+        Object::Begin { .. } | Object::Netns(_) | Object::LinkGone => None,
+    }
+}
+
+/// 64 random bits from the kernel (getrandom), or from the clock if it cannot answer.
+pub(crate) fn random_u64() -> u64 {
+    let mut buf = [0u8; 8];
+    // SAFETY: getrandom writes at most buf.len() bytes into buf.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), libc::GRND_NONBLOCK) };
+    if n == 8 {
+        return u64::from_ne_bytes(buf);
+    }
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    t ^ (u64::from(std::process::id()) << 32)
 }
 
 /// A link entry with the ifindex the kernel gave it.
@@ -403,7 +531,7 @@ impl<K: Kernel> Backend for LiveBackend<K> {
         // What sends packets (a check, a user's command, a DHCP client) first makes the
         // links that came up able to carry them (see Netlink::settle).
         let started = std::time::Instant::now();
-        if matches!(op, Op::Ping(_) | Op::PingAll(_) | Op::Exec(_) | Op::DhcpLease(_)) {
+        if matches!(op, Op::Ping(_) | Op::PingAll(_) | Op::Exec(_) | Op::DhcpLease(_) | Op::Resolve(_)) {
             self.nl.settle()?;
         }
         // Questions are not building (the REPL's completion asks them at every Tab).
@@ -438,7 +566,10 @@ impl<K: Kernel> Backend for LiveBackend<K> {
 
     fn finish(&mut self) -> Result<()> {
         self.progress.done();
-        self.nl.flush()
+        self.nl.flush()?;
+        // A signal that came during the last step (a last `exec`, a last creation) is
+        // honoured like one between two steps: the run stops and rolls back.
+        crate::signals::check()
     }
 
     fn lab_name(&self) -> String {

@@ -21,14 +21,27 @@ impl<K: Kernel> LiveBackend<K> {
         if self.nl.link_index(&op.ns, &op.name)?.is_some() {
             return Err(self.name_taken_by_us(op.name_taken(), &[(&op.ns, &op.name)]));
         }
-        let record = LinkRecord { ns: op.ns.clone(), name: op.name.clone(), kind: kind.into(), index: None, pair: None };
-        self.created(Object::Link(record), |b| b.make_link(&op), super::with_index)?;
+        let is_tap = matches!(op.kind, LinkKind::Tap { .. });
+        for attempt in 0.. {
+            // A tap cannot be given an ifindex (TUNSETIFF picks it): it stays
+            // non-persistent, gone with nsscript, until the ledger holds its ifindex.
+            let index = if is_tap { None } else { self.outside_index(&op.ns) };
+            let record = LinkRecord { ns: op.ns.clone(), name: op.name.clone(), kind: kind.into(), index, pair: None };
+            match self.created(Object::Link(record), |b| b.make_link(&op, index), super::with_index) {
+                Err(e) if attempt < 3 && self.index_clash(&e, &op.ns, &[&op.name], index.is_some()) => continue,
+                other => other?,
+            };
+            break;
+        }
+        if is_tap {
+            self.nl.kernel().persist_tap(&op.ns, &op.name)?;
+        }
         Ok(done)
     }
 
-    fn make_link(&mut self, op: &CreateLink) -> Result<u32> {
+    fn make_link(&mut self, op: &CreateLink, index: Option<u32>) -> Result<u32> {
         let LinkKind::Tap { owner, group } = op.kind else {
-            return self.nl.create_link(op);
+            return self.nl.create_link(op, index);
         };
         self.nl.kernel().create_tap(&op.ns, &op.name, owner, group)?;
         let index = self.nl.require_link(&op.ns, &op.name)?;

@@ -4,7 +4,7 @@
 //! signalled when the kernel shows the same start time as recorded: a recycled pid
 //! belongs to someone else.
 
-use super::kernel::{Exit, Kernel, Ready};
+use super::kernel::{Exit, Kernel, NsProcess, Ready};
 use super::LiveBackend;
 use crate::error::{Code, Error, Result};
 use crate::lab::report::Report;
@@ -57,18 +57,19 @@ impl<K: Kernel> LiveBackend<K> {
         files.extend(extra_files.iter().map(|p| p.display().to_string()));
         let record = ProcRecord { ns: ns.clone(), what: what.to_string(), pid: None, start: None, files };
         let tied = self.sandboxed;
-        let (pid, _start) = self.created(
+        // Intent, start (the process waits at its gate), done with pid and start time,
+        // and only then does it run: a run killed at any point leaves either no process
+        // or one the ledger names.
+        let started = self.created(
             Object::Proc(record),
-            |b| {
-                let k = b.nl.kernel();
-                let pid = k.start(ns, cmd, &log, tied)?;
-                Ok((pid, k.process(pid).map(|(_, s)| s)))
-            },
-            |(pid, start), object| match object {
-                Object::Proc(p) => Object::Proc(ProcRecord { pid: Some(*pid), start: *start, ..p }),
+            |b| b.nl.kernel().start(ns, cmd, &log, tied),
+            |s, object| match object {
+                Object::Proc(p) => Object::Proc(ProcRecord { pid: Some(s.pid), start: Some(s.start), ..p }),
                 other => other,
             },
         )?;
+        let pid = started.pid;
+        self.nl.kernel().release(pid)?;
         // Early failure (a bad flag, a port in use) or readiness.
         let deadline = Instant::now() + wait;
         let grace = Instant::now() + Duration::from_millis(30);
@@ -97,6 +98,7 @@ impl<K: Kernel> LiveBackend<K> {
                 let port = match ready {
                     Ready::Tcp(p) => format!("TCP port {p}"),
                     Ready::Udp(p) => format!("UDP port {p}"),
+                    Ready::Icmpv6 => "an ICMPv6 socket".to_string(),
                     Ready::Started => return Ok(pid),
                 };
                 return Err(Error::new(
@@ -127,32 +129,48 @@ impl<K: Kernel> LiveBackend<K> {
 }
 
 /// Stop one recorded process (its whole process group), if it is still the one we started.
-fn stop<K: Kernel>(p: &ProcRecord, k: &mut K, report: &mut Report) {
+fn stop<K: Kernel>(p: &ProcRecord, k: &mut K, report: &mut Report, waits: &mut Vec<Duration>) {
     let what = match p.pid {
         Some(pid) => format!("process {pid} ({}) in {}", p.what, p.ns),
         None => format!("process {} in {}", p.what, p.ns),
     };
+    // Its log and lease files go in any case (the ledger names only files in the lab's
+    // own directory: see lab::verify).
+    let remove_files = || {
+        for f in &p.files {
+            let _ = std::fs::remove_file(f);
+        }
+    };
     let Some(pid) = p.pid else {
-        // Died between the intent and the start: nothing was started.
+        // Killed between the intent and the record of its pid: the process, if it was
+        // forked, waited at its gate and exited when nsscript died, running nothing.
+        remove_files();
         return;
     };
-    match (k.process(pid), p.start) {
-        (None, _) => {
+    let Some(recorded) = p.start else {
+        // Without a start time a recycled pid cannot be told apart: nothing is signalled.
+        report.skipped(format!("{what}: the ledger has no start time for it, so pid {pid} may be anyone's now; not signalled"));
+        remove_files();
+        return;
+    };
+    match k.process(pid) {
+        None | Some(('Z', _)) => {
             // The leader is gone: its number may already be someone else's group, so
             // nothing is signalled.
             report.skipped(format!("{what}: already gone"));
         }
-        (Some((_, now)), Some(recorded)) if now != recorded => {
+        Some((_, now)) if now != recorded => {
             report.skipped(format!("{what}: pid {pid} now belongs to another process (start time {now}, recorded {recorded})"));
         }
-        (Some(_), _) => {
+        Some(_) => {
+            let since = Instant::now();
             k.kill_group(pid, Signal::SIGTERM);
             let gone = |k: &mut K, until: Instant| loop {
                 // Reap it if it is our child; otherwise init does.
                 let _ = k.reap(pid);
                 match k.process(pid) {
                     None | Some(('Z', _)) => return true,
-                    Some((_, s)) if Some(s) != p.start => return true,
+                    Some((_, s)) if s != recorded => return true,
                     _ => {}
                 }
                 if Instant::now() >= until {
@@ -169,17 +187,77 @@ fn stop<K: Kernel>(p: &ProcRecord, k: &mut K, report: &mut Report) {
             }
             // Members that ignored SIGTERM.
             k.kill_group(pid, Signal::SIGKILL);
+            waits.push(since.elapsed());
             report.removed(what);
         }
     }
-    for f in &p.files {
-        let _ = std::fs::remove_file(f);
+    remove_files();
+}
+
+/// Stop every process the ledger names, newest first (before its namespaces go).
+pub fn stop_all<K: Kernel>(state: &LabState, k: &mut K, report: &mut Report) {
+    let mut waits = Vec::new();
+    for (_, p) in state.procs().rev() {
+        stop(p, k, report, &mut waits);
+    }
+    if !waits.is_empty() {
+        let total: Duration = waits.iter().sum();
+        report.waited.push(format!("{} ms for {} process(es) of the ledger to end after SIGTERM", total.as_millis(), waits.len()));
     }
 }
 
-/// Stop every process of the lab, newest first (before its namespaces go).
-pub fn stop_all<K: Kernel>(state: &LabState, k: &mut K, report: &mut Report) {
-    for (_, p) in state.procs().rev() {
-        stop(p, k, report);
+/// Stop every process that is inside one of `names` (lab namespaces whose identity was
+/// checked), whoever started it: an `exec("server &")`, a child of a spawned program, a
+/// shell someone opened there. SIGTERM, up to 2 s for them to end, then SIGKILL. Each is
+/// signalled through a pidfd after its start time is checked: never a recycled pid.
+pub fn stop_in_namespaces<K: Kernel>(names: &[String], k: &mut K, report: &mut Report) {
+    if names.is_empty() {
+        return;
     }
+    let found = k.processes_in(names);
+    if found.is_empty() {
+        return;
+    }
+    let since = Instant::now();
+    let alive = |k: &mut K, p: &NsProcess| {
+        let _ = k.reap(p.pid);
+        matches!(k.process(p.pid), Some((state, s)) if s == p.start && state != 'Z')
+    };
+    for p in &found {
+        k.signal(p.pid, p.start, Signal::SIGTERM);
+    }
+    let mut left: Vec<&NsProcess> = found.iter().collect();
+    let mut killed = false;
+    let term_until = since + Duration::from_secs(2);
+    let kill_until = term_until + Duration::from_secs(2);
+    loop {
+        left.retain(|p| alive(k, p));
+        let now = Instant::now();
+        if left.is_empty() || now >= kill_until {
+            break;
+        }
+        if now >= term_until && !killed {
+            for p in &left {
+                k.signal(p.pid, p.start, Signal::SIGKILL);
+            }
+            killed = true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for p in &found {
+        let what = format!("process {} ({}) in {} (found in the namespace)", p.pid, p.comm, p.ns);
+        if left.iter().any(|l| l.pid == p.pid) {
+            report.failed(format!("{what}: still alive after SIGKILL"));
+        } else {
+            report.removed(what);
+        }
+    }
+    report.waited(
+        format!(
+            "{} process(es) found in the lab's namespaces to end{}",
+            found.len(),
+            if killed { " (SIGTERM, then SIGKILL)" } else { " after SIGTERM" }
+        ),
+        since,
+    );
 }

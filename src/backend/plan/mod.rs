@@ -8,26 +8,26 @@
 //! [`PlanBackend::model`].
 
 mod model;
+mod services;
 
-pub use model::{Model, PLink, PRule};
+pub use model::{Model, PLink, PRule, Reach};
+pub use services::PService;
 
 use crate::backend::Backend;
 use crate::error::{Code, Error, Result};
 use crate::ops::address::AddAddr;
 use crate::ops::check::{planned_ping, Ping, PingAll, PingAllResult, PingResult};
-use crate::ops::dhcp::{self, DhcpLease, DhcpServer, Lease};
-use crate::ops::firewall::{deleted_rule, Firewall, FwOp, PortForward};
+use crate::ops::firewall::{chain_undo_shell, deleted_chain, deleted_rule, FilterRule, Firewall, FwOp, PortForward, Rule};
 use crate::ops::link::{self as ops_link, format_mac, CreateBridge, CreateVeth, DeleteLink, LinkChange, SetLink};
 use crate::ops::netns::{self as ops_netns, CreateNetns};
 use crate::ops::overlay::{CreateLink, FdbAppend, LinkKind};
 use crate::ops::process::{Exec, ExecOutput, Spawn};
 use crate::ops::qdisc::SetShape;
-use crate::ops::query::{family, AddrInfo, FdbEntry, LinkInfo, Query};
+use crate::ops::query::{AddrInfo, FdbEntry, LinkInfo, Query};
 use crate::ops::route::{AddRoute, RouteVia};
 use crate::ops::shell::{quote, Sh, Step};
 use crate::ops::sysctl::Sysctl;
 use crate::ops::{names, NsRef, Op, Outcome};
-use ipnetwork::IpNetwork;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -92,12 +92,8 @@ impl PlanBackend {
             let list = named.iter().map(|n| quote(n)).collect::<Vec<_>>().join(" ");
             out.push(format!("for ns in {list}; do ip netns pids \"$ns\" | xargs -r kill; done   # what the lab left running"));
         }
-        for server in &m.dhcp {
-            if server.ns == NsRef::Host {
-                out.extend(dhcp::plan_undo(server, &self.lab));
-            } else {
-                out.push(format!("rm -f {}", quote(&server.plan_lease_file(&self.lab))));
-            }
+        for s in &m.services {
+            out.extend(s.run.plan_undo(&self.lab));
         }
         if m.host_background > 0 {
             out.push(format!("kill $(cat {})", quote(&self.host_pid_file())));
@@ -111,6 +107,10 @@ impl PlanBackend {
         }
         for r in m.rules.iter().filter(|r| r.ns == NsRef::Host).rev() {
             out.push(r.rule.shell(&NsRef::Host, "-D", None));
+        }
+        // Chains after the rules that may jump to them.
+        for (_, table, chain) in m.chains.iter().filter(|(ns, ..)| *ns == NsRef::Host).rev() {
+            out.extend(chain_undo_shell(&NsRef::Host, table, chain));
         }
         // What they were before is not known to a plan.
         let mut changed: Vec<String> = m.sysctls.iter().filter(|(ns, _, _)| *ns == NsRef::Host).map(|(_, k, _)| k.clone()).collect();
@@ -362,10 +362,13 @@ impl PlanBackend {
         let ns = op.ns.clone();
         match &op.op {
             FwOp::Raw { args } => {
-                // `-D CHAIN RULE` takes a rule out of the model (appends, inserts and
-                // policies come as their own ops).
+                // `-D CHAIN RULE` takes a rule out of the model, `-X CHAIN` a chain
+                // (appends, inserts, policies and new chains come as their own ops).
                 if let Some(gone) = deleted_rule(args) {
                     self.model.rules.retain(|r| !(r.ns == ns && r.rule.same(&gone)));
+                }
+                if let Some((table, chain)) = deleted_chain(args) {
+                    self.model.chains.retain(|c| *c != (ns.clone(), table.clone(), chain.clone()));
                 }
                 self.push(op.shell());
                 return Ok(Outcome::Text(String::new()));
@@ -375,24 +378,35 @@ impl PlanBackend {
                 self.push(op.shell());
                 return Ok(Outcome::Done);
             }
+            FwOp::NewChain { table, chain } => {
+                // Made once, as the run does.
+                let key = (ns.clone(), table.clone(), chain.clone());
+                if !self.model.chains.contains(&key) {
+                    self.model.chains.push(key);
+                    self.push(op.shell());
+                }
+                return Ok(Outcome::Done);
+            }
             _ => {}
         }
-        let mut rules = op.rules().unwrap_or_default();
+        let (nat, filter) = (op.source_nat(), op.filter());
+        let mut rules: Vec<(Rule, Option<FilterRule>)> = op.rules().unwrap_or_default().into_iter().map(|r| (r, filter.clone())).collect();
         if matches!(op.op, FwOp::PortForward(_)) && self.model.policy(&ns, "filter", "FORWARD") == "DROP" {
-            rules.push(PortForward::forward_rule());
+            let forward = PortForward::forward_filter();
+            rules.push((forward.rule(), Some(forward)));
         }
-        let nat = op.source_nat();
         let mut cmds = Vec::new();
-        for rule in rules {
+        for (rule, filter) in rules {
             // Added once, as the run does (`iptables -C` first).
             if self.model.rules.iter().any(|r| r.ns == ns && r.rule.same(&rule)) {
                 continue;
             }
-            cmds.push(match &op.op {
-                FwOp::Insert { pos, .. } => rule.shell(&ns, "-I", Some(*pos)),
-                _ => rule.shell(&ns, "-A", None),
-            });
-            self.model.rules.push(PRule { ns: ns.clone(), rule, source_nat: nat.clone() });
+            let pos = match &op.op {
+                FwOp::Insert { pos, .. } => Some(*pos),
+                _ => None,
+            };
+            cmds.push(rule.shell(&ns, if pos.is_some() { "-I" } else { "-A" }, pos));
+            self.model.add_rule(PRule { ns: ns.clone(), rule, source_nat: nat.clone(), filter }, pos);
         }
         if !cmds.is_empty() {
             self.push(Step::new(format!("iptables in {ns}"), cmds));
@@ -405,58 +419,6 @@ impl PlanBackend {
         self.require_owned(&op.ns, &op.link, "shape")?;
         self.push(op.shell()?);
         Ok(Outcome::Done)
-    }
-
-    fn dhcp_server(&mut self, op: DhcpServer) -> Result<Outcome> {
-        op.validate()?;
-        self.require_link(&op.ns, &op.iface)?;
-        let nets: Vec<_> = self
-            .model
-            .addrs_of(&op.ns, &op.iface)
-            .into_iter()
-            .filter_map(|a| match a {
-                IpNetwork::V4(n) => Some(n),
-                _ => None,
-            })
-            .collect();
-        op.subnet(&nets)?;
-        self.push(op.shell(&self.lab));
-        self.ran_in(&op.ns);
-        self.model.dhcp.push(op);
-        Ok(Outcome::Done)
-    }
-
-    /// The lease a client would get: the first free address of the first server's range.
-    fn dhcp_lease(&mut self, op: DhcpLease) -> Result<Outcome> {
-        self.require_link(&op.ns, &op.iface)?;
-        let Some(server) = self.model.dhcp.first().cloned() else {
-            return Err(op
-                .no_lease("no DHCP server in this plan answers".into())
-                .help("start one first with dhcp_server(ns, #{ iface, range, router })"));
-        };
-        let own = |a: &&AddAddr| a.ns == server.ns && a.link == server.iface;
-        let prefix =
-            self.model.addrs.iter().filter(own).find(|a| a.addr.contains(IpAddr::V4(server.first))).map(|a| a.addr.prefix()).unwrap_or(24);
-        let taken: Vec<IpAddr> = self.model.addrs.iter().map(|a| a.addr.ip()).collect();
-        let addr = (u32::from(server.first)..=u32::from(server.last))
-            .map(std::net::Ipv4Addr::from)
-            .find(|a| !taken.contains(&IpAddr::V4(*a)))
-            .unwrap_or(server.first);
-        let server_ip = self.model.addrs.iter().filter(own).find_map(|a| match a.addr.ip() {
-            IpAddr::V4(s) => Some(s),
-            _ => None,
-        });
-        self.push(op.shell());
-        Ok(Outcome::Lease(Lease {
-            addr,
-            prefix,
-            // Without a router option dnsmasq offers its own address as the router.
-            router: server.router.or(server_ip),
-            server: server_ip,
-            dns: server.dns.iter().map(|d| d.to_string()).collect(),
-            lease_secs: Some(3600),
-            ms: 0,
-        }))
     }
 
     fn query(&mut self, q: Query) -> Result<Outcome> {
@@ -489,12 +451,8 @@ impl PlanBackend {
             }
             Query::Addrs(ns) => {
                 self.require_ns(&ns)?;
-                let mut addrs = vec![AddrInfo { link: "lo".into(), addr: "127.0.0.1/8".into(), family: 4 }];
-                addrs.extend(self.model.addrs.iter().filter(|a| a.ns == ns).map(|a| AddrInfo {
-                    link: a.link.clone(),
-                    addr: a.addr.to_string(),
-                    family: family(&a.addr.ip()),
-                }));
+                let mut addrs = vec![AddrInfo::permanent("lo", "127.0.0.1/8".parse().expect("an address"))];
+                addrs.extend(self.model.addrs_in(&ns));
                 Ok(Outcome::Addrs(addrs))
             }
             Query::Routes(ns) => {
@@ -553,14 +511,24 @@ impl PlanBackend {
         Ok(Outcome::Done)
     }
 
+    /// What the model says of a ping, in words for the plan's comment; whether it expects
+    /// an answer. What it cannot tell is reported as not checked (and counts as no answer).
+    fn judge(&self, ns: &NsRef, addr: IpAddr) -> (bool, String) {
+        match self.model.reaches(ns, addr) {
+            Reach::Yes => (true, "the plan expects an answer".into()),
+            Reach::No(None) => (false, "the plan expects no answer".into()),
+            Reach::No(Some(why)) => (false, format!("the plan expects no answer: {why}")),
+            Reach::Unknown(why) => {
+                crate::warnings::warning!("plan: not checked (needs the real lab): a ping from {ns} to {addr}: {why}");
+                (false, format!("the plan cannot tell: {why}"))
+            }
+        }
+    }
+
     fn ping(&mut self, op: Ping) -> Result<Outcome> {
         self.require_ns(&op.ns)?;
-        let ok = self.model.reaches(&op.ns, op.addr);
-        let words = if ok { "an answer" } else { "no answer" };
-        self.push(Step::new(
-            format!("ping {} from {} (the plan expects {words})", op.addr, op.ns),
-            vec![planned_ping(&op.ns, op.addr, ok)],
-        ));
+        let (ok, words) = self.judge(&op.ns, op.addr);
+        self.push(Step::new(format!("ping {} from {} ({words})", op.addr, op.ns), vec![planned_ping(&op.ns, op.addr, ok)]));
         let sent = op.spec.count.max(1);
         Ok(Outcome::Ping(PingResult { sent, received: if ok { sent } else { 0 }, rtt_ms: ok.then_some(0.0), waited_ms: 0, unsent: None }))
     }
@@ -572,7 +540,7 @@ impl PlanBackend {
             self.require_ns(&src.ns)?;
             let mut row = Vec::new();
             for (j, dst) in op.nodes.iter().enumerate() {
-                let ok = i != j && self.model.reaches(&src.ns, dst.addr);
+                let ok = i != j && self.judge(&src.ns, dst.addr).0;
                 if i != j {
                     lines.push(planned_ping(&src.ns, dst.addr, ok));
                 }
@@ -620,6 +588,11 @@ impl Backend for PlanBackend {
             Op::Firewall(o) => self.firewall(o),
             Op::DhcpServer(o) => self.dhcp_server(o),
             Op::DhcpLease(o) => self.dhcp_lease(o),
+            Op::DhcpRelay(o) => self.dhcp_relay(o),
+            Op::DnsServer(o) => self.dns_server(o),
+            Op::RouterAdv(o) => self.router_adv(o),
+            Op::Resolve(o) => self.resolve(o),
+            Op::WaitAddr(o) => self.wait_addr(o),
             Op::Ping(o) => self.ping(o),
             Op::PingAll(o) => self.pingall(o),
         }

@@ -2,9 +2,8 @@
 //! from it and a reachability check can be judged without running anything.
 
 use crate::ops::address::AddAddr;
-use crate::ops::dhcp::DhcpServer;
-use crate::ops::firewall::{Rule, SourceNat};
-use crate::ops::query::{family, FdbEntry, RouteInfo};
+use crate::ops::firewall::{Chain, Echo, FilterRule, Rule, SourceNat};
+use crate::ops::query::{family, AddrInfo, FdbEntry, RouteInfo};
 use crate::ops::route::{AddRoute, RouteVia};
 use crate::ops::NsRef;
 use ipnetwork::IpNetwork;
@@ -30,13 +29,42 @@ pub struct PLink {
     pub parent: Option<String>,
 }
 
-/// An iptables rule in the model, with what it means to a packet's source if the
-/// plan knows (rules from the typed NAT ops; raw rules are not simulated).
+/// An iptables rule in the model, with what it means to a packet if the plan knows:
+/// to its source (the typed NAT ops) or whether it passes (the typed filter ops). Raw
+/// rules are not simulated: a packet that meets one in a filter chain has a fate the
+/// plan cannot tell.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PRule {
     pub ns: NsRef,
     pub rule: Rule,
     pub source_nat: Option<SourceNat>,
+    pub filter: Option<FilterRule>,
+}
+
+/// What the model says of a ping.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reach {
+    Yes,
+    /// No answer, and why (None: no way there or back by the routes).
+    No(Option<String>),
+    /// It depends on what the model does not simulate (a raw iptables rule...): why.
+    Unknown(String),
+}
+
+/// How far a packet got: there (with the source address the far end sees, and the
+/// source NATs on the way as (namespace, before, after)), or stopped.
+enum Trip {
+    There(IpAddr, Vec<(NsRef, IpAddr, IpAddr)>),
+    Lost,
+    Dropped(String),
+    Unknown(String),
+}
+
+/// A filter chain's verdict on a packet.
+enum Verdict {
+    Pass,
+    Dropped(String),
+    Unknown(String),
 }
 
 /// What the lab holds once the script has run.
@@ -52,7 +80,15 @@ pub struct Model {
     pub rules: Vec<PRule>,
     /// Chain policies set, as (namespace, table, chain, policy).
     pub policies: Vec<(NsRef, String, String, String)>,
-    pub dhcp: Vec<DhcpServer>,
+    /// Addresses the kernel forms from router advertisements (also in `addrs`): no
+    /// command of the plan adds them.
+    pub slaac: Vec<AddAddr>,
+    /// Chains of the lab's own (`-N`), as (namespace, table, chain).
+    pub chains: Vec<(NsRef, String, String)>,
+    /// The lab's dnsmasqs (DHCP, relays, DNS, router advertisements).
+    pub services: Vec<super::PService>,
+    /// The DNS servers the DHCP leases named, by namespace (resolve's default).
+    pub leased_dns: Vec<(NsRef, Vec<IpAddr>)>,
     /// Namespaces in which the plan runs or starts programs (exec, spawn, dnsmasq): some
     /// may still run when the lab is taken down.
     pub ran_in: Vec<NsRef>,
@@ -117,6 +153,15 @@ impl Model {
 
     pub fn links_in(&self, ns: &NsRef) -> Vec<&PLink> {
         self.links.iter().filter(|l| &l.ns == ns).collect()
+    }
+
+    /// The addresses of ns as a query answers them (those SLAAC forms are dynamic).
+    pub fn addrs_in(&self, ns: &NsRef) -> Vec<AddrInfo> {
+        self.addrs
+            .iter()
+            .filter(|a| &a.ns == ns)
+            .map(|a| AddrInfo { dynamic: self.slaac.contains(a), ..AddrInfo::permanent(&a.link, a.addr) })
+            .collect()
     }
 
     pub fn addrs_of(&self, ns: &NsRef, link: &str) -> Vec<IpNetwork> {
@@ -193,48 +238,309 @@ impl Model {
         self.sysctls.iter().any(|(n, k, v)| n == ns && k == "net.ipv4.ip_forward" && v == "1")
     }
 
-    /// Follow routes from ns (source address src) to dst, hop by hop, applying source NAT
-    /// on the way. Some(the source address dst sees) when it gets there.
-    fn deliver(&self, from: &NsRef, mut src: Option<IpAddr>, dst: IpAddr) -> Option<IpAddr> {
+    fn sysctl(&self, ns: &NsRef, key: &str) -> Option<&str> {
+        self.sysctls.iter().rev().find(|(n, k, _)| n == ns && k == key).map(|(.., v)| v.as_str())
+    }
+
+    /// A rule, appended, or inserted at `pos` (1-based) of its chain as `-I` does.
+    pub fn add_rule(&mut self, rule: PRule, pos: Option<u32>) {
+        let same_chain = |r: &PRule| {
+            r.ns == rule.ns && r.rule.table == rule.rule.table && r.rule.chain == rule.rule.chain && r.rule.ipv6 == rule.rule.ipv6
+        };
+        let at = pos
+            .and_then(|p| self.rules.iter().enumerate().filter(|(_, r)| same_chain(r)).nth(p.saturating_sub(1) as usize).map(|(i, _)| i));
+        match at {
+            Some(i) => self.rules.insert(i, rule),
+            None => self.rules.push(rule),
+        }
+    }
+
+    /// What the filter chain of ns does to a ping's packet: its rules in order, then
+    /// its policy. A raw rule on the way makes the verdict unknown.
+    fn filter(&self, ns: &NsRef, chain: Chain, p: &Echo) -> Verdict {
+        let v6 = p.dst.is_ipv6();
+        for r in self.rules.iter().filter(|r| &r.ns == ns && r.rule.table == "filter" && r.rule.chain == chain.name() && r.rule.ipv6 == v6)
+        {
+            let Some(f) = &r.filter else {
+                return Verdict::Unknown(format!("{} in {ns} is a rule the plan does not simulate", r.rule.describe()));
+            };
+            if f.matches(p) {
+                return match f.action {
+                    crate::ops::firewall::Action::Accept => Verdict::Pass,
+                    _ => Verdict::Dropped(format!("{} in {ns} drops it", r.rule.describe())),
+                };
+            }
+        }
+        // ip6tables policies are never set by a lab (policy() and iptables() are IPv4).
+        if !v6 && self.policy(ns, "filter", chain.name()) == "DROP" {
+            return Verdict::Dropped(format!("the {} policy of {ns} is DROP", chain.name()));
+        }
+        Verdict::Pass
+    }
+
+    /// The bridge a frame from `dev` in ns crosses to reach `to` (a link in another
+    /// place), if any: (the bridge's namespace, the bridge). A frame sent by the bridge
+    /// device itself, or for the bridge's own address, is not bridged.
+    fn bridge_between(&self, ns: &NsRef, dev: &str, to: (&NsRef, &str)) -> Option<(NsRef, String)> {
+        let out = self.link(ns, dev)?;
+        let port = out.peer.and_then(|p| self.by_id(p))?;
+        let br = port.master.clone()?;
+        (to != (&port.ns, br.as_str())).then(|| (port.ns.clone(), br))
+    }
+
+    /// A bridged frame meets the FORWARD chain of the bridge's namespace (-i BR -o BR)
+    /// when br_netfilter is loaded there (net.bridge.bridge-nf-call-iptables is 1): the
+    /// plan knows only what the lab set.
+    fn bridged(&self, (ns, br): (NsRef, String), p: &Echo) -> Verdict {
+        let key = if p.dst.is_ipv6() { "net.bridge.bridge-nf-call-ip6tables" } else { "net.bridge.bridge-nf-call-iptables" };
+        let call = self.sysctl(&ns, key);
+        if call == Some("0") {
+            return Verdict::Pass;
+        }
+        let at_bridge = Echo { iif: Some(&br), oif: Some(&br), ..*p };
+        match self.filter(&ns, Chain::Forward, &at_bridge) {
+            Verdict::Dropped(why) if call != Some("1") => {
+                Verdict::Unknown(format!("bridged through {br}, where {why} if br_netfilter is loaded ({key} is 1 there)"))
+            }
+            v => v,
+        }
+    }
+
+    /// Follow routes from ns (source address src) to dst, hop by hop, through the filter
+    /// chains (OUTPUT where it starts, FORWARD where it is routed or bridged, INPUT where
+    /// it arrives), applying source NAT on the way. A reply (`reply`) is conntrack's
+    /// ESTABLISHED, and the NAT of its request (`nats`) is undone where it was done.
+    fn deliver(&self, from: &NsRef, mut src: Option<IpAddr>, mut dst: IpAddr, reply: bool, nats: &[(NsRef, IpAddr, IpAddr)]) -> Trip {
         let mut cur = from.clone();
+        let mut came_in: Option<String> = None;
+        let mut done = Vec::new();
+        macro_rules! pass {
+            ($v:expr) => {
+                match $v {
+                    Verdict::Pass => {}
+                    Verdict::Dropped(why) => return Trip::Dropped(why),
+                    Verdict::Unknown(why) => return Trip::Unknown(why),
+                }
+            };
+        }
         for hop in 0..16 {
-            if self.addrs.iter().any(|a| a.ns == cur && a.addr.ip() == dst) || (dst.is_loopback() && hop == 0) {
-                return src.or(Some(dst));
+            let origin = hop == 0;
+            if !origin {
+                if let Some((_, before, _)) = nats.iter().find(|(n, _, after)| *n == cur && *after == dst) {
+                    dst = *before;
+                }
             }
-            if hop > 0 && !self.forwards(&cur) {
-                return None;
+            if self.addrs.iter().any(|a| a.ns == cur && a.addr.ip() == dst) || (origin && dst.is_loopback()) {
+                let seen = src.unwrap_or(dst);
+                let p = Echo { src: seen, dst, iif: came_in.as_deref(), oif: None, reply };
+                if origin {
+                    pass!(self.filter(&cur, Chain::Output, &Echo { iif: None, oif: Some("lo"), ..p }));
+                    pass!(self.filter(&cur, Chain::Input, &Echo { iif: Some("lo"), ..p }));
+                } else {
+                    pass!(self.filter(&cur, Chain::Input, &p));
+                }
+                return Trip::There(seen, done);
             }
-            let (via, dev) = self.lookup(&cur, dst)?;
-            let dev = dev?;
+            if !origin && !self.forwards(&cur) {
+                return Trip::Lost;
+            }
+            let Some((via, Some(dev))) = self.lookup(&cur, dst) else { return Trip::Lost };
             if src.is_none() {
                 src = self.addrs.iter().find(|a| a.ns == cur && a.link == dev && a.addr.is_ipv4() == dst.is_ipv4()).map(|a| a.addr.ip());
             }
-            // Source NAT on the way out of dev: the first rule that applies.
-            let s = src?;
-            if let Some(nat) =
-                self.rules.iter().filter(|r| r.ns == cur).filter_map(|r| r.source_nat.as_ref()).find(|n| n.applies(s, dst, &dev))
-            {
-                src = match nat.to {
-                    Some(to) => Some(IpAddr::V4(to)),
-                    None => self.addrs.iter().find(|a| a.ns == cur && a.link == dev && a.addr.is_ipv4()).map(|a| a.addr.ip()),
-                };
-            }
+            let Some(s) = src else { return Trip::Lost };
+            let p = Echo { src: s, dst, iif: if origin { None } else { came_in.as_deref() }, oif: Some(&dev), reply };
+            pass!(self.filter(&cur, if origin { Chain::Output } else { Chain::Forward }, &p));
             let next = via.unwrap_or(dst);
-            let (ns, _) = self.owner_of(&next)?;
-            if *ns == cur {
-                return None;
+            let Some((next_ns, next_link)) = self.owner_of(&next) else { return Trip::Lost };
+            if *next_ns == cur {
+                return Trip::Lost;
             }
-            cur = ns.clone();
+            if let Some(bridge) = self.bridge_between(&cur, &dev, (next_ns, next_link)) {
+                pass!(self.bridged(bridge, &p));
+            }
+            // Source NAT on the way out of dev (POSTROUTING, after the filter): the first
+            // rule that applies. A reply's source is conntrack's business, not the rules'.
+            if !reply {
+                if let Some(nat) =
+                    self.rules.iter().filter(|r| r.ns == cur).filter_map(|r| r.source_nat.as_ref()).find(|n| n.applies(s, dst, &dev))
+                {
+                    let to = match nat.to {
+                        Some(to) => Some(IpAddr::V4(to)),
+                        None => self.addrs.iter().find(|a| a.ns == cur && a.link == dev && a.addr.is_ipv4()).map(|a| a.addr.ip()),
+                    };
+                    if let Some(to) = to.filter(|t| *t != s) {
+                        done.push((cur.clone(), s, to));
+                        src = Some(to);
+                    }
+                }
+            }
+            came_in = Some(next_link.to_string());
+            cur = next_ns.clone();
         }
-        None
+        Trip::Lost
     }
 
     /// Whether a ping from ns to dst would be answered, judged from the model: there
-    /// and back by the routes, through namespaces that forward, with source NAT.
-    pub fn reaches(&self, ns: &NsRef, dst: IpAddr) -> bool {
-        let Some(seen_src) = self.deliver(ns, None, dst) else { return false };
-        let Some((dst_ns, _)) = self.owner_of(&dst) else { return false };
-        let dst_ns = dst_ns.clone();
-        self.deliver(&dst_ns, Some(dst), seen_src).is_some()
+    /// and back by the routes, through namespaces that forward, with source NAT, and
+    /// through the filter rules the lab added with the typed ops (the request is a new
+    /// connection, the reply an established one).
+    pub fn reaches(&self, ns: &NsRef, dst: IpAddr) -> Reach {
+        let back = |trip: Trip| match trip {
+            Trip::There(..) => Reach::Yes,
+            Trip::Lost => Reach::No(None),
+            Trip::Dropped(why) => Reach::No(Some(why)),
+            Trip::Unknown(why) => Reach::Unknown(why),
+        };
+        let (seen_src, nats) = match self.deliver(ns, None, dst, false, &[]) {
+            Trip::There(seen, nats) => (seen, nats),
+            other => return back(other),
+        };
+        let dst_ns = if dst.is_loopback() {
+            ns.clone()
+        } else {
+            match self.owner_of(&dst) {
+                Some((n, _)) => n.clone(),
+                None => return Reach::No(None),
+            }
+        };
+        back(self.deliver(&dst_ns, Some(dst), seen_src, true, &nats))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::firewall::{parse, Action, CtState, FilterRule, FwOp};
+
+    /// client (10.1.0.2) -- rt (10.1.0.1 | 10.2.0.1, forwards) -- server (10.2.0.2),
+    /// and a bridge br0 in rt with two namespaces on it (10.3.0.2, 10.3.0.3).
+    fn lab() -> Model {
+        let mut m = Model::new();
+        let ns = |n: &str| NsRef::named(n);
+        for n in ["client", "rt", "server", "p1", "p2"] {
+            m.netns.push(n.into());
+        }
+        let pair = |m: &mut Model, a: (&str, &str, &str), b: (&str, &str, &str)| {
+            let x = m.add_link(ns(a.0), a.1, "veth", true, 1500);
+            let y = m.add_link(ns(b.0), b.1, "veth", true, 1500);
+            m.by_id_mut(x).unwrap().peer = Some(y);
+            m.by_id_mut(y).unwrap().peer = Some(x);
+            for (n, link, addr) in [a, b] {
+                if !addr.is_empty() {
+                    m.addrs.push(AddAddr { ns: ns(n), link: link.into(), addr: addr.parse().unwrap() });
+                }
+            }
+            (x, y)
+        };
+        pair(&mut m, ("client", "eth0", "10.1.0.2/24"), ("rt", "eth0", "10.1.0.1/24"));
+        pair(&mut m, ("server", "eth0", "10.2.0.2/24"), ("rt", "eth1", "10.2.0.1/24"));
+        m.add_link(ns("rt"), "br0", "bridge", true, 1500);
+        m.addrs.push(AddAddr { ns: ns("rt"), link: "br0".into(), addr: "10.3.0.1/24".parse().unwrap() });
+        for (i, p) in ["p1", "p2"].iter().enumerate() {
+            let (_, port) = pair(&mut m, (p, "eth0", &format!("10.3.0.{}/24", i + 2)), ("rt", &format!("{p}-port"), ""));
+            m.by_id_mut(port).unwrap().master = Some("br0".into());
+        }
+        for (n, gw) in [("client", "10.1.0.1"), ("server", "10.2.0.1")] {
+            m.routes.push(AddRoute { ns: ns(n), dest: None, via: RouteVia::Gateway(gw.parse().unwrap()) });
+        }
+        m.sysctls.push((ns("rt"), "net.ipv4.ip_forward".into(), "1".into()));
+        m
+    }
+
+    fn fw(m: &mut Model, ns: &str, op: FwOp) {
+        let op = crate::ops::firewall::Firewall { ns: NsRef::named(ns), op };
+        for rule in op.rules().unwrap_or_default() {
+            m.add_rule(PRule { ns: op.ns.clone(), rule, source_nat: op.source_nat(), filter: op.filter() }, None);
+        }
+        if let FwOp::Policy { table, chain, policy } = &op.op {
+            m.policies.push((op.ns.clone(), table.clone(), chain.clone(), policy.clone()));
+        }
+    }
+
+    fn reach(m: &Model, from: &str, to: &str) -> Reach {
+        m.reaches(&NsRef::named(from), to.parse().unwrap())
+    }
+
+    #[test]
+    fn forward_drop_and_accept_rules_decide_a_routed_ping() {
+        let mut m = lab();
+        assert_eq!(reach(&m, "client", "10.2.0.2"), Reach::Yes);
+        fw(&mut m, "rt", parse("-P FORWARD DROP").unwrap());
+        assert!(matches!(reach(&m, "client", "10.2.0.2"), Reach::No(Some(why)) if why.contains("FORWARD policy of namespace rt is DROP")));
+        // The router's own address is INPUT, not FORWARD.
+        assert_eq!(reach(&m, "client", "10.1.0.1"), Reach::Yes);
+        let accept = |iif: &str| FilterRule { iif: Some(iif.into()), ..FilterRule::new(Chain::Forward, Action::Accept) };
+        fw(&mut m, "rt", FwOp::Filter(accept("eth0")));
+        // The request passes, the reply (in by eth1) does not.
+        assert!(matches!(reach(&m, "client", "10.2.0.2"), Reach::No(Some(_))));
+        fw(&mut m, "rt", FwOp::Filter(FilterRule { state: vec![CtState::Established], ..FilterRule::new(Chain::Forward, Action::Accept) }));
+        assert_eq!(reach(&m, "client", "10.2.0.2"), Reach::Yes);
+        // The far side may not start a connection.
+        assert!(matches!(reach(&m, "server", "10.1.0.2"), Reach::No(Some(_))));
+    }
+
+    #[test]
+    fn a_stateful_host_answers_nobody_but_gets_its_replies() {
+        let mut m = lab();
+        fw(&mut m, "server", parse("-P INPUT DROP").unwrap());
+        fw(
+            &mut m,
+            "server",
+            FwOp::Filter(FilterRule {
+                state: vec![CtState::Established, CtState::Related],
+                ..FilterRule::new(Chain::Input, Action::Accept)
+            }),
+        );
+        assert!(matches!(reach(&m, "client", "10.2.0.2"), Reach::No(Some(_))));
+        assert_eq!(reach(&m, "server", "10.1.0.2"), Reach::Yes);
+        assert!(matches!(reach(&m, "server", "127.0.0.1"), Reach::No(Some(_))), "lo is dropped too, until the lab lets it in");
+        fw(&mut m, "server", FwOp::Filter(FilterRule { iif: Some("lo".into()), ..FilterRule::new(Chain::Input, Action::Accept) }));
+        assert_eq!(reach(&m, "server", "127.0.0.1"), Reach::Yes);
+    }
+
+    #[test]
+    fn what_the_model_does_not_simulate_it_does_not_claim() {
+        let mut m = lab();
+        fw(&mut m, "rt", parse("-A FORWARD -m length --length 0:100 -j DROP").unwrap());
+        assert!(matches!(reach(&m, "client", "10.2.0.2"), Reach::Unknown(why) if why.contains("--length")));
+        // Bridged traffic meets rt's FORWARD chain only with br_netfilter.
+        let mut m = lab();
+        assert_eq!(reach(&m, "p1", "10.3.0.3"), Reach::Yes);
+        fw(&mut m, "rt", parse("-P FORWARD DROP").unwrap());
+        assert!(matches!(reach(&m, "p1", "10.3.0.3"), Reach::Unknown(why) if why.contains("br_netfilter")));
+        assert_eq!(reach(&m, "p1", "10.3.0.1"), Reach::Yes, "the bridge's own address is not bridged");
+        m.sysctls.push((NsRef::named("rt"), "net.bridge.bridge-nf-call-iptables".into(), "1".into()));
+        assert!(matches!(reach(&m, "p1", "10.3.0.3"), Reach::No(Some(_))));
+        fw(
+            &mut m,
+            "rt",
+            FwOp::ForwardAccept(crate::ops::firewall::ForwardAccept {
+                iif: Some("br0".into()),
+                oif: Some("br0".into()),
+                src: None,
+                dst: None,
+            }),
+        );
+        assert_eq!(reach(&m, "p1", "10.3.0.3"), Reach::Yes);
+    }
+
+    #[test]
+    fn a_reply_to_a_natted_request_is_undone_by_the_router_and_filtered_as_forwarded() {
+        let mut m = lab();
+        // The server knows no way back to the client's network: only the SNAT gets it there.
+        m.routes.retain(|r| r.ns != NsRef::named("server"));
+        assert_eq!(reach(&m, "client", "10.2.0.2"), Reach::No(None));
+        fw(&mut m, "rt", parse("-t nat -A POSTROUTING -s 10.1.0.0/24 -j MASQUERADE").unwrap());
+        assert!(matches!(reach(&m, "client", "10.2.0.2"), Reach::No(None)), "a raw rule has no NAT meaning");
+        fw(
+            &mut m,
+            "rt",
+            FwOp::Masquerade(crate::ops::firewall::Masquerade { src: "10.1.0.0/24".parse().unwrap(), out: "eth1".into(), not_dst: None }),
+        );
+        assert_eq!(reach(&m, "client", "10.2.0.2"), Reach::Yes);
+        // The router drops in INPUT: the reply is forwarded, not delivered, so it passes.
+        fw(&mut m, "rt", parse("-P INPUT DROP").unwrap());
+        assert_eq!(reach(&m, "client", "10.2.0.2"), Reach::Yes);
     }
 }

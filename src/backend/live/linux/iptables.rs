@@ -11,13 +11,18 @@ use std::os::fd::BorrowedFd;
 
 type IptResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-/// The crate's handle (it learns the iptables version once).
-fn ipt() -> &'static IPTables {
+/// The crate's handle for iptables, or ip6tables for `v6`.
+fn ipt(v6: bool) -> &'static IPTables {
     // iptables::new() runs `iptables --version` to learn whether -C and -w exist: both
     // do since 1.4.20 (Debian 12 has 1.8.9), and the probe cost a process per run. A
     // missing iptables shows at the first command instead (see `refused`).
     static IPT: IPTables = IPTables { cmd: "iptables", has_check: true, has_wait: true, is_numeric: false };
-    &IPT
+    static IPT6: IPTables = IPTables { cmd: "ip6tables", has_check: true, has_wait: true, is_numeric: false };
+    if v6 {
+        &IPT6
+    } else {
+        &IPT
+    }
 }
 
 /// iptables' own message, verbatim, under our explanation.
@@ -37,26 +42,36 @@ fn refused(what: String, e: Box<dyn std::error::Error>) -> Error {
     }
 }
 
-/// Run `f` with the crate's handle on a thread inside `ns`.
+/// Run `f` with the crate's handle (ip6tables' for `v6`) on a thread inside `ns`.
 fn within<T: Send>(
     ns: BorrowedFd<'_>,
+    v6: bool,
     what: impl Fn() -> String + Send + Sync,
     f: impl FnOnce(&IPTables) -> IptResult<T> + Send,
 ) -> Result<T> {
-    let ipt = ipt();
+    let ipt = ipt(v6);
     nsexec::in_netns(ns, || f(ipt).map_err(|e| refused(what(), e)))
 }
 
 pub fn exists(ns: BorrowedFd<'_>, r: &Rule) -> Result<bool> {
     let text = r.text();
-    within(ns, || format!("cannot check the rule -t {} -C {} {text}", r.table, r.chain), |i| i.exists(&r.table, &r.chain, &text))
+    within(ns, r.ipv6, || format!("cannot check the rule -t {} -C {} {text}", r.table, r.chain), |i| i.exists(&r.table, &r.chain, &text))
 }
 
 pub fn add(ns: BorrowedFd<'_>, r: &Rule, pos: Option<u32>, place: &str) -> Result<()> {
     let text = r.text();
     within(
         ns,
-        || format!("iptables refused the rule `-t {} {} {} {text}` {place}", r.table, if pos.is_some() { "-I" } else { "-A" }, r.chain),
+        r.ipv6,
+        || {
+            format!(
+                "{} refused the rule `-t {} {} {} {text}` {place}",
+                r.program(),
+                r.table,
+                if pos.is_some() { "-I" } else { "-A" },
+                r.chain
+            )
+        },
         |i| match pos {
             Some(p) => i.insert(&r.table, &r.chain, &text, p as i32),
             None => i.append(&r.table, &r.chain, &text),
@@ -66,12 +81,32 @@ pub fn add(ns: BorrowedFd<'_>, r: &Rule, pos: Option<u32>, place: &str) -> Resul
 
 pub fn delete(ns: BorrowedFd<'_>, r: &Rule) -> Result<()> {
     let text = r.text();
-    within(ns, || format!("cannot delete the rule -t {} -A {} {text}", r.table, r.chain), |i| i.delete(&r.table, &r.chain, &text))
+    within(ns, r.ipv6, || format!("cannot delete the rule -t {} -A {} {text}", r.table, r.chain), |i| i.delete(&r.table, &r.chain, &text))
+}
+
+/// `-S CHAIN` succeeds only for a chain that exists (and, unlike `-L`, looks up no names).
+pub fn chain_exists(ns: BorrowedFd<'_>, table: &str, chain: &str) -> Result<bool> {
+    let list = format!("-S {chain}");
+    within(ns, false, || format!("cannot look for the chain {chain} (table {table})"), |i| Ok(i.execute(table, &list)?.status.success()))
+}
+
+pub fn chain_add(ns: BorrowedFd<'_>, table: &str, chain: &str, place: &str) -> Result<()> {
+    within(ns, false, || format!("iptables refused the chain {chain} (table {table}) {place}"), |i| i.new_chain(table, chain))
+}
+
+/// Empty the chain, then delete it.
+pub fn chain_delete(ns: BorrowedFd<'_>, table: &str, chain: &str, place: &str) -> Result<()> {
+    within(
+        ns,
+        false,
+        || format!("cannot delete the chain {chain} (table {table}) {place}"),
+        |i| i.flush_chain(table, chain).and_then(|_| i.delete_chain(table, chain)),
+    )
 }
 
 /// The policy of a built-in chain, from `iptables -S CHAIN` (no name lookups).
 pub fn policy(ns: BorrowedFd<'_>, table: &str, chain: &str) -> Result<String> {
-    let lines = within(ns, || format!("cannot read the policy of {chain} (table {table})"), |i| i.list(table, chain))?;
+    let lines = within(ns, false, || format!("cannot read the policy of {chain} (table {table})"), |i| i.list(table, chain))?;
     let prefix = format!("-P {chain} ");
     Ok(lines.iter().find_map(|l| l.strip_prefix(&prefix).map(|p| p.trim().to_string())).unwrap_or_else(|| "ACCEPT".into()))
 }
@@ -79,6 +114,7 @@ pub fn policy(ns: BorrowedFd<'_>, table: &str, chain: &str) -> Result<String> {
 pub fn set_policy(ns: BorrowedFd<'_>, table: &str, chain: &str, policy: &str, place: &str) -> Result<()> {
     within(
         ns,
+        false,
         || format!("iptables refused the policy {policy} for {chain} (table {table}) {place}"),
         |i| i.set_policy(table, chain, policy),
     )
@@ -87,9 +123,10 @@ pub fn set_policy(ns: BorrowedFd<'_>, table: &str, chain: &str, policy: &str, pl
 /// `iptables ARGS` as given; its output.
 pub fn raw(ns: BorrowedFd<'_>, args: &[String], what: String) -> Result<String> {
     let (table, rest) = split_table(args);
-    let command = Rule { table: table.clone(), chain: String::new(), words: rest }.text();
+    let command = Rule::new(&table, "", rest).text();
     let out = within(
         ns,
+        false,
         || what.clone(),
         |i| {
             let out = i.execute(&table, &command)?;

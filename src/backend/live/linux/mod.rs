@@ -11,7 +11,7 @@ mod sysctl;
 mod tap;
 pub mod wire;
 
-use super::kernel::{Answer, Aside, Exit, Kernel, NewNetns, Ready, Request};
+use super::kernel::{Answer, Aside, Exit, Kernel, NetnsAt, NsProcess, Ready, Request, Started};
 use crate::error::{Code, Error, Result};
 use crate::nsexec;
 use crate::ops::check::{PingResult, PingSpec};
@@ -27,7 +27,6 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wire::Wire;
@@ -40,11 +39,25 @@ pub struct Linux {
     ns_files: HashMap<String, File>,
     /// One answer buffer for every wire: a lab of 1000 namespaces has 1000 of them.
     answer_buf: Vec<u8>,
+    /// The namespace made by `prepare_netns`, waiting for its name.
+    prepared: Option<nsexec::Spare>,
+    /// The write ends of the pipes background processes wait on before they run.
+    gates: HashMap<u32, File>,
+    /// Taps made but not yet persistent: closing the handle removes the tap.
+    taps: HashMap<(NsRef, String), File>,
 }
 
 impl Default for Linux {
     fn default() -> Self {
-        Linux { wires: HashMap::new(), lent: Default::default(), ns_files: HashMap::new(), answer_buf: vec![0; wire::ANSWER_BUF] }
+        Linux {
+            wires: HashMap::new(),
+            lent: Default::default(),
+            ns_files: HashMap::new(),
+            answer_buf: vec![0; wire::ANSWER_BUF],
+            prepared: None,
+            gates: HashMap::new(),
+            taps: HashMap::new(),
+        }
     }
 }
 
@@ -86,24 +99,42 @@ impl Linux {
 }
 
 impl Kernel for Linux {
-    fn create_netns(&mut self, name: &str) -> Result<NewNetns> {
-        let made = nsexec::create_netns(name)?;
+    fn prepare_netns(&mut self) -> Result<u64> {
+        if self.prepared.is_none() {
+            self.prepared = Some(nsexec::take_spare()?);
+        }
+        Ok(self.prepared.as_ref().expect("just made").cookie)
+    }
+
+    fn create_netns(&mut self, name: &str, lab: &str) -> Result<()> {
+        let spare = match self.prepared.take() {
+            Some(s) => s,
+            None => nsexec::take_spare()?,
+        };
+        let made = nsexec::create_netns(name, spare, lab)?;
         let ns = NsRef::named(name);
         self.wires.insert(ns, Wire::new(made.route_socket));
         self.ns_files.insert(name.to_string(), made.handle);
-        Ok(NewNetns { inode: made.inode })
+        Ok(())
     }
 
-    fn netns_identity(&mut self, name: &str) -> Option<u64> {
-        nsexec::netns_inode(name)
+    fn netns_at(&mut self, name: &str) -> NetnsAt {
+        nsexec::netns_at(name)
     }
 
     fn delete_netns(&mut self, name: &str) -> Result<()> {
         nsexec::delete_netns(name)
     }
 
-    fn remove_netns_placeholder(&mut self, name: &str) -> Result<bool> {
-        nsexec::remove_netns_placeholder(name)
+    fn remove_netns_placeholder(&mut self, name: &str, cookie: u64) -> Result<bool> {
+        nsexec::remove_netns_placeholder(name, cookie)
+    }
+
+    fn netns_cookie(&mut self, ns: &NsRef) -> Result<u64> {
+        match ns {
+            NsRef::Host => nsexec::host_cookie(),
+            named => nsexec::netns_cookie(self.fd(named)?),
+        }
     }
 
     fn open_netns(&mut self, name: &str) -> Result<()> {
@@ -190,6 +221,20 @@ impl Kernel for Linux {
         iptables::set_policy(self.fd(ns)?, table, chain, policy, &what)
     }
 
+    fn chain_exists(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<bool> {
+        iptables::chain_exists(self.fd(ns)?, table, chain)
+    }
+
+    fn chain_add(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<()> {
+        let what = format!("in {ns}");
+        iptables::chain_add(self.fd(ns)?, table, chain, &what)
+    }
+
+    fn chain_delete(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<()> {
+        let what = format!("in {ns}");
+        iptables::chain_delete(self.fd(ns)?, table, chain, &what)
+    }
+
     fn iptables(&mut self, ns: &NsRef, args: &[String]) -> Result<String> {
         let what = format!("iptables {} failed in {ns}", args.join(" "));
         iptables::raw(self.fd(ns)?, args, what)
@@ -201,14 +246,11 @@ impl Kernel for Linux {
 
     fn run(&mut self, ns: &NsRef, cmd: &Command, timeout: Option<Duration>) -> Result<ExecOutput> {
         let fd = self.child_fd(ns)?;
-        match timeout {
-            None => exec::run(fd, cmd, &ns.to_string()),
-            Some(t) => exec::run_timeout(fd, cmd, &ns.to_string(), t),
-        }
+        exec::run(fd, cmd, &ns.to_string(), timeout)
     }
 
-    fn start(&mut self, ns: &NsRef, cmd: &Command, log: &Path, tied: bool) -> Result<u32> {
-        let (program, mut command) = exec::build(cmd)?;
+    fn start(&mut self, ns: &NsRef, cmd: &Command, log: &Path, tied: bool) -> Result<Started> {
+        let (program, mut command, gate) = exec::gated(cmd, &ns.to_string())?;
         let fd = self.child_fd(ns)?;
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -218,7 +260,7 @@ impl Kernel for Linux {
             .open(log)
             .map_err(|e| Error::io(Code::IoFailed, format!("cannot create {}", log.display()), &e))?;
         let err = out.try_clone().map_err(|e| Error::io(Code::Internal, "cannot duplicate a file handle", &e))?;
-        command.stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
+        command.stdout(out).stderr(err).process_group(0);
         nsexec::command_in(fd, &mut command);
         exec::unblock_signals(&mut command);
         if tied {
@@ -233,17 +275,24 @@ impl Kernel for Linux {
         }
         let child = command.spawn().map_err(|e| {
             let code = if e.kind() == std::io::ErrorKind::NotFound { Code::ProgramMissing } else { Code::DaemonFailed };
-            let err = Error::io(code, format!("cannot start {program:?} in {ns}"), &e);
-            if e.kind() == std::io::ErrorKind::NotFound {
-                err.help(format!("{program} is not installed or not on PATH; install the package that provides it"))
-            } else {
-                err
-            }
+            Error::io(code, format!("cannot start {program:?} in {ns}"), &e)
         })?;
         let pid = child.id();
         // The child is reaped by `reap` (or by init once nsscript has exited).
         std::mem::forget(child);
-        Ok(pid)
+        // It waits on the gate: it exists, so its start time can be read.
+        let start = exec::stat(pid).map(|(_, s)| s).unwrap_or(0);
+        self.gates.insert(pid, gate);
+        Ok(Started { pid, start })
+    }
+
+    fn release(&mut self, pid: u32) -> Result<()> {
+        use std::io::Write;
+        if let Some(mut gate) = self.gates.remove(&pid) {
+            // EPIPE: it died on its own; the caller sees that when it reaps it.
+            let _ = gate.write_all(b"go\n");
+        }
+        Ok(())
     }
 
     fn process(&mut self, pid: u32) -> Option<(char, u64)> {
@@ -270,9 +319,26 @@ impl Kernel for Linux {
         let _ = nix::sys::signal::killpg(Pid::from_raw(pgid as i32), signal);
     }
 
+    fn processes_in(&mut self, names: &[String]) -> Vec<NsProcess> {
+        exec::processes_in(names)
+    }
+
+    fn signal(&mut self, pid: u32, start: u64, signal: nix::sys::signal::Signal) -> bool {
+        exec::signal_if(pid, start, signal)
+    }
+
     fn create_tap(&mut self, ns: &NsRef, name: &str, owner: Option<u32>, group: Option<u32>) -> Result<()> {
-        let name = name.to_string();
-        nsexec::in_netns(self.fd(ns)?, move || tap::create(&name, owner, group))
+        let n = name.to_string();
+        let handle = nsexec::in_netns(self.fd(ns)?, move || tap::create(&n, owner, group))?;
+        self.taps.insert((ns.clone(), name.to_string()), handle);
+        Ok(())
+    }
+
+    fn persist_tap(&mut self, ns: &NsRef, name: &str) -> Result<()> {
+        match self.taps.remove(&(ns.clone(), name.to_string())) {
+            Some(handle) => tap::persist(&handle, name),
+            None => Ok(()),
+        }
     }
 
     fn ping(&mut self, ns: &NsRef, addr: std::net::IpAddr, spec: &PingSpec) -> Result<PingResult> {
@@ -281,5 +347,13 @@ impl Kernel for Linux {
 
     fn icmp_socket(&mut self, ns: &NsRef) -> Result<OwnedFd> {
         nsexec::run_in(self.fd(ns)?, icmp::pingall_socket)
+    }
+
+    fn udp_socket(&mut self, ns: &NsRef, v6: bool) -> Result<OwnedFd> {
+        // A socket stays in the namespace it was made in: only its creation needs the switch.
+        nsexec::run_in(self.fd(ns)?, move || {
+            let bind = if v6 { "[::]:0" } else { "0.0.0.0:0" };
+            std::net::UdpSocket::bind(bind).map(OwnedFd::from).map_err(|e| Error::io(Code::Internal, "cannot open a UDP socket", &e))
+        })
     }
 }

@@ -1,11 +1,12 @@
 //! Persistent tap devices, made the way `ip tuntap add mode tap` makes them: the
-//! TUNSETIFF ioctl on /dev/net/tun, then TUNSETOWNER/TUNSETGROUP and TUNSETPERSIST,
-//! then the file is closed and the device stays for a VM (qemu `-netdev
+//! TUNSETIFF ioctl on /dev/net/tun, then TUNSETOWNER/TUNSETGROUP and (once the ledger
+//! holds its ifindex: a run killed before leaves no tap behind) TUNSETPERSIST, then the
+//! file is closed and the device stays for a VM (qemu `-netdev
 //! tap,ifname=NAME,script=no`) or any userspace peer to open. The caller runs this
 //! inside the target namespace (`nsexec::in_netns`): a tap is born where the thread is.
 
 use crate::error::{Code, Error, Result};
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
@@ -33,8 +34,9 @@ fn ioctl(fd: i32, req: libc::c_ulong, arg: libc::c_ulong, what: &str) -> Result<
     Ok(())
 }
 
-/// Create the persistent tap `name` in the calling thread's namespace.
-pub fn create(name: &str, owner: Option<u32>, group: Option<u32>) -> Result<()> {
+/// Create the tap `name` in the calling thread's namespace, not yet persistent: it
+/// goes when the returned handle is closed (also by a kill), until [`persist`].
+pub fn create(name: &str, owner: Option<u32>, group: Option<u32>) -> Result<File> {
     let what = format!("cannot create tap {name:?}");
     let file = OpenOptions::new().read(true).write(true).open("/dev/net/tun").map_err(|e| {
         Error::io(Code::KernelLacksFeature, what.clone(), &e)
@@ -56,6 +58,10 @@ pub fn create(name: &str, owner: Option<u32>, group: Option<u32>) -> Result<()> 
     if let Some(gid) = group {
         ioctl(fd, TUNSETGROUP, libc::c_ulong::from(gid), &format!("cannot give tap {name:?} to gid {gid}"))?;
     }
-    ioctl(fd, TUNSETPERSIST, 1, &format!("cannot make tap {name:?} persistent"))?;
-    Ok(())
+    Ok(file)
+}
+
+/// Make the tap of `handle` stay after the handle is closed.
+pub fn persist(handle: &File, name: &str) -> Result<()> {
+    ioctl(handle.as_raw_fd(), TUNSETPERSIST, 1, &format!("cannot make tap {name:?} persistent"))
 }

@@ -9,7 +9,7 @@ use crate::ops::query::AddrInfo;
 use crate::ops::NsRef;
 use ipnetwork::IpNetwork;
 use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_EXCL};
-use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -86,10 +86,30 @@ impl<K: Kernel> Netlink<K> {
                         _ => None,
                     })
                 })?;
+                // IFA_FLAGS holds all 32 flag bits; the header's 8 where it is missing.
+                let flags = m
+                    .attributes
+                    .iter()
+                    .find_map(|a| match a {
+                        AddressAttribute::Flags(f) => Some(f.bits()),
+                        _ => None,
+                    })
+                    .unwrap_or(u32::from(m.header.flags.bits()));
+                let scope = match m.header.scope {
+                    AddressScope::Universe => "global".to_string(),
+                    AddressScope::Site => "site".into(),
+                    AddressScope::Link => "link".into(),
+                    AddressScope::Host => "host".into(),
+                    AddressScope::Nowhere => "nowhere".into(),
+                    other => u8::from(other).to_string(),
+                };
                 Some(AddrInfo {
                     link: names.get(&m.header.index).cloned().unwrap_or_default(),
                     addr: format!("{ip}/{}", m.header.prefix_len),
                     family: if ip.is_ipv4() { 4 } else { 6 },
+                    tentative: flags & AddressFlags::Tentative.bits() != 0,
+                    scope,
+                    dynamic: flags & AddressFlags::Permanent.bits() == 0,
                 })
             })
             .collect())

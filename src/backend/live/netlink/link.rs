@@ -79,15 +79,18 @@ impl<K: Kernel> Netlink<K> {
         }
     }
 
-    pub fn create_bridge(&mut self, op: &CreateBridge) -> Result<u32> {
-        let msg = LinkBridge::new(&op.name).up().build();
+    /// `index`: the ifindex to create it with (None: the kernel's choice).
+    pub fn create_bridge(&mut self, op: &CreateBridge, index: Option<u32>) -> Result<u32> {
+        let mut msg = LinkBridge::new(&op.name).up().build();
+        msg.header.index = index.unwrap_or(0);
         let echo = self.create_echo(&op.ns, msg, |errno| op.refused(errno))?;
         self.learn(&op.ns, &op.name, echo.map(|m| m.header.index))
     }
 
     /// One request: the near end in `op.ns` (optionally enslaved and up), its peer
     /// created directly in `op.peer_ns` (no move: moving costs ~17 ms in the kernel).
-    pub fn create_veth(&mut self, op: &CreateVeth) -> Result<(u32, u32)> {
+    /// `indexes`: the ifindexes to create the two ends with (None: the kernel's choice).
+    pub fn create_veth(&mut self, op: &CreateVeth, indexes: (Option<u32>, Option<u32>)) -> Result<(u32, u32)> {
         let master = match &op.master {
             Some(br) => Some(self.require_link(&op.ns, br)?),
             None => None,
@@ -100,9 +103,11 @@ impl<K: Kernel> Netlink<K> {
         if let Some(mtu) = op.mtu {
             peer = peer.mtu(mtu);
         }
+        let mut peer = peer.build();
+        peer.header.index = indexes.1.unwrap_or(0);
         let mut near = LinkMessageBuilder::<rtnetlink::LinkVeth>::new_with_info_kind(InfoKind::Veth)
             .name(op.name.clone())
-            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())));
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)));
         if let Some(mtu) = op.mtu {
             near = near.mtu(mtu);
         }
@@ -112,7 +117,9 @@ impl<K: Kernel> Netlink<K> {
         if op.up {
             near = near.up();
         }
-        let echo = self.create_echo(&op.ns, near.build(), |errno| op.refused(errno))?;
+        let mut near = near.build();
+        near.header.index = indexes.0.unwrap_or(0);
+        let echo = self.create_echo(&op.ns, near, |errno| op.refused(errno))?;
         let peer_index = echo.as_ref().and_then(decode::peer_index);
         let a = self.learn(&op.ns, &op.name, echo.map(|m| m.header.index))?;
         let b = self.learn(&op.peer_ns, &op.peer, peer_index)?;
@@ -217,8 +224,9 @@ impl<K: Kernel> Netlink<K> {
         Ok(self.dump_links(ns)?.iter().find(|m| m.header.index == peer).map(name_of))
     }
 
-    /// A vxlan, vlan or macvlan link (taps are made by the kernel's tap call). Returns its index.
-    pub fn create_link(&mut self, op: &CreateLink) -> Result<u32> {
+    /// A vxlan, vlan or macvlan link (taps are made by the kernel's tap call), with the
+    /// ifindex `index` if given. Returns its index.
+    pub fn create_link(&mut self, op: &CreateLink, index: Option<u32>) -> Result<u32> {
         let ns = &op.ns;
         let lower = match op.kind.lower() {
             Some(l) => Some(self.require_link(ns, l).map_err(|e| op.needing(e))?),
@@ -280,7 +288,7 @@ impl<K: Kernel> Netlink<K> {
             }
         };
         // Keep the message as built (the builders fill IFLA_LINKINFO).
-        msg.header.index = 0;
+        msg.header.index = index.unwrap_or(0);
         self.request_now(ns, RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL, |errno| op.refused(errno))?;
         self.require_link(ns, &op.name)
     }
