@@ -14,3 +14,4 @@ mod router;
 mod scale;
 mod services;
 mod trust;
+mod ui;

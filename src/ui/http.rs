@@ -154,7 +154,7 @@ fn ping_nodes(app: &App) -> Vec<(String, PingNode)> {
             .find(|ip| ip.is_ipv4() && !ip.is_loopback())
     };
     let mut names: Vec<String> = c.view.nodes.iter().filter(|n| n.kind == "netns").filter_map(|n| n.ns.clone()).collect();
-    names.sort_by(|a, b| natural(a).cmp(&natural(b)));
+    names.sort_by_key(|a| natural(a));
     names.push("host".into());
     names
         .into_iter()
@@ -211,7 +211,7 @@ mod tests {
     #[test]
     fn names_sort_as_people_count() {
         let mut v = vec!["n10", "n2", "n1", "rt", "a"];
-        v.sort_by(|a, b| super::natural(a).cmp(&super::natural(b)));
+        v.sort_by_key(|a| super::natural(a));
         assert_eq!(v, ["a", "n1", "n2", "n10", "rt"]);
     }
 }

@@ -44,10 +44,6 @@ impl Listener {
         let addr = socket.local_addr().map_err(|e| Error::io(Code::UiFailed, format!("cannot listen on {addr}"), &e))?;
         Ok(Listener { socket, addr })
     }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
 }
 
 /// A secret for the URL, as Jupyter's: whoever can reach the port (other users of the

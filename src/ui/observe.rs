@@ -7,7 +7,7 @@ use crate::backend::live::linux::Linux;
 use crate::backend::live::netlink::observe::ObservedLink;
 use crate::backend::live::netlink::Netlink;
 use crate::error::Result;
-use crate::ops::query::{AddrInfo, RouteInfo};
+use crate::ops::query::AddrInfo;
 use crate::ops::NsRef;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -16,7 +16,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 pub struct Snapshot {
     pub links: Vec<ObservedLink>,
     pub addrs: Vec<AddrInfo>,
-    pub routes: Vec<RouteInfo>,
 }
 
 /// The netlink sockets of the namespaces watched (opened inside each, kept), and what
@@ -39,7 +38,7 @@ impl Reader {
     }
 
     pub fn snapshot(&mut self, ns: &NsRef) -> Result<Snapshot> {
-        Ok(Snapshot { links: self.nl.observe_links(ns)?, addrs: self.nl.addrs(ns)?, routes: self.nl.routes(ns)? })
+        Ok(Snapshot { links: self.nl.observe_links(ns)?, addrs: self.nl.addrs(ns)? })
     }
 
     /// What the REPL's `:show NS` prints, then the namespace's firewall (as
@@ -169,14 +168,7 @@ impl Reader {
     /// ifindex `p` there: of the namespaces with a veth at `p` pointing back at `l`
     /// (point-to-point labs have many: every end is eth0 at the same index), the one
     /// whose link at `p` is the link the kernel gives for (netnsid, p).
-    fn which_namespace(
-        &mut self,
-        ns: &NsRef,
-        netnsid: i32,
-        l: &ObservedLink,
-        p: u32,
-        snaps: &BTreeMap<NsRef, Snapshot>,
-    ) -> Option<NsRef> {
+    fn which_namespace(&mut self, ns: &NsRef, netnsid: i32, l: &ObservedLink, p: u32, snaps: &BTreeMap<NsRef, Snapshot>) -> Option<NsRef> {
         if let Some(known) = self.netnsids.get(&(ns.clone(), netnsid)) {
             return Some(known.clone());
         }

@@ -103,7 +103,7 @@ impl Hub {
 /// the socket), and the identity of what was opened.
 struct Watched {
     task: tokio::task::JoinHandle<()>,
-    inode: Option<u64>,
+    cookie: Option<u64>,
 }
 
 /// What the watcher knows between two reads (moved to a blocking thread for each).
@@ -176,7 +176,12 @@ impl State {
                 let key = (ns.clone(), l.info.name.clone());
                 if let (Some(dt), Some(old)) = (dt, self.counters.get(&key)) {
                     let d = |new: u64, old: u64| new.saturating_sub(old) as f64 / dt;
-                    let r = [d(c.rx_packets, old.rx_packets), d(c.tx_packets, old.tx_packets), d(c.rx_bytes, old.rx_bytes), d(c.tx_bytes, old.tx_bytes)];
+                    let r = [
+                        d(c.rx_packets, old.rx_packets),
+                        d(c.tx_packets, old.tx_packets),
+                        d(c.rx_bytes, old.rx_bytes),
+                        d(c.tx_bytes, old.tx_bytes),
+                    ];
                     if r.iter().any(|&x| x > 0.0) {
                         let round = |x: f64| (x * 10.0).round() / 10.0;
                         rates.insert(format!("{}/{}", view::ns_name(&ns), l.info.name), serde_json::json!(r.map(round)));
@@ -216,7 +221,7 @@ pub async fn run(hub: Arc<Hub>) {
         tokio::select! {
             _ = tick.tick() => {
                 let mut s = state.take().expect("the state is back");
-                let inodes: HashMap<NsRef, Option<u64>> = watched.iter().map(|(n, w)| (n.clone(), w.inode)).collect();
+                let cookies: HashMap<NsRef, Option<u64>> = watched.iter().map(|(n, w)| (n.clone(), w.cookie)).collect();
                 let (s, gone, added) = blocking(move || {
                     s.read_ledger();
                     // What should be watched: the host, and every namespace of the lab
@@ -224,18 +229,18 @@ pub async fn run(hub: Arc<Hub>) {
                     let mut want: BTreeMap<NsRef, Option<u64>> = BTreeMap::new();
                     want.insert(NsRef::Host, None);
                     for name in &s.lab_netns {
-                        if let Some(inode) = crate::nsexec::netns_inode(name) {
-                            want.insert(NsRef::named(name), Some(inode));
+                        if let crate::nsexec::NetnsAt::Namespace(cookie) = crate::nsexec::netns_at(name) {
+                            want.insert(NsRef::named(name), Some(cookie));
                         }
                     }
-                    let gone: Vec<NsRef> = inodes.iter().filter(|(n, i)| want.get(*n) != Some(*i)).map(|(n, _)| n.clone()).collect();
+                    let gone: Vec<NsRef> = cookies.iter().filter(|(n, i)| want.get(*n) != Some(*i)).map(|(n, _)| n.clone()).collect();
                     for ns in &gone {
                         s.reader().forget(ns);
                         s.snaps.remove(ns);
                     }
                     let mut added = Vec::new();
-                    for (ns, inode) in want {
-                        if inodes.get(&ns) == Some(&inode) {
+                    for (ns, cookie) in want {
+                        if cookies.get(&ns) == Some(&cookie) {
                             continue;
                         }
                         if let Some(sock) = subscribe(&ns) {
@@ -243,7 +248,7 @@ pub async fn run(hub: Arc<Hub>) {
                             match snap {
                                 Ok(snap) => {
                                     s.snaps.insert(ns.clone(), snap);
-                                    added.push((ns, inode, sock));
+                                    added.push((ns, cookie, sock));
                                 }
                                 Err(_) => s.reader().forget(&ns),
                             }
@@ -256,9 +261,9 @@ pub async fn run(hub: Arc<Hub>) {
                         w.task.abort();
                     }
                 }
-                for (ns, inode, sock) in added {
+                for (ns, cookie, sock) in added {
                     let task = tokio::spawn(notifications(ns.clone(), sock, changed_tx.clone()));
-                    watched.insert(ns, Watched { task, inode });
+                    watched.insert(ns, Watched { task, cookie });
                 }
                 let (s, view, rates) = blocking(move || {
                     let mut s = s;
@@ -323,7 +328,9 @@ fn subscribe(ns: &NsRef) -> Option<rtnetlink::sys::Socket> {
 
 /// Wait for `ns`'s notifications and say when one came.
 async fn notifications(ns: NsRef, sock: rtnetlink::sys::Socket, changed: mpsc::UnboundedSender<(NsRef, u64)>) {
-    let Ok(fd) = tokio::io::unix::AsyncFd::new(sock) else { return };
+    // SAFETY: the AsyncFd owns the socket, which owns its descriptor: the descriptor
+    // stays open for as long as it is registered.
+    let Ok(fd) = (unsafe { tokio::io::unix::AsyncFd::register(sock) }) else { return };
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let Ok(mut ready) = fd.readable().await else { return };

@@ -44,7 +44,7 @@
       const [self, ...ports] = n.ifaces;
       const lines = [title];
       if (self) lines.push(...self.addrs);
-      if (self && self.state !== 'up') lines.push(self.state === 'down' ? '✕ down' : '⚠ ' + self.state);
+      if (self && self.state !== 'up' && self.state !== 'planned') lines.push(self.state === 'down' ? '✕ down' : '⚠ ' + self.state);
       lines.push(ports.length + (ports.length === 1 ? ' port' : ' ports'));
       if (n.mtu_mismatch) lines.push('⚠ MTU differs');
       return lines;
@@ -79,13 +79,14 @@
     if (!big()) lines.push(e.kind === 'veth' ? e.ends.map((x) => x.name).join(' — ') : e.label);
     if (e.mtu_mismatch) lines.push('⚠ ' + e.mtu_mismatch);
     if (e.state === 'down') lines.push('down');
-    const rate = fmtRate(edgeRate(e));
-    if (rate) lines.push(rate);
     const r = edgeRate(e);
+    // A big lab's edges show their traffic by their width only (the panel has numbers).
+    const rate = big() ? '' : fmtRate(r);
+    if (rate) lines.push(rate);
     return {
       id: e.id, source: e.a, target: e.b, kind: e.kind, state: e.state, label: lines.join('\n'),
       mtu: e.mtu_mismatch ? 1 : 0,
-      width: 2 + (r ? Math.min(7, Math.log10(1 + r.pps) * 2.2) : 0),
+      width: (big() ? 1 : 2) + (r ? Math.min(big() ? 3 : 7, Math.log10(1 + r.pps) * 2.2) : 0),
     };
   }
 
@@ -113,17 +114,101 @@
     { selector: 'edge:selected', style: { 'overlay-opacity': 0.15, 'overlay-color': '#1a73e8' } },
   ];
 
-  function layoutOptions(randomize) {
+  // ---- the layout ----
+  // Three shapes, each drawn the way it reads best:
+  // - a hub with most boxes on it (a star of N namespaces on one bridge): the hub in
+  //   the middle, the others on rings around it, as many on each ring as fit;
+  // - a tree (most labs: routers, bridges and hosts without loops), up to 60 boxes:
+  //   levels from its centre (the box with the shortest longest path), top down;
+  // - anything else: fCoSE, a force-directed layout.
+  function adjacency() {
+    const adj = new Map();
+    S.cy.nodes().forEach((n) => adj.set(n.id(), new Set()));
+    S.cy.edges().forEach((e) => {
+      const a = e.source().id(), b = e.target().id();
+      if (a !== b) { adj.get(a).add(b); adj.get(b).add(a); }
+    });
+    return adj;
+  }
+  function bfs(adj, from) {
+    const dist = new Map([[from, 0]]);
+    const queue = [from];
+    while (queue.length) {
+      const x = queue.shift();
+      for (const y of adj.get(x)) if (!dist.has(y)) { dist.set(y, dist.get(x) + 1); queue.push(y); }
+    }
+    return dist;
+  }
+  function components(adj) {
+    const seen = new Set(), out = [];
+    for (const id of adj.keys()) {
+      if (seen.has(id)) continue;
+      const c = [...bfs(adj, id).keys()];
+      c.forEach((x) => seen.add(x));
+      out.push(c);
+    }
+    return out;
+  }
+  function ringLayout(hub, adj) {
+    const cy = S.cy;
+    const rest = cy.nodes().filter((n) => n.id() !== hub).sort((a, b) =>
+      a.data('label').localeCompare(b.data('label'), undefined, { numeric: true }));
+    // Boxes are wider than tall: along a ring they need their width, and between two
+    // rings, where a ring runs up and down (left and right of the hub), their width too.
+    const w = Math.max(...rest.map((n) => n.data('w'))), h = Math.max(...rest.map((n) => n.data('h')));
+    const slotW = w + 12;
+    const gap = (w + h) / 2 + 10;
+    const hubNode = cy.getElementById(hub);
+    let r = Math.max(hubNode.data('w'), hubNode.data('h')) / 2 + gap * 2, i = 0;
+    const pos = { [hub]: { x: 0, y: 0 } };
+    while (i < rest.length) {
+      const fit = Math.max(6, Math.floor((2 * Math.PI * r) / slotW));
+      const ring = rest.slice(i, i + fit);
+      ring.forEach((n, k) => {
+        const a = (2 * Math.PI * k) / ring.length - Math.PI / 2 + (i ? Math.PI / ring.length : 0);
+        pos[n.id()] = { x: r * Math.cos(a), y: r * Math.sin(a) };
+      });
+      i += ring.length;
+      r += gap;
+    }
+    return { name: 'preset', positions: (n) => pos[n.id()], fit: true, padding: 24, animate: false };
+  }
+  function chooseLayout(randomize) {
+    const cy = S.cy, n = cy.nodes().length;
+    if (n === 0) return { name: 'null' };
+    const adj = adjacency();
+    let hub = null, most = 0;
+    for (const [id, nb] of adj) if (nb.size > most) { most = nb.size; hub = id; }
+    if (n > 12 && most >= 0.6 * (n - 1)) { S.layoutName = 'rings'; return ringLayout(hub, adj); }
+    const comps = components(adj);
+    const edges = [...adj.values()].reduce((k, nb) => k + nb.size, 0) / 2;
+    if (n <= 60 && edges === n - comps.length) {
+      // Each tree from its centre.
+      const roots = comps.map((c) => {
+        let best = c[0], ecc = Infinity;
+        for (const id of c) {
+          const e = Math.max(...bfs(adj, id).values());
+          if (e < ecc || (e === ecc && adj.get(id).size > adj.get(best).size)) { ecc = e; best = id; }
+        }
+        return best;
+      });
+      S.layoutName = 'tree';
+      return { name: 'breadthfirst', roots: roots.reduce((c, id) => c.union(cy.getElementById(id)), cy.collection()), directed: false,
+               spacingFactor: 1.0, avoidOverlap: true, nodeDimensionsIncludeLabels: true, fit: true, padding: 24, animate: false };
+    }
+    S.layoutName = 'fcose';
     return {
       name: 'fcose', quality: 'default', randomize, animate: false, fit: true, padding: 24,
       nodeDimensionsIncludeLabels: true, packComponents: true,
-      idealEdgeLength: () => (big() ? 45 : 90), nodeRepulsion: () => (big() ? 4500 : 9000),
+      idealEdgeLength: () => (big() ? 45 : 70), nodeRepulsion: () => (big() ? 4500 : 9000),
       nodeSeparation: 60, numIter: 2500,
     };
   }
   function layout(randomize) {
     const t = performance.now();
-    S.cy.layout(layoutOptions(randomize)).run();
+    S.cy.layout(chooseLayout(randomize)).run();
+    // Small labs are not blown up past their natural size.
+    if (S.cy.zoom() > 1.6) { S.cy.zoom(1.6); S.cy.center(); }
     S.metrics.layoutMs = performance.now() - t;
   }
 
@@ -344,6 +429,7 @@
       S.rates = JSON.parse(m.data).ifaces;
       S.cy.batch(() => { for (const e of S.edges.values()) { const el = S.cy.getElementById(e.id); if (el.nonempty()) el.data(edgeData(e)); } });
       if (S.edges.has(S.selected)) showSelected(false);
+      settleWaiters();
     });
   }
   cytoscape.use(cytoscapeFcose);

@@ -30,7 +30,8 @@ const RTM_DELROUTE: u16 = 25;
 /// caller's thread.
 pub fn subscribe(ns: BorrowedFd<'_>) -> Result<Socket> {
     let mut sock = nsexec::run_in(ns, nsexec::route_socket)?;
-    let failed = |e: std::io::Error| Error::io(Code::KernelRefused, "cannot subscribe to the kernel's link, address and route notifications", &e);
+    let failed =
+        |e: std::io::Error| Error::io(Code::KernelRefused, "cannot subscribe to the kernel's link, address and route notifications", &e);
     sock.bind_auto().map_err(failed)?;
     for g in GROUPS {
         sock.add_membership(g).map_err(failed)?;

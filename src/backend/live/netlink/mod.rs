@@ -42,7 +42,7 @@ pub struct Netlink<K: Kernel> {
 }
 
 /// How a refused request is explained: the op's own `refused(errno)`.
-type Explain = Box<dyn FnOnce(i32) -> Error>;
+type Explain = Box<dyn FnOnce(i32) -> Error + Send>;
 
 /// A request waiting for the next flush, and how to explain its refusal.
 struct Queued {
