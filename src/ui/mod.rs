@@ -109,10 +109,10 @@ pub fn serve(lab: &str, listener: Listener) -> Result<()> {
 
 /// `nsscript ui LAB`: the live view of a lab that is up.
 pub fn command(lab: &str, listen: Option<&str>) -> Result<std::process::ExitCode> {
+    let listener = Listener::open(listen)?;
     crate::privilege::require_root("watching a lab's namespaces")?;
     crate::nsexec::init_host_ns()?;
     crate::lab::load(lab)?;
-    let listener = Listener::open(listen)?;
     crate::signals::install()?;
     serve(lab, listener)?;
     eprintln!("nsscript ui: stopped.");
