@@ -144,6 +144,43 @@ pub enum Cmd {
         #[arg(last = true, required = true, value_name = "CMD")]
         cmd: Vec<String>,
     },
+    /// Capture packets on the links of a running lab (every link, or the targets named):
+    /// one line per packet, or pcapng with -w; Ctrl-C stops it
+    Capture {
+        /// The lab's name (see `nsscript ls`)
+        lab: String,
+        /// NS (every link of a namespace), NS:LINK, or a bridge's name (it and its ports);
+        /// none: every link of the lab
+        targets: Vec<String>,
+        /// Write pcapng to FILE (`-` for stdout: `nsscript capture LAB -w - | wireshark -k -i -`)
+        #[arg(short = 'w', value_name = "FILE")]
+        write: Option<PathBuf>,
+        /// A filter in tcpdump's syntax, e.g. "icmp or arp"
+        #[arg(short = 'f', long = "filter")]
+        filter: Option<String>,
+        /// Stop after COUNT packets
+        #[arg(short = 'c', value_name = "COUNT")]
+        count: Option<u64>,
+        /// Stop after SECONDS
+        #[arg(long = "for", value_name = "SECONDS")]
+        seconds: Option<f64>,
+    },
+    /// Send one probe from a namespace of a running lab and explain its path and the
+    /// reply's, hop by hop; where it stops, why
+    Trace {
+        /// The lab's name (see `nsscript ls`)
+        lab: String,
+        /// The namespace the probe leaves from
+        ns: String,
+        /// The address it goes to
+        dst: String,
+        /// The probe: an ICMP echo (the default), a TCP SYN or a UDP datagram to --port
+        #[arg(long, value_parser = ["icmp", "tcp", "udp"])]
+        proto: Option<String>,
+        /// The port of a TCP or UDP probe
+        #[arg(long)]
+        port: Option<u16>,
+    },
     /// Print the catalogue of errors: every code nsscript reports (as `nsscript::CODE`),
     /// with what it means
     Errors {

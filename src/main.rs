@@ -9,6 +9,7 @@ mod inspect;
 mod lab;
 mod nsexec;
 mod ops;
+mod packets;
 mod privilege;
 mod progress;
 mod recipes;
@@ -53,6 +54,10 @@ fn main() -> ExitCode {
         Some(Cmd::Ui { lab, listen }) => ui::command(&lab, listen.as_deref()),
         Some(Cmd::Shell { lab, ns }) => inspect::shell(&lab, &ns),
         Some(Cmd::Exec { lab, ns, cmd }) => inspect::exec(&lab, &ns, &cmd),
+        Some(Cmd::Capture { lab, targets, write, filter, count, seconds }) => {
+            packets::capture(&lab, &targets, write.as_deref(), filter, count, seconds)
+        }
+        Some(Cmd::Trace { lab, ns, dst, proto, port }) => packets::trace(&lab, &ns, &dst, proto.as_deref(), port),
         Some(Cmd::Errors { code }) => errors(code.as_deref()),
         Some(Cmd::Completions { shell }) => {
             use clap::CommandFactory;

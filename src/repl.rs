@@ -47,6 +47,8 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (":ls", "the lab's namespaces, links and host changes"),
     (":show", "`:show NS`: links, addresses and routes of a namespace, like `ip -br` (NS may be host)"),
     (":load", "`:load FILE`: run a lab file into this session"),
+    (":trace", "`:trace NS DST [tcp|udp PORT]`: send one probe and explain its path hop by hop"),
+    (":capture", "`:capture [TARGET...]`: print the packets on NS, NS:LINK or a bridge (all links if none) until Ctrl-C"),
     (":down", "take down everything this session built (the session goes on)"),
     (":quit", "leave (as Ctrl-D)"),
 ];
@@ -440,6 +442,19 @@ impl Session<'_> {
                     _ => {}
                 }
             }
+            ":trace" => self.trace(arg),
+            ":capture" => {
+                let args: Vec<String> = arg.split_whitespace().map(String::from).collect();
+                let mut live = self.live.borrow_mut();
+                let run = live.lab_links().and_then(|links| crate::packets::resolve(&links, &args)).and_then(|taps| {
+                    let opts = crate::backend::live::capture::Options::default();
+                    crate::packets::run_capture(live.kernel(), &taps, opts, true, || crate::signals::stop_requested().is_some())
+                });
+                match run {
+                    Ok((packets, dropped)) => eprintln!("{packets} packet(s), {dropped} dropped by the kernel"),
+                    Err(e) => eprint!("{}", diag::render(&diag::Report::plain(&e))),
+                }
+            }
             ":load" if arg.is_empty() => eprintln!("usage: :load FILE"),
             ":load" => match crate::sources::read_file(arg) {
                 Ok(text) => self.eval(arg, &text),
@@ -452,6 +467,25 @@ impl Session<'_> {
             _ => eprintln!("unknown command {cmd}; the commands are {}", COMMANDS.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")),
         }
         true
+    }
+
+    /// `:trace NS DST [tcp|udp PORT]`
+    fn trace(&mut self, arg: &str) {
+        let words: Vec<&str> = arg.split_whitespace().collect();
+        let (ns, dst, proto, port) = match words.as_slice() {
+            [ns, dst] => (ns, dst, None, None),
+            [ns, dst, proto, port] => (ns, dst, Some(*proto), port.parse::<u16>().ok()),
+            _ => return eprintln!("usage: :trace NS DST [tcp|udp PORT]"),
+        };
+        let spec = crate::packets::probe(proto, port).and_then(|probe| {
+            let dst = dst.parse().map_err(|_| Error::new(Code::MalformedAddress, format!("malformed IP address {dst:?}")))?;
+            Ok(crate::ops::trace::Trace { ns: self.ns_of(ns), dst, probe, timeout_ms: crate::ops::trace::DEFAULT_TIMEOUT_MS })
+        });
+        match spec.and_then(|t| self.live.borrow_mut().apply(Op::Trace(t))) {
+            Ok(Outcome::Trace(r)) => println!("{}", r.text()),
+            Ok(_) => {}
+            Err(e) => eprint!("{}", diag::render(&diag::Report::plain(&e))),
+        }
     }
 
     fn down(&mut self) {

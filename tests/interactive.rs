@@ -277,6 +277,7 @@ catalogue! {
     // checks
     diag_assertion_failed: [("lab.rhai", "let r = netns(\"a\").exec(\"exit 3\");\nassert(r.code == 0, `exit code ${r.code}`);\n")], "$NSS --sandbox lab.rhai";
     diag_pingall_pairs_without_reply: [("lab.rhai", "let a = netns(\"a\");\nlet b = netns(\"b\");\nconnect(a, b, #{ addr: \"10.0.0.1/24\", peer_addr: \"10.0.1.2/24\" });\npingall([a, b], #{ timeout: 200 });\n")], "$NSS --sandbox lab.rhai";
+    diag_bad_capture_filter: [("lab.rhai", "let a = netns(\"a\");\nconnect(a, netns(\"b\"));\nlet cap = capture(a, #{ filter: \"tcp port\" });\n")], "$NSS plan lab.rhai";
     // (33 nodes on one /24 need 33 * 32 entries; a namespace has no gc_thresh3 of its own: 1024)
     diag_pingall_beyond_the_neighbour_table: [("lab.rhai", "import \"topo\" as topo;\nlet s = topo::star(33);\npingall(s.nodes);\n")], "$NSS --sandbox lab.rhai";
     // the command line and the process
@@ -287,7 +288,7 @@ catalogue! {
     diag_ui_listen_is_not_an_address: [], "$NSS ui somelab --listen 127.0.0.1";
     // (the lab signals nsscript, its parent, and waits until nsscript has taken the signal,
     // so that the next step is where the run stops)
-    diag_interrupted: [("lab.rhai", "let a = netns(\"a\");\na.exec(\"kill -INT $PPID; while grep -q '^ShdPnd:.*[1-9a-f]' /proc/$PPID/status; do sleep 0.01; done; sleep 0.1\");\nnetns(\"never\");\n")], "$NSS --sandbox lab.rhai";
+    diag_interrupted: [("lab.rhai", "let a = netns(\"a\");\na.exec(\"kill -INT $PPID; while :; do :; done\");\nnetns(\"never\");\n")], "$NSS --sandbox lab.rhai";
 }
 
 /// Codes whose situation cannot be caused from outside; src/diag.rs renders them in a

@@ -8,6 +8,7 @@ mod firewall;
 mod gallery;
 mod interactive;
 mod overlay;
+mod packets;
 mod plan;
 mod reliability;
 mod router;

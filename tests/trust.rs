@@ -234,16 +234,17 @@ fn a_sigkill_between_unmount_and_unlink_leaves_no_file_that_blames_a_foreign_nam
     let Some(run) = trusted(
         &[("u1.rhai", "netns(\"u1\");\n"), ("u2.rhai", "netns(\"u2\");\nassert(false, \"failing on purpose, to roll back\");\n")],
         r#"
-# Every unlink(2) held 1 s before it runs; nsscript killed there, once the namespace is
-# unmounted: the kill takes effect before the unlink.
+# The unlink(2) of the namespace's file held 3 s before it runs (strace -P: only that path's);
+# nsscript killed there, once the namespace is unmounted: the kill takes effect before the unlink.
 held_unlink() {
     local lab=$1; shift
-    strace -f -o /dev/null -e trace=unlink,unlinkat -e inject=unlink,unlinkat:delay_enter=1000000 $NSS "$@" > held.out 2>&1 &
+    strace -f -o /dev/null -P /run/netns/$lab -e trace=unlink,unlinkat -e inject=unlink,unlinkat:delay_enter=3000000 $NSS "$@" > held.out 2>&1 &
     local st=$!
     until_in /run/nsscript/locks/$lab.lock . >/dev/null
-    # a build mounts its namespace after it takes the lock: wait for the mount, then for the unmount
-    for _ in $(seq 3000); do grep -q " /run/netns/$lab " /proc/self/mountinfo && break; sleep 0.01; done
-    for _ in $(seq 3000); do grep -q " /run/netns/$lab " /proc/self/mountinfo || break; sleep 0.01; done
+    # the file is there and no longer a mount point, seen twice 50 ms apart (a build mounts its
+    # namespace right after making the file; only the held unlink lasts)
+    unmounted() { [ -e /run/netns/$lab ] && ! grep -q " /run/netns/$lab " /proc/self/mountinfo; }
+    for _ in $(seq 3000); do unmounted && sleep 0.05 && unmounted && break; sleep 0.01; done
     # the pid in the lock is the run's (down's, or the build's)
     local pid=$(cut -d' ' -f1 /run/nsscript/locks/$lab.lock)
     kill -9 $pid; gone $pid; wait $st 2>/dev/null

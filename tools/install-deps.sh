@@ -9,6 +9,7 @@ declare -A need=(
   [ip]=iproute2 [iptables]=iptables [dnsmasq]=dnsmasq-base [busybox]=busybox
   [tcpdump]=tcpdump [socat]=socat [ping]=iputils-ping [unshare]=util-linux
   [setpriv]=util-linux [pgrep]=procps [bridge]=iproute2 [conntrack]=conntrack
+  [tshark]=tshark
   [strace]=strace
   # The live view's browser tests (tests/ui.rs): headless Chromium and its WebDriver.
   [chromium]=chromium [chromedriver]=chromium-driver
@@ -20,6 +21,9 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
+  # tshark (the packet tests read nsscript's pcapng with it) asks whether non-root
+  # users may capture: no.
+  echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${missing[@]}" | sort -u) >/dev/null
 fi

@@ -192,6 +192,9 @@ catalogue! {
     NeighbourLimit "neighbour_limit":
         "pingall would need more neighbour (ARP) entries than the kernel keeps",
         help: "pass #{ static_arp: true } to pingall, or probe fewer nodes at a time";
+    BadFilter "bad_filter":
+        "a capture filter is not tcpdump's filter syntax (libpcap cannot compile it)",
+        help: "filters are tcpdump's syntax (man pcap-filter): \"icmp or arp\", \"tcp port 80\", \"host 10.0.0.1\"";
 
     // ---- the command line and the process ----
     NotRoot "not_root":

@@ -12,6 +12,7 @@
 //! the kernel.
 
 pub mod address;
+pub mod capture;
 pub mod check;
 pub mod dhcp;
 pub mod dns;
@@ -28,6 +29,7 @@ pub mod ra;
 pub mod route;
 pub mod shell;
 pub mod sysctl;
+pub mod trace;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -100,6 +102,9 @@ pub enum Op {
     WaitAddr(address::WaitAddr),
     Ping(check::Ping),
     PingAll(check::PingAll),
+    /// Packets: a capture in the background, and a trace of one probe.
+    Capture(capture::CaptureOp),
+    Trace(trace::Trace),
     /// Questions: they change nothing.
     Query(query::Query),
 }
@@ -126,4 +131,9 @@ pub enum Outcome {
     Ips(Vec<std::net::IpAddr>),
     Ping(check::PingResult),
     PingAll(check::PingAllResult),
+    /// A capture started: its id.
+    Capture(u64),
+    CaptureStats(capture::CaptureStats),
+    Packets(Vec<capture::Packet>),
+    Trace(trace::TraceResult),
 }

@@ -14,6 +14,27 @@ pub enum RouteVia {
     Device(String),
 }
 
+/// `ip route get DST [from SRC] [iif DEV] [mark N]`: which route the kernel would use
+/// (RTM_GETROUTE). With `iif` the lookup is the one for a packet arriving on that link
+/// (forwarding, reverse-path filtering), without it the one for a packet sent from ns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouteQuery {
+    pub dst: IpAddr,
+    pub from: Option<IpAddr>,
+    pub iif: Option<String>,
+    pub fwmark: Option<u32>,
+}
+
+/// The kernel's answer to a [`RouteQuery`]: the device and gateway it would use, the
+/// source address it would pick, and the table the route is in (255 local, 254 main).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RouteAnswer {
+    pub dev: Option<String>,
+    pub via: Option<IpAddr>,
+    pub src: Option<IpAddr>,
+    pub table: u32,
+}
+
 /// `ip route add DEST via GW | dev DEV`. `dest` None is the default route (of the
 /// gateway's family). The ledger keeps it as it is when the namespace outlives the lab.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -101,7 +101,7 @@ fn pingall(b: &Shared, nodes: Array, opts: &Map) -> RhaiResult<Map> {
         let more = if failed.len() > 20 { format!(" and {} more", failed.len() - 20) } else { String::new() };
         return Err(fail(Error::new(Code::PingFailed, format!("pingall: {} of {pairs} ordered pairs got no reply within {timeout_ms} ms", failed.len()))
             .why(format!("{}{more}", shown.join(", ")))
-            .help("check the routes and addresses of the nodes named (routes(ns), addrs(ns)); pass #{ check: false } to get the matrix without failing")));
+            .help(format!("check the routes and addresses of the nodes named (routes(ns), addrs(ns)); pass #{{ check: false }} to get the matrix without failing{}", first_failure_trace(b, &nodes, &result.rtt_ms)))));
     }
     let mut out = Map::new();
     out.insert("ok".into(), failed.is_empty().into());
@@ -112,6 +112,13 @@ fn pingall(b: &Shared, nodes: Array, opts: &Map) -> RhaiResult<Map> {
     out.insert("elapsed_ms".into(), result.elapsed_ms.into());
     out.insert("max_rtt_ms".into(), rtts.iter().cloned().fold(0.0, f64::max).into());
     Ok(out)
+}
+
+/// The trace of the first pair that got no reply, as a line to add to the report.
+fn first_failure_trace(b: &Shared, nodes: &[PingNode], rtt: &[Vec<Option<f64>>]) -> String {
+    let pair =
+        rtt.iter().enumerate().find_map(|(i, row)| row.iter().enumerate().find(|(j, r)| *j != i && r.is_none()).map(|(j, _)| (i, j)));
+    pair.and_then(|(i, j)| super::packets::failure_trace(b, &nodes[i].ns, nodes[j].addr)).map(|t| format!("\n{t}")).unwrap_or_default()
 }
 
 /// Checks over many nodes, in the order of the reference.

@@ -11,6 +11,7 @@ mod firewall;
 mod link;
 mod ns;
 mod overlay;
+mod packets;
 mod query;
 mod registrar;
 pub mod registry;
@@ -135,6 +136,7 @@ const FAMILIES: &[Family] = &[
     Family { name: "firewall", docs: firewall::DOCS, register: firewall::register },
     Family { name: "services", docs: services::DOCS, register: services::register },
     Family { name: "checks", docs: check::DOCS, register: check::register },
+    Family { name: "packets", docs: packets::DOCS, register: packets::register },
     Family { name: "address arithmetic", docs: cidr::DOCS, register: cidr::register },
 ];
 

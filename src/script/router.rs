@@ -400,7 +400,7 @@ fn assert_reach(b: &Shared, ns: Netns, addr: &str, opts: &Map, expect: bool) -> 
         };
         Error::new(Code::PingFailed, format!("{target} does not answer a ping from {src}"))
             .why(format!("waited {} ms: {sent}", r.waited_ms))
-            .help(format!("{route}; check each hop's addresses and routes, forwarding on routers, NAT for addresses the far side cannot route back to, and FORWARD rules; a longer window: {func}(ns, addr, #{{ timeout: ms }})"))
+            .help(format!("{route}; check each hop's addresses and routes, forwarding on routers, NAT for addresses the far side cannot route back to, and FORWARD rules; a longer window: {func}(ns, addr, #{{ timeout: ms }}){}", super::packets::failure_trace(b, &ns.0, target).map(|t| format!("\n{t}")).unwrap_or_default()))
     } else {
         Error::new(Code::PingFailed, format!("{target} answers a ping from {src}, which was expected to fail"))
             .why(format!("a reply came after {} ms (round trip {:.2} ms)", r.waited_ms, r.rtt_ms.unwrap_or(0.0)))

@@ -9,6 +9,7 @@ use crate::nsexec::Marker;
 use crate::ops::check::{PingResult, PingSpec};
 use crate::ops::firewall::Rule;
 use crate::ops::process::{Command, ExecOutput};
+use crate::ops::trace::Conntrack;
 use crate::ops::NsRef;
 use ipnetwork::IpNetwork;
 use rtnetlink::packet_core::NetlinkPayload;
@@ -32,6 +33,8 @@ pub enum Call {
     /// Exchanges sent aside (bridge deletions).
     Aside(NsRef, Vec<String>),
     Dump(NsRef, &'static str),
+    /// A single-answer request (a route lookup), as the message's debug text.
+    Ask(NsRef, String),
     SysctlWrite(NsRef, String, String),
     RuleAdd(NsRef, String),
     RuleDelete(NsRef, String),
@@ -80,6 +83,8 @@ pub struct Double {
     next_pid: u32,
     /// Requests refused: (words the request starts with, errno).
     refusals: Vec<(String, i32)>,
+    /// What a route lookup answers (None: no route, ENETUNREACH).
+    pub route_answer: Option<rtnetlink::packet_route::route::RouteMessage>,
     /// A ledger to look at when a process is released: whether it held its pid by then.
     pub watch_ledger: Option<std::path::PathBuf>,
     pub released_after_record: Vec<bool>,
@@ -535,6 +540,11 @@ impl Kernel for Double {
         Ok(Ok(out))
     }
 
+    fn ask(&mut self, ns: &NsRef, request: RouteNetlinkMessage) -> Result<std::result::Result<RouteNetlinkMessage, i32>> {
+        self.calls.push(Call::Ask(ns.clone(), format!("{request:?}")));
+        Ok(self.route_answer.clone().map(RouteNetlinkMessage::NewRoute).ok_or(libc::ENETUNREACH))
+    }
+
     fn exchange_aside(&mut self, jobs: Vec<(NsRef, Vec<Request>)>) -> Result<Aside> {
         let mut out = Vec::new();
         for (ns, requests) in jobs {
@@ -686,6 +696,22 @@ impl Kernel for Double {
 
     fn icmp_socket(&mut self, _ns: &NsRef) -> Result<OwnedFd> {
         Err(Error::new(Code::Internal, "the test double has no sockets"))
+    }
+
+    fn packet_socket(&mut self, _ns: &NsRef, _ifindex: u32) -> Result<OwnedFd> {
+        Err(Error::new(Code::Internal, "the test double has no sockets"))
+    }
+
+    fn raw_socket(&mut self, _ns: &NsRef, _protocol: i32) -> Result<OwnedFd> {
+        Err(Error::new(Code::Internal, "the test double has no sockets"))
+    }
+
+    fn conntrack(&mut self, _ns: &NsRef) -> Result<Vec<Conntrack>> {
+        Ok(Vec::new())
+    }
+
+    fn filter_counters(&mut self, _ns: &NsRef) -> Result<Option<String>> {
+        Ok(None)
     }
 
     /// A real socket of the test's own namespace (loopback servers answer it).

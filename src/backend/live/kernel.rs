@@ -13,6 +13,7 @@ use crate::error::Result;
 use crate::ops::check::{PingResult, PingSpec};
 use crate::ops::firewall::Rule;
 use crate::ops::process::{Command, ExecOutput};
+use crate::ops::trace::Conntrack;
 use crate::ops::NsRef;
 use rtnetlink::packet_core::NetlinkMessage;
 use rtnetlink::packet_route::link::LinkMessage;
@@ -110,6 +111,9 @@ pub trait Kernel {
     fn exchange(&mut self, ns: &NsRef, requests: Vec<Request>) -> Result<Vec<Answer>>;
     /// A dump: every message of the answer, or the errno the kernel refused with.
     fn dump(&mut self, ns: &NsRef, request: RouteNetlinkMessage) -> Result<std::result::Result<Vec<RouteNetlinkMessage>, i32>>;
+    /// A request the kernel answers with one message (RTM_GETROUTE): the message, or
+    /// the errno it was refused with.
+    fn ask(&mut self, ns: &NsRef, request: RouteNetlinkMessage) -> Result<std::result::Result<RouteNetlinkMessage, i32>>;
     /// Start exchanges that may run while the caller goes on (each namespace's requests
     /// in order); [`Aside`] gives their answers, in the order of `jobs`.
     fn exchange_aside(&mut self, jobs: Vec<(NsRef, Vec<Request>)>) -> Result<Aside>;
@@ -171,6 +175,20 @@ pub trait Kernel {
     fn ping(&mut self, ns: &NsRef, addr: std::net::IpAddr, spec: &PingSpec) -> Result<PingResult>;
     /// A raw ICMP socket opened inside ns (pingall drives many at once).
     fn icmp_socket(&mut self, ns: &NsRef) -> Result<OwnedFd>;
+
+    // ---- packets (capture and trace) ----
+    /// An AF_PACKET socket opened inside ns and bound to the link `ifindex` there, with
+    /// protocol 0, so it receives nothing yet: the capture engine attaches its filter
+    /// and ring first, then arms it (see `capture::ring`).
+    fn packet_socket(&mut self, ns: &NsRef, ifindex: u32) -> Result<OwnedFd>;
+    /// A raw IPv4 socket of `protocol` (IPPROTO_ICMP, _TCP, _UDP) opened inside ns:
+    /// the probe `trace` sends.
+    fn raw_socket(&mut self, ns: &NsRef, protocol: i32) -> Result<OwnedFd>;
+    /// The connection-tracking table of ns (ctnetlink, as `conntrack -L` shows it).
+    fn conntrack(&mut self, ns: &NsRef) -> Result<Vec<Conntrack>>;
+    /// `iptables -L -v -x -n` of the filter table in ns (rules with their packet
+    /// counters), or None when ns has no filter table (asked of nftables, no process).
+    fn filter_counters(&mut self, ns: &NsRef) -> Result<Option<String>>;
     /// A UDP socket opened inside ns, unbound (IPv6 for `v6`): resolve's DNS queries.
     fn udp_socket(&mut self, ns: &NsRef, v6: bool) -> Result<OwnedFd>;
 }

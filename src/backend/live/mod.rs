@@ -3,6 +3,7 @@
 //! errors, records) is in `crate::ops`; this file decides what is recorded, what is
 //! refused because it is not the lab's, and what may be batched.
 
+pub mod capture;
 mod dhcp;
 mod dns;
 #[cfg(test)]
@@ -12,12 +13,14 @@ pub mod kernel;
 pub mod linux;
 pub mod netlink;
 mod overlay;
+mod packets;
 mod pingall;
 mod procs;
 mod ra;
 pub mod teardown;
 #[cfg(test)]
 mod tests;
+pub mod trace;
 
 use crate::backend::Backend;
 use crate::error::{Code, Error, Origin, Result};
@@ -44,6 +47,8 @@ pub struct LiveBackend<K: Kernel = Linux> {
     /// A `--sandbox` run: the lab's processes end with it (and with nsscript if killed).
     sandboxed: bool,
     progress: crate::progress::Progress,
+    /// The captures running in the background, by id (see packets.rs).
+    captures: packets::Captures,
     /// The next ifindex for a link made in a namespace that outlives the lab (see
     /// [`LiveBackend::outside_index`]); 0 until the first is picked.
     next_outside_index: u32,
@@ -68,6 +73,7 @@ impl<K: Kernel> LiveBackend<K> {
             state: LabState::default(),
             sandboxed: false,
             progress: Default::default(),
+            captures: Default::default(),
             next_outside_index: 0,
             dns: Default::default(),
         })
@@ -84,6 +90,16 @@ impl<K: Kernel> LiveBackend<K> {
 
     pub fn state(&self) -> &LabState {
         &self.state
+    }
+
+    /// Every link of the lab, as the kernel lists them now (for capturing on them).
+    pub fn lab_links(&mut self) -> Result<Vec<trace::LabLink>> {
+        trace::lab_links(&mut self.nl, &self.state)
+    }
+
+    /// The kernel, for the REPL's `:capture` (it opens packet sockets through it).
+    pub fn kernel(&mut self) -> &mut K {
+        self.nl.kernel()
     }
 
     /// Whether this run created anything (so there is a lab to keep or roll back).
@@ -457,6 +473,8 @@ impl<K: Kernel> LiveBackend<K> {
             Op::WaitAddr(o) => self.wait_addr(o),
             Op::Ping(o) => self.nl.kernel().ping(&o.ns, o.addr, &o.spec).map(Outcome::Ping),
             Op::PingAll(o) => self.pingall(o).map(Outcome::PingAll),
+            Op::Capture(o) => self.capture(o),
+            Op::Trace(o) => self.trace(o).map(Outcome::Trace),
             Op::CreateLink(o) => self.create_link(o),
             Op::FdbAppend(o) => self.fdb_append(o),
             Op::Shape(o) => self.shape(o),
@@ -531,7 +549,7 @@ impl<K: Kernel> Backend for LiveBackend<K> {
         // What sends packets (a check, a user's command, a DHCP client) first makes the
         // links that came up able to carry them (see Netlink::settle).
         let started = std::time::Instant::now();
-        if matches!(op, Op::Ping(_) | Op::PingAll(_) | Op::Exec(_) | Op::DhcpLease(_) | Op::Resolve(_)) {
+        if matches!(op, Op::Ping(_) | Op::PingAll(_) | Op::Exec(_) | Op::DhcpLease(_) | Op::Resolve(_) | Op::Trace(_)) {
             self.nl.settle()?;
         }
         // Questions are not building (the REPL's completion asks them at every Tab).

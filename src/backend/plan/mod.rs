@@ -16,6 +16,7 @@ pub use services::PService;
 use crate::backend::Backend;
 use crate::error::{Code, Error, Result};
 use crate::ops::address::AddAddr;
+use crate::ops::capture::{stop_shell, CaptureOp, CaptureStats};
 use crate::ops::check::{planned_ping, Ping, PingAll, PingAllResult, PingResult};
 use crate::ops::firewall::{chain_undo_shell, deleted_chain, deleted_rule, FilterRule, Firewall, FwOp, PortForward, Rule};
 use crate::ops::link::{self as ops_link, format_mac, CreateBridge, CreateVeth, DeleteLink, LinkChange, SetLink};
@@ -27,6 +28,7 @@ use crate::ops::query::{AddrInfo, FdbEntry, LinkInfo, Query};
 use crate::ops::route::{AddRoute, RouteVia};
 use crate::ops::shell::{quote, Sh, Step};
 use crate::ops::sysctl::Sysctl;
+use crate::ops::trace::{Trace, TraceResult};
 use crate::ops::{names, NsRef, Op, Outcome};
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -36,13 +38,15 @@ pub struct PlanBackend {
     source: String,
     model: Model,
     steps: Vec<Step>,
+    /// Captures started (their ids name their tcpdumps' pids in the script).
+    captures: u64,
 }
 
 impl PlanBackend {
     /// The lab's name is checked as the run checks it: it lands in paths and comments.
     pub fn new(lab: &str, source: &str) -> Result<Self> {
         names::validate_lab_name(lab)?;
-        Ok(PlanBackend { lab: lab.to_string(), source: source.to_string(), model: Model::new(), steps: Vec::new() })
+        Ok(PlanBackend { lab: lab.to_string(), source: source.to_string(), model: Model::new(), steps: Vec::new(), captures: 0 })
     }
 
     pub fn model(&self) -> &Model {
@@ -558,6 +562,45 @@ impl PlanBackend {
     }
 }
 
+impl PlanBackend {
+    /// A capture in a plan: tcpdump on each link in the background; no packets.
+    fn capture(&mut self, op: CaptureOp) -> Result<Outcome> {
+        match op {
+            CaptureOp::Start(s) => {
+                s.validate()?;
+                // The filter is refused as the run refuses it: libpcap compiles it.
+                crate::backend::live::capture::bpf::program(s.filter.as_deref(), s.snaplen)?;
+                for t in &s.targets {
+                    self.require_link(&t.ns, &t.link)?;
+                }
+                self.captures += 1;
+                self.push(s.shell(self.captures));
+                Ok(Outcome::Capture(self.captures))
+            }
+            CaptureOp::Stop(id) => {
+                self.push(stop_shell(id));
+                Ok(Outcome::CaptureStats(CaptureStats::default()))
+            }
+            CaptureOp::Packets(_) => Ok(Outcome::Packets(Vec::new())),
+        }
+    }
+
+    /// A trace in a plan: the probe by hand; whether it gets through, as the model says.
+    fn trace(&mut self, op: Trace) -> Result<Outcome> {
+        op.validate()?;
+        self.require_ns(&op.ns)?;
+        self.push(op.shell());
+        const RUN_IT: &str = "a plan sends nothing: run the lab to trace it";
+        let (ok, reason) = match self.model.reaches(&op.ns, op.dst) {
+            Reach::Yes => (true, None),
+            Reach::No(None) => (false, Some(format!("the plan's model finds no way there and back ({RUN_IT})"))),
+            Reach::No(Some(why)) => (false, Some(format!("the plan's model expects no answer: {why} ({RUN_IT})"))),
+            Reach::Unknown(why) => (false, Some(format!("the plan's model cannot tell: {why} ({RUN_IT})"))),
+        };
+        Ok(Outcome::Trace(TraceResult { ok, reason, ..Default::default() }))
+    }
+}
+
 impl Backend for PlanBackend {
     fn apply(&mut self, op: Op) -> Result<Outcome> {
         match op {
@@ -595,6 +638,8 @@ impl Backend for PlanBackend {
             Op::WaitAddr(o) => self.wait_addr(o),
             Op::Ping(o) => self.ping(o),
             Op::PingAll(o) => self.pingall(o),
+            Op::Capture(o) => self.capture(o),
+            Op::Trace(o) => self.trace(o),
         }
     }
 

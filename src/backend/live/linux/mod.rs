@@ -7,6 +7,7 @@ pub mod exec;
 mod icmp;
 mod iptables;
 mod nft;
+mod packets;
 mod sysctl;
 mod tap;
 pub mod wire;
@@ -17,6 +18,7 @@ use crate::nsexec;
 use crate::ops::check::{PingResult, PingSpec};
 use crate::ops::firewall::Rule;
 use crate::ops::process::{Command, ExecOutput};
+use crate::ops::trace::Conntrack;
 use crate::ops::NsRef;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -162,6 +164,13 @@ impl Kernel for Linux {
     fn dump(&mut self, ns: &NsRef, request: RouteNetlinkMessage) -> Result<std::result::Result<Vec<RouteNetlinkMessage>, i32>> {
         let mut buf = std::mem::take(&mut self.answer_buf);
         let out = self.wire(ns).and_then(|w| w.dump(request, &mut buf));
+        self.answer_buf = buf;
+        out
+    }
+
+    fn ask(&mut self, ns: &NsRef, request: RouteNetlinkMessage) -> Result<std::result::Result<RouteNetlinkMessage, i32>> {
+        let mut buf = std::mem::take(&mut self.answer_buf);
+        let out = self.wire(ns).and_then(|w| w.ask(request, &mut buf));
         self.answer_buf = buf;
         out
     }
@@ -347,6 +356,22 @@ impl Kernel for Linux {
 
     fn icmp_socket(&mut self, ns: &NsRef) -> Result<OwnedFd> {
         nsexec::run_in(self.fd(ns)?, icmp::pingall_socket)
+    }
+
+    fn packet_socket(&mut self, ns: &NsRef, ifindex: u32) -> Result<OwnedFd> {
+        packets::packet_socket(self.fd(ns)?, ifindex)
+    }
+
+    fn raw_socket(&mut self, ns: &NsRef, protocol: i32) -> Result<OwnedFd> {
+        packets::raw_socket(self.fd(ns)?, protocol)
+    }
+
+    fn conntrack(&mut self, ns: &NsRef) -> Result<Vec<Conntrack>> {
+        packets::conntrack(self.fd(ns)?)
+    }
+
+    fn filter_counters(&mut self, ns: &NsRef) -> Result<Option<String>> {
+        packets::filter_counters(self.fd(ns)?)
     }
 
     fn udp_socket(&mut self, ns: &NsRef, v6: bool) -> Result<OwnedFd> {

@@ -94,6 +94,33 @@ impl Wire {
         }
     }
 
+    /// A request the kernel answers with one message (RTM_GETROUTE): that message, or
+    /// the errno it refused with.
+    pub fn ask(&mut self, request: RouteNetlinkMessage, buf: &mut [u8]) -> Result<std::result::Result<RouteNetlinkMessage, i32>> {
+        let lost = |e: &std::io::Error| Error::io(Code::KernelRefused, "cannot talk to the kernel over netlink", e);
+        let mut req = NetlinkMessage::from(request);
+        req.header.flags = NLM_F_REQUEST;
+        self.seq = self.seq.wrapping_add(1);
+        req.header.sequence_number = self.seq;
+        req.finalize();
+        let mut out = vec![0; req.buffer_len()];
+        req.serialize(&mut out);
+        self.socket.send(&out, 0).map_err(|e| lost(&e))?;
+        loop {
+            let n = recv(&self.socket, buf)?;
+            for msg in messages_in(&buf[..n]).filter(|m| m.seq == self.seq) {
+                if let Some(errno) = msg.errno() {
+                    return Ok(Err(errno));
+                }
+                if let Ok(NetlinkMessage { payload: NetlinkPayload::InnerMessage(m), .. }) =
+                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(msg.bytes)
+                {
+                    return Ok(Ok(m));
+                }
+            }
+        }
+    }
+
     /// One sendmsg() for the burst, then its answers (already queued on the socket).
     fn send_and_read(&mut self, burst: &[u8], answers: &mut [Answer], buf: &mut [u8]) -> Result<()> {
         let lost = |e: &std::io::Error| Error::io(Code::KernelRefused, "cannot talk to the kernel over netlink", e);

@@ -1,7 +1,7 @@
 //! Neighbour messages: permanent entries for pingall (they do not count against the
-//! kernel's shared neighbour table limit).
+//! kernel's shared neighbour table limit), and the table as `ip neigh` shows it.
 
-use super::{acked, Netlink};
+use super::{acked, decode, Netlink};
 use crate::backend::live::kernel::Kernel;
 use crate::error::{Code, Error, Result};
 use crate::ops::NsRef;
@@ -33,5 +33,29 @@ impl<K: Kernel> Netlink<K> {
             }
             None => Ok(()),
         }
+    }
+
+    /// The IPv4 and IPv6 neighbour entries of `ns` (`ip neigh show`): (link, address,
+    /// state as `ip neigh` names it: `reachable`, `incomplete`, `failed`...).
+    pub fn neighbours(&mut self, ns: &NsRef) -> Result<Vec<(String, IpAddr, String)>> {
+        let names = decode::names_by_index(&self.dump_links(ns)?);
+        let mut out = Vec::new();
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut query = NeighbourMessage::default();
+            query.header.family = family;
+            let msgs = self.dump(ns, RouteNetlinkMessage::GetNeighbour(query), || format!("cannot read the neighbour table of {ns}"))?;
+            for m in msgs {
+                let RouteNetlinkMessage::NewNeighbour(n) = m else { continue };
+                let addr = n.attributes.iter().find_map(|a| match a {
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => Some(IpAddr::V4(*a)),
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => Some(IpAddr::V6(*a)),
+                    _ => None,
+                });
+                let Some(addr) = addr else { continue };
+                let dev = names.get(&n.header.ifindex).cloned().unwrap_or_else(|| format!("#{}", n.header.ifindex));
+                out.push((dev, addr, decode::state_name(n.header.state)));
+            }
+        }
+        Ok(out)
     }
 }

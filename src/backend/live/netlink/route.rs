@@ -5,7 +5,7 @@ use super::Netlink;
 use crate::backend::live::kernel::Kernel;
 use crate::error::{Code, Error, Result};
 use crate::ops::query::RouteInfo;
-use crate::ops::route::{AddRoute, RouteVia};
+use crate::ops::route::{AddRoute, RouteAnswer, RouteQuery, RouteVia};
 use crate::ops::NsRef;
 use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use rtnetlink::packet_route::route::{RouteAttribute, RouteMessage, RouteType};
@@ -83,6 +83,45 @@ impl<K: Kernel> Netlink<K> {
                     None => "default".to_string(),
                 };
                 out.push(RouteInfo { dest, via: via.map(|v| v.to_string()), dev, family: if v6 { 6 } else { 4 } });
+            }
+        }
+        Ok(out)
+    }
+
+    /// `ip route get`: the route the kernel would use for `q` in `ns` (RTM_GETROUTE, so
+    /// policy rules, marks and the input checks of `iif` all apply). A lookup the kernel
+    /// refuses (no route: ENETUNREACH; forwarding off: EHOSTUNREACH; reverse-path
+    /// filter, a martian source: EINVAL) is an error carrying that errno.
+    pub fn route_get(&mut self, ns: &NsRef, q: &RouteQuery) -> Result<RouteAnswer> {
+        let full = if q.dst.is_ipv4() { 32 } else { 128 };
+        let what = || format!("no route to {} in {ns}", q.dst);
+        let mut b = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(q.dst, full)
+            .map_err(|e| Error::new(Code::MalformedAddress, what()).why(e.to_string()))?;
+        if let Some(from) = q.from {
+            b = b.source_prefix(from, full).map_err(|e| Error::new(Code::MalformedAddress, what()).why(e.to_string()))?;
+        }
+        if let Some(iif) = &q.iif {
+            b = b.input_interface(self.require_link(ns, iif)?);
+        }
+        if let Some(mark) = q.fwmark {
+            b = b.mark(mark);
+        }
+        self.flush()?;
+        let answer = match self.k.ask(ns, RouteNetlinkMessage::GetRoute(b.build()))? {
+            Ok(RouteNetlinkMessage::NewRoute(m)) => m,
+            Ok(_) => return Err(Error::new(Code::KernelRefused, what()).why("the kernel answered with something else than a route")),
+            Err(errno) => return Err(Error::new(Code::KernelRefused, what()).errno(errno)),
+        };
+        let names = decode::names_by_index(&self.dump_links(ns)?);
+        let mut out = RouteAnswer { dev: None, via: None, src: None, table: u32::from(answer.header.table) };
+        for a in &answer.attributes {
+            match a {
+                RouteAttribute::Oif(i) => out.dev = names.get(i).cloned(),
+                RouteAttribute::Gateway(addr) => out.via = decode::route_addr(addr),
+                RouteAttribute::PrefSource(addr) => out.src = decode::route_addr(addr),
+                RouteAttribute::Table(t) => out.table = *t,
+                _ => {}
             }
         }
         Ok(out)
