@@ -325,6 +325,32 @@ $NSS ui seed000_router 2>ui.log &"#,
         assert!(details.contains("-j SNAT --to-source 192.168.100.11"), "{details}");
         screenshot(c, "seed000-rt-details").await;
 
+        // "Trace" from vm1 to the simulated internet: the probe's path through rt, drawn
+        // hop by hop, with the SNAT step beside it. (vm1's default route went with its
+        // link: it is put back first.)
+        lab.run("ip -n vm1 route replace default via 10.0.0.254");
+        c.find(Locator::Id("trace")).await.unwrap().click().await.unwrap();
+        js(c, "(document.getElementById('trace-from').value = 'vm1', document.getElementById('trace-to').value = '203.0.113.1')").await;
+        c.find(Locator::Id("trace-run")).await.unwrap().click().await.unwrap();
+        wait_in_page(c, "nsview.lastTrace && nsview.lastTrace.done").await;
+        let t = js(c, "nsview.lastTrace").await;
+        assert!(t["error"].is_null(), "{t}");
+        let text = t["result"]["text"].as_str().unwrap_or_default().to_string();
+        assert_eq!(t["result"]["ok"], json!(true), "{text}");
+        assert!(text.contains("source NAT 10.0.0.1 -> 192.168.100.11"), "the SNAT step: {text}");
+        let shown = js(c, "[...document.querySelectorAll('#trace-steps li')].map(li => li.textContent).join('\\n')").await;
+        assert!(shown.as_str().unwrap().contains("source NAT 10.0.0.1 -> 192.168.100.11"), "the steps beside the drawing: {shown}");
+        let visited = &t["visited"];
+        for id in
+            ["ns:vm1", "br:br-in", "ns:rt", "br:br-ex", "ns:wan", "ns:inet", "veth:host/link-in-br|rt/eth0", "veth:host/link-ex-br|rt/eth1"]
+        {
+            assert!(visited.as_array().unwrap().contains(&json!(id)), "{id} lit on the path: {visited}");
+        }
+        let lit = js(c, "nsview.cy.$('.hop').map(e => e.id())").await;
+        assert!(lit.as_array().unwrap().contains(&json!("ns:rt")), "rt highlighted: {lit}");
+        c.find(Locator::Id("fit")).await.unwrap().click().await.unwrap();
+        screenshot(c, "seed000-trace-vm1-to-internet").await;
+
         // The plan's drawing, `nsscript graph -f html`, opened from disk (no server).
         c.goto(&format!("file://{}/plan.html", lab.dir)).await.unwrap();
         wait_in_page(c, "nsview.metrics.firstDrawMs !== null").await;

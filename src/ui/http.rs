@@ -7,12 +7,13 @@
 //!   first, then `patch` for each change and `rates` every second)
 //! - `/api/ns/NAME`: a namespace's links, addresses, routes and firewall rules
 //! - `POST /api/pingall`: the reachability matrix of the lab's namespaces
+//! - `POST /api/trace?from=NS&to=IP`: `trace` (issue 17) of one ICMP probe, its steps
 
 use super::watch::Hub;
 use crate::backend::Backend;
 use crate::ops::check::{PingAll, PingNode};
 use crate::ops::{NsRef, Op, Outcome};
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -42,6 +43,7 @@ pub fn router(hub: Arc<Hub>, token: String, port: u16) -> Router {
         .route("/api/events", get(events))
         .route("/api/ns/{name}", get(details))
         .route("/api/pingall", post(pingall))
+        .route("/api/trace", post(trace))
         .layer(middleware::from_fn_with_state(app.clone(), require_token))
         .with_state(app)
 }
@@ -195,6 +197,49 @@ async fn pingall(State(app): State<App>) -> Response {
         Ok(Ok(_)) => Json(serde_json::json!({ "error": "pingall gave no matrix" })).into_response(),
         Ok(Err(e)) => Json(serde_json::json!({ "error": error_text(&e), "nodes": listed })).into_response(),
         Err(_) => Json(serde_json::json!({ "error": "pingall failed" })).into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct TraceQuery {
+    from: String,
+    to: String,
+}
+
+/// One ICMP probe from a lab namespace, followed on every link of the lab by the live
+/// backend's `trace` (as `nsscript trace LAB NS DST` runs it): its steps, each with the
+/// namespace and link it happened at (the page animates them on the drawing), and
+/// where and why it stopped.
+async fn trace(State(app): State<App>, Query(q): Query<TraceQuery>) -> Response {
+    use crate::ops::trace::{Probe, Trace, DEFAULT_TIMEOUT_MS};
+    let Some(ns) = lab_ns(&app, &q.from).filter(|ns| *ns != NsRef::Host) else {
+        return Json(serde_json::json!({ "error": format!("lab {} has no namespace {:?}", app.hub.lab, q.from) })).into_response();
+    };
+    let Ok(dst) = q.to.trim().parse::<IpAddr>() else {
+        return Json(serde_json::json!({ "error": format!("{:?} is not an IP address", q.to) })).into_response();
+    };
+    let lab = app.hub.lab.clone();
+    let run = tokio::task::spawn_blocking(move || {
+        let spec = Trace { ns, dst, probe: Probe::Icmp, timeout_ms: DEFAULT_TIMEOUT_MS };
+        spec.validate()?;
+        let state = crate::lab::load(&lab)?;
+        let mut nl = crate::backend::live::netlink::Netlink::new(crate::backend::live::linux::Linux::default());
+        crate::backend::live::trace::trace(&mut nl, &state, &spec)
+    })
+    .await;
+    let place = |ns: &NsRef, link: &str| serde_json::json!({ "ns": super::view::ns_name(ns), "link": link });
+    match run {
+        Ok(Ok(r)) => Json(serde_json::json!({
+            "ok": r.ok,
+            "steps": r.steps.iter().map(|s| serde_json::json!({ "ns": super::view::ns_name(&s.ns), "link": s.link, "text": s.text })).collect::<Vec<_>>(),
+            "stopped_at": r.stopped_at.as_ref().map(|(ns, link)| place(ns, link)),
+            "reason": r.reason,
+            "help": r.help,
+            "text": r.text(),
+        }))
+        .into_response(),
+        Ok(Err(e)) => Json(serde_json::json!({ "error": error_text(&e) })).into_response(),
+        Err(_) => Json(serde_json::json!({ "error": "the trace failed" })).into_response(),
     }
 }
 

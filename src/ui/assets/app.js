@@ -111,6 +111,9 @@
     { selector: 'edge[state="no-carrier"]', style: { 'line-style': 'dashed', 'line-color': '#e37400' } },
     { selector: 'edge[state="down"]', style: { 'line-style': 'dashed', 'line-color': '#d93025', color: '#d93025' } },
     { selector: 'edge[mtu=1]', style: { 'line-color': '#a142f4', color: '#7b1fa2' } },
+    { selector: 'node.hop', style: { 'border-color': '#f9ab00', 'border-width': 4, 'background-color': '#fff8e1' } },
+    { selector: 'edge.hop', style: { 'line-color': '#f9ab00', width: 6, 'line-style': 'solid', color: '#b06000' } },
+    { selector: 'node.stop', style: { 'border-color': '#d93025', 'border-width': 5, 'background-color': '#fce8e6' } },
     { selector: 'edge:selected', style: { 'overlay-opacity': 0.15, 'overlay-color': '#1a73e8' } },
   ];
 
@@ -360,6 +363,65 @@
       S.lastMatrix = m;
     }).catch((err) => { btn.disabled = false; $('panel').innerHTML = `<p class="err">${esc(err)}</p>`; });
   });
+  // ---- trace: one probe, its steps animated on the drawing ----
+  // The boxes and edges a step happened at: the box holding its link, the edges ending there.
+  function stepElements(st) {
+    const ids = [];
+    for (const n of S.nodes.values()) {
+      if (n.ns === st.ns && n.ifaces.some((i) => i.name === st.link)) ids.push(n.id);
+    }
+    for (const e of S.edges.values()) if (e.ends.some((x) => x.ns === st.ns && x.name === st.link)) ids.push(e.id);
+    if (!ids.length) { const n = S.nodes.get(st.ns === 'host' ? 'host' : 'ns:' + st.ns); if (n) ids.push(n.id); }
+    return ids;
+  }
+  function clearTrace() { if (S.cy) S.cy.elements().removeClass('hop stop'); }
+  $('trace').addEventListener('click', () => {
+    if (!S.live) return;
+    S.selected = null;
+    const names = [...S.nodes.values()].filter((n) => n.kind === 'netns').map((n) => n.ns)
+      .sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
+    $('panel').innerHTML = '<div class="section"><h2>trace</h2><p>One ICMP echo from a namespace, followed on every link of the lab.</p>' +
+      '<p><label>from <select id="trace-from">' + names.map((n) => `<option>${esc(n)}</option>`).join('') + '</select></label> ' +
+      '<label>to <input id="trace-to" size="15" placeholder="an IP address"></label> <button id="trace-run">Run</button></p>' +
+      '<ol id="trace-steps" class="steps"></ol><div id="trace-end"></div></div>';
+    $('trace-run').addEventListener('click', runTrace);
+  });
+  function runTrace() {
+    const from = $('trace-from').value, to = $('trace-to').value.trim();
+    clearTrace();
+    $('trace-steps').innerHTML = '';
+    $('trace-end').innerHTML = '<p>tracing…</p>';
+    const t = { from, to, steps: [], visited: [], done: false };
+    S.lastTrace = t;
+    fetch(withToken('api/trace?from=' + encodeURIComponent(from) + '&to=' + encodeURIComponent(to)), { method: 'POST' })
+      .then((r) => r.json()).then((r) => {
+        if (r.error) { $('trace-end').innerHTML = `<p class="err">${esc(r.error)}</p>`; t.error = r.error; t.done = true; return; }
+        t.result = r;
+        t.steps = r.steps;
+        $('trace-steps').innerHTML = r.steps.map((st, i) => `<li data-step="${i}">${esc(st.text)}</li>`).join('');
+        $('trace-end').innerHTML = '';
+        // Hop by hop: each step lights up where it happened, with its line beside.
+        r.steps.forEach((st, i) => setTimeout(() => {
+          if (S.lastTrace !== t) return;
+          const ids = stepElements(st);
+          ids.forEach((id) => { S.cy.getElementById(id).addClass('hop'); if (!t.visited.includes(id)) t.visited.push(id); });
+          document.querySelectorAll('#trace-steps li').forEach((li) => li.classList.toggle('now', li.dataset.step === String(i)));
+        }, 450 * i));
+        setTimeout(() => {
+          if (S.lastTrace !== t) return;
+          document.querySelectorAll('#trace-steps li').forEach((li) => li.classList.remove('now'));
+          let end = r.ok ? '<p class="ok">✓ answered: the reply came back</p>' : '';
+          if (r.reason) {
+            if (r.stopped_at) stepElements(r.stopped_at).slice(0, 1).forEach((id) => S.cy.getElementById(id).addClass('stop'));
+            end += `<p class="err">stopped${r.stopped_at ? ' at ' + esc(r.stopped_at.ns + (r.stopped_at.link ? ' ' + r.stopped_at.link : '')) : ''}: ${esc(r.reason)}</p>`;
+          }
+          if (r.help) end += `<p class="hint">help: ${esc(r.help)}</p>`;
+          $('trace-end').innerHTML = end;
+          t.done = true;
+          settleWaiters();
+        }, 450 * r.steps.length);
+      }).catch((err) => { $('trace-end').innerHTML = `<p class="err">${esc(err)}</p>`; t.error = String(err); t.done = true; });
+  }
   $('fit').addEventListener('click', () => S.cy.fit(undefined, 24));
   $('relayout').addEventListener('click', () => layout(true));
 
@@ -394,6 +456,7 @@
       $('status').textContent = 'from the script (plan)';
       $('status').className = 'plan';
       $('pingall').style.display = 'none';
+      $('trace').style.display = 'none';
       load(boot.view);
       sync(null);
       afterPaint(() => { S.metrics.firstDrawMs = performance.now(); });
