@@ -67,6 +67,15 @@ pub struct RunOpts {
     /// (nsscript test) Only the checks whose name contains this text
     #[arg(long, hide = true)]
     pub filter: Option<String>,
+
+    /// After the build, serve a live view of the lab in the browser until Ctrl-C
+    /// (with --sandbox it holds the sandbox, as --hold does)
+    #[arg(long)]
+    pub ui: bool,
+
+    /// With --ui: the address to listen on (default 127.0.0.1 and a free port)
+    #[arg(long, value_name = "ADDR:PORT", requires = "ui")]
+    pub listen: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -115,6 +124,16 @@ pub enum Cmd {
         /// Pass a constant to the script (as for a run)
         #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
         vars: Vec<(String, String)>,
+    },
+    /// Serve a live view of a running lab in the browser: its topology as the kernel
+    /// has it, kept up to date, with link states, rates and each namespace's details;
+    /// prints the URL (with its token); Ctrl-C stops it
+    Ui {
+        /// The lab's name (see `nsscript ls`)
+        lab: String,
+        /// The address to listen on (default 127.0.0.1 and a free port)
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<String>,
     },
     /// Open an interactive shell inside a namespace of a running lab (prompt "NS> ")
     Shell {
@@ -235,6 +254,8 @@ pub enum GraphFormat {
     Dot,
     Mermaid,
     Json,
+    /// A standalone web page (the live view's drawing, of the script's plan)
+    Html,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {

@@ -55,6 +55,7 @@ pub fn graph(path: &Path, vars: &[(String, String)], format: GraphFormat) -> Res
             GraphFormat::Dot => crate::graph::dot(&g),
             GraphFormat::Mermaid => crate::graph::mermaid(&g),
             GraphFormat::Json => crate::graph::json(&g),
+            GraphFormat::Html => crate::ui::standalone_page(&crate::ui::view::from_plan(&plan.lab_name(), plan.model())),
         }
     );
     Ok(ExitCode::SUCCESS)

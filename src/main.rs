@@ -20,6 +20,7 @@ mod signals;
 mod sources;
 mod stdlib;
 mod testing;
+mod ui;
 mod warnings;
 
 use backend::live::LiveBackend;
@@ -52,6 +53,7 @@ fn main() -> ExitCode {
         }
         Some(Cmd::Plan { script, vars, name }) => inspect::plan(&script, &vars, name.as_deref()),
         Some(Cmd::Graph { script, format, vars }) => inspect::graph(&script, &vars, format),
+        Some(Cmd::Ui { lab, listen }) => ui::command(&lab, listen.as_deref()),
         Some(Cmd::Shell { lab, ns }) => inspect::shell(&lab, &ns),
         Some(Cmd::Exec { lab, ns, cmd }) => inspect::exec(&lab, &ns, &cmd),
         Some(Cmd::Capture { lab, targets, write, filter, count, seconds }) => {
@@ -80,6 +82,13 @@ fn main() -> ExitCode {
 
 /// Run a lab script, then (or only) the REPL.
 fn start(script: Option<&Path>, opts: &RunOpts, repl: bool) -> Result<ExitCode, Error> {
+    if opts.ui && (repl || script.is_none()) {
+        return Err(Error::new(Code::Usage, "--ui serves a lab once it is built, not a REPL")
+            .help("build it with `nsscript LAB.rhai --ui`, or run `nsscript ui LAB` in another terminal while the REPL runs"));
+    }
+    // The live view listens where nsscript was started: before the sandbox, so the
+    // socket stays in the namespace the user's browser is in.
+    let listener = if opts.ui { Some(ui::Listener::open(opts.listen.as_deref())?) } else { None };
     // The sandbox must be entered while the process has a single thread.
     if opts.sandbox {
         // Root gets a plain private netns + mount ns; anyone else gets them inside a
@@ -181,7 +190,15 @@ fn start(script: Option<&Path>, opts: &RunOpts, repl: bool) -> Result<ExitCode, 
     let live = live.borrow();
     if live.has_lab() {
         let name = lab_name_of(&live);
-        if opts.sandbox {
+        if let Some(listener) = listener {
+            if !opts.sandbox {
+                eprintln!("lab {name} is up ({}); `nsscript down {name}` removes it.", live.state().summary());
+            }
+            ui::serve(&name, listener)?;
+            if opts.sandbox {
+                eprintln!("lab {name}: sandbox closed, nothing left behind.");
+            }
+        } else if opts.sandbox {
             if opts.hold {
                 let pid = nsexec::outer_pid();
                 eprintln!("lab {name} is up in the sandbox (pid {pid}); enter it with `nsenter -t {pid} -n -m -p`. Ctrl-C ends it.");

@@ -436,24 +436,7 @@ impl Session<'_> {
                 drop(b);
                 match (links, addrs, routes) {
                     (Ok(Outcome::Links(links)), Ok(Outcome::Addrs(addrs)), Ok(Outcome::Routes(routes))) => {
-                        for l in links {
-                            let a: Vec<String> = addrs.iter().filter(|a| a.link == l.name).map(|a| a.addr.clone()).collect();
-                            let name = match &l.master {
-                                Some(m) => format!("{} @{m}", l.name),
-                                None => l.name.clone(),
-                            };
-                            println!("{name:<24} {:<8} {}", l.state, a.join(" "));
-                        }
-                        for r in routes {
-                            let mut s = r.dest.clone();
-                            if let Some(v) = r.via {
-                                s.push_str(&format!(" via {v}"));
-                            }
-                            if let Some(d) = r.dev {
-                                s.push_str(&format!(" dev {d}"));
-                            }
-                            println!("route {s}");
-                        }
+                        print!("{}", crate::ops::query::show(&links, &addrs, &routes))
                     }
                     (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => eprint!("{}", diag::render(&diag::Report::plain(&e))),
                     _ => {}

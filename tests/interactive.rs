@@ -321,6 +321,7 @@ catalogue! {
     diag_missing_script_file: [], "$NSS plan nothere.rhai";
     diag_bad_var_argument: [], "$NSS plan --var 1x=2 lab.rhai";
     diag_unknown_flag: [], "$NSS --bogus lab.rhai";
+    diag_ui_listen_is_not_an_address: [], "$NSS ui somelab --listen 127.0.0.1";
     // (the lab signals nsscript, its parent, and waits until nsscript has taken the signal,
     // so that the next step is where the run stops)
     diag_interrupted: [("lab.rhai", "let a = netns(\"a\");\na.exec(\"kill -INT $PPID; while :; do :; done\");\nnetns(\"never\");\n")], "$NSS --sandbox lab.rhai";

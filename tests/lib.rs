@@ -20,3 +20,4 @@ mod routing;
 mod scale;
 mod services;
 mod trust;
+mod ui;

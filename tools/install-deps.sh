@@ -10,6 +10,8 @@ declare -A need=(
   [tcpdump]=tcpdump [socat]=socat [ping]=iputils-ping [unshare]=util-linux
   [setpriv]=util-linux [pgrep]=procps [bridge]=iproute2 [conntrack]=conntrack
   [strace]=strace [iperf3]=iperf3 [tracepath]=iputils-tracepath [tshark]=tshark
+  # The live view's browser tests (tests/ui.rs): headless Chromium and its WebDriver.
+  [chromium]=chromium [chromedriver]=chromium-driver
 )
 missing=()
 for cmd in "${!need[@]}"; do

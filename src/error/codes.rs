@@ -236,6 +236,9 @@ catalogue! {
     Usage "usage":
         "the command line is not one nsscript understands (an unknown flag or subcommand, a missing argument)",
         help: "`nsscript --help` and `nsscript SUBCOMMAND --help` show the usage";
+    UiFailed "ui_failed":
+        "the live view (--ui, `nsscript ui`) could not listen on its address or serve the page",
+        help: "give --listen an address of this machine and a free port (the default is 127.0.0.1 with a free port)";
     Interrupted "interrupted":
         "SIGINT (Ctrl-C) or SIGTERM stopped the run",
         help: "the build stops between two steps; what it created is rolled back, or kept with --keep";

@@ -195,6 +195,33 @@ pub fn route_words(src: &NsRef, routes: &[RouteInfo], target: IpAddr) -> String 
     }
 }
 
+/// A namespace's links, addresses and routes as the REPL's `:show` prints them (like
+/// `ip -br`): one line per link (`NAME @MASTER  STATE  ADDRS`), then `route ...` lines.
+/// The live view's namespace panel shows the same text.
+pub fn show(links: &[LinkInfo], addrs: &[AddrInfo], routes: &[RouteInfo]) -> String {
+    let mut out = String::new();
+    for l in links {
+        let a: Vec<&str> = addrs.iter().filter(|a| a.link == l.name).map(|a| a.addr.as_str()).collect();
+        let name = match &l.master {
+            Some(m) => format!("{} @{m}", l.name),
+            None => l.name.clone(),
+        };
+        out.push_str(format!("{name:<24} {:<8} {}", l.state, a.join(" ")).trim_end());
+        out.push('\n');
+    }
+    for r in routes {
+        let mut s = r.dest.clone();
+        if let Some(v) = &r.via {
+            s.push_str(&format!(" via {v}"));
+        }
+        if let Some(d) = &r.dev {
+            s.push_str(&format!(" dev {d}"));
+        }
+        out.push_str(&format!("route {s}\n"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! namespace handles, /proc/sys, iptables, processes. Everything below the seam that
 //! switches namespaces does it through `crate::nsexec`.
 
+pub mod events;
 pub mod exec;
 mod icmp;
 mod iptables;

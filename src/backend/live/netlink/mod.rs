@@ -14,6 +14,7 @@ mod bridge;
 mod decode;
 mod link;
 mod neighbour;
+pub mod observe;
 mod qdisc;
 mod route;
 mod rule;
@@ -42,7 +43,7 @@ pub struct Netlink<K: Kernel> {
 }
 
 /// How a refused request is explained: the op's own `refused(errno)`.
-type Explain = Box<dyn FnOnce(i32) -> Error>;
+type Explain = Box<dyn FnOnce(i32) -> Error + Send>;
 
 /// A request waiting for the next flush, and how to explain its refusal.
 struct Queued {

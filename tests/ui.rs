@@ -1,0 +1,420 @@
+//! The live view in a real browser: headless Chromium driven over WebDriver
+//! (chromedriver, the `fantoccini` client) shows the lab the kernel has, follows a
+//! change made from outside, refuses requests without the token, and draws a
+//! 200-namespace star (time to first draw and update latency are printed and written
+//! to the artefacts directory).
+//!
+//! Everything runs inside the test's own network + mount + PID namespace, as every
+//! kernel test: the lab, `nsscript ui`, chromedriver and Chromium. The test's own
+//! browser thread joins that network namespace (setns) to reach them; its commands to
+//! the namespace (`ip link set ... down`) go through the namespace's shell.
+//!
+//! Screenshots: `target/tmp/ui/*.png` (CARGO_TARGET_TMPDIR), one per check.
+
+use crate::support;
+use fantoccini::wd::TimeoutConfiguration;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where the screenshots and measurements go.
+fn artefacts() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Chromium and its WebDriver, as Debian packages them (tools/install-deps.sh).
+fn browser_missing() -> Option<String> {
+    for p in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
+        if !std::path::Path::new(p).exists() {
+            return Some(format!("{p} is missing: bash tools/install-deps.sh installs chromium and chromium-driver"));
+        }
+    }
+    None
+}
+
+/// A namespace of the test's own with a lab, the live view and chromedriver in it,
+/// and a shell that runs the lines it is sent.
+struct Lab {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    out: BufReader<ChildStdout>,
+    /// The live view's URL, with its token.
+    url: String,
+    /// The namespace's working directory.
+    dir: String,
+    _work: tempfile::TempDir,
+}
+
+const DRIVER_PORT: u16 = 9515;
+
+impl Lab {
+    /// `start` builds the lab and starts the live view with its stderr in ui.log; then
+    /// chromedriver starts, and the shell waits for lines to run.
+    // The child is waited for by `Lab`'s Drop (or `finish`), which it is moved into.
+    #[allow(clippy::zombie_processes)]
+    fn start(start: &str) -> Option<Lab> {
+        if !support::kernel() {
+            return None;
+        }
+        if let Some(why) = browser_missing() {
+            panic!("{why}");
+        }
+        let work = tempfile::tempdir().unwrap();
+        let script = format!(
+            r#"
+set -u
+export NO_COLOR=1 HOME=$PWD
+mount -t tmpfs tmpfs /run && ip link set lo up || exit 1
+{start}
+for i in $(seq 600); do grep -q 'http://' ui.log 2>/dev/null && break; sleep 0.1; done
+url=$(grep -o 'http://[^ ]*' ui.log | head -1)
+[ -n "$url" ] || {{ echo "@@FAILED no URL"; cat ui.log build.log 2>/dev/null; exit 1; }}
+chromedriver --port={DRIVER_PORT} >driver.log 2>&1 &
+for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/{DRIVER_PORT}) 2>/dev/null && break; sleep 0.1; done
+echo "@@READY $url $PWD"
+while IFS= read -r line; do eval "$line"; echo "@@DONE $?"; done
+# Stdin closed: stop the live view as Ctrl-C would (a shell's background job ignores
+# SIGINT: SIGTERM is the same for nsscript), and see it end.
+kill -TERM %1 2>/dev/null; wait %1; echo "@@UI_EXIT $?"
+"#
+        );
+        let mut child = Command::new("unshare")
+            .args(support::UNSHARE)
+            .arg("--kill-child")
+            .args(["bash", "-c", &script])
+            .current_dir(work.path())
+            .env("NSS", support::bin())
+            .env("SCRIPTS", support::scripts_dir())
+            .env("TOP", env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("unshare runs");
+        let stdin = child.stdin.take();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            if out.read_line(&mut line).unwrap() == 0 {
+                let _ = child.wait();
+                panic!("the lab's namespace ended before it was ready:\n{seen}");
+            }
+            if let Some(rest) = line.strip_prefix("@@READY ") {
+                let (url, dir) = rest.trim().split_once(' ').unwrap();
+                return Some(Lab { child, stdin, out, url: url.into(), dir: dir.into(), _work: work });
+            }
+            seen.push_str(&line);
+        }
+    }
+
+    /// Run one line of bash in the namespace: its output and exit status.
+    fn run(&mut self, line: &str) -> (i32, String) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+        let mut text = String::new();
+        loop {
+            let mut l = String::new();
+            assert!(self.out.read_line(&mut l).unwrap() > 0, "the namespace's shell ended:\n{text}");
+            if let Some(rc) = l.strip_prefix("@@DONE ") {
+                return (rc.trim().parse().unwrap(), text);
+            }
+            text.push_str(&l);
+        }
+    }
+
+    /// The milliseconds since the epoch at which `line` started in the namespace.
+    fn timed(&mut self, line: &str) -> u64 {
+        let (rc, out) = self.run(&format!("date +%s%3N; {line}"));
+        assert_eq!(rc, 0, "{line}: {out}");
+        out.lines().next().unwrap().trim().parse().unwrap()
+    }
+
+    fn netns(&self) -> File {
+        File::open(format!("/proc/{}/ns/net", self.child.id())).unwrap()
+    }
+
+    /// Close the shell's input: it stops the live view with SIGTERM and says how it
+    /// exited.
+    fn finish(mut self) -> String {
+        drop(self.stdin.take());
+        let mut rest = String::new();
+        let _ = self.out.read_to_string(&mut rest);
+        let _ = self.child.wait();
+        rest
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.stdin.is_some() {
+            // A failed test: the namespace's PID 1 is killed with unshare (--kill-child).
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Run `body` with a browser, on a thread that has joined the lab's network namespace
+/// (the connections to chromedriver and the page's to the server are made there).
+fn with_browser<T: Send>(lab: &mut Lab, body: impl AsyncFnOnce(&Client, &mut Lab) -> T + Send) -> T {
+    let netns = lab.netns();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            // SAFETY: setns on this thread only; the descriptor is a network namespace.
+            let rc = unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let profile = format!("{}/chromium-profile", lab.dir);
+                let caps = json!({
+                    "goog:chromeOptions": {
+                        "binary": "/usr/bin/chromium",
+                        "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                                 "--window-size=1400,900", "--no-first-run", "--disable-background-networking",
+                                 "--disable-component-update", "--disable-sync", format!("--user-data-dir={profile}")]
+                    }
+                });
+                let Value::Object(caps) = caps else { unreachable!() };
+                let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                    .capabilities(caps)
+                    .connect(&format!("http://127.0.0.1:{DRIVER_PORT}"))
+                    .await
+                    .expect("chromedriver starts a Chromium session");
+                client
+                    .update_timeouts(TimeoutConfiguration::new(
+                        Some(Duration::from_secs(30)),
+                        Some(Duration::from_secs(30)),
+                        Some(Duration::ZERO),
+                    ))
+                    .await
+                    .unwrap();
+                let out = body(&client, lab).await;
+                let _ = client.close().await;
+                out
+            })
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
+async fn screenshot(c: &Client, name: &str) -> PathBuf {
+    let png = c.screenshot().await.expect("a screenshot");
+    let path = artefacts().join(format!("{name}.png"));
+    std::fs::write(&path, png).unwrap();
+    eprintln!("screenshot: {}", path.display());
+    path
+}
+
+/// Wait in the page until `pred` (a JS expression over `nsview`) holds after a
+/// drawing; the page's Date.now() when it did.
+async fn wait_in_page(c: &Client, pred: &str) -> u64 {
+    let script = format!(
+        "const done = arguments[arguments.length - 1];
+         const go = () => window.nsview ? nsview.waitFor(() => {{ try {{ return !!({pred}); }} catch (e) {{ return false; }} }}).then(done)
+                                        : setTimeout(go, 20);
+         go();"
+    );
+    let v = c.execute_async(&script, vec![]).await.unwrap_or_else(|e| panic!("waiting in the page for {pred}: {e}"));
+    v.as_u64().unwrap_or_else(|| panic!("{pred}: {v}"))
+}
+
+async fn js(c: &Client, expr: &str) -> Value {
+    c.execute(&format!("return {expr};"), vec![]).await.unwrap_or_else(|e| panic!("{expr}: {e}"))
+}
+
+/// An HTTP GET from inside the namespace (the caller's thread is there): the status line.
+fn get_status(url: &str) -> String {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(s, "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.lines().next().unwrap_or("").to_string()
+}
+
+#[test]
+fn seed000_in_the_browser_lists_the_lab_follows_a_link_down_and_refuses_without_the_token() {
+    let Some(mut lab) = Lab::start(
+        r#"$NSS $SCRIPTS/seed000_router.rhai >build.log 2>&1 || { echo "@@FAILED build"; cat build.log; exit 1; }
+$NSS graph -f html $SCRIPTS/seed000_router.rhai >plan.html 2>build-graph.log || exit 1
+$NSS ui seed000_router 2>ui.log &"#,
+    ) else {
+        return;
+    };
+    let url = lab.url.clone();
+    let base = url.split("/?").next().unwrap().to_string();
+    let report = with_browser(&mut lab, async |c: &Client, lab: &mut Lab| {
+        // Without the token: refused, for the page, the data and the event stream alike.
+        for path in ["/", "/api/view", "/api/events", "/assets/app.js", "/api/ns/rt"] {
+            assert_eq!(get_status(&format!("{base}{path}")), "HTTP/1.1 403 Forbidden", "{path} without the token");
+        }
+        assert_eq!(get_status(&format!("{base}/api/view?token=0123")), "HTTP/1.1 403 Forbidden", "a wrong token");
+        assert_eq!(get_status(&url), "HTTP/1.1 200 OK", "the printed URL");
+        c.goto(&format!("{base}/")).await.unwrap();
+        let body = c.find(Locator::Css("body")).await.unwrap().text().await.unwrap();
+        assert!(body.contains("403 Forbidden"), "{body}");
+        screenshot(c, "seed000-403-without-token").await;
+
+        // The page: every namespace and bridge of the lab, from the kernel.
+        let t0 = Instant::now();
+        c.goto(&url).await.unwrap();
+        wait_in_page(c, "nsview.metrics.firstDrawMs !== null && nsview.nodes.size >= 7").await;
+        let first_draw = t0.elapsed();
+        let listed = js(
+            c,
+            "[...document.querySelectorAll('#list li.node')].map(li => li.dataset.kind + ' ' + li.querySelector('.name').textContent)",
+        )
+        .await;
+        let listed: Vec<String> = listed.as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+        for ns in ["inet", "rt", "vm1", "vm2", "wan"] {
+            assert!(listed.contains(&format!("netns {ns}")), "namespace {ns} listed: {listed:?}");
+        }
+        for br in ["br-in", "br-ex"] {
+            assert!(listed.contains(&format!("bridge {br}")), "bridge {br} listed: {listed:?}");
+        }
+        assert_eq!(js(c, "nsview.edges.size").await, json!(6), "five veth pairs to the bridges and rt, one wan--inet");
+        assert_eq!(js(c, "nsview.cy.nodes().length").await, json!(7), "every box drawn");
+        assert_eq!(js(c, "document.getElementById('status').textContent").await, json!("live"));
+        screenshot(c, "seed000-live").await;
+
+        // A link set down from outside nsscript: drawn down within 2 s.
+        assert_eq!(js(c, "nsview.ifaceState('vm1/eth0')").await, json!("up"));
+        let t = lab.timed("ip -n vm1 link set eth0 down");
+        let drawn =
+            wait_in_page(c, "nsview.ifaceState('vm1/eth0') === 'down' && nsview.edges.get('veth:host/vm1-eth0|vm1/eth0').state === 'down'")
+                .await;
+        let latency = drawn.saturating_sub(t);
+        assert!(latency < 2000, "shown down after {latency} ms");
+        let style = js(c, "nsview.cy.getElementById('veth:host/vm1-eth0|vm1/eth0').style('line-style')").await;
+        assert_eq!(style, json!("dashed"), "a down link is drawn dashed");
+        screenshot(c, "seed000-vm1-eth0-down").await;
+        // And up again.
+        let t = lab.timed("ip -n vm1 link set eth0 up");
+        let drawn = wait_in_page(c, "nsview.edges.get('veth:host/vm1-eth0|vm1/eth0').state === 'up'").await;
+        let latency_up = drawn.saturating_sub(t);
+        assert!(latency_up < 2000, "shown up again after {latency_up} ms");
+
+        // Traffic shows as rates on the edges: vm1 pings rt (its default route went
+        // with the link: the kernel drops a down link's IPv4 routes; the subnet's
+        // comes back with it).
+        lab.run("ip netns exec vm1 ping -q -c 60 -i 0.05 10.0.0.254 >/dev/null 2>&1 &");
+        wait_in_page(c, "(nsview.rates['rt/eth0'] || [0])[0] > 0").await;
+
+        // rt's details: its links, routes and the SNAT rule, as `:show` prints them.
+        c.find(Locator::Css("#list li.node[data-id='ns:rt'] .name")).await.unwrap().click().await.unwrap();
+        let mut details = String::new();
+        for _ in 0..100 {
+            details = js(c, "(document.getElementById('details') || {}).textContent || ''").await.as_str().unwrap().to_string();
+            if details.contains("SNAT") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(details.contains("10.0.0.254/24") && details.contains("route default via 192.168.100.1 dev eth1"), "{details}");
+        assert!(details.contains("-j SNAT --to-source 192.168.100.11"), "{details}");
+        screenshot(c, "seed000-rt-details").await;
+
+        // "Trace" from vm1 to the simulated internet: the probe's path through rt, drawn
+        // hop by hop, with the SNAT step beside it. (vm1's default route went with its
+        // link: it is put back first.)
+        lab.run("ip -n vm1 route replace default via 10.0.0.254");
+        c.find(Locator::Id("trace")).await.unwrap().click().await.unwrap();
+        js(c, "(document.getElementById('trace-from').value = 'vm1', document.getElementById('trace-to').value = '203.0.113.1')").await;
+        c.find(Locator::Id("trace-run")).await.unwrap().click().await.unwrap();
+        wait_in_page(c, "nsview.lastTrace && nsview.lastTrace.done").await;
+        let t = js(c, "nsview.lastTrace").await;
+        assert!(t["error"].is_null(), "{t}");
+        let text = t["result"]["text"].as_str().unwrap_or_default().to_string();
+        assert_eq!(t["result"]["ok"], json!(true), "{text}");
+        assert!(text.contains("source NAT 10.0.0.1 -> 192.168.100.11"), "the SNAT step: {text}");
+        let shown = js(c, "[...document.querySelectorAll('#trace-steps li')].map(li => li.textContent).join('\\n')").await;
+        assert!(shown.as_str().unwrap().contains("source NAT 10.0.0.1 -> 192.168.100.11"), "the steps beside the drawing: {shown}");
+        let visited = &t["visited"];
+        for id in
+            ["ns:vm1", "br:br-in", "ns:rt", "br:br-ex", "ns:wan", "ns:inet", "veth:host/link-in-br|rt/eth0", "veth:host/link-ex-br|rt/eth1"]
+        {
+            assert!(visited.as_array().unwrap().contains(&json!(id)), "{id} lit on the path: {visited}");
+        }
+        let lit = js(c, "nsview.cy.$('.hop').map(e => e.id())").await;
+        assert!(lit.as_array().unwrap().contains(&json!("ns:rt")), "rt highlighted: {lit}");
+        c.find(Locator::Id("fit")).await.unwrap().click().await.unwrap();
+        screenshot(c, "seed000-trace-vm1-to-internet").await;
+
+        // The plan's drawing, `nsscript graph -f html`, opened from disk (no server).
+        c.goto(&format!("file://{}/plan.html", lab.dir)).await.unwrap();
+        wait_in_page(c, "nsview.metrics.firstDrawMs !== null").await;
+        let plan = js(c, "[...document.querySelectorAll('#list li.node')].map(li => li.querySelector('.name').textContent)").await;
+        for name in ["inet", "rt", "vm1", "vm2", "wan", "br-in", "br-ex"] {
+            assert!(plan.as_array().unwrap().contains(&json!(name)), "{name} in the plan's page: {plan}");
+        }
+        assert_eq!(js(c, "nsview.edges.size").await, json!(6));
+        screenshot(c, "seed000-plan-html").await;
+        format!(
+            "seed000: first draw {} ms after goto; link down drawn {latency} ms and up {latency_up} ms after `ip link set`",
+            first_draw.as_millis()
+        )
+    });
+    eprintln!("{report}");
+    std::fs::write(artefacts().join("seed000.txt"), format!("{report}\n")).unwrap();
+    let rest = lab.finish();
+    assert!(rest.contains("@@UI_EXIT 0"), "the live view ends cleanly on SIGTERM: {rest}");
+}
+
+#[test]
+fn a_200_namespace_star_draws_and_follows_changes() {
+    let Some(mut lab) = Lab::start(r#"$NSS $TOP/bench/star.rhai --var n=200 --ui --listen 127.0.0.1:0 2>ui.log >build.log &"#) else {
+        return;
+    };
+    let url = lab.url.clone();
+    let report = with_browser(&mut lab, async |c: &Client, lab: &mut Lab| {
+        let t0 = Instant::now();
+        c.goto(&url).await.unwrap();
+        wait_in_page(c, "nsview.metrics.firstDrawMs !== null && nsview.nodes.size === 201").await;
+        let first_draw = t0.elapsed().as_millis();
+        let in_page = js(c, "[nsview.metrics.firstDrawMs, nsview.metrics.layoutMs]").await;
+        assert_eq!(js(c, "nsview.edges.size").await, json!(200));
+        assert_eq!(js(c, "document.querySelectorAll('#list li.node[data-kind=netns]').length").await, json!(200));
+        screenshot(c, "star200-live").await;
+        // Update latency: a link set down from outside, then up, five times each.
+        let mut lat = Vec::new();
+        for i in [7, 50, 100, 150, 199] {
+            let key = format!("bx{i}/eth0");
+            let t = lab.timed(&format!("ip -n bx{i} link set eth0 down"));
+            let drawn = wait_in_page(c, &format!("nsview.ifaceState('{key}') === 'down'")).await;
+            lat.push(drawn.saturating_sub(t));
+            let t = lab.timed(&format!("ip -n bx{i} link set eth0 up"));
+            let drawn = wait_in_page(c, &format!("nsview.ifaceState('{key}') === 'up'")).await;
+            lat.push(drawn.saturating_sub(t));
+        }
+        lab.run("ip -n bx100 link set eth0 down");
+        wait_in_page(c, "nsview.ifaceState('bx100/eth0') === 'down'").await;
+        screenshot(c, "star200-bx100-down").await;
+        // Responsive: a click selects and shows the namespace at once.
+        let t = Instant::now();
+        c.find(Locator::Css("#list li.node[data-id='ns:bx100'] .name")).await.unwrap().click().await.unwrap();
+        let click_ms = t.elapsed().as_millis();
+        let mut sorted = lat.clone();
+        sorted.sort();
+        assert!(*sorted.last().unwrap() < 2000, "update latencies {lat:?}");
+        format!(
+            "star200: first draw {first_draw} ms after goto (in the page: [first draw since navigation, layout] = {in_page} ms); \
+             update latency ms (down/up x5) {lat:?}, median {}, max {}; a click on the list {click_ms} ms",
+            sorted[sorted.len() / 2],
+            sorted.last().unwrap()
+        )
+    });
+    eprintln!("{report}");
+    std::fs::write(artefacts().join("star200.txt"), format!("{report}\n")).unwrap();
+    lab.finish();
+}
