@@ -118,7 +118,7 @@ fn run_pingall(
         let more = if failed.len() > 20 { format!(" and {} more", failed.len() - 20) } else { String::new() };
         return Err(fail(Error::new(Code::PingFailed, format!("pingall: {} of {pairs} ordered pairs got no reply within {timeout_ms} ms", failed.len()))
             .why(format!("{}{more}", shown.join(", ")))
-            .help(format!("check the routes and addresses of the nodes named (routes(ns), addrs(ns)); pass #{{ check: false }} to get the matrix without failing{}", first_failure_trace(b, &nodes, &result.rtt_ms)))));
+            .help(format!("check the routes and addresses of the nodes named (routes(ns), addrs(ns)); pass #{{ check: false }} to get the matrix without failing{}", first_failure_trace(b, nodes, &result.rtt_ms)))));
     }
     let mut out = Map::new();
     out.insert("ok".into(), failed.is_empty().into());
