@@ -263,3 +263,39 @@ link(a, "lo").shape(#{ rate: "10mbit" });
     assert!(undo.contains("#   tc qdisc del dev lo root handle 1:\n"), "{undo}");
     assert_eq!(undo.matches("tc qdisc del").count(), 1, "a's lo goes with a:\n{undo}");
 }
+
+#[test]
+fn a_shape_after_an_htb_replaces_it_in_the_run_and_in_the_plan() {
+    // `tc qdisc replace` cannot turn the htb at 1: into a tbf (EINVAL): both the run and
+    // the plan's shell take the htb away first.
+    let lab = r#"let a = netns("a");
+let b = netns("b");
+connect(a, b, #{ addr: "10.0.0.1/24", peer_addr: "10.0.0.2/24" });
+let l = link(a, "eth0");
+l.htb(#{ "default": 10, classes: [#{ id: 10, rate: "5mbit" }] });
+l.shape(#{ rate: "2mbit" });
+"#;
+    let Some(run) = isolated(
+        &[("lab.rhai", lab)],
+        r#"
+section run; $NSS lab.rhai 2>&1; echo "code=$?"
+section qdisc; tc -n a -j qdisc show dev eth0
+section classes; tc -n a class show dev eth0 | grep -c htb || true
+$NSS down lab >/dev/null || exit 1
+section plan; $NSS plan lab.rhai > plan.sh; echo "code=$?"
+section planrun; bash -e plan.sh >/dev/null 2>&1; echo "code=$?"
+section planqdisc; tc -n a -j qdisc show dev eth0
+"#,
+    ) else {
+        return;
+    };
+    run.ok();
+    assert!(run.section("run").contains("code=0"), "{}", run.section("run"));
+    for section in ["qdisc", "planqdisc"] {
+        let dump = run.json(section);
+        let q = &arr(&dump)[0];
+        assert_eq!((q["kind"].as_str(), q["handle"].as_str()), (Some("tbf"), Some("1:")), "{section}: {dump}");
+    }
+    assert_eq!(run.section("classes").trim(), "0", "the htb's classes went with it");
+    assert!(run.section("planrun").contains("code=0"), "the plan's shell runs: {}", run.stderr);
+}

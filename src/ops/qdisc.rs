@@ -103,9 +103,20 @@ impl SetShape {
         )
     }
 
-    pub fn shell(&self) -> Result<Step> {
+    /// The plan's text. `there`: the kind of the root qdisc the lab set on the link
+    /// before (None: none). `tc qdisc replace` cannot change a qdisc's kind at the same
+    /// handle (the kernel refuses with EINVAL), so another kind is deleted first, as
+    /// the run does.
+    pub fn shell(&self, there: Option<&str>) -> Result<Step> {
         let tc = || Sh::inside(&self.ns, "tc").raw("qdisc");
-        let cmd = match self.shape.as_ref().map(Shape::qdisc).transpose()? {
+        let qdisc = self.shape.as_ref().map(Shape::qdisc).transpose()?;
+        let mut cmds = Vec::new();
+        if let (Some(q), Some(kind)) = (&qdisc, there) {
+            if q.kind() != kind {
+                cmds.push(tc().raw("del dev").w(&self.link).raw("root").done());
+            }
+        }
+        let cmd = match qdisc {
             None => tc().raw("del dev").w(&self.link).raw("root 2>/dev/null || true").done(),
             Some(Qdisc::Tbf(t)) => tc()
                 .raw("replace dev")
@@ -137,7 +148,8 @@ impl SetShape {
                     .done()
             }
         };
-        Ok(Step::new(format!("shape {} in {}", self.link, self.ns), vec![cmd]))
+        cmds.push(cmd);
+        Ok(Step::new(format!("shape {} in {}", self.link, self.ns), cmds))
     }
 }
 
@@ -264,7 +276,7 @@ mod tests {
         assert_eq!(s.qdisc().unwrap(), Qdisc::Tbf(Tbf { rate_bits: 10_000_000, burst: 12_500, latency_us: 50_000 }));
         let slow = Shape { rate: Some(100_000), ..s.clone() };
         assert_eq!(slow.qdisc().unwrap(), Qdisc::Tbf(Tbf { rate_bits: 100_000, burst: 4096, latency_us: 50_000 }));
-        let plan = SetShape { ns: NsRef::named("a"), link: "eth0".into(), shape: Some(s) }.shell().unwrap();
+        let plan = SetShape { ns: NsRef::named("a"), link: "eth0".into(), shape: Some(s) }.shell(None).unwrap();
         assert_eq!(
             plan.commands,
             ["ip netns exec a tc qdisc replace dev eth0 root handle 1: tbf rate 10000000bit burst 12500 latency 50000us"]

@@ -9,9 +9,10 @@ use super::kernel::Kernel;
 use super::LiveBackend;
 use crate::error::Result;
 use crate::ops::dns::{DnsServer, Resolve};
+use crate::ops::probe::DnsAnswer;
 use crate::ops::query::AddrInfo;
 use crate::ops::{NsRef, Outcome};
-use simple_dns::{rdata::RData, Name, Packet, PacketFlag, Question, CLASS, QCLASS, QTYPE, RCODE, TYPE};
+use simple_dns::{rdata::RData, Name, Packet, PacketFlag, Question, CLASS, QCLASS, QTYPE, TYPE};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -69,10 +70,56 @@ impl<K: Kernel> LiveBackend<K> {
     /// One query from inside `op.ns` to `server` for the A (family 4) or AAAA (6)
     /// records of `op.name`: the addresses (none: no such name, or no such record).
     pub fn resolve_in(&mut self, op: &Resolve, server: IpAddr, family: u8) -> Result<Vec<IpAddr>> {
-        let socket: UdpSocket = self.nl.kernel().udp_socket(&op.ns, server.is_ipv6())?.into();
+        let domain = if server.is_ipv6() { libc::AF_INET6 } else { libc::AF_INET };
+        let socket: UdpSocket = self.nl.kernel().socket_in(&op.ns, domain, libc::SOCK_DGRAM, 0)?.into();
         let timeout = Duration::from_millis(u64::from(op.timeout_ms));
         query(&socket, SocketAddr::new(server, 53), &op.name, family, timeout).map_err(|why| op.failed(server, why))
     }
+}
+
+/// The DNS message asking for `name`'s A (family 4) or AAAA (6) records, recursion
+/// desired. With [`answer`], the one place nsscript's DNS clients (resolve, assert_dns)
+/// write and read DNS, through simple-dns.
+pub fn question(id: u16, name: &str, family: u8) -> std::result::Result<Vec<u8>, String> {
+    let mut packet = Packet::new_query(id);
+    packet.set_flags(PacketFlag::RECURSION_DESIRED);
+    let qname = Name::new(name).map_err(|e| format!("{name:?} is not a DNS name: {e}"))?;
+    let qtype = if family == 4 { TYPE::A } else { TYPE::AAAA };
+    packet.questions.push(Question::new(qname, QTYPE::TYPE(qtype), QCLASS::CLASS(CLASS::IN), false));
+    packet.build_bytes_vec().map_err(|e| format!("cannot build the query: {e}"))
+}
+
+/// `msg` read as the answer to question `id`: None when it is not that answer (another
+/// id: a late answer to another question; or a question), Err when it carries the id
+/// but cannot be read; else its code, addresses and aliases.
+pub fn answer(id: u16, msg: &[u8]) -> Option<std::result::Result<DnsAnswer, String>> {
+    if msg.len() < 2 || u16::from_be_bytes([msg[0], msg[1]]) != id {
+        return None;
+    }
+    let packet = match Packet::parse(msg) {
+        Ok(p) => p,
+        Err(e) => return Some(Err(format!("a DNS answer of {} bytes that cannot be read ({e})", msg.len()))),
+    };
+    if !packet.has_flags(PacketFlag::RESPONSE) {
+        return None;
+    }
+    let mut out = DnsAnswer { rcode: packet.rcode() as u8, ..Default::default() };
+    for rr in &packet.answers {
+        match &rr.rdata {
+            RData::A(a) => out.addrs.push(IpAddr::from(std::net::Ipv4Addr::from(a.address))),
+            RData::AAAA(a) => out.addrs.push(IpAddr::from(std::net::Ipv6Addr::from(a.address))),
+            RData::CNAME(c) => out.cnames.push(c.0.to_string()),
+            _ => {}
+        }
+    }
+    Some(Ok(out))
+}
+
+/// A new question id: unpredictable enough that a late answer to another run's question
+/// is not taken for this one's.
+pub fn question_id() -> u16 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    (std::process::id() as u16) ^ (nanos as u16) ^ ((nanos >> 16) as u16)
 }
 
 /// Ask `server` once (and once more after half the time without an answer: UDP may
@@ -84,14 +131,8 @@ pub fn query(
     family: u8,
     timeout: Duration,
 ) -> std::result::Result<Vec<IpAddr>, String> {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    let id = (std::process::id() as u16) ^ (nanos as u16) ^ ((nanos >> 16) as u16);
-    let mut packet = Packet::new_query(id);
-    packet.set_flags(PacketFlag::RECURSION_DESIRED);
-    let qname = Name::new(name).map_err(|e| format!("{name:?} is not a DNS name: {e}"))?;
-    let qtype = if family == 4 { TYPE::A } else { TYPE::AAAA };
-    packet.questions.push(Question::new(qname, QTYPE::TYPE(qtype), QCLASS::CLASS(CLASS::IN), false));
-    let bytes = packet.build_bytes_vec().map_err(|e| format!("cannot build the query: {e}"))?;
+    let id = question_id();
+    let bytes = question(id, name, family)?;
     // connect(): an ICMP "port unreachable" comes back as ECONNREFUSED.
     socket.connect(server).map_err(|e| in_words(&e, server))?;
     let deadline = Instant::now() + timeout;
@@ -116,21 +157,11 @@ pub fn query(
             }
             Err(e) => return Err(in_words(&e, server)),
         };
-        let Ok(answer) = Packet::parse(&buf[..n]) else { continue };
-        if answer.id() != id || !answer.has_flags(PacketFlag::RESPONSE) {
-            continue; // not the answer to this question
-        }
-        return match answer.rcode() {
-            RCODE::NoError | RCODE::NameError => Ok(answer
-                .answers
-                .iter()
-                .filter_map(|rr| match &rr.rdata {
-                    RData::A(a) if family == 4 => Some(IpAddr::from(std::net::Ipv4Addr::from(a.address))),
-                    RData::AAAA(a) if family == 6 => Some(IpAddr::from(std::net::Ipv6Addr::from(a.address))),
-                    _ => None,
-                })
-                .collect()),
-            other => Err(format!("the server answered {other:?} (it cannot resolve the name itself, or refuses to)")),
+        let Some(answer) = answer(id, &buf[..n]) else { continue };
+        let answer = answer?;
+        return match answer.rcode {
+            0 | 3 => Ok(answer.addrs.into_iter().filter(|a| if family == 4 { a.is_ipv4() } else { a.is_ipv6() }).collect()),
+            _ => Err(format!("the server answered {} (it cannot resolve the name itself, or refuses to)", answer.rcode_name())),
         };
     }
 }
@@ -149,6 +180,7 @@ fn in_words(e: &std::io::Error, server: SocketAddr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use simple_dns::RCODE;
 
     /// A DNS server of one record on a loopback port, answering in its own thread.
     fn fake_server(rcode: RCODE) -> (SocketAddr, std::thread::JoinHandle<()>) {
@@ -189,10 +221,37 @@ mod tests {
         assert_eq!(ask(addr, "nope.lab").unwrap(), Vec::<IpAddr>::new());
         t.join().unwrap();
         let (addr, t) = fake_server(RCODE::Refused);
-        assert!(ask(addr, "web.lab").unwrap_err().contains("Refused"));
+        assert!(ask(addr, "web.lab").unwrap_err().contains("REFUSED"));
         t.join().unwrap();
         // Nothing there: loopback answers "port unreachable".
         let closed = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         assert!(ask(closed, "web.lab").unwrap_err().contains(&format!("nothing listens on UDP port {} of 127.0.0.1", closed.port())));
+    }
+
+    #[test]
+    fn a_question_and_its_answer_with_an_alias_by_pointers() {
+        let q = question(0x1234, "web.lab", 4).unwrap();
+        assert_eq!(q, [0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'w', b'e', b'b', 3, b'l', b'a', b'b', 0, 0, 1, 0, 1]);
+        // The answer echoes the question, then a CNAME and an A record, both named by
+        // pointers into the question.
+        let mut a = q.clone();
+        a[2] = 0x81;
+        a[3] = 0x80;
+        a[7] = 2; // two answers
+        a.extend_from_slice(&[0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 6, 3, b'w', b'w', b'w', 0xc0, 16]);
+        a.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 0, 0, 1]);
+        let got = answer(0x1234, &a).unwrap().unwrap();
+        assert_eq!(got.rcode, 0);
+        assert_eq!(got.addrs, [IpAddr::from([10, 0, 0, 1])]);
+        assert_eq!(got.cnames, ["www.lab"]);
+        // NXDOMAIN, no records.
+        let mut nx = q.clone();
+        nx[2] = 0x81;
+        nx[3] = 0x83;
+        let got = answer(0x1234, &nx).unwrap().unwrap();
+        assert_eq!((got.rcode_name().as_str(), got.addrs.len()), ("NXDOMAIN", 0));
+        assert!(answer(0x1234, &a[..a.len() - 2]).unwrap().is_err(), "cut short");
+        assert!(answer(0x9999, &a).is_none(), "another question's answer");
+        assert!(answer(0x1234, &q).is_none(), "a question");
     }
 }

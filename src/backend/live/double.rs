@@ -703,8 +703,9 @@ impl Kernel for Double {
         Err(Error::new(Code::Internal, "the test double has no sockets"))
     }
 
-    fn socket_in(&mut self, _ns: &NsRef, _domain: i32, _ty: i32, _protocol: i32) -> Result<OwnedFd> {
-        Err(Error::new(Code::Internal, "the test double has no sockets"))
+    /// A real socket of the test's own namespace (loopback servers answer it).
+    fn socket_in(&mut self, _ns: &NsRef, domain: i32, ty: i32, protocol: i32) -> Result<OwnedFd> {
+        super::linux::socket(domain, ty, protocol, "a socket")
     }
 
     fn packet_socket(&mut self, _ns: &NsRef, _ifindex: u32) -> Result<OwnedFd> {
@@ -721,11 +722,5 @@ impl Kernel for Double {
 
     fn filter_counters(&mut self, _ns: &NsRef) -> Result<Option<String>> {
         Ok(None)
-    }
-
-    /// A real socket of the test's own namespace (loopback servers answer it).
-    fn udp_socket(&mut self, _ns: &NsRef, v6: bool) -> Result<OwnedFd> {
-        let bind = if v6 { "[::1]:0" } else { "127.0.0.1:0" };
-        std::net::UdpSocket::bind(bind).map(OwnedFd::from).map_err(|e| Error::io(Code::Internal, "cannot open a UDP socket", &e))
     }
 }

@@ -192,6 +192,4 @@ pub trait Kernel {
     /// `iptables -L -v -x -n` of the filter table in ns (rules with their packet
     /// counters), or None when ns has no filter table (asked of nftables, no process).
     fn filter_counters(&mut self, ns: &NsRef) -> Result<Option<String>>;
-    /// A UDP socket opened inside ns, unbound (IPv6 for `v6`): resolve's DNS queries.
-    fn udp_socket(&mut self, ns: &NsRef, v6: bool) -> Result<OwnedFd>;
 }

@@ -507,7 +507,11 @@ impl PlanBackend {
         // A link the lab did not make (the host's lo) is shaped too, as the run does: the
         // qdisc is in the undo.
         self.require_link(&op.ns, &op.link)?;
-        self.push(op.shell()?);
+        let there = self.model.qdiscs.iter().find(|(ns, name, _)| *ns == op.ns && *name == op.link).map(|(_, _, q)| match q {
+            RootQdisc::Shape(q) => q.kind(),
+            RootQdisc::Htb(_) => "htb",
+        });
+        self.push(op.shell(there)?);
         self.model.qdiscs.retain(|(ns, name, _)| !(*ns == op.ns && *name == op.link));
         if let Some(shape) = &op.shape {
             self.model.qdiscs.push((op.ns.clone(), op.link.clone(), RootQdisc::Shape(shape.qdisc()?)));

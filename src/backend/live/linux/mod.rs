@@ -352,7 +352,7 @@ impl Kernel for Linux {
     }
 
     fn socket_in(&mut self, ns: &NsRef, domain: i32, ty: i32, protocol: i32) -> Result<OwnedFd> {
-        nsexec::run_in(self.fd(ns)?, move || socket(domain, ty, protocol))
+        nsexec::run_in(self.fd(ns)?, move || socket(domain, ty, protocol, "a socket for the check"))
     }
 
     fn packet_socket(&mut self, ns: &NsRef, ifindex: u32) -> Result<OwnedFd> {
@@ -370,26 +370,22 @@ impl Kernel for Linux {
     fn filter_counters(&mut self, ns: &NsRef) -> Result<Option<String>> {
         packets::filter_counters(self.fd(ns)?)
     }
-
-    fn udp_socket(&mut self, ns: &NsRef, v6: bool) -> Result<OwnedFd> {
-        // A socket stays in the namespace it was made in: only its creation needs the switch.
-        nsexec::run_in(self.fd(ns)?, move || {
-            let bind = if v6 { "[::]:0" } else { "0.0.0.0:0" };
-            std::net::UdpSocket::bind(bind).map(OwnedFd::from).map_err(|e| Error::io(Code::Internal, "cannot open a UDP socket", &e))
-        })
-    }
 }
 
-/// socket(2) in the calling thread's namespace.
-fn socket(domain: i32, ty: i32, protocol: i32) -> Result<OwnedFd> {
+/// socket(2) in the calling thread's namespace (close-on-exec): the one place the live
+/// backend opens sockets other than netlink's (checks, DNS, capture, trace). `what` names
+/// it in the error; a refusal for want of privilege says so.
+pub(in crate::backend::live) fn socket(domain: i32, ty: i32, protocol: i32, what: &str) -> Result<OwnedFd> {
     use std::os::fd::FromRawFd;
     // SAFETY: plain socket(2); the descriptor is owned at once.
     let fd = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, protocol) };
     if fd < 0 {
         let e = std::io::Error::last_os_error();
-        let err = Error::io(Code::KernelRefused, "cannot open a socket for the check", &e);
+        let err = Error::io(Code::KernelRefused, format!("cannot open {what}"), &e);
         return Err(match e.raw_os_error() {
-            Some(libc::EPERM | libc::EACCES) => err.with_code(Code::NotRoot).help("raw sockets need CAP_NET_RAW: run nsscript as root"),
+            Some(libc::EPERM | libc::EACCES) => {
+                err.with_code(Code::NotRoot).help("raw and packet sockets need CAP_NET_RAW: run nsscript as root")
+            }
             _ => err,
         });
     }

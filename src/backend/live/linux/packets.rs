@@ -10,20 +10,9 @@ use crate::nsexec;
 use crate::ops::trace::{Conntrack, Tuple};
 use rtnetlink::packet_core::{NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP, NLM_F_REQUEST};
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
-fn socket(family: i32, kind: i32, protocol: i32, what: &'static str) -> Result<OwnedFd> {
-    // SAFETY: socket(2); the fd is owned at once.
-    let fd = unsafe { libc::socket(family, kind | libc::SOCK_CLOEXEC, protocol) };
-    if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(
-            Error::io(Code::NotRoot, format!("cannot open {what}"), &e).help("seeing packets needs CAP_NET_RAW: run nsscript as root")
-        );
-    }
-    // SAFETY: fd was just returned by socket(2).
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
+use super::socket;
 
 /// A non-blocking AF_PACKET socket in `ns`, bound to `ifindex` with protocol 0 (it
 /// receives nothing until the capture engine arms it).

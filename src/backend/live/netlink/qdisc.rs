@@ -39,9 +39,24 @@ impl<K: Kernel> Netlink<K> {
         msg.attributes.push(TcAttribute::Kind(qdisc.kind().to_string()));
         // TCA_OPTIONS, raw: netem's payload is a struct followed by attributes.
         msg.attributes.push(TcAttribute::Other(DefaultNla::new(2, options)));
-        self.request_now(&op.ns, RouteNetlinkMessage::NewQueueDiscipline(msg), NLM_F_CREATE | NLM_F_REPLACE, |errno| {
-            op.refused(qdisc.kind(), errno)
-        })
+        let replace = |nl: &mut Self| {
+            nl.request_now(&op.ns, RouteNetlinkMessage::NewQueueDiscipline(msg.clone()), NLM_F_CREATE | NLM_F_REPLACE, |errno| {
+                op.refused(qdisc.kind(), errno)
+            })
+        };
+        match replace(self) {
+            // A replace cannot change the kind of the qdisc at 1: (an htb the lab set
+            // before, say): the kernel says EINVAL. That one goes first, then the new one
+            // (what `tc qdisc del` then `add` would do; the callers checked it is ours).
+            Err(e) if e.is_errno(libc::EINVAL) => match self.root_qdisc(&op.ns, index)? {
+                Some((kind, TcHandle { major: 1, minor: 0 })) if kind != qdisc.kind() => {
+                    self.delete_root_qdisc(&op.ns, index, &kind, &format!("the {kind} qdisc of link {:?} in {}", op.link, op.ns))?;
+                    replace(self)
+                }
+                _ => Err(e),
+            },
+            other => other,
+        }
     }
 }
 
