@@ -17,6 +17,15 @@ pub fn cidr(text: &str) -> RhaiResult<IpNetwork> {
     })
 }
 
+/// A CIDR, or a plain address meaning that one host (as iptables reads `-s 10.0.0.1`).
+pub fn net_or_host(text: &str) -> RhaiResult<IpNetwork> {
+    if text.contains('/') {
+        return cidr(text);
+    }
+    let ip = ip(text)?;
+    Ok(IpNetwork::new(ip, if ip.is_ipv4() { 32 } else { 128 }).expect("a host prefix is valid"))
+}
+
 pub fn ip(text: &str) -> RhaiResult<IpAddr> {
     text.trim().parse::<IpAddr>().map_err(|e| {
         fail(

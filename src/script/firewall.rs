@@ -9,17 +9,7 @@ use super::types::Netns;
 use super::{fail, RhaiResult, Shared};
 use crate::error::{Code, Error};
 use crate::ops::firewall::{Action, Chain, ClampMss, CtState, FilterRule, FwOp, IcmpType, Proto};
-use ipnetwork::IpNetwork;
 use rhai::{Array, Dynamic, Map};
-
-/// A CIDR, or a plain address meaning that one host (as iptables reads `-s 10.0.0.1`).
-pub(super) fn net_or_host(text: &str) -> RhaiResult<IpNetwork> {
-    if text.contains('/') {
-        return args::cidr(text);
-    }
-    let ip = args::ip(text)?;
-    Ok(IpNetwork::new(ip, if ip.is_ipv4() { 32 } else { 128 }).expect("a host prefix is valid"))
-}
 
 /// An option given as a string or an array of strings.
 fn strings(func: &str, key: &str, v: &Dynamic) -> RhaiResult<Vec<String>> {
@@ -72,7 +62,7 @@ fn firewall(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<Netns> {
             Some(IcmpType::parse(F, &text, proto == Some(Proto::Icmpv6)).map_err(fail)?)
         }
     };
-    let net = |key: &str| o.string(key)?.map(|t| net_or_host(&t)).transpose();
+    let net = |key: &str| o.string(key)?.map(|t| args::net_or_host(&t)).transpose();
     let rule = FilterRule {
         chain,
         action,

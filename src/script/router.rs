@@ -172,7 +172,7 @@ fn dnat(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<()> {
 fn forward_accept(b: &Shared, ns: Netns, opts: &Map) -> RhaiResult<()> {
     let o = Opts::new("forward_accept", opts, &["in", "iif", "out", "oif", "src", "dst"])?;
     let oif = o.string("out")?.or(o.string("oif")?);
-    let net = |key: &str| o.string(key)?.map(|t| super::firewall::net_or_host(&t)).transpose();
+    let net = |key: &str| o.string(key)?.map(|t| args::net_or_host(&t)).transpose();
     let (src, dst) = (net("src")?, net("dst")?);
     fw(b, &ns.0, FwOp::ForwardAccept(ForwardAccept { iif: in_iface(&o)?, oif, src, dst }))?;
     Ok(())
