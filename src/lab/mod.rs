@@ -378,18 +378,25 @@ pub struct Source {
     pub vars: Vec<(String, String)>,
 }
 
-/// The script lab `lab` was built from (its ledger's first line).
-pub fn source(lab: &str) -> Result<Source> {
+/// The text of lab `lab`'s ledger, once its name and the privacy of its directory are
+/// checked; a lab without one is not up.
+fn read_ledger(lab: &str) -> Result<String> {
     validate_lab_name(lab)?;
     check_private(lab)?;
     let path = ledger_path(lab);
-    let text = fs::read_to_string(&path).map_err(|e| {
+    fs::read_to_string(&path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::new(Code::LabNotUp, format!("no lab named {lab:?} is up")).help("`nsscript ls` lists the labs that are up")
         } else {
             Error::io(Code::IoFailed, format!("cannot read {}", path.display()), &e)
         }
-    })?;
+    })
+}
+
+/// The script lab `lab` was built from (its ledger's first line).
+pub fn source(lab: &str) -> Result<Source> {
+    let text = read_ledger(lab)?;
+    let path = ledger_path(lab);
     match text.lines().next().and_then(|l| serde_json::from_str::<Entry>(l).ok()).map(|e| e.object) {
         Some(Object::Begin { script, path, vars, .. }) => Ok(Source { shown: script, path, vars }),
         _ => Err(Error::new(Code::LedgerTampered, format!("the ledger of lab {lab:?} does not start with the run that wrote it"))
@@ -454,16 +461,8 @@ pub fn exists(lab: &str) -> bool {
 
 /// Read a lab's ledger. A line that does not parse makes the whole ledger untrusted.
 pub fn load(lab: &str) -> Result<LabState> {
-    validate_lab_name(lab)?;
+    let text = read_ledger(lab)?;
     let path = ledger_path(lab);
-    check_private(lab)?;
-    let text = fs::read_to_string(&path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            Error::new(Code::LabNotUp, format!("no lab named {lab:?} is up")).help("`nsscript ls` lists the labs that are up")
-        } else {
-            Error::io(Code::IoFailed, format!("cannot read {}", path.display()), &e)
-        }
-    })?;
     let mut state = LabState::default();
     let lines = text.lines().count();
     for (i, line) in text.lines().enumerate() {

@@ -99,25 +99,33 @@ fn echo_request(ident: u16, seq: u16) -> [u8; 16] {
     let mut pkt = [8u8, 0, 0, 0, 0, 0, 0, 0, b'n', b's', b's', b'c', b'r', b'i', b'p', b't'];
     pkt[4..6].copy_from_slice(&ident.to_be_bytes());
     pkt[6..8].copy_from_slice(&seq.to_be_bytes());
-    let mut sum: u32 = pkt.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    pkt[2..4].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let sum = checksum(&pkt);
+    pkt[2..4].copy_from_slice(&sum.to_be_bytes());
     pkt
 }
 
-fn send_to(fd: &OwnedFd, pkt: &[u8], addr: IpAddr) {
-    let IpAddr::V4(v4) = addr else { return };
+/// The Internet checksum (RFC 1071) of `data`, an odd last byte padded with zero: what
+/// ICMP, and TCP and UDP over their pseudo-header, carry (pingall's echoes, trace's probes).
+pub(super) fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// `pkt` sent on a raw IPv4 socket to `dst` (the kernel adds the IP header); IPv6 is
+/// refused with EAFNOSUPPORT.
+pub(super) fn send_to(fd: &OwnedFd, pkt: &[u8], dst: IpAddr) -> std::io::Result<()> {
+    let IpAddr::V4(v4) = dst else { return Err(std::io::Error::from_raw_os_error(libc::EAFNOSUPPORT)) };
     let sin = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: 0,
         sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(v4.octets()) },
         sin_zero: [0; 8],
     };
-    // SAFETY: a valid buffer and sockaddr_in for our socket. A failed send (no route)
-    // is simply an unanswered pair.
-    unsafe {
+    // SAFETY: a valid buffer and sockaddr_in for our socket.
+    let n = unsafe {
         libc::sendto(
             fd.as_raw_fd(),
             pkt.as_ptr() as *const libc::c_void,
@@ -125,8 +133,12 @@ fn send_to(fd: &OwnedFd, pkt: &[u8], addr: IpAddr) {
             0,
             &sin as *const _ as *const libc::sockaddr,
             std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        );
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
     }
+    Ok(())
 }
 
 /// Probe every ordered pair: source i (socket i) to target j. Requests carry
@@ -151,7 +163,8 @@ fn probe(sockets: &[OwnedFd], targets: &[IpAddr], timeout: Duration) -> PingAllR
             }
             for (i, sock) in sockets.iter().enumerate() {
                 for j in (0..n).filter(|&j| j != i && rtt[i][j].is_none()) {
-                    send_to(sock, &echo_request(base.wrapping_add(i as u16), j as u16), targets[j]);
+                    // A failed send (no route) is simply an unanswered pair.
+                    let _ = send_to(sock, &echo_request(base.wrapping_add(i as u16), j as u16), targets[j]);
                     sent_at[i][j].get_or_insert_with(Instant::now);
                 }
             }

@@ -13,6 +13,7 @@ use super::capture::decode::{decode, Decoded};
 use super::capture::{Capture, Frame, Options, Tap};
 use super::kernel::Kernel;
 use super::netlink::Netlink;
+use super::pingall::{checksum, send_to};
 use crate::error::Result;
 use crate::lab::LabState;
 use crate::ops::capture::{Dir, Target};
@@ -23,7 +24,6 @@ use crate::ops::trace::{Conntrack, Probe, Step, Trace, TraceResult};
 use crate::ops::NsRef;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// A link of the lab, as the trace needs it.
@@ -198,14 +198,6 @@ fn nonce() -> u64 {
     (t.as_nanos() as u64) ^ (u64::from(std::process::id()) << 32) ^ 0x9e37_79b9_7f4a_7c15
 }
 
-fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// The probe's bytes (the kernel adds the IP header).
 fn probe_bytes(p: &Probe0) -> Vec<u8> {
     match p.probe {
@@ -243,31 +235,6 @@ fn probe_bytes(p: &Probe0) -> Vec<u8> {
             seg
         }
     }
-}
-
-fn send(fd: &OwnedFd, pkt: &[u8], dst: IpAddr) -> std::io::Result<()> {
-    let IpAddr::V4(v4) = dst else { return Err(std::io::Error::from_raw_os_error(libc::EAFNOSUPPORT)) };
-    let sin = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: 0,
-        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(v4.octets()) },
-        sin_zero: [0; 8],
-    };
-    // SAFETY: a valid buffer and sockaddr_in for our socket.
-    let n = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            pkt.as_ptr() as *const libc::c_void,
-            pkt.len(),
-            0,
-            &sin as *const _ as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// What the trace reads of the lab before the probe (and again after it).
@@ -341,7 +308,7 @@ pub fn trace<K: Kernel>(nl: &mut Netlink<K>, state: &LabState, spec: &Trace) -> 
         Probe::Udp(_) => libc::IPPROTO_UDP,
     };
     let socket = nl.kernel().raw_socket(&spec.ns, protocol)?;
-    let sent = send(&socket, &probe_bytes(&probe), spec.dst);
+    let sent = send_to(&socket, &probe_bytes(&probe), spec.dst);
     let source_links: HashSet<usize> = links.iter().enumerate().filter(|(_, l)| l.target.ns == spec.ns).map(|(i, _)| i).collect();
     let mut frames: Vec<Frame> = Vec::new();
     let deadline = Instant::now() + Duration::from_millis(u64::from(spec.timeout_ms));
