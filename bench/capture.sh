@@ -26,13 +26,16 @@ ip netns exec a tcpdump -i eth0 -s 262144 -w td.pcap > td.out 2> td.err &
 tcap=$!
 sleep 1
 ip netns exec a iperf3 -c 10.9.0.2 -b 1G -t "$SECS" -J > iperf.json
+# CPU each capturer used so far (user+system, clock ticks -> ms), both still running
+cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{printf "%d+%d", $14 * 1000 / hz, $15 * 1000 / hz}' "/proc/$1/stat"; }
+ncpu=$(cpu_ms $ncap) tcpu=$(cpu_ms $tcap)
 wait $ncap || true
 kill -INT $tcap; wait $tcap || true
 rate=$(python3 -c 'import json,sys; d=json.load(open("iperf.json")); print("%.0f" % (d["end"]["sum_sent"]["bits_per_second"]/1e6))')
 echo "capture: iperf3 sent ${rate} Mbit/s for ${SECS} s across a:eth0"
-echo "  nsscript capture: $(tr '\n' ' ' < nss.err)$(tr '\n' ' ' < nss.out)"
+echo "  nsscript capture: $(tr '\n' ' ' < nss.err)$(tr '\n' ' ' < nss.out)(CPU ${ncpu} ms)"
 echo "  nsscript pcapng packets (tshark): $(tshark -r nss.pcapng 2>/dev/null | wc -l)"
-echo "  tcpdump -w: $(grep -E 'captured|dropped' td.err | tr '\n' ' ')"
+echo "  tcpdump -w: $(grep -E 'captured|dropped' td.err | tr '\n' ' ')(CPU ${tcpu} ms)"
 $NSS -q down cap >/dev/null
 # trace on seed 000
 $NSS -q "$TOP/scripts/seed000_router.rhai" >/dev/null

@@ -140,6 +140,8 @@ section trace; $NSS trace seed000_router vm1 203.0.113.1; echo "exit $?"
 sleep 0.2; kill $T; wait $T 2>/dev/null
 section conntrack; ip netns exec rt conntrack -L -p icmp 2>/dev/null
 section inet; cat inet.cap
+section udp; $NSS trace seed000_router vm1 203.0.113.1 --proto udp --port 53; echo "exit $?"
+section udp_conntrack; ip netns exec rt conntrack -L -p udp 2>/dev/null
 $NSS down seed000_router > /dev/null"#,
     ) else {
         return;
@@ -169,6 +171,18 @@ $NSS down seed000_router > /dev/null"#,
         "{ct}"
     );
     assert!(run.section("inet").contains("IP 192.168.100.11 > 203.0.113.1: ICMP echo request"), "{}", run.section("inet"));
+    // A UDP probe after the ping: inet's port unreachable is un-NATed at rt by the UDP
+    // entry it relates to (the kernel's, same ports), not by the ping's ICMP entry.
+    let u = run.section("udp");
+    assert!(u.contains("nothing listens on 203.0.113.1 port 53: inet answered ICMP port unreachable"), "{u}");
+    let back = u.lines().find(|l| l.starts_with("rt eth1 -> eth0:")).unwrap_or_else(|| panic!("rt's step back: {u}"));
+    assert!(
+        back.contains("destination rewritten back (un-NAT) 192.168.100.11 -> 10.0.0.1 [conntrack: udp src=10.0.0.1 dst=203.0.113.1 sport="),
+        "{back}"
+    );
+    let sport = back.split("sport=").nth(1).and_then(|r| r.split(' ').next()).unwrap();
+    let ct = run.section("udp_conntrack");
+    assert!(ct.lines().any(|l| l.contains(&format!("src=10.0.0.1 dst=203.0.113.1 sport={sport} dport=53"))), "{ct}");
 }
 
 #[test]

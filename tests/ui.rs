@@ -228,6 +228,32 @@ async fn wait_in_page(c: &Client, pred: &str) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("{pred}: {v}"))
 }
 
+/// "Trace" from the page's form: from `from` to `to`, ICMP or (proto, port). What the
+/// page kept of it (`nsview.lastTrace`) and the steps' text.
+async fn trace_in_page(c: &Client, from: &str, to: &str, probe: Option<(&str, u16)>) -> (Value, String) {
+    c.find(Locator::Id("trace")).await.unwrap().click().await.unwrap();
+    js(c, &format!("(document.getElementById('trace-from').value = '{from}', document.getElementById('trace-to').value = '{to}')")).await;
+    if let Some((proto, port)) = probe {
+        js(
+            c,
+            &format!(
+                "(document.getElementById('trace-proto').value = '{proto}', \
+                  document.getElementById('trace-proto').dispatchEvent(new Event('change')), \
+                  document.getElementById('trace-port').value = '{port}')"
+            ),
+        )
+        .await;
+        let shown = js(c, "getComputedStyle(document.getElementById('trace-port-label')).display !== 'none'").await;
+        assert_eq!(shown, json!(true), "the port field shows for a {proto} probe");
+    }
+    c.find(Locator::Id("trace-run")).await.unwrap().click().await.unwrap();
+    wait_in_page(c, "nsview.lastTrace && nsview.lastTrace.done").await;
+    let t = js(c, "nsview.lastTrace").await;
+    assert!(t["error"].is_null(), "{t}");
+    let text = t["result"]["text"].as_str().unwrap_or_default().to_string();
+    (t, text)
+}
+
 async fn js(c: &Client, expr: &str) -> Value {
     c.execute(&format!("return {expr};"), vec![]).await.unwrap_or_else(|e| panic!("{expr}: {e}"))
 }
@@ -329,13 +355,7 @@ $NSS ui seed000_router 2>ui.log &"#,
         // hop by hop, with the SNAT step beside it. (vm1's default route went with its
         // link: it is put back first.)
         lab.run("ip -n vm1 route replace default via 10.0.0.254");
-        c.find(Locator::Id("trace")).await.unwrap().click().await.unwrap();
-        js(c, "(document.getElementById('trace-from').value = 'vm1', document.getElementById('trace-to').value = '203.0.113.1')").await;
-        c.find(Locator::Id("trace-run")).await.unwrap().click().await.unwrap();
-        wait_in_page(c, "nsview.lastTrace && nsview.lastTrace.done").await;
-        let t = js(c, "nsview.lastTrace").await;
-        assert!(t["error"].is_null(), "{t}");
-        let text = t["result"]["text"].as_str().unwrap_or_default().to_string();
+        let (t, text) = trace_in_page(c, "vm1", "203.0.113.1", None).await;
         assert_eq!(t["result"]["ok"], json!(true), "{text}");
         assert!(text.contains("source NAT 10.0.0.1 -> 192.168.100.11"), "the SNAT step: {text}");
         let shown = js(c, "[...document.querySelectorAll('#trace-steps li')].map(li => li.textContent).join('\\n')").await;
@@ -417,4 +437,112 @@ fn a_200_namespace_star_draws_and_follows_changes() {
     eprintln!("{report}");
     std::fs::write(artefacts().join("star200.txt"), format!("{report}\n")).unwrap();
     lab.finish();
+}
+
+/// An HTTP GET from inside the namespace (the caller's thread is there): the status
+/// line and the body.
+fn get_body(url: &str) -> (String, Vec<u8>) {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(s, "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let cut = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a header and a body");
+    let head = String::from_utf8_lossy(&raw[..cut]).to_string();
+    assert!(!head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "a body of known length: {head}");
+    (head.lines().next().unwrap_or("").to_string(), raw[cut + 4..].to_vec())
+}
+
+#[test]
+fn a_link_clicked_in_the_page_is_captured_live_its_pcapng_downloads_and_a_tcp_trace_stops_at_the_rst() {
+    let Some(mut lab) = Lab::start(
+        r#"$NSS $SCRIPTS/seed000_router.rhai >build.log 2>&1 || { echo "@@FAILED build"; cat build.log; exit 1; }
+$NSS ui seed000_router 2>ui.log &"#,
+    ) else {
+        return;
+    };
+    let url = lab.url.clone();
+    let base = url.split("/?").next().unwrap().to_string();
+    let token = url.split("token=").nth(1).unwrap().to_string();
+    let report = with_browser(&mut lab, async |c: &Client, lab: &mut Lab| {
+        c.goto(&url).await.unwrap();
+        wait_in_page(c, "nsview.metrics.firstDrawMs !== null && nsview.edges.has('veth:host/vm1-eth0|vm1/eth0')").await;
+        // Click the vm1 -- br-in link (a tap on the drawing's edge), choose its vm1 end
+        // and a filter, and start.
+        js(c, "(nsview.cy.getElementById('veth:host/vm1-eth0|vm1/eth0').emit('tap'), true)").await;
+        let options = js(c, "[...document.querySelectorAll('#capture-target option')].map(o => o.value)").await;
+        assert_eq!(options, json!(["host:vm1-eth0", "vm1:eth0", "host:vm1-eth0,vm1:eth0"]), "each end, and both");
+        js(c, "(document.getElementById('capture-target').value = 'vm1:eth0', document.getElementById('capture-filter').value = 'icmp')")
+            .await;
+        c.find(Locator::Id("capture-start")).await.unwrap().click().await.unwrap();
+        wait_in_page(c, "nsview.capture && nsview.capture.id && nsview.capture.counts").await;
+        assert_eq!(js(c, "nsview.capture.places").await, json!(["vm1:eth0"]));
+        // An independent observer on the same link at the same time: tcpdump.
+        let (rc, out) = lab.run(
+            "ip netns exec vm1 tcpdump -n -U -i eth0 -w td.pcap icmp 2>td.err & td=$!; \
+             for i in $(seq 100); do grep -q listening td.err && break; sleep 0.05; done; \
+             ip netns exec vm1 ping -c 5 -i 0.2 10.0.0.254 >ping.out; sleep 0.5; kill -INT $td; wait $td",
+        );
+        assert_eq!(rc, 0, "{out}");
+        wait_in_page(
+            c,
+            "nsview.capture.packets.filter(p => p.summary.includes('ICMP echo request')).length >= 5 \
+             && nsview.capture.packets.filter(p => p.summary.includes('ICMP echo reply')).length >= 5",
+        )
+        .await;
+        let lines = js(c, "[...document.querySelectorAll('#capture-packets li')].map(li => li.textContent).join('\\n')").await;
+        let lines = lines.as_str().unwrap().to_string();
+        assert!(lines.contains("vm1:eth0 out IP 10.0.0.1 > 10.0.0.254: ICMP echo request"), "listed on the page: {lines}");
+        assert!(lines.contains("vm1:eth0 in  IP 10.0.0.254 > 10.0.0.1: ICMP echo reply"), "listed on the page: {lines}");
+        screenshot(c, "seed000-capture-vm1-eth0").await;
+
+        // Stop, then download the pcapng (as the page's link does, with the token).
+        c.find(Locator::Id("capture-stop")).await.unwrap().click().await.unwrap();
+        wait_in_page(c, "nsview.capture.ended").await;
+        let href = js(c, "document.getElementById('capture-download').getAttribute('href')").await;
+        let href = href.as_str().unwrap().to_string();
+        assert!(href.contains(&format!("token={token}")), "{href}");
+        let (status, pcapng) = get_body(&format!("{base}/{href}"));
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        let id = js(c, "nsview.capture.id").await;
+        assert_eq!(get_status(&format!("{base}/api/capture/{id}/pcapng")), "HTTP/1.1 403 Forbidden", "the file without the token");
+        std::fs::write(format!("{}/page.pcapng", lab.dir), &pcapng).unwrap();
+        // tcpdump reads the page's file and its own: the same ICMP packets, in order.
+        let (rc, ours) = lab.run("tcpdump -n -r page.pcapng 2>/dev/null | cut -d' ' -f2-");
+        assert_eq!(rc, 0);
+        let (_, theirs) = lab.run("tcpdump -n -r td.pcap 2>/dev/null | cut -d' ' -f2-");
+        assert_eq!(ours.lines().count(), 10, "five requests, five replies: {ours}");
+        assert_eq!(ours, theirs, "the page's capture and tcpdump's, packet for packet");
+        let (_, names) = lab.run("tshark -r page.pcapng -T fields -e frame.interface_name 2>/dev/null | sort -u");
+        assert_eq!(names.trim(), "vm1/eth0", "the pcapng names its interface NS/LINK");
+        let counts = js(c, "nsview.capture.counts").await;
+        assert_eq!(counts["packets"], json!(10), "{counts}");
+        assert_eq!(counts["dropped"], json!(0), "{counts}");
+        assert_eq!(counts["running"], json!(false), "{counts}");
+        screenshot(c, "seed000-capture-stopped").await;
+
+        // A bad filter: libpcap's words on the page, nothing started.
+        js(c, "(document.getElementById('capture-filter').value = 'port nope')").await;
+        c.find(Locator::Id("capture-start")).await.unwrap().click().await.unwrap();
+        wait_in_page(c, "nsview.capture && nsview.capture.error").await;
+        let err = js(c, "nsview.capture.error").await;
+        assert!(err.as_str().unwrap().contains("nope"), "the filter's error: {err}");
+
+        // A TCP trace from the form: the SYN's path, and where it stopped (inet answers
+        // with a RST: nothing listens on port 80 there).
+        let (t, text) = trace_in_page(c, "vm1", "203.0.113.1", Some(("tcp", 80))).await;
+        assert_eq!(t["result"]["ok"], json!(false), "{text}");
+        assert!(text.contains("Flags [S]") && text.contains("source NAT 10.0.0.1:"), "the SYN through rt's SNAT: {text}");
+        assert!(t["result"]["reason"].as_str().unwrap().contains("nothing listens on 203.0.113.1 port 80"), "{t}");
+        assert_eq!(t["result"]["stopped_at"], json!({ "ns": "inet", "link": "eth0" }));
+        let end = js(c, "document.getElementById('trace-end').textContent").await;
+        assert!(end.as_str().unwrap().contains("TCP RST"), "{end}");
+        assert_eq!(js(c, "nsview.cy.$('.stop').map(e => e.id())").await, json!(["ns:inet"]), "where it stopped, marked");
+        screenshot(c, "seed000-trace-tcp-80").await;
+        format!("capture from the page: {} packets listed; pcapng {} bytes", 10, pcapng.len())
+    });
+    eprintln!("{report}");
+    let rest = lab.finish();
+    assert!(rest.contains("@@UI_EXIT 0"), "the live view ends cleanly on SIGTERM: {rest}");
 }

@@ -7,7 +7,12 @@
 //!   first, then `patch` for each change and `rates` every second)
 //! - `/api/ns/NAME`: a namespace's links, addresses, routes and firewall rules
 //! - `POST /api/pingall`: the reachability matrix of the lab's namespaces
-//! - `POST /api/trace?from=NS&to=IP`: `trace` (issue 17) of one ICMP probe, its steps
+//! - `POST /api/trace?from=NS&to=IP[&proto=icmp|tcp|udp&port=N]`: `trace` (issue 17)
+//!   of one probe, its steps
+//! - `POST /api/capture?targets=T,T[&filter=F]`: start a capture (T as `nsscript
+//!   capture` takes it: NS, NS:LINK, a bridge); `/api/capture/ID/events`: its packets
+//!   as they come (server-sent events `packet`, `counts`, `end`);
+//!   `POST /api/capture/ID/stop`; `/api/capture/ID/pcapng`: the file so far
 
 use super::watch::Hub;
 use crate::backend::Backend;
@@ -44,6 +49,10 @@ pub fn router(hub: Arc<Hub>, token: String, port: u16) -> Router {
         .route("/api/ns/{name}", get(details))
         .route("/api/pingall", post(pingall))
         .route("/api/trace", post(trace))
+        .route("/api/capture", post(capture_start))
+        .route("/api/capture/{id}/events", get(capture_events))
+        .route("/api/capture/{id}/stop", post(capture_stop))
+        .route("/api/capture/{id}/pcapng", get(capture_file))
         .layer(middleware::from_fn_with_state(app.clone(), require_token))
         .with_state(app)
 }
@@ -204,23 +213,43 @@ async fn pingall(State(app): State<App>) -> Response {
 struct TraceQuery {
     from: String,
     to: String,
+    /// icmp (the default), tcp or udp: TCP and UDP probes need `port`.
+    proto: Option<String>,
+    port: Option<String>,
 }
 
-/// One ICMP probe from a lab namespace, followed on every link of the lab by the live
+/// The probe a trace form asks for, read as the script's trace() reads it (ops::trace).
+fn probe_of(q: &TraceQuery) -> crate::error::Result<crate::ops::trace::Probe> {
+    use crate::error::{Code, Error};
+    let port =
+        match q.port.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+            None => None,
+            Some(text) => Some(text.parse::<i64>().map_err(|_| {
+                Error::new(Code::BadValue, format!("trace: invalid port {text:?}")).help("a port is a number from 1 to 65535")
+            })?),
+        };
+    crate::ops::trace::Probe::parse(q.proto.as_deref().filter(|p| !p.is_empty()), port)
+}
+
+/// One probe (ICMP echo, TCP SYN or UDP) from a lab namespace, followed on every link of the lab by the live
 /// backend's `trace` (as `nsscript trace LAB NS DST` runs it): its steps, each with the
 /// namespace and link it happened at (the page animates them on the drawing), and
 /// where and why it stopped.
 async fn trace(State(app): State<App>, Query(q): Query<TraceQuery>) -> Response {
-    use crate::ops::trace::{Probe, Trace, DEFAULT_TIMEOUT_MS};
+    use crate::ops::trace::{Trace, DEFAULT_TIMEOUT_MS};
     let Some(ns) = lab_ns(&app, &q.from).filter(|ns| *ns != NsRef::Host) else {
         return Json(serde_json::json!({ "error": format!("lab {} has no namespace {:?}", app.hub.lab, q.from) })).into_response();
     };
     let Ok(dst) = q.to.trim().parse::<IpAddr>() else {
         return Json(serde_json::json!({ "error": format!("{:?} is not an IP address", q.to) })).into_response();
     };
+    let probe = match probe_of(&q) {
+        Ok(p) => p,
+        Err(e) => return Json(serde_json::json!({ "error": error_text(&e) })).into_response(),
+    };
     let lab = app.hub.lab.clone();
     let run = tokio::task::spawn_blocking(move || {
-        let spec = Trace { ns, dst, probe: Probe::Icmp, timeout_ms: DEFAULT_TIMEOUT_MS };
+        let spec = Trace { ns, dst, probe, timeout_ms: DEFAULT_TIMEOUT_MS };
         spec.validate()?;
         let state = crate::lab::load(&lab)?;
         let mut nl = crate::backend::live::netlink::Netlink::new(crate::backend::live::linux::Linux::default());
@@ -243,6 +272,92 @@ async fn trace(State(app): State<App>, Query(q): Query<TraceQuery>) -> Response 
     }
 }
 
+#[derive(serde::Deserialize)]
+struct CaptureQuery {
+    /// Comma-separated: NS, NS:LINK or a bridge's name.
+    targets: String,
+    filter: Option<String>,
+}
+
+/// Start a capture of the links the page names: its id, where it captures, and the
+/// paths of its event stream and file.
+async fn capture_start(State(app): State<App>, Query(q): Query<CaptureQuery>) -> Response {
+    let targets: Vec<String> = q.targets.split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect();
+    if targets.is_empty() {
+        return Json(serde_json::json!({ "error": "name a link to capture on (NS:LINK, NS or a bridge)" })).into_response();
+    }
+    let filter = q.filter.filter(|f| !f.trim().is_empty());
+    let hub = app.hub.clone();
+    let run = tokio::task::spawn_blocking(move || hub.captures.start(&hub.lab, &targets, filter)).await;
+    match run {
+        Ok(Ok(s)) => Json(serde_json::json!({
+            "id": s.id,
+            "places": s.places,
+            "file_name": s.file_name,
+            "events": format!("api/capture/{}/events", s.id),
+            "pcapng": format!("api/capture/{}/pcapng", s.id),
+        }))
+        .into_response(),
+        Ok(Err(e)) => Json(serde_json::json!({ "error": error_text(&e) })).into_response(),
+        Err(_) => Json(serde_json::json!({ "error": "starting the capture failed" })).into_response(),
+    }
+}
+
+fn no_capture(id: u64) -> Response {
+    (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": format!("no capture {id}") }))).into_response()
+}
+
+async fn capture_events(State(app): State<App>, Path(id): Path<u64>) -> Response {
+    let Some(session) = app.hub.captures.get(id) else { return no_capture(id) };
+    let (first, ended, rx) = session.subscribe();
+    let event = |m: super::captures::Message| Event::default().event(m.event).data(m.data.as_str());
+    let first: Vec<Event> = first.into_iter().map(event).collect();
+    // After the end nothing more comes: the stream closes.
+    let rest = stream::unfold((rx, ended), move |(mut rx, ended)| async move {
+        if ended {
+            return None;
+        }
+        loop {
+            match rx.recv().await {
+                Ok(m) => {
+                    let last = m.event == "end";
+                    return Some((event(m), (rx, last)));
+                }
+                // A page that fell behind skips packets (the counts and the file have them).
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(stream::iter(first).chain(rest).map(Ok::<_, Infallible>)).keep_alive(KeepAlive::default()).into_response()
+}
+
+async fn capture_stop(State(app): State<App>, Path(id): Path<u64>) -> Response {
+    let Some(session) = app.hub.captures.get(id) else { return no_capture(id) };
+    match tokio::task::spawn_blocking(move || session.stop()).await {
+        Ok(Ok((packets, dropped))) => Json(serde_json::json!({ "packets": packets, "dropped": dropped })).into_response(),
+        Ok(Err(e)) => Json(serde_json::json!({ "error": error_text(&e) })).into_response(),
+        Err(_) => Json(serde_json::json!({ "error": "stopping the capture failed" })).into_response(),
+    }
+}
+
+/// The capture's pcapng, as far as it has whole blocks (while it runs: so far).
+async fn capture_file(State(app): State<App>, Path(id): Path<u64>) -> Response {
+    let Some(session) = app.hub.captures.get(id) else { return no_capture(id) };
+    let name = session.file_name.clone();
+    match tokio::task::spawn_blocking(move || session.pcapng()).await {
+        Ok(Ok(bytes)) => (
+            [
+                (header::CONTENT_TYPE, "application/x-pcapng".to_string()),
+                (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+            ],
+            bytes,
+        )
+            .into_response(),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "cannot read the capture file\n").into_response(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -251,6 +366,24 @@ mod tests {
         assert!(!super::same("abcd", "abce"));
         assert!(!super::same("abcd", "abc"));
         assert!(!super::same("", "a"));
+    }
+
+    #[test]
+    fn a_trace_form_names_its_probe() {
+        use crate::ops::trace::Probe;
+        let q = |proto: &str, port: &str| super::TraceQuery {
+            from: "a".into(),
+            to: "10.0.0.1".into(),
+            proto: Some(proto.into()),
+            port: Some(port.into()),
+        };
+        assert_eq!(super::probe_of(&q("icmp", "")).unwrap(), Probe::Icmp);
+        assert_eq!(super::probe_of(&q("tcp", "80")).unwrap(), Probe::Tcp(80));
+        assert_eq!(super::probe_of(&q("udp", " 53 ")).unwrap(), Probe::Udp(53));
+        assert!(super::probe_of(&q("tcp", "")).unwrap_err().what.contains("needs a port"));
+        assert!(super::probe_of(&q("udp", "70000")).unwrap_err().what.contains("invalid port"));
+        assert!(super::probe_of(&q("udp", "x")).unwrap_err().what.contains("invalid port"));
+        assert!(super::probe_of(&q("sctp", "1")).unwrap_err().what.contains("unknown protocol"));
     }
 
     #[test]

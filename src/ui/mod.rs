@@ -12,7 +12,9 @@
 //! - `observe`: reading a namespace from the kernel, pairing veths across namespaces
 //! - `watch`: the namespaces' notification sockets, the counters every second, patches
 //! - `http`: the routes, the token every request must carry, the event stream
+//! - `captures`: captures started from the page, their packets and pcapng files
 
+mod captures;
 mod http;
 mod observe;
 pub mod view;
@@ -90,6 +92,7 @@ pub fn serve(lab: &str, listener: Listener) -> Result<()> {
         .map_err(|e| Error::io(Code::Internal, "cannot start the live view's runtime", &e))?;
     let addr = listener.addr;
     let hub = watch::Hub::new(lab);
+    let captures = hub.clone();
     let served = runtime.block_on(async {
         let socket = tokio::net::TcpListener::from_std(listener.socket)
             .map_err(|e| Error::io(Code::UiFailed, format!("cannot listen on {addr}"), &e))?;
@@ -104,6 +107,7 @@ pub fn serve(lab: &str, listener: Listener) -> Result<()> {
     });
     // Open event streams never end by themselves: connections are dropped, not drained.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    captures.captures.stop_all();
     served
 }
 

@@ -41,6 +41,8 @@ pub struct Hub {
     pub pushes: broadcast::Sender<Push>,
     /// The kernel reader, shared by the watcher and the requests that read a namespace.
     pub reader: Arc<Mutex<Reader>>,
+    /// The captures the pages started.
+    pub captures: super::captures::Captures,
 }
 
 #[derive(Default)]
@@ -65,6 +67,7 @@ impl Hub {
             current: Mutex::new(Current { view: View { lab: lab.to_string(), live: true, ..View::default() }, ..Current::default() }),
             pushes,
             reader: Arc::new(Mutex::new(Reader::default())),
+            captures: Default::default(),
         })
     }
 

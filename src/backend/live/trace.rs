@@ -714,7 +714,20 @@ impl<K: Kernel> Explainer<'_, K> {
             let same = |t: &crate::ops::trace::Tuple, d: &Decoded| {
                 Some(t.src) == d.src && Some(t.dst) == d.dst && d.sport.is_none_or(|p| p == t.sport) && d.dport.is_none_or(|p| p == t.dport)
             };
-            let entry = ct.iter().find(|c| same(&c.orig, &a) || same(&c.reply, &a));
+            // An ICMP error belongs to the entry of the packet it quotes (the probe's
+            // protocol: conntrack calls it RELATED), not to an ICMP entry of the same
+            // addresses an earlier ping left.
+            let proto = match (o.kind, a.proto) {
+                (Kind::Error(..), _) => match self.spec.probe {
+                    Probe::Icmp => 1,
+                    Probe::Tcp(_) => 6,
+                    Probe::Udp(_) => 17,
+                },
+                (_, "tcp") => 6,
+                (_, "udp") => 17,
+                _ => 1,
+            };
+            let entry = ct.iter().find(|c| c.proto == proto && (same(&c.orig, &a) || same(&c.reply, &a)));
             if let Some(c) = entry {
                 text.push_str(&format!(" [conntrack: {c}]"));
             }

@@ -317,9 +317,11 @@
         `<h3>${esc(n.title)}</h3>`;
       if (n.mtu_mismatch) h += `<p class="warn">⚠ ${esc(n.mtu_mismatch)}</p>`;
       if (n.ifaces.length) h += ifaceTable(n.ifaces);
+      if (S.live && n.kind === 'bridge') h += captureForm([[n.title, 'the bridge and its ports']]);
+      else if (S.live && n.kind === 'netns') h += captureForm([[n.ns, 'every link of ' + n.ns]]);
       if (S.live && n.ns) h += `<h2>:show ${esc(n.ns)}</h2><pre id="details">${fetchDetails ? 'reading…' : esc(S.detailsText || '')}</pre>`;
       h += '</div>';
-      panel.innerHTML = h;
+      renderKeeping(panel, h);
       if (S.live && n.ns && fetchDetails) {
         S.detailsText = '';
         fetch(withToken('api/ns/' + encodeURIComponent(n.ns))).then((r) => r.json()).then((d) => {
@@ -332,15 +334,126 @@
       let h = `<div class="section"><h2>${esc(e.kind)} link</h2><h3>${esc(e.label)}</h3>`;
       h += `<p>state: <b>${esc(e.state)}</b></p>`;
       if (e.mtu_mismatch) h += `<p class="warn">⚠ ${esc(e.mtu_mismatch)}</p>`;
-      h += '<table><tr><th>end</th><th>namespace</th><th>rx pkt/s</th><th>tx pkt/s</th><th>rx B/s</th><th>tx B/s</th></tr>';
-      for (const x of e.ends) {
-        const r = S.rates[x.ns + '/' + x.name] || [0, 0, 0, 0];
-        h += `<tr><td>${esc(x.name)}</td><td>${esc(x.ns)}</td>` + r.map((v) => `<td>${v.toFixed(1)}</td>`).join('') + '</tr>';
+      h += `<div id="edge-rates">${edgeRatesTable(e)}</div>`;
+      if (S.live) {
+        const ends = e.ends.map((x) => [x.ns + ':' + x.name, x.ns + ' ' + x.name]);
+        if (ends.length > 1) ends.push([ends.map((x) => x[0]).join(','), 'both ends']);
+        h += captureForm(ends);
       }
-      h += '</table></div>';
-      panel.innerHTML = h;
+      h += '</div>';
+      renderKeeping(panel, h);
     }
   }
+  function edgeRatesTable(e) {
+    let h = '<table><tr><th>end</th><th>namespace</th><th>rx pkt/s</th><th>tx pkt/s</th><th>rx B/s</th><th>tx B/s</th></tr>';
+    for (const x of e.ends) {
+      const r = S.rates[x.ns + '/' + x.name] || [0, 0, 0, 0];
+      h += `<tr><td>${esc(x.name)}</td><td>${esc(x.ns)}</td>` + r.map((v) => `<td>${v.toFixed(1)}</td>`).join('') + '</tr>';
+    }
+    return h + '</table>';
+  }
+  // The panel drawn again (a change in the lab) keeps what the user typed or chose.
+  function renderKeeping(panel, html) {
+    const kept = ['capture-target', 'capture-filter'].map((id) => [id, $(id) && $(id).value]);
+    panel.innerHTML = html;
+    for (const [id, v] of kept) if (v !== null && v !== undefined && $(id)) $(id).value = v;
+  }
+
+  // ---- capture: the packets of a link, listed as they come, and its pcapng ----
+  // `targets`: [value, label] pairs, each value as `nsscript capture LAB TARGET` takes it.
+  function captureForm(targets) {
+    const opts = targets.map(([v, label]) => `<option value="${esc(v)}">${esc(label)}</option>`).join('');
+    return '<h2>capture</h2><div class="capture-form"><p>' +
+      `<label>on <select id="capture-target">${opts}</select></label></p>` +
+      '<p><label>filter <input id="capture-filter" placeholder="tcpdump syntax, e.g. icmp or port 53"></label> ' +
+      '<button id="capture-start">Capture</button></p></div>';
+  }
+  $('panel').addEventListener('click', (ev) => {
+    if (ev.target.id === 'capture-start') startCapture($('capture-target').value, $('capture-filter').value.trim());
+  });
+  // The page runs one capture at a time: starting one stops the one before.
+  function startCapture(targets, filter) {
+    const old = S.capture;
+    if (old && !old.ended) fetch(withToken('api/capture/' + old.id + '/stop'), { method: 'POST' });
+    if (old && old.events) old.events.close();
+    const c = { id: null, targets, filter, places: [], packets: [], counts: null, ended: false, why: null, error: null };
+    S.capture = c;
+    $('capture').innerHTML = `<div class="head">capture on <b>${esc(targets)}</b>: starting…</div>`;
+    let q = 'api/capture?targets=' + encodeURIComponent(targets);
+    if (filter) q += '&filter=' + encodeURIComponent(filter);
+    fetch(withToken(q), { method: 'POST' }).then((r) => r.json()).then((r) => {
+      if (S.capture !== c) return;
+      if (r.error) { c.error = r.error; c.ended = true; renderCapture(); return; }
+      c.id = r.id; c.places = r.places; c.file = r.pcapng; c.fileName = r.file_name;
+      renderCapture();
+      c.events = new EventSource(withToken(r.events));
+      c.events.addEventListener('packet', (m) => {
+        const p = JSON.parse(m.data);
+        c.packets.push(p);
+        if (c.packets.length > 2000) c.packets.shift();
+        const ol = $('capture-packets');
+        if (ol && S.capture === c) {
+          const li = document.createElement('li');
+          li.className = p.dir;
+          li.textContent = p.line;
+          const atEnd = ol.scrollTop + ol.clientHeight >= ol.scrollHeight - 4;
+          ol.appendChild(li);
+          while (ol.children.length > 300) ol.removeChild(ol.firstChild);
+          if (atEnd) ol.scrollTop = ol.scrollHeight;
+        }
+        settleWaiters();
+      });
+      c.events.addEventListener('counts', (m) => { c.counts = JSON.parse(m.data); renderCaptureCounts(); settleWaiters(); });
+      c.events.addEventListener('end', (m) => {
+        c.ended = true; c.why = JSON.parse(m.data).why; c.events.close();
+        renderCapture(); settleWaiters();
+      });
+    }).catch((err) => { c.error = String(err); c.ended = true; renderCapture(); });
+  }
+  function renderCaptureCounts() {
+    const c = S.capture, el = $('capture-counts');
+    if (!c || !el || !c.counts) return;
+    const k = c.counts;
+    let t = `${k.packets} packet(s), ${k.dropped} dropped by the kernel, file ${(k.file_bytes / 1024).toFixed(1)} KiB`;
+    if (k.listed < k.packets) t += ` · ${k.packets - k.listed} not listed (the file has them)`;
+    el.textContent = t;
+  }
+  function renderCapture() {
+    const c = S.capture;
+    if (!c) { $('capture').innerHTML = ''; return; }
+    if (c.error) {
+      $('capture').innerHTML = `<div class="head">capture on <b>${esc(c.targets)}</b></div><p class="err">${esc(c.error)}</p>`;
+      return;
+    }
+    let h = `<div class="head">capture ${c.id} on <b>${esc(c.places.join(' '))}</b>` + (c.filter ? ` <code>${esc(c.filter)}</code>` : '') +
+      (c.ended ? ' <span class="counts">stopped</span>' : ' <button id="capture-stop">Stop</button>') +
+      ` <a id="capture-download" href="${esc(withToken(c.file))}" download="${esc(c.fileName)}">pcapng</a>` +
+      ' <button id="capture-close" title="close this capture">✕</button>' +
+      `<span class="counts" id="capture-counts"></span></div>`;
+    if (c.why) h += `<p class="err">the capture stopped by itself: ${esc(c.why)}</p>`;
+    h += '<ol id="capture-packets"></ol>';
+    $('capture').innerHTML = h;
+    const ol = $('capture-packets');
+    for (const p of c.packets.slice(-300)) {
+      const li = document.createElement('li');
+      li.className = p.dir; li.textContent = p.line; ol.appendChild(li);
+    }
+    ol.scrollTop = ol.scrollHeight;
+    renderCaptureCounts();
+  }
+  $('capture').addEventListener('click', (ev) => {
+    const c = S.capture;
+    if (!c) return;
+    if (ev.target.id === 'capture-stop') {
+      ev.target.disabled = true;
+      fetch(withToken('api/capture/' + c.id + '/stop'), { method: 'POST' });
+    } else if (ev.target.id === 'capture-close') {
+      if (!c.ended && c.id) fetch(withToken('api/capture/' + c.id + '/stop'), { method: 'POST' });
+      if (c.events) c.events.close();
+      S.capture = null;
+      renderCapture();
+    }
+  });
 
   // ---- reachability (pingall) ----
   $('pingall').addEventListener('click', () => {
@@ -380,20 +493,29 @@
     S.selected = null;
     const names = [...S.nodes.values()].filter((n) => n.kind === 'netns').map((n) => n.ns)
       .sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
-    $('panel').innerHTML = '<div class="section"><h2>trace</h2><p>One ICMP echo from a namespace, followed on every link of the lab.</p>' +
+    $('panel').innerHTML = '<div class="section"><h2>trace</h2><p>One probe from a namespace (an ICMP echo, a TCP SYN or a UDP datagram), followed on every link of the lab.</p>' +
       '<p><label>from <select id="trace-from">' + names.map((n) => `<option>${esc(n)}</option>`).join('') + '</select></label> ' +
-      '<label>to <input id="trace-to" size="15" placeholder="an IP address"></label> <button id="trace-run">Run</button></p>' +
+      '<label>to <input id="trace-to" size="15" placeholder="an IP address"></label></p>' +
+      '<p><label>probe <select id="trace-proto"><option>icmp</option><option>tcp</option><option>udp</option></select></label> ' +
+      '<label id="trace-port-label" style="display:none">port <input id="trace-port" size="6" placeholder="80"></label> ' +
+      '<button id="trace-run">Run</button></p>' +
       '<ol id="trace-steps" class="steps"></ol><div id="trace-end"></div></div>';
+    $('trace-proto').addEventListener('change', () => {
+      $('trace-port-label').style.display = $('trace-proto').value === 'icmp' ? 'none' : '';
+    });
     $('trace-run').addEventListener('click', runTrace);
   });
   function runTrace() {
     const from = $('trace-from').value, to = $('trace-to').value.trim();
+    const proto = $('trace-proto').value, port = $('trace-port').value.trim();
     clearTrace();
     $('trace-steps').innerHTML = '';
     $('trace-end').innerHTML = '<p>tracing…</p>';
-    const t = { from, to, steps: [], visited: [], done: false };
+    const t = { from, to, proto, port, steps: [], visited: [], done: false };
     S.lastTrace = t;
-    fetch(withToken('api/trace?from=' + encodeURIComponent(from) + '&to=' + encodeURIComponent(to)), { method: 'POST' })
+    let q = 'api/trace?from=' + encodeURIComponent(from) + '&to=' + encodeURIComponent(to) + '&proto=' + proto;
+    if (proto !== 'icmp') q += '&port=' + encodeURIComponent(port);
+    fetch(withToken(q), { method: 'POST' })
       .then((r) => r.json()).then((r) => {
         if (r.error) { $('trace-end').innerHTML = `<p class="err">${esc(r.error)}</p>`; t.error = r.error; t.done = true; return; }
         t.result = r;
@@ -491,7 +613,7 @@
     events.addEventListener('rates', (m) => {
       S.rates = JSON.parse(m.data).ifaces;
       S.cy.batch(() => { for (const e of S.edges.values()) { const el = S.cy.getElementById(e.id); if (el.nonempty()) el.data(edgeData(e)); } });
-      if (S.edges.has(S.selected)) showSelected(false);
+      if (S.edges.has(S.selected) && $('edge-rates')) $('edge-rates').innerHTML = edgeRatesTable(S.edges.get(S.selected));
       settleWaiters();
     });
   }

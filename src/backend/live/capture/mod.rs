@@ -128,12 +128,27 @@ impl Capture {
     pub fn start<K: Kernel>(k: &mut K, taps: &[Tap], opts: Options) -> Result<Capture> {
         let program = bpf::program(opts.filter.as_deref(), opts.snaplen)?;
         let bytes = opts.ring_bytes.unwrap_or_else(|| ring_bytes(taps.len()));
-        let mut rings = Vec::with_capacity(taps.len());
+        // The sockets are opened here, one namespace after another (the Kernel switches
+        // them); their rings are set up side by side (see `side_by_side`).
+        let mut sockets = Vec::with_capacity(taps.len());
         for t in taps {
-            let fd = k.packet_socket(&t.target.ns, t.index)?;
-            let ring = Ring::arm(fd, t.index, &program, bytes, opts.latency_ms)
-                .map_err(|e| Error { what: format!("cannot capture on {}: {}", t.target.place(), e.what), ..e })?;
-            rings.push(ring);
+            sockets.push((t, k.packet_socket(&t.target.ns, t.index)?));
+        }
+        let armed = ring::side_by_side(sockets, |(t, fd)| {
+            Ring::arm(fd, t.index, &program, bytes, opts.latency_ms)
+                .map_err(|e| Error { what: format!("cannot capture on {}: {}", t.target.place(), e.what), ..e })
+        });
+        let mut rings = Vec::with_capacity(taps.len());
+        let mut refused = None;
+        for r in armed {
+            match r {
+                Ok(ring) => rings.push(ring),
+                Err(e) => refused = refused.or(Some(e)),
+            }
+        }
+        if let Some(e) = refused {
+            ring::side_by_side(rings, drop);
+            return Err(e);
         }
         let targets: Vec<Target> = taps.iter().map(|t| t.target.clone()).collect();
         let names: Vec<String> = targets.iter().map(Target::file_name).collect();
@@ -230,7 +245,14 @@ struct Worker {
 }
 
 impl Worker {
+    /// Capture until stopped (or `count` is reached), then close every socket.
     fn run(mut self) -> Result<()> {
+        let result = self.capture();
+        ring::side_by_side(std::mem::take(&mut self.rings), drop);
+        result
+    }
+
+    fn capture(&mut self) -> Result<()> {
         let mut pfds: Vec<libc::pollfd> =
             self.rings.iter().map(|r| libc::pollfd { fd: r.raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
         pfds.push(libc::pollfd { fd: self.shared.wake.as_raw_fd(), events: libc::POLLIN, revents: 0 });

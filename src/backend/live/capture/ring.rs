@@ -169,6 +169,28 @@ impl Ring {
     }
 }
 
+/// `f` on every item, the items shared out among up to 32 threads; the results in
+/// the items' order. Setting up a ring and closing a packet socket each wait for an
+/// RCU grace period in the kernel (packet_set_ring and packet_release call
+/// synchronize_net): 10 to 30 ms each, which one after another made a trace of a
+/// 14-link lab wait half a second. Side by side, the waits overlap.
+pub fn side_by_side<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    if items.len() <= 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let per_thread = items.len().div_ceil(32);
+    let mut chunks: Vec<Vec<T>> = Vec::new();
+    let mut rest = items.into_iter().peekable();
+    while rest.peek().is_some() {
+        chunks.push(rest.by_ref().take(per_thread).collect());
+    }
+    let f = &f;
+    std::thread::scope(|s| {
+        let threads: Vec<_> = chunks.into_iter().map(|chunk| s.spawn(move || chunk.into_iter().map(f).collect::<Vec<R>>())).collect();
+        threads.into_iter().flat_map(|t| t.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+    })
+}
+
 impl Drop for Ring {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly what arm() mapped; nothing refers to it any more.
