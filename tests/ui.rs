@@ -529,6 +529,37 @@ $NSS ui seed000_router 2>ui.log &"#,
         let err = js(c, "nsview.capture.error").await;
         assert!(err.as_str().unwrap().contains("nope"), "the filter's error: {err}");
 
+        // A capture whose file fills (a TCP stream at full speed, no filter) stops by
+        // itself and says why; its file is whole, and the page was sent at most 100
+        // packets a second of it.
+        js(c, "(document.getElementById('capture-filter').value = '')").await;
+        let started = Instant::now();
+        c.find(Locator::Id("capture-start")).await.unwrap().click().await.unwrap();
+        wait_in_page(c, "nsview.capture && nsview.capture.id && nsview.capture.counts").await;
+        let (rc, out) = lab.run(
+            "ip netns exec rt iperf3 -s -1 >iperf-s.out 2>&1 & s=$!; sleep 0.3;              ip netns exec vm1 iperf3 -c 10.0.0.254 -t 3 >iperf-c.out 2>&1; wait $s",
+        );
+        assert_eq!(rc, 0, "{out}");
+        wait_in_page(c, "nsview.capture.ended").await;
+        let seconds = started.elapsed().as_secs() + 1;
+        let c2 = js(c, "nsview.capture").await;
+        assert!(c2["why"].as_str().unwrap_or_default().contains("the capture file reached 256 MiB"), "{}", c2["why"]);
+        let href = js(c, "document.getElementById('capture-download').getAttribute('href')").await;
+        let (status, full) = get_body(&format!("{base}/{}", href.as_str().unwrap()));
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert!(full.len() <= 256 << 20 && full.len() > 200 << 20, "{} bytes", full.len());
+        std::fs::write(format!("{}/full.pcapng", lab.dir), &full).unwrap();
+        drop(full);
+        let (rc, n) = lab
+            .run("tcpdump -n -r full.pcapng 2>tcpdump-full.err | wc -l; cat tcpdump-full.err >&2; ! grep -qi truncated tcpdump-full.err");
+        assert_eq!(rc, 0, "tcpdump reads the whole file: {n}");
+        let in_file: u64 = n.trim().parse().unwrap();
+        let counts = &c2["counts"];
+        assert!(in_file > 1000 && in_file <= counts["packets"].as_u64().unwrap(), "{in_file} in the file; {counts}");
+        assert!(counts["listed"].as_u64().unwrap() <= 100 * seconds, "at most 100 a second listed in {seconds} s: {counts}");
+        assert!(counts["listed"].as_u64().unwrap() < counts["packets"].as_u64().unwrap(), "{counts}");
+        lab.run("rm -f full.pcapng");
+
         // A TCP trace from the form: the SYN's path, and where it stopped (inet answers
         // with a RST: nothing listens on port 80 there).
         let (t, text) = trace_in_page(c, "vm1", "203.0.113.1", Some(("tcp", 80))).await;

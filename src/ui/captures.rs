@@ -182,35 +182,26 @@ impl Session {
         let _ = self.messages.send(m);
     }
 
-    /// The capture's frames, as they come, to the page (at most LISTED_PER_SECOND a
-    /// second), the counts every second, and the end when the engine's thread has ended
+    /// The capture's frames, as they come (the engine sends at most LISTED_PER_SECOND a
+    /// second), to the page, the counts every second, and the end when the engine's thread has ended
     /// (stopped from the page, or by itself: its file is full).
     fn forward(self: Arc<Self>, frames: mpsc::Receiver<Frame>, targets: Vec<Target>) {
-        let mut second = Instant::now();
-        let mut this_second = 0u32;
         let mut last_counts = Instant::now();
         loop {
             match frames.recv_timeout(Duration::from_millis(250)) {
                 Ok(f) => {
-                    if second.elapsed() >= Duration::from_secs(1) {
-                        second = Instant::now();
-                        this_second = 0;
-                    }
-                    if this_second < LISTED_PER_SECOND {
-                        this_second += 1;
-                        self.listed.fetch_add(1, Ordering::SeqCst);
-                        let p = f.packet(&targets[f.tap]);
-                        let listed = Listed {
-                            time: p.time,
-                            place: format!("{}:{}", p.target.ns.name().unwrap_or("host"), p.target.link),
-                            dir: p.dir.as_str(),
-                            len: p.len,
-                            proto: &p.proto,
-                            summary: &p.summary,
-                            line: p.line(),
-                        };
-                        self.publish(Message { event: "packet", data: Arc::new(serde_json::to_string(&listed).unwrap_or_default()) });
-                    }
+                    self.listed.fetch_add(1, Ordering::SeqCst);
+                    let p = f.packet(&targets[f.tap]);
+                    let listed = Listed {
+                        time: p.time,
+                        place: format!("{}:{}", p.target.ns.name().unwrap_or("host"), p.target.link),
+                        dir: p.dir.as_str(),
+                        len: p.len,
+                        proto: &p.proto,
+                        summary: &p.summary,
+                        line: p.line(),
+                    };
+                    self.publish(Message { event: "packet", data: Arc::new(serde_json::to_string(&listed).unwrap_or_default()) });
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -262,7 +253,8 @@ impl Captures {
         let complete = Arc::new(AtomicU64::new(0));
         let spool = Spool { file: file.clone(), written: 0, complete: complete.clone() };
         let (tx, rx) = mpsc::channel::<Frame>();
-        let opts = Options { filter, file: Some(Box::new(spool)), live: Some(tx), ..Default::default() };
+        let opts =
+            Options { filter, file: Some(Box::new(spool)), live: Some(tx), live_per_second: Some(LISTED_PER_SECOND), ..Default::default() };
         let capture = Capture::start(nl.kernel(), &taps, opts)?;
         let targets: Vec<Target> = capture.targets().to_vec();
         let places: Vec<String> = targets.iter().map(|t| format!("{}:{}", t.ns.name().unwrap_or("host"), t.link)).collect();

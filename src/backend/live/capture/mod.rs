@@ -75,6 +75,10 @@ pub struct Options {
     pub keep: usize,
     /// Every packet, as it comes, to this channel too.
     pub live: Option<mpsc::Sender<Frame>>,
+    /// At most this many packets a second to `live` (the file and the counts still have
+    /// every one): a page that lists packets cannot take a gigabit stream's, and the
+    /// channel must not pile up whole frames it would drop anyway.
+    pub live_per_second: Option<u32>,
     /// How long the kernel holds a partly filled ring block before handing it over:
     /// the latency of a quiet link.
     pub latency_ms: u32,
@@ -91,6 +95,7 @@ impl Default for Options {
             file: None,
             keep: 0,
             live: None,
+            live_per_second: None,
             latency_ms: 10,
             ring_bytes: None,
         }
@@ -179,6 +184,7 @@ impl Capture {
             writer,
             keep: opts.keep,
             live: opts.live,
+            live_budget: opts.live_per_second.map(|n| (n, std::time::Instant::now(), 0)),
             count: opts.count,
             latency_ms: opts.latency_ms,
         };
@@ -240,6 +246,8 @@ struct Worker {
     writer: Option<pcapng::Writer<Box<dyn Write + Send>>>,
     keep: usize,
     live: Option<mpsc::Sender<Frame>>,
+    /// (per second, this second's start, sent in it) when `live` is limited.
+    live_budget: Option<(u32, std::time::Instant, u32)>,
     count: Option<u64>,
     latency_ms: u32,
 }
@@ -312,6 +320,16 @@ impl Worker {
         }
     }
 
+    /// Whether one more packet may go to `live` this second.
+    fn live_allows(&mut self) -> bool {
+        let Some((per_second, start, sent)) = &mut self.live_budget else { return true };
+        if start.elapsed() >= std::time::Duration::from_secs(1) {
+            (*start, *sent) = (std::time::Instant::now(), 0);
+        }
+        *sent += 1;
+        *sent <= *per_second
+    }
+
     /// Write, keep and pass on the batch; true when `count` is reached.
     fn take(&mut self, batch: &mut Vec<Frame>) -> Result<bool> {
         let mut n = self.shared.packets.load(Ordering::SeqCst);
@@ -326,7 +344,7 @@ impl Worker {
                     .map_err(|e| Error::io(Code::IoFailed, "cannot write the capture file", &e))?;
             }
             // A consumer that went away only stops being fed.
-            if self.live.as_ref().is_some_and(|live| live.send(frame.clone()).is_err()) {
+            if self.live.is_some() && self.live_allows() && self.live.as_ref().is_some_and(|live| live.send(frame.clone()).is_err()) {
                 self.live = None;
             }
             if self.keep > 0 {
