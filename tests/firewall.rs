@@ -199,19 +199,24 @@ section diff; diff before after && echo same
     assert_eq!(run.section("diff").trim(), "same", "down left iptables changed:\n{}", run.stdout);
 }
 
-#[test]
-fn the_plan_judges_pings_through_the_typed_rules_and_says_what_it_cannot_tell() {
-    let lab = r#"
+/// Two namespaces a (10.1.0.1) and b (10.1.0.2) on one veth pair: the plan tests' lab.
+const A_AND_B: &str = r#"
 let a = netns("a");
 let b = netns("b");
 connect(a, b, #{ ifname: "eth0", addr: "10.1.0.1/24", peer: "eth0", peer_addr: "10.1.0.2/24" });
-policy(b, "input", "drop");
-firewall(b, #{ chain: "input", action: "accept", state: ["established"] });
+"#;
+
+#[test]
+fn the_plan_judges_pings_through_the_typed_rules_and_says_what_it_cannot_tell() {
+    let lab = &format!(
+        r#"{A_AND_B}policy(b, "input", "drop");
+firewall(b, #{{ chain: "input", action: "accept", state: ["established"] }});
 assert_no_ping(a, "10.1.0.2");
 assert_ping(b, "10.1.0.1");
 iptables(a, "-A INPUT -m length --length 0:64 -j ACCEPT");
 assert_ping(b, "10.1.0.1");
-"#;
+"#
+    );
     // A plan needs no kernel: it runs anywhere.
     let run = plain(&[("lab.rhai", lab)], "$NSS plan lab.rhai");
     run.ok();
@@ -286,4 +291,54 @@ fn bad_filter_options_are_refused_the_same_by_the_run_and_the_plan() {
         ),
     ];
     refused_alike(head, cases);
+}
+
+/// The plan follows a TCP or UDP probe's packets through the typed rules by their ports,
+/// as the kernel does: a policy of DROP with port 80 let in, then a TCP check to port 80
+/// and one to 81 (and a DNS-like UDP one to 53) get the same verdicts in the plan as in
+/// the run. A rule on the client's port, which the kernel picks, is one the plan says it
+/// cannot judge.
+#[test]
+fn the_plan_judges_tcp_and_udp_checks_by_their_ports_as_the_run_does() {
+    let lab = &format!(
+        r#"{A_AND_B}policy(b, "input", "drop");
+firewall(b, #{{ chain: "input", action: "accept", proto: "tcp", dport: 80 }});
+firewall(b, #{{ chain: "input", action: "accept", proto: "udp", dport: 53 }});
+firewall(b, #{{ chain: "input", action: "accept", state: ["established"] }});
+serve(b, 80);
+serve(b, 81);
+serve(b, 53, #{{ proto: "udp", reply: "ok" }});
+assert_tcp(a, "10.1.0.2:80");
+assert_no_tcp(a, "10.1.0.2:81");
+assert_udp(a, "10.1.0.2:53", #{{ send: "q", expect: "ok" }});
+"#
+    );
+    let client_port = &format!(
+        r#"{A_AND_B}firewall(b, #{{ chain: "input", action: "drop", proto: "tcp", sport: 40000 }});
+serve(b, 80);
+assert_tcp(a, "10.1.0.2:80");
+"#
+    );
+    let plan = plain(
+        &[("lab.rhai", lab), ("client.rhai", client_port)],
+        "section lab; $NSS plan lab.rhai 2>&1 >/dev/null; echo \"exit $?\"; section client; $NSS plan client.rhai 2>&1 >/dev/null",
+    );
+    let out = plan.section("lab");
+    assert!(out.contains("exit 0"), "{out}");
+    let judged: Vec<&str> = out.lines().filter(|l| l.starts_with("plan: not checked")).collect();
+    assert!(judged.is_empty(), "the plan judges each check as the run does: {judged:?}");
+    let client = plan.section("client");
+    assert!(
+        client.contains("plan: not checked (needs the real lab)")
+            && client.contains(
+                "iptables -t filter -A INPUT -p tcp -m tcp --sport 40000 -j DROP in namespace b matches on a port the kernel picks"
+            ),
+        "{client}"
+    );
+    // The run agrees: every check of the lab holds on the kernel.
+    let Some(run) = isolated(&[("lab.rhai", lab)], "$NSS lab.rhai >lab.out 2>&1; echo \"exit $?\"; cat lab.out; $NSS down lab >/dev/null")
+    else {
+        return;
+    };
+    assert!(run.stdout.contains("exit 0"), "{}", run.stdout);
 }

@@ -7,7 +7,7 @@
 
 mod filter;
 
-pub use filter::{Action, Chain, CtState, Echo, FilterRule, IcmpType, Proto};
+pub use filter::{Action, Carried, Chain, CtState, FilterRule, IcmpType, ProbePacket, Proto};
 
 use super::names::validate_ifname;
 use super::shell::{Sh, Step};

@@ -428,6 +428,26 @@ impl Probe {
         }
     }
 
+    /// What its packets carry, as the plan's model follows them through filter rules.
+    pub fn carried(&self) -> crate::ops::firewall::Carried {
+        use crate::ops::firewall::Carried;
+        let stream = |proto: Proto, port: Option<u16>| match proto {
+            Proto::Tcp => Carried::Tcp(port),
+            Proto::Udp => Carried::Udp(port),
+        };
+        match self {
+            Probe::Exchange(x) => stream(x.proto, Some(x.target.port())),
+            Probe::Http(h) => Carried::Tcp(Some(h.url.addr.port())),
+            Probe::Dns(d) => Carried::Udp(Some(d.server.map_or(53, |s| s.port()))),
+            Probe::PathMtu(_) => Carried::Ping,
+            // nsscript's own receiver binds a port of the kernel's choosing.
+            Probe::Throughput(t) => match t.to {
+                StreamTo::Listener(a) => stream(t.proto, Some(a.port())),
+                StreamTo::Netns { .. } => stream(t.proto, None),
+            },
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         match self {
             Probe::Http(h) => h.validate(),

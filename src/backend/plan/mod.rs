@@ -613,8 +613,9 @@ impl PlanBackend {
             self.ran_in(ns);
         }
         self.push(p.shell());
-        // The model judges a ping; what it cannot tell counts as no answer, said once.
-        let reaches = match self.model.reaches(p.source(), p.target()) {
+        // The model judges the probe's packets; what it cannot tell counts as no
+        // answer, said once.
+        let reaches = match self.model.reaches(p.source(), p.target(), p.carried()) {
             Reach::Yes => true,
             Reach::No(_) => false,
             Reach::Unknown(why) => {
@@ -665,7 +666,7 @@ impl PlanBackend {
     /// What the model says of a ping, in words for the plan's comment; whether it expects
     /// an answer. What it cannot tell is reported as not checked (and counts as no answer).
     fn judge(&self, ns: &NsRef, addr: IpAddr) -> (bool, String) {
-        match self.model.reaches(ns, addr) {
+        match self.model.reaches(ns, addr, crate::ops::firewall::Carried::Ping) {
             Reach::Yes => (true, "the plan expects an answer".into()),
             Reach::No(None) => (false, "the plan expects no answer".into()),
             Reach::No(Some(why)) => (false, format!("the plan expects no answer: {why}")),
@@ -760,7 +761,12 @@ impl PlanBackend {
         self.require_ns(&op.ns)?;
         self.push(op.shell());
         const RUN_IT: &str = "a plan sends nothing: run the lab to trace it";
-        let (ok, reason) = match self.model.reaches(&op.ns, op.dst) {
+        let carried = match op.probe {
+            crate::ops::trace::Probe::Icmp => crate::ops::firewall::Carried::Ping,
+            crate::ops::trace::Probe::Tcp(port) => crate::ops::firewall::Carried::Tcp(Some(port)),
+            crate::ops::trace::Probe::Udp(port) => crate::ops::firewall::Carried::Udp(Some(port)),
+        };
+        let (ok, reason) = match self.model.reaches(&op.ns, op.dst, carried) {
             Reach::Yes => (true, None),
             Reach::No(None) => (false, Some(format!("the plan's model finds no way there and back ({RUN_IT})"))),
             Reach::No(Some(why)) => (false, Some(format!("the plan's model expects no answer: {why} ({RUN_IT})"))),

@@ -2,7 +2,7 @@
 //! from it and a reachability check can be judged without running anything.
 
 use crate::ops::address::AddAddr;
-use crate::ops::firewall::{Chain, Echo, FilterRule, Rule, SourceNat};
+use crate::ops::firewall::{Carried, Chain, FilterRule, ProbePacket, Rule, SourceNat};
 use crate::ops::qdisc::{handle_text, Htb, Qdisc, QdiscInfo};
 use crate::ops::query::{family, AddrInfo, FdbEntry, RouteInfo, Tables};
 use crate::ops::route::{AddRoute, RouteAnswer, RouteQuery, RouteVia, TABLE_LOCAL, TABLE_MAIN};
@@ -418,20 +418,27 @@ impl Model {
         }
     }
 
-    /// What the filter chain of ns does to a ping's packet: its rules in order, then
-    /// its policy. A raw rule on the way makes the verdict unknown.
-    fn filter(&self, ns: &NsRef, chain: Chain, p: &Echo) -> Verdict {
+    /// What the filter chain of ns does to a probe's packet: its rules in order, then
+    /// its policy. A raw rule on the way, or one whose match turns on a port the plan
+    /// cannot know, makes the verdict unknown.
+    fn filter(&self, ns: &NsRef, chain: Chain, p: &ProbePacket) -> Verdict {
         let v6 = p.dst.is_ipv6();
         for r in self.rules.iter().filter(|r| &r.ns == ns && r.rule.table == "filter" && r.rule.chain == chain.name() && r.rule.ipv6 == v6)
         {
             let Some(f) = &r.filter else {
                 return Verdict::Unknown(format!("{} in {ns} is a rule the plan does not simulate", r.rule.describe()));
             };
-            if f.matches(p) {
-                return match f.action {
-                    crate::ops::firewall::Action::Accept => Verdict::Pass,
-                    _ => Verdict::Dropped(format!("{} in {ns} drops it", r.rule.describe())),
-                };
+            match f.matches(p) {
+                Some(true) => {
+                    return match f.action {
+                        crate::ops::firewall::Action::Accept => Verdict::Pass,
+                        _ => Verdict::Dropped(format!("{} in {ns} drops it", r.rule.describe())),
+                    };
+                }
+                Some(false) => {}
+                None => {
+                    return Verdict::Unknown(format!("{} in {ns} matches on a port the kernel picks when the lab runs", r.rule.describe()))
+                }
             }
         }
         // ip6tables policies are never set by a lab (policy() and iptables() are IPv4).
@@ -454,13 +461,13 @@ impl Model {
     /// A bridged frame meets the FORWARD chain of the bridge's namespace (-i BR -o BR)
     /// when br_netfilter is loaded there (net.bridge.bridge-nf-call-iptables is 1): the
     /// plan knows only what the lab set.
-    fn bridged(&self, (ns, br): (NsRef, String), p: &Echo) -> Verdict {
+    fn bridged(&self, (ns, br): (NsRef, String), p: &ProbePacket) -> Verdict {
         let key = if p.dst.is_ipv6() { "net.bridge.bridge-nf-call-ip6tables" } else { "net.bridge.bridge-nf-call-iptables" };
         let call = self.sysctl(&ns, key);
         if call == Some("0") {
             return Verdict::Pass;
         }
-        let at_bridge = Echo { iif: Some(&br), oif: Some(&br), ..*p };
+        let at_bridge = ProbePacket { iif: Some(&br), oif: Some(&br), ..*p };
         match self.filter(&ns, Chain::Forward, &at_bridge) {
             Verdict::Dropped(why) if call != Some("1") => {
                 Verdict::Unknown(format!("bridged through {br}, where {why} if br_netfilter is loaded ({key} is 1 there)"))
@@ -473,7 +480,14 @@ impl Model {
     /// chains (OUTPUT where it starts, FORWARD where it is routed or bridged, INPUT where
     /// it arrives), applying source NAT on the way. A reply (`reply`) is conntrack's
     /// ESTABLISHED, and the NAT of its request (`nats`) is undone where it was done.
-    fn deliver(&self, from: &NsRef, mut src: Option<IpAddr>, mut dst: IpAddr, reply: bool, nats: &[(NsRef, IpAddr, IpAddr)]) -> Trip {
+    fn deliver(
+        &self,
+        from: &NsRef,
+        mut src: Option<IpAddr>,
+        mut dst: IpAddr,
+        (reply, carried): (bool, Carried),
+        nats: &[(NsRef, IpAddr, IpAddr)],
+    ) -> Trip {
         let mut cur = from.clone();
         let mut came_in: Option<String> = None;
         let mut done = Vec::new();
@@ -495,10 +509,10 @@ impl Model {
             }
             if self.addrs.iter().any(|a| a.ns == cur && a.addr.ip() == dst) || (origin && dst.is_loopback()) {
                 let seen = src.unwrap_or(dst);
-                let p = Echo { src: seen, dst, iif: came_in.as_deref(), oif: None, reply };
+                let p = ProbePacket { src: seen, dst, iif: came_in.as_deref(), oif: None, reply, carried };
                 if origin {
-                    pass!(self.filter(&cur, Chain::Output, &Echo { iif: None, oif: Some("lo"), ..p }));
-                    pass!(self.filter(&cur, Chain::Input, &Echo { iif: Some("lo"), ..p }));
+                    pass!(self.filter(&cur, Chain::Output, &ProbePacket { iif: None, oif: Some("lo"), ..p }));
+                    pass!(self.filter(&cur, Chain::Input, &ProbePacket { iif: Some("lo"), ..p }));
                 } else {
                     pass!(self.filter(&cur, Chain::Input, &p));
                 }
@@ -509,7 +523,7 @@ impl Model {
                 src = self.addrs.iter().find(|a| a.ns == cur && a.link == dev && a.addr.is_ipv4() == dst.is_ipv4()).map(|a| a.addr.ip());
             }
             let Some(s) = src else { return Trip::Lost };
-            let p = Echo { src: s, dst, iif: if origin { None } else { came_in.as_deref() }, oif: Some(&dev), reply };
+            let p = ProbePacket { src: s, dst, iif: if origin { None } else { came_in.as_deref() }, oif: Some(&dev), reply, carried };
             pass!(self.filter(&cur, if origin { Chain::Output } else { Chain::Forward }, &p));
             let next = via.unwrap_or(dst);
             let Some((next_ns, next_link)) = self.owner_of(&next) else { return Trip::Lost };
@@ -541,18 +555,19 @@ impl Model {
         Trip::Lost
     }
 
-    /// Whether a ping from ns to dst would be answered, judged from the model: there
-    /// and back by the routes, through namespaces that forward, with source NAT, and
-    /// through the filter rules the lab added with the typed ops (the request is a new
-    /// connection, the reply an established one).
-    pub fn reaches(&self, ns: &NsRef, dst: IpAddr) -> Reach {
+    /// Whether a probe from ns to dst (a ping, or a TCP or UDP exchange with a port)
+    /// would be answered, judged from the model: there and back by the routes, through
+    /// namespaces that forward, with source NAT, and through the filter rules the lab
+    /// added with the typed ops (the request is a new connection, the reply an
+    /// established one). Whether a server listens there is not the model's to say.
+    pub fn reaches(&self, ns: &NsRef, dst: IpAddr, carried: Carried) -> Reach {
         let back = |trip: Trip| match trip {
             Trip::There(..) => Reach::Yes,
             Trip::Lost => Reach::No(None),
             Trip::Dropped(why) => Reach::No(Some(why)),
             Trip::Unknown(why) => Reach::Unknown(why),
         };
-        let (seen_src, nats) = match self.deliver(ns, None, dst, false, &[]) {
+        let (seen_src, nats) = match self.deliver(ns, None, dst, (false, carried), &[]) {
             Trip::There(seen, nats) => (seen, nats),
             other => return back(other),
         };
@@ -564,7 +579,7 @@ impl Model {
                 None => return Reach::No(None),
             }
         };
-        back(self.deliver(&dst_ns, Some(dst), seen_src, true, &nats))
+        back(self.deliver(&dst_ns, Some(dst), seen_src, (true, carried), &nats))
     }
 }
 
@@ -619,7 +634,7 @@ mod tests {
     }
 
     fn reach(m: &Model, from: &str, to: &str) -> Reach {
-        m.reaches(&NsRef::named(from), to.parse().unwrap())
+        m.reaches(&NsRef::named(from), to.parse().unwrap(), Carried::Ping)
     }
 
     #[test]

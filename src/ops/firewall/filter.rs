@@ -256,15 +256,27 @@ pub struct FilterRule {
     pub comment: Option<String>,
 }
 
-/// A ping's packet as the plan's model sees it at one chain.
+/// What a probe carries above IP, as the plan's model follows it: a ping, or a TCP or
+/// UDP exchange with a server's port (None: a port the receiver binds when it runs).
+/// The client's port is the kernel's choice, which a plan cannot know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Carried {
+    Ping,
+    Tcp(Option<u16>),
+    Udp(Option<u16>),
+}
+
+/// A probe's packet as the plan's model sees it at one chain.
 #[derive(Clone, Copy, Debug)]
-pub struct Echo<'a> {
+pub struct ProbePacket<'a> {
     pub src: IpAddr,
     pub dst: IpAddr,
     pub iif: Option<&'a str>,
     pub oif: Option<&'a str>,
-    /// The answer (echo reply, conntrack state ESTABLISHED), not the request (NEW).
+    /// The answer (echo reply, the server's side; conntrack state ESTABLISHED), not the
+    /// request (NEW).
     pub reply: bool,
+    pub carried: Carried,
 }
 
 fn net_word(n: &IpNetwork) -> String {
@@ -402,18 +414,21 @@ impl FilterRule {
         Rule { ipv6: self.ipv6(), ..Rule::new("filter", self.chain.name(), w) }
     }
 
-    /// Whether the rule matches a ping's packet at its chain (request or reply).
-    pub fn matches(&self, p: &Echo) -> bool {
+    /// Whether the rule matches a probe's packet at its chain (request or reply); None
+    /// when that depends on a port the plan cannot know (the client's, or one the
+    /// receiver binds when it runs).
+    pub fn matches(&self, p: &ProbePacket) -> Option<bool> {
         let v6 = p.dst.is_ipv6();
         if self.ipv6() != v6 {
-            return false; // the other family's table
+            return Some(false); // the other family's table
         }
         let addr_ok = |net: &Option<IpNetwork>, ip: IpAddr| net.is_none_or(|n| n.contains(ip));
-        let proto_ok = match self.proto {
-            None => true,
-            Some(Proto::Icmp) => !v6,
-            Some(Proto::Icmpv6) => v6,
-            Some(Proto::Tcp | Proto::Udp) => false,
+        let proto_ok = match (self.proto, p.carried) {
+            (None, _) => true,
+            (Some(Proto::Icmp), Carried::Ping) => !v6,
+            (Some(Proto::Icmpv6), Carried::Ping) => v6,
+            (Some(Proto::Tcp), Carried::Tcp(_)) | (Some(Proto::Udp), Carried::Udp(_)) => true,
+            _ => false,
         };
         let ty = match (v6, p.reply) {
             (false, false) => 8,
@@ -425,14 +440,28 @@ impl FilterRule {
             None | Some(None) => true,
             Some(Some((t, code))) => t == ty && code.is_none_or(|c| c == 0),
         };
+        // The server's port is the destination on the way there and the source on the
+        // way back; the other side is the client's.
+        let (server_side, client_side) = if p.reply { (self.sport, self.dport) } else { (self.dport, self.sport) };
+        let server_port = match p.carried {
+            Carried::Tcp(port) | Carried::Udp(port) => port,
+            Carried::Ping => None,
+        };
         let state = if p.reply { CtState::Established } else { CtState::New };
-        addr_ok(&self.src, p.src)
+        let known = addr_ok(&self.src, p.src)
             && addr_ok(&self.dst, p.dst)
             && self.iif.as_deref().is_none_or(|i| iface_matches(i, p.iif))
             && self.oif.as_deref().is_none_or(|o| iface_matches(o, p.oif))
             && proto_ok
             && type_ok
-            && (self.state.is_empty() || self.state.contains(&state))
+            && (self.state.is_empty() || self.state.contains(&state));
+        match (server_side, server_port) {
+            _ if !known => Some(false),
+            (Some(want), Some(port)) if want != port => Some(false),
+            (Some(_), None) => None,
+            _ if client_side.is_some() => None,
+            _ => Some(true),
+        }
     }
 }
 
@@ -488,18 +517,53 @@ mod tests {
 
     #[test]
     fn what_a_rule_does_to_a_ping() {
-        let echo = |reply, iif| Echo { src: "10.0.0.1".parse().unwrap(), dst: "10.0.0.2".parse().unwrap(), iif, oif: None, reply };
+        let echo = |reply, iif| ProbePacket {
+            src: "10.0.0.1".parse().unwrap(),
+            dst: "10.0.0.2".parse().unwrap(),
+            iif,
+            oif: None,
+            reply,
+            carried: Carried::Ping,
+        };
         let established = FilterRule { state: vec![CtState::Established, CtState::Related], ..rule() };
-        assert!(!established.matches(&echo(false, Some("eth0"))) && established.matches(&echo(true, Some("eth0"))));
+        assert_eq!(established.matches(&echo(false, Some("eth0"))), Some(false));
+        assert_eq!(established.matches(&echo(true, Some("eth0"))), Some(true));
         let lo = FilterRule { iif: Some("lo".into()), ..rule() };
-        assert!(!lo.matches(&echo(false, Some("eth0"))) && lo.matches(&echo(false, Some("lo"))));
+        assert_eq!(lo.matches(&echo(false, Some("eth0"))), Some(false));
+        assert_eq!(lo.matches(&echo(false, Some("lo"))), Some(true));
         let veths = FilterRule { iif: Some("veth+".into()), ..rule() };
-        assert!(veths.matches(&echo(false, Some("veth3"))) && !veths.matches(&echo(false, Some("eth0"))));
+        assert_eq!(veths.matches(&echo(false, Some("veth3"))), Some(true));
+        assert_eq!(veths.matches(&echo(false, Some("eth0"))), Some(false));
         let ssh = FilterRule { proto: Some(Proto::Tcp), dport: Some(22), ..rule() };
-        assert!(!ssh.matches(&echo(false, None)));
+        assert_eq!(ssh.matches(&echo(false, None)), Some(false));
         let pings = FilterRule { proto: Some(Proto::Icmp), icmp_type: Some(IcmpType::parse("f", "ping", false).unwrap()), ..rule() };
-        assert!(pings.matches(&echo(false, None)) && !pings.matches(&echo(true, None)));
+        assert_eq!(pings.matches(&echo(false, None)), Some(true));
+        assert_eq!(pings.matches(&echo(true, None)), Some(false));
         let v6 = FilterRule { src: Some("fd00::/8".parse().unwrap()), ..rule() };
-        assert!(!v6.matches(&echo(false, None)), "an ip6tables rule does not see IPv4");
+        assert_eq!(v6.matches(&echo(false, None)), Some(false), "an ip6tables rule does not see IPv4");
+    }
+
+    #[test]
+    fn what_a_rule_does_to_a_tcp_or_udp_exchange() {
+        let packet = |carried, reply| ProbePacket {
+            src: "10.0.0.1".parse().unwrap(),
+            dst: "10.0.0.2".parse().unwrap(),
+            iif: None,
+            oif: None,
+            reply,
+            carried,
+        };
+        let web = FilterRule { proto: Some(Proto::Tcp), dport: Some(80), ..rule() };
+        assert_eq!(web.matches(&packet(Carried::Tcp(Some(80)), false)), Some(true), "the request to port 80");
+        assert_eq!(web.matches(&packet(Carried::Tcp(Some(443)), false)), Some(false), "another port");
+        assert_eq!(web.matches(&packet(Carried::Udp(Some(80)), false)), Some(false), "UDP is not TCP");
+        assert_eq!(web.matches(&packet(Carried::Ping, false)), Some(false), "a ping has no port");
+        assert_eq!(web.matches(&packet(Carried::Tcp(Some(80)), true)), None, "the reply goes to the client's port");
+        assert_eq!(web.matches(&packet(Carried::Tcp(None), false)), None, "a port bound when it runs");
+        let from_web = FilterRule { proto: Some(Proto::Tcp), sport: Some(80), ..rule() };
+        assert_eq!(from_web.matches(&packet(Carried::Tcp(Some(80)), true)), Some(true), "the server's answer");
+        let any_udp = FilterRule { proto: Some(Proto::Udp), ..rule() };
+        assert_eq!(any_udp.matches(&packet(Carried::Udp(Some(53)), false)), Some(true));
+        assert_eq!(rule().matches(&packet(Carried::Tcp(Some(80)), false)), Some(true), "no matches: every packet");
     }
 }
