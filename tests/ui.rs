@@ -536,11 +536,15 @@ $NSS ui seed000_router 2>ui.log &"#,
         let started = Instant::now();
         c.find(Locator::Id("capture-start")).await.unwrap().click().await.unwrap();
         wait_in_page(c, "nsview.capture && nsview.capture.id && nsview.capture.counts").await;
+        // The stream runs until the file is full (however fast a loaded machine lets it
+        // fill), then stops.
         let (rc, out) = lab.run(
-            "ip netns exec rt iperf3 -s -1 >iperf-s.out 2>&1 & s=$!; sleep 0.3;              ip netns exec vm1 iperf3 -c 10.0.0.254 -t 3 >iperf-c.out 2>&1; wait $s",
+            "ip netns exec rt iperf3 -s -1 >iperf-s.out 2>&1 & s=$!; sleep 0.3; \
+             ip netns exec vm1 iperf3 -c 10.0.0.254 -t 60 >iperf-c.out 2>&1 & ic=$!",
         );
         assert_eq!(rc, 0, "{out}");
         wait_in_page(c, "nsview.capture.ended").await;
+        lab.run("kill $ic $s 2>/dev/null; wait $ic $s");
         let seconds = started.elapsed().as_secs() + 1;
         let c2 = js(c, "nsview.capture").await;
         assert!(c2["why"].as_str().unwrap_or_default().contains("the capture file reached 256 MiB"), "{}", c2["why"]);
