@@ -8,7 +8,6 @@
 //! `LISTED_PER_SECOND` of them a second (the counts say how many more there were); the
 //! pcapng file has every one, up to `FILE_LIMIT`, where the capture stops by itself.
 
-use super::watch::unix_ms;
 use crate::backend::live::capture::{Capture, Frame, Options};
 use crate::backend::live::linux::Linux;
 use crate::backend::live::netlink::Netlink;
@@ -218,7 +217,7 @@ impl Session {
             Err(e) => Some(e.why.clone().unwrap_or_else(|| e.what.clone())),
         };
         self.publish(self.counts(false));
-        let end = serde_json::json!({ "at": unix_ms(), "why": why });
+        let end = serde_json::json!({ "why": why });
         self.publish(Message { event: "end", data: Arc::new(end.to_string()) });
     }
 }
