@@ -516,6 +516,8 @@ impl Kernel for Double {
 
     fn forget(&mut self, _ns: &NsRef) {}
 
+    fn forget_all(&mut self) {}
+
     fn exchange(&mut self, ns: &NsRef, requests: Vec<Request>) -> Result<Vec<Answer>> {
         let (words, answers): (Vec<String>, Vec<Answer>) = requests.iter().map(|r| self.answer(ns, r)).unzip();
         // Lookups are not interesting to a test of what was changed.

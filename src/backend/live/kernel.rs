@@ -107,6 +107,8 @@ pub trait Kernel {
     fn ns_fd(&mut self, ns: &NsRef) -> Result<RawFd>;
     /// Drop everything held for ns (its socket pins it in the kernel).
     fn forget(&mut self, ns: &NsRef);
+    /// Close every namespace handle and socket held; each is opened again when needed.
+    fn forget_all(&mut self);
 
     // ---- rtnetlink ----
     /// Send `requests` to ns in order (flags set by the caller, NLM_F_ACK included);

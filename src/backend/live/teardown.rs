@@ -116,6 +116,10 @@ fn trusted_outside<K: Kernel>(state: &LabState, nl: &mut Netlink<K>, report: &mu
 /// destroyed the veth ends of deleted namespaces (it frees namespaces asynchronously),
 /// so that a rebuild right after finds every name free.
 pub fn teardown<K: Kernel>(state: &LabState, nl: &mut Netlink<K>, wait: bool) -> Report {
+    // A rollback may follow a build that ran out of file descriptors (EMFILE, two held
+    // per namespace): with them all in use, looking at each namespace's identity below
+    // would fail and leave it standing. They are a cache; what is needed is reopened.
+    nl.release_handles();
     let mut report = Report::default();
 
     // 0. Processes the ledger names (spawn, dhcp_server): before the namespaces they

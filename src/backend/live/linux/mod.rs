@@ -147,6 +147,11 @@ impl Kernel for Linux {
         self.fd(ns).map(|fd| fd.as_raw_fd())
     }
 
+    fn forget_all(&mut self) {
+        self.wires.clear();
+        self.ns_files.clear();
+    }
+
     fn forget(&mut self, ns: &NsRef) {
         self.wires.remove(ns);
         if let NsRef::Named(name) = ns {

@@ -103,6 +103,12 @@ impl<K: Kernel> Netlink<K> {
         self.k.forget(ns);
     }
 
+    /// Close every namespace handle and socket the kernel side holds (two descriptors a
+    /// namespace); each is opened again when needed. Links keep their indexes.
+    pub fn release_handles(&mut self) {
+        self.k.forget_all();
+    }
+
     /// Links may have changed behind our back (a user's `exec`): look them up again.
     pub fn forget_indexes(&mut self) {
         self.index.clear();
