@@ -573,3 +573,32 @@ section ls; $NSS ls
     assert!(points.len() >= 5, "kills landed at too few points: {points:?}\n{iters}");
     assert_eq!(run.section("ls").trim(), "");
 }
+
+/// A `down` killed between removing the ledger and the lab's directory leaves the
+/// directory, empty: the next look at the labs (`nsscript ls`) finishes it. A directory
+/// without a ledger that still holds something, or whose lab a run holds the lock of
+/// (a build that has made it and not yet its ledger), is not touched.
+#[test]
+fn an_empty_lab_directory_a_killed_down_left_goes_at_the_next_look_and_nothing_else_does() {
+    let Some(run) = trusted(
+        &[("tiny.rhai", "let t = netns(\"tn-a\");\n")],
+        r#"
+$NSS tiny.rhai >/dev/null 2>&1 || exit 1
+$NSS down tiny >/dev/null 2>&1 || exit 1
+L=/run/nsscript/labs
+mkdir -m 700 $L/cut && mkdir -m 700 $L/kept && touch $L/kept/hook.sh && mkdir -m 700 $L/building
+# this shell holds the lab "building"'s lock, as a run does while its directory has no ledger yet
+exec 9>>/run/nsscript/locks/building.lock; flock -n 9 || exit 1
+section ls; $NSS ls; echo "exit $?"
+section left; ls -A $L | sort | tr '\n' ' '; echo
+exec 9>&-
+section after; $NSS ls >/dev/null; ls -A $L | sort | tr '\n' ' '; echo
+"#,
+    ) else {
+        return;
+    };
+    run.ok();
+    assert!(run.section("ls").contains("exit 0"), "{}", run.stdout);
+    assert_eq!(run.section("left").trim(), "building kept", "the empty one goes; the others stay:\n{}", run.stdout);
+    assert_eq!(run.section("after").trim(), "kept", "once no run holds its lock, the empty one goes too:\n{}", run.stdout);
+}

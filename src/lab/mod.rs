@@ -502,11 +502,30 @@ pub fn list() -> Vec<String> {
     if [state_root().clone(), labs_dir()].iter().any(|d| check_dir(d).is_err()) {
         return Vec::new();
     }
-    let mut labs: Vec<String> = fs::read_dir(labs_dir())
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| exists(n)).collect())
+    let names: Vec<String> = fs::read_dir(labs_dir())
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
+    let (mut labs, without_ledger): (Vec<String>, Vec<String>) = names.into_iter().partition(|n| exists(n));
+    for name in without_ledger {
+        finish_interrupted_remove(&name);
+    }
     labs.sort();
     labs
+}
+
+/// A lab directory without a ledger is what a `down` killed between removing the ledger
+/// and the directory leaves (see [`remove`]): it goes, if it is empty and no run holds
+/// the lab's lock (a build that has just made the directory and not yet its ledger
+/// holds it).
+fn finish_interrupted_remove(name: &str) {
+    if crate::ops::names::validate_lab_name(name).is_err() {
+        return;
+    }
+    if let Ok(_lock) = lock::lab(name, "finishing an interrupted down") {
+        if !exists(name) {
+            let _ = fs::remove_dir(lab_dir(name));
+        }
+    }
 }
 
 /// Refuse a ledger another user could have written: the lab directory and the ledger
