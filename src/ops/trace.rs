@@ -23,6 +23,16 @@ pub enum Probe {
 }
 
 impl Probe {
+    /// What its packets carry, as the plan's model follows them through filter rules.
+    pub fn carried(self) -> crate::ops::firewall::Carried {
+        use crate::ops::firewall::Carried;
+        match self {
+            Probe::Icmp => Carried::Ping,
+            Probe::Tcp(port) => Carried::Tcp(Some(port)),
+            Probe::Udp(port) => Carried::Udp(Some(port)),
+        }
+    }
+
     /// The probe from `proto` ("icmp", "tcp", "udp") and `port` as a script or the CLI
     /// gives them.
     pub fn parse(proto: Option<&str>, port: Option<i64>) -> Result<Probe> {

@@ -761,12 +761,7 @@ impl PlanBackend {
         self.require_ns(&op.ns)?;
         self.push(op.shell());
         const RUN_IT: &str = "a plan sends nothing: run the lab to trace it";
-        let carried = match op.probe {
-            crate::ops::trace::Probe::Icmp => crate::ops::firewall::Carried::Ping,
-            crate::ops::trace::Probe::Tcp(port) => crate::ops::firewall::Carried::Tcp(Some(port)),
-            crate::ops::trace::Probe::Udp(port) => crate::ops::firewall::Carried::Udp(Some(port)),
-        };
-        let (ok, reason) = match self.model.reaches(&op.ns, op.dst, carried) {
+        let (ok, reason) = match self.model.reaches(&op.ns, op.dst, op.probe.carried()) {
             Reach::Yes => (true, None),
             Reach::No(None) => (false, Some(format!("the plan's model finds no way there and back ({RUN_IT})"))),
             Reach::No(Some(why)) => (false, Some(format!("the plan's model expects no answer: {why} ({RUN_IT})"))),
