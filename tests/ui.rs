@@ -224,8 +224,16 @@ async fn wait_in_page(c: &Client, pred: &str) -> u64 {
                                         : setTimeout(go, 20);
          go();"
     );
-    let v = c.execute_async(&script, vec![]).await.unwrap_or_else(|e| panic!("waiting in the page for {pred}: {e}"));
-    v.as_u64().unwrap_or_else(|| panic!("{pred}: {v}"))
+    // A script may wait 30 s (the session's timeout); a machine loaded by other jobs can
+    // need longer for a first drawing of 200 boxes: up to three waits.
+    for attempt in 1..=3 {
+        match c.execute_async(&script, vec![]).await {
+            Ok(v) => return v.as_u64().unwrap_or_else(|| panic!("{pred}: {v}")),
+            Err(e) if attempt < 3 && e.to_string().contains("script timeout") => continue,
+            Err(e) => panic!("waiting in the page for {pred}: {e}"),
+        }
+    }
+    unreachable!("the last attempt returns or panics")
 }
 
 /// "Trace" from the page's form: from `from` to `to`, ICMP or (proto, port). What the
